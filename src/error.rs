@@ -1,0 +1,43 @@
+//! The library's error type and the exit codes the CLI maps it to.
+
+use crate::scenario::Diagnostics;
+
+/// Everything that can go wrong between a scenario file and a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The scenario is wrong: `path:line:col: message` lines.
+    #[error("{0}")]
+    Scenario(#[from] Diagnostics),
+    /// This machine cannot run a lab (not root, a missing tool or kernel feature).
+    #[error("{0}")]
+    Environment(String),
+    /// Building the lab failed half-way; what was built has been removed.
+    #[error("{context}: {source}")]
+    Apply {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Removing a lab failed; every failure is listed, not just the first.
+    #[error("teardown failed:\n  {}", .0.join("\n  "))]
+    Teardown(Vec<String>),
+    /// A `run id` that names no lab.
+    #[error("no such run: {0} (see `bridgelab ls`)")]
+    NoSuchRun(String),
+}
+
+impl Error {
+    /// The CLI's exit code: 2 bad input, 3 environment or apply problems.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Scenario(_) | Error::NoSuchRun(_) => 2,
+            _ => 3,
+        }
+    }
+
+    pub(crate) fn apply(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Apply { context: context.into(), source: Box::new(source) }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

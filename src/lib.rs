@@ -1,0 +1,97 @@
+//! # bridgelab
+//!
+//! A network-namespace test harness and simulator for Docker bridge
+//! networking.
+//!
+//! A scenario file describes a Docker host. bridgelab computes what Docker
+//! would build for it, builds that for real in throwaway network namespaces,
+//! checks it, and removes it again. Data flows one way through the modules:
+//!
+//! ```text
+//! scenario ──► plan ──► apply ──► (probe) ──► report
+//! parse,       pure:    namespaces,           verdicts,
+//! validate,    IPAM,    rtnetlink,            snapshots
+//! keep spans   names,   sysctls,
+//!              MACs,    teardown
+//!              routes
+//! ```
+//!
+//! * [`scenario`] parses a file and validates every reference in it. Values
+//!   keep their position so that a Docker error found later still points at a
+//!   line and column.
+//! * [`plan`] is the simulator. It runs Docker's daemon logic (bridge address
+//!   selection, the IP allocator, MAC derivation) with no I/O and no
+//!   privileges, and produces the complete description of the lab: every
+//!   namespace with its links, addresses, routes and sysctls. `bridgelab plan`
+//!   prints it; most of bridgelab's logic is unit-tested here.
+//! * [`apply`] turns a plan into namespaces and links through rtnetlink, using
+//!   sockets opened inside each namespace, and takes everything down again on
+//!   every path: success, error, panic, signal. [`apply::verify`] reads the
+//!   built lab back through netlink and compares it with the plan.
+//! * [`registry`] records every lab under `/run/bridgelab` so that
+//!   `bridgelab cleanup` can remove what a killed run left behind without
+//!   touching a live one.
+//!
+//! The entry point for programs and tests is [`Lab`]:
+//!
+//! ```no_run
+//! # async fn demo() -> bridgelab::Result<()> {
+//! let lab = bridgelab::Lab::load("scenarios/default.toml")?;
+//! let running = lab.up().await?;
+//! println!("web is at {}", running.plan().container("web").unwrap().ip().unwrap());
+//! running.down()?;
+//! # Ok(()) }
+//! ```
+
+pub mod apply;
+pub mod error;
+pub mod plan;
+pub mod registry;
+pub mod scenario;
+mod stable_hash;
+
+pub use apply::RunningLab;
+pub use error::{Error, Result};
+pub use plan::Plan;
+pub use scenario::Scenario;
+
+use std::path::Path;
+
+/// A scenario with its plan: everything needed to build a lab.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    scenario: Scenario,
+    plan: Plan,
+}
+
+impl Lab {
+    /// Loads, validates and plans a scenario file. Needs no privileges.
+    pub fn load(path: impl AsRef<Path>) -> Result<Lab> {
+        let scenario = Scenario::load(path)?;
+        Lab::from_scenario(scenario)
+    }
+
+    /// Plans an already loaded scenario.
+    pub fn from_scenario(scenario: Scenario) -> Result<Lab> {
+        let plan = plan::plan(&scenario)?;
+        Ok(Lab { scenario, plan })
+    }
+
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Builds the lab. On error, whatever was built is removed before this returns.
+    pub async fn up(self) -> Result<RunningLab> {
+        apply::up(self.scenario, self.plan, apply::UpOptions::default()).await
+    }
+
+    /// Builds the lab with options (a kept lab, a fixed run id).
+    pub async fn up_with(self, options: apply::UpOptions) -> Result<RunningLab> {
+        apply::up(self.scenario, self.plan, options).await
+    }
+}

@@ -1,0 +1,396 @@
+//! Docker 1.6.2's daemon, as far as addresses and links go:
+//! `bridge.InitDriver` (bridge address, `--fixed-cidr`, gateway reservation)
+//! and, per started container, `Allocate` (IP, MAC) and the native exec
+//! driver's veth setup (`veth` + 7 hex characters, `--mtu` on both ends).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use ipnetwork::Ipv4Network;
+
+use super::ipallocator::IpAllocator;
+use super::*;
+use crate::scenario::{Container, Diagnostic, HostBridge, Scenario, DEFAULT_BRIDGE};
+
+/// `InitDriver`'s candidate bridge addresses, in Docker's order.
+pub const BRIDGE_CANDIDATES: [&str; 12] = [
+    "172.17.42.1/16",
+    "10.0.42.1/16",
+    "10.1.42.1/16",
+    "10.42.42.1/16",
+    "172.16.42.1/24",
+    "172.16.43.1/24",
+    "172.16.44.1/24",
+    "10.0.42.1/24",
+    "10.0.43.1/24",
+    "192.168.42.1/24",
+    "192.168.43.1/24",
+    "192.168.44.1/24",
+];
+
+/// Docker's `NetworkOverlaps`: one contains the other's first address.
+fn overlaps(a: Ipv4Network, b: Ipv4Network) -> bool {
+    b.contains(a.network()) || a.contains(b.network())
+}
+
+fn loopback() -> LinkPlan {
+    LinkPlan {
+        name: "lo".into(),
+        kind: LinkKind::Loopback,
+        mac: None,
+        mtu: None,
+        mtu_expected: 65536,
+        master: None,
+        addresses: vec![],
+        up: true,
+    }
+}
+
+fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
+    RoutePlan {
+        dst: Some(addr.network()),
+        via: None,
+        dev: dev.into(),
+        connected: Some(addr.ip()),
+        scope_link: false,
+        linkdown: false,
+    }
+}
+
+fn via(dst: Option<Ipv4Network>, gw: Ipv4Addr, dev: &str) -> RoutePlan {
+    RoutePlan { dst, via: Some(gw), dev: dev.into(), connected: None, scope_link: false, linkdown: false }
+}
+
+/// A MAC for a bridge: Docker 1.6.2 sets a random locally administered one
+/// (`randMacAddr`: bytes below 0xff, multicast bit cleared, local bit set);
+/// bridgelab derives the "random" bytes from the name so runs repeat.
+fn bridge_mac(scenario: &str, name: &str) -> MacAddr {
+    let h = crate::stable_hash::fnv1a(&["bridge-mac", scenario, name]).to_be_bytes();
+    let mut m = [0u8; 6];
+    for (b, x) in m.iter_mut().zip(h) {
+        *b = x % 255;
+    }
+    m[0] = (m[0] & !1) | 2;
+    MacAddr(m)
+}
+
+struct Builder<'a> {
+    s: &'a Scenario,
+    host: NodePlan,
+    external: NodePlan,
+    containers: Vec<ContainerPlan>,
+    nodes: Vec<NodePlan>,
+    veth_names: BTreeSet<String>,
+    errors: Vec<Diagnostic>,
+}
+
+pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
+    let mut b = Builder::new(s);
+    let bridge = b.init_driver();
+    let mut ipam = match (&bridge, &s.spec.daemon.fixed_cidr) {
+        (Some(br), Some(fixed)) => match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                b.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
+                None
+            }
+        },
+        (Some(br), None) => Some(IpAllocator::new(br.address.0)),
+        (None, _) => None,
+    };
+    if let (Some(br), Some(a)) = (&bridge, ipam.as_mut()) {
+        // InitDriver reserves the gateway and ignores the result: a gateway
+        // outside --fixed-cidr is simply not in the pool.
+        let _ = a.request(Some(br.address.ip()));
+    }
+    for c in &s.spec.containers {
+        b.start_container(c, bridge.as_ref(), ipam.as_mut());
+    }
+    b.finish(bridge)
+}
+
+impl<'a> Builder<'a> {
+    fn new(s: &'a Scenario) -> Builder<'a> {
+        let spec = &s.spec;
+        let mut host = NodePlan { name: "host".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
+        host.links.push(LinkPlan {
+            name: "eth0".into(),
+            kind: LinkKind::Veth { peer_node: "external".into(), peer: "eth0".into(), create: true },
+            mac: Some(MacAddr::from_ipv4(UPLINK_HOST.ip())),
+            mtu: None,
+            mtu_expected: 1500,
+            master: None,
+            addresses: vec![UPLINK_HOST],
+            up: true,
+        });
+        host.routes.push(via(None, UPLINK_EXTERNAL.ip(), "eth0"));
+        host.routes.push(connected(UPLINK_HOST, "eth0"));
+        if !spec.host.routes.is_empty() {
+            host.links.push(LinkPlan {
+                name: HOST_DUMMY.into(),
+                kind: LinkKind::Dummy,
+                mac: None,
+                mtu: None,
+                mtu_expected: 1500,
+                master: None,
+                addresses: vec![],
+                up: true,
+            });
+            for r in &spec.host.routes {
+                host.routes.push(RoutePlan {
+                    dst: Some(r.get_ref().0),
+                    via: None,
+                    dev: HOST_DUMMY.into(),
+                    connected: None,
+                    scope_link: true,
+                    linkdown: false,
+                });
+            }
+        }
+        for hb in &spec.host.bridges {
+            host.links.push(Self::bridge_link(&s.name, hb.name.get_ref(), hb.address.as_ref().map(|a| *a.get_ref())));
+            if let Some(a) = &hb.address {
+                host.routes.push(connected(*a.get_ref(), hb.name.get_ref()));
+            }
+        }
+        let daemon = &spec.daemon;
+        host.sysctls.push(Sysctl {
+            key: "net.ipv4.ip_forward".into(),
+            // A new namespace starts with forwarding off; Docker only ever writes "1".
+            value: if daemon.ip_forward() { "1" } else { "0" }.into(),
+            write: daemon.ip_forward(),
+        });
+
+        let mut external = NodePlan { name: "external".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
+        external.links.push(LinkPlan {
+            name: "eth0".into(),
+            kind: LinkKind::Veth { peer_node: "host".into(), peer: "eth0".into(), create: false },
+            mac: Some(MacAddr::from_ipv4(UPLINK_EXTERNAL.ip())),
+            mtu: None,
+            mtu_expected: 1500,
+            master: None,
+            addresses: vec![UPLINK_EXTERNAL],
+            up: true,
+        });
+        external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
+        for r in &spec.external.routes {
+            external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+        }
+        Builder {
+            s,
+            host,
+            external,
+            containers: vec![],
+            nodes: vec![],
+            veth_names: BTreeSet::new(),
+            errors: vec![],
+        }
+    }
+
+    fn bridge_link(scenario: &str, name: &str, address: Option<IfaceAddr>) -> LinkPlan {
+        LinkPlan {
+            name: name.into(),
+            kind: LinkKind::Bridge,
+            mac: Some(bridge_mac(scenario, name)),
+            mtu: None,
+            mtu_expected: 1500,
+            master: None,
+            addresses: address.into_iter().collect(),
+            up: true,
+        }
+    }
+
+    fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.errors.push(Diagnostic::new(span, msg));
+    }
+
+    /// `bridge.InitDriver`: find or create the bridge and its address.
+    fn init_driver(&mut self) -> Option<BridgePlan> {
+        let spec = &self.s.spec;
+        let d = &spec.daemon;
+        if d.networking_disabled() {
+            return None;
+        }
+        let name = d.bridge_name().to_string();
+        let bridge_span = d.bridge.as_ref().map(|b| b.span()).unwrap_or(0..0);
+        let existing: Option<&HostBridge> = spec.host.bridges.iter().find(|hb| *hb.name.get_ref() == name);
+        if let Some(addr) = existing.and_then(|hb| hb.address.as_ref()) {
+            let addr = *addr.get_ref();
+            if let Some(bip) = &d.bip {
+                // Only the address is compared, not the prefix; the existing one stays.
+                if bip.get_ref().ip() != addr.ip() {
+                    self.err(
+                        bip.span(),
+                        format!("Bridge ip ({}) does not match existing bridge configuration {}", addr.ip(), bip.get_ref().ip()),
+                    );
+                    return None;
+                }
+            }
+            return Some(BridgePlan { name, address: addr, pool: d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(addr.network()), origin: "existing bridge".into() });
+        }
+        if existing.is_some() && name != DEFAULT_BRIDGE {
+            self.err(bridge_span, format!("Interface {name} has no IPv4 addresses"));
+            return None;
+        }
+        // configureBridge: --bip as given, else the first free candidate.
+        let (address, origin) = match &d.bip {
+            Some(bip) => (*bip.get_ref(), "--bip".to_string()),
+            None => match self.free_candidate() {
+                Some(found) => found,
+                None => {
+                    let span = spec.host.routes.first().map(|r| r.span()).or_else(|| spec.host.nameservers.first().map(|n| n.span())).unwrap_or(0..0);
+                    self.err(span, format!("Could not find a free IP address range for interface '{name}'. Please configure its address manually and run 'docker -b {name}'"));
+                    return None;
+                }
+            },
+        };
+        match self.host.links.iter_mut().find(|l| l.name == name) {
+            // docker0 existed without an IPv4 address: Docker adds one.
+            Some(l) => l.addresses.push(address),
+            None => self.host.links.push(Self::bridge_link(&self.s.name, &name, Some(address))),
+        }
+        self.host.routes.push(connected(address, &name));
+        let pool = d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(address.network());
+        Some(BridgePlan { name, address, pool, origin })
+    }
+
+    /// The first candidate that overlaps neither a nameserver nor a route
+    /// with a destination in the host's main table (the default route has none).
+    fn free_candidate(&self) -> Option<(IfaceAddr, String)> {
+        let spec = &self.s.spec;
+        let nameservers: Vec<Ipv4Network> =
+            spec.host.nameservers.iter().map(|n| Ipv4Network::new(n.get_ref().0, 32).expect("/32")).collect();
+        let routes: Vec<Ipv4Network> = self.host.routes.iter().filter_map(|r| r.dst).collect();
+        BRIDGE_CANDIDATES.iter().enumerate().find_map(|(i, c)| {
+            let addr: IfaceAddr = c.parse().expect("valid candidate");
+            let net = addr.network();
+            let free = !nameservers.iter().any(|n| overlaps(net, *n)) && !routes.iter().any(|r| overlaps(net, *r));
+            free.then(|| (addr, format!("candidate {} of {}", i + 1, BRIDGE_CANDIDATES.len())))
+        })
+    }
+
+    fn veth_name(&mut self, container: &str) -> String {
+        // Docker picks "veth" + 7 random hex digits, retrying on a clash.
+        (0u32..)
+            .map(|i| format!("veth{:07x}", crate::stable_hash::fnv1a(&["veth", container, &i.to_string()]) & 0xfff_ffff))
+            .find(|n| self.veth_names.insert(n.clone()))
+            .expect("a free name")
+    }
+
+    /// `container.Start`'s network part.
+    fn start_container(&mut self, c: &Container, bridge: Option<&BridgePlan>, ipam: Option<&mut IpAllocator>) {
+        let name = c.name().to_string();
+        let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
+        let mut cp = ContainerPlan { name: name.clone(), mode: mode.clone(), running: c.running, netns: None, endpoint: None };
+        if !c.running {
+            self.containers.push(cp);
+            return;
+        }
+        let mut node = NodePlan { name: name.clone(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
+        match &mode {
+            NetworkMode::Host => cp.netns = Some("host".into()),
+            NetworkMode::Container(other) => {
+                match self.containers.iter().find(|o| o.name == *other).and_then(|o| o.netns.clone()) {
+                    Some(ns) => cp.netns = Some(ns),
+                    None => self.err(c.network_span(), format!("Cannot start container {name}: cannot join network of a non running container: {other}")),
+                }
+            }
+            NetworkMode::Bridge => {
+                if let (Some(br), Some(ipam)) = (bridge, ipam) {
+                    let requested = c.ip.as_ref().map(|i| i.get_ref().0);
+                    match ipam.request(requested) {
+                        Ok(ip) => {
+                            let ep = self.endpoint(c, br, ip);
+                            self.wire(&mut node, &ep);
+                            cp.endpoint = Some(ep);
+                        }
+                        Err(e) => {
+                            let span = c.ip.as_ref().map(|i| i.span()).unwrap_or_else(|| c.name.span());
+                            self.err(span, format!("Cannot start container {name}: {e}"));
+                        }
+                    }
+                }
+                // With `bridge = "none"` (or a failed allocation) only lo remains.
+                cp.netns = Some(name.clone());
+            }
+            NetworkMode::None | NetworkMode::Named(_) => cp.netns = Some(name.clone()),
+        }
+        for l in &c.links {
+            let target = &l.get_ref().container;
+            if self.containers.iter().any(|o| o.name == *target && !o.running) {
+                self.err(l.span(), format!("Cannot start container {name}: Cannot link to a non running container: /{target} AS /{name}/{}", l.get_ref().alias));
+            }
+        }
+        if cp.netns.as_deref() == Some(name.as_str()) {
+            self.nodes.push(node);
+        }
+        self.containers.push(cp);
+    }
+
+    fn endpoint(&mut self, c: &Container, br: &BridgePlan, ip: Ipv4Addr) -> Endpoint {
+        let address = IfaceAddr(Ipv4Network::new(ip, br.address.prefix()).expect("bridge prefix"));
+        Endpoint {
+            bridge: br.name.clone(),
+            host_veth: self.veth_name(c.name()),
+            address,
+            gateway: br.address.ip(),
+            mac: c.mac.as_ref().map(|m| *m.get_ref()).unwrap_or(MacAddr::from_ipv4(ip)),
+            mtu: self.s.spec.daemon.mtu(),
+        }
+    }
+
+    /// The veth pair: host end on the bridge, container end as `eth0`.
+    fn wire(&mut self, node: &mut NodePlan, ep: &Endpoint) {
+        self.host.links.push(LinkPlan {
+            name: ep.host_veth.clone(),
+            kind: LinkKind::Veth { peer_node: node.name.clone(), peer: "eth0".into(), create: true },
+            mac: None,
+            mtu: Some(ep.mtu),
+            mtu_expected: ep.mtu,
+            master: Some(ep.bridge.clone()),
+            addresses: vec![],
+            up: true,
+        });
+        node.links.push(LinkPlan {
+            name: "eth0".into(),
+            kind: LinkKind::Veth { peer_node: "host".into(), peer: ep.host_veth.clone(), create: false },
+            mac: Some(ep.mac),
+            mtu: Some(ep.mtu),
+            mtu_expected: ep.mtu,
+            master: None,
+            addresses: vec![ep.address],
+            up: true,
+        });
+        node.routes.push(via(None, ep.gateway, "eth0"));
+        node.routes.push(connected(ep.address, "eth0"));
+    }
+
+    fn finish(mut self, bridge: Option<BridgePlan>) -> Result<Plan, Diagnostics> {
+        if !self.errors.is_empty() {
+            self.errors.sort_by_key(|d| d.span.start);
+            return Err(Diagnostics::new(self.s.source.clone(), self.errors));
+        }
+        // Kernel behaviour: a bridge takes the smallest MTU of its ports and
+        // has no carrier (its routes say `linkdown`) while no port is up.
+        let mut port_mtus: HashMap<String, Vec<u32>> = HashMap::new();
+        for l in &self.host.links {
+            if let Some(m) = &l.master {
+                port_mtus.entry(m.clone()).or_default().push(l.mtu_expected);
+            }
+        }
+        for l in self.host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
+            l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
+        }
+        for r in &mut self.host.routes {
+            let is_bridge = self.host.links.iter().any(|l| l.name == r.dev && l.kind == LinkKind::Bridge);
+            r.linkdown = is_bridge && !port_mtus.contains_key(&r.dev);
+        }
+        let mut nodes = vec![self.host, self.external];
+        nodes.extend(self.nodes);
+        for n in &mut nodes {
+            n.routes.sort_by_key(|r| r.sort_key());
+        }
+        Ok(Plan { scenario: self.s.name.clone(), firewall: self.s.spec.daemon.firewall(), bridge, containers: self.containers, nodes })
+    }
+}

@@ -1,0 +1,225 @@
+//! The simulator: what Docker would build for a scenario, computed without
+//! I/O or privileges.
+//!
+//! [`plan`] runs the daemon's start-up logic (bridge address, IP allocator)
+//! and each container's start (address, MAC, veth) and describes the result
+//! as plain data: one [`NodePlan`] per network namespace with its links,
+//! addresses, routes and sysctls. `apply` builds exactly that, and
+//! `apply::verify` compares what the kernel reports with it, so the plan is
+//! both the recipe and the expected result.
+
+mod docker1;
+pub mod ipallocator;
+mod render;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnetwork::Ipv4Network;
+use serde::Serialize;
+
+use crate::scenario::{Diagnostics, Firewall, IfaceAddr, MacAddr, NetworkMode, Scenario};
+
+/// The host's uplink address; the external node is its default gateway.
+pub const UPLINK_HOST: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 1), 24));
+/// The external node's address on the uplink.
+pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 2), 24));
+/// Link that carries `[host] routes` in the host namespace.
+pub const HOST_DUMMY: &str = "dummy0";
+
+const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
+    match Ipv4Network::new_checked(ip, prefix) {
+        Some(n) => n,
+        None => panic!("bad constant"),
+    }
+}
+
+/// Everything the lab will contain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub scenario: String,
+    pub firewall: Firewall,
+    /// The daemon's bridge; `None` with `bridge = "none"`.
+    pub bridge: Option<BridgePlan>,
+    /// Every container of the scenario, in file order.
+    pub containers: Vec<ContainerPlan>,
+    /// Every namespace: `host`, `external`, then containers with their own.
+    pub nodes: Vec<NodePlan>,
+}
+
+/// The daemon's bridge and where its address came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgePlan {
+    pub name: String,
+    /// The bridge's address: the containers' gateway, with the network's prefix.
+    pub address: IfaceAddr,
+    /// The range containers get addresses from (`--fixed-cidr`, or the network).
+    pub pool: Ipv4Network,
+    /// How the address was chosen, for people reading the plan.
+    pub origin: String,
+}
+
+/// One container's network as Docker sets it up.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerPlan {
+    pub name: String,
+    pub mode: NetworkMode,
+    pub running: bool,
+    /// The node whose namespace the container's processes live in:
+    /// itself, `host`, or another container (`container:` mode).
+    /// `None` for a container that is not running.
+    pub netns: Option<String>,
+    /// Its interface on the bridge, in bridge mode while running.
+    pub endpoint: Option<Endpoint>,
+}
+
+impl ContainerPlan {
+    /// The container's IPv4 address on the bridge.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.endpoint.as_ref().map(|e| e.address.ip())
+    }
+}
+
+/// A container's `eth0` on the bridge (a sandbox's endpoint, in Docker's words).
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub bridge: String,
+    /// Host end of the veth pair, attached to the bridge.
+    pub host_veth: String,
+    pub address: IfaceAddr,
+    pub gateway: Ipv4Addr,
+    pub mac: MacAddr,
+    pub mtu: u32,
+}
+
+/// One network namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    pub name: String,
+    pub links: Vec<LinkPlan>,
+    /// Main-table IPv4 routes, kernel-made connected routes included.
+    pub routes: Vec<RoutePlan>,
+    pub sysctls: Vec<Sysctl>,
+}
+
+impl NodePlan {
+    pub fn link(&self, name: &str) -> Option<&LinkPlan> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+/// An interface in a namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkPlan {
+    pub name: String,
+    pub kind: LinkKind,
+    /// `None`: whatever the kernel picks.
+    pub mac: Option<MacAddr>,
+    /// `None`: not set; `mtu_expected` is what the kernel will show.
+    pub mtu: Option<u32>,
+    pub mtu_expected: u32,
+    pub master: Option<String>,
+    pub addresses: Vec<IfaceAddr>,
+    pub up: bool,
+}
+
+/// What kind of interface, and for a veth, where its peer lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum LinkKind {
+    Loopback,
+    Bridge,
+    Dummy,
+    /// One end of a veth pair. The end with `create = true` is created with
+    /// its peer already inside the peer's namespace.
+    Veth { peer_node: String, peer: String, create: bool },
+}
+
+/// A route, shaped like a line of `ip route`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RoutePlan {
+    /// `None` for the default route.
+    pub dst: Option<Ipv4Network>,
+    pub via: Option<Ipv4Addr>,
+    pub dev: String,
+    /// Made by the kernel for an address (`proto kernel scope link src …`).
+    pub connected: Option<Ipv4Addr>,
+    /// `scope link` on a static route without a gateway.
+    pub scope_link: bool,
+    /// The device has no carrier (a bridge without active ports).
+    pub linkdown: bool,
+}
+
+impl fmt::Display for RoutePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.dst {
+            None => f.write_str("default")?,
+            Some(d) => write!(f, "{}/{}", d.network(), d.prefix())?,
+        }
+        if let Some(via) = self.via {
+            write!(f, " via {via}")?;
+        }
+        write!(f, " dev {}", self.dev)?;
+        if let Some(src) = self.connected {
+            write!(f, " proto kernel scope link src {src}")?;
+        } else if self.scope_link {
+            f.write_str(" scope link")?;
+        }
+        if self.linkdown {
+            f.write_str(" linkdown")?;
+        }
+        Ok(())
+    }
+}
+
+impl RoutePlan {
+    /// The order `bridgelab` prints routes in: default first, then by
+    /// destination, so plan and kernel dumps compare line by line.
+    pub fn sort_key(&self) -> (u32, u8, String) {
+        match self.dst {
+            None => (0, 0, self.dev.clone()),
+            Some(d) => (u32::from(d.network()), d.prefix(), self.dev.clone()),
+        }
+    }
+}
+
+/// A sysctl the lab sets (or relies on) in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sysctl {
+    /// Dotted name, e.g. `net.ipv4.ip_forward`.
+    pub key: String,
+    pub value: String,
+    /// `false`: the namespace already has this value; apply only checks it.
+    pub write: bool,
+}
+
+impl Plan {
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn container(&self, name: &str) -> Option<&ContainerPlan> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+}
+
+/// Computes the plan for a scenario: Docker's own errors (no free range, a
+/// bad `--fixed-cidr`, no address left) come back pointing into the file.
+pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
+    let daemon = &scenario.spec.daemon;
+    match daemon.firewall() {
+        Firewall::Docker1 => {}
+        other => {
+            let span = daemon.firewall.as_ref().map(|f| f.span()).unwrap_or(0..0);
+            return Err(scenario.error(span, format!("firewall = \"{other}\" is not implemented yet; only \"docker1\" (Docker 1.6.2) is")));
+        }
+    }
+    if let Some(b) = &daemon.backend {
+        if *b.get_ref() != crate::scenario::Backend::Iptables {
+            return Err(scenario.error(b.span(), "backend = \"nftables\" is not implemented yet; use \"iptables\""));
+        }
+    }
+    docker1::plan(scenario)
+}
+
+#[cfg(test)]
+mod tests;

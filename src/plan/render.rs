@@ -1,0 +1,74 @@
+//! `bridgelab plan` as text a person reads top to bottom.
+
+use std::fmt::{self, Write as _};
+
+use super::*;
+
+impl fmt::Display for LinkPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = format!("{:<12}", self.name);
+        match &self.kind {
+            LinkKind::Loopback => s.push_str(" loopback"),
+            LinkKind::Bridge => s.push_str(" bridge"),
+            LinkKind::Dummy => s.push_str(" dummy"),
+            LinkKind::Veth { peer_node, peer, .. } => write!(s, " veth peer {peer_node}:{peer}")?,
+        }
+        if let Some(m) = &self.master {
+            write!(s, " master {m}")?;
+        }
+        if let Some(mac) = self.mac {
+            write!(s, " mac {mac}")?;
+        }
+        write!(s, " mtu {}", self.mtu_expected)?;
+        for a in &self.addresses {
+            write!(s, " inet {a}")?;
+        }
+        s.push_str(if self.up { " up" } else { " down" });
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "scenario {} (firewall {})", self.scenario, self.firewall)?;
+        match &self.bridge {
+            None => writeln!(f, "bridge: none (networking disabled: containers get only lo)")?,
+            Some(b) => writeln!(
+                f,
+                "bridge: {} {} ({}), containers from {}/{}",
+                b.name,
+                b.address,
+                b.origin,
+                b.pool.network(),
+                b.pool.prefix()
+            )?,
+        }
+        writeln!(f, "\ncontainers:")?;
+        if self.containers.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        let w = self.containers.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
+        for c in &self.containers {
+            let state = match (&c.endpoint, &c.netns) {
+                (Some(e), _) => format!("{} mac {} veth {} gateway {}", e.address, e.mac, e.host_veth, e.gateway),
+                (None, None) => "not running".to_string(),
+                (None, Some(ns)) if *ns == c.name => "lo only".to_string(),
+                (None, Some(ns)) => format!("in {ns}'s namespace"),
+            };
+            writeln!(f, "  {:<w$}  {:<14} {state}", c.name, c.mode.to_string())?;
+        }
+        for n in &self.nodes {
+            writeln!(f, "\nnode {}:", n.name)?;
+            for l in &n.links {
+                writeln!(f, "  link   {l}")?;
+            }
+            for r in &n.routes {
+                writeln!(f, "  route  {r}")?;
+            }
+            for s in &n.sysctls {
+                writeln!(f, "  sysctl {} = {}", s.key, s.value)?;
+            }
+        }
+        Ok(())
+    }
+}

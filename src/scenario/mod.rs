@@ -1,0 +1,363 @@
+//! Scenario files: parse, validate, keep spans.
+//!
+//! This is the first stage of the pipeline (`scenario` → `plan` → `apply` →
+//! `probe` → `report`). Loading a file parses every key of format 1
+//! (`shared/scenario-format.md`), rejects unknown keys, and checks every
+//! cross-reference, so the stages after it work on a [`Scenario`] that makes
+//! sense. Values keep their byte span in the file ([`Sp`]), so later stages
+//! (the IP allocator in `plan`, say) can still point at the line that caused a
+//! Docker error.
+
+mod diag;
+mod validate;
+pub mod values;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+pub use serde_spanned::Spanned as Sp;
+
+pub use diag::{Diagnostic, Diagnostics, Source};
+pub use values::*;
+
+/// A loaded and validated scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    #[serde(skip)]
+    pub source: Source,
+    /// `name`, or the file stem when the file has none.
+    pub name: String,
+    pub spec: Spec,
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Scenario, Diagnostics> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics::single(Source::new(path.to_path_buf(), String::new()), 0..0, format!("cannot read scenario: {e}"))
+        })?;
+        Scenario::parse(path.to_path_buf(), text)
+    }
+
+    /// Parses and validates scenario text; `path` is only used in messages.
+    pub fn parse(path: PathBuf, text: String) -> Result<Scenario, Diagnostics> {
+        let source = Source::new(path, text);
+        let spec: Spec = toml::from_str(source.text()).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            Diagnostics::single(source.clone(), span, e.message().to_string())
+        })?;
+        let errors = validate::validate(&spec);
+        if !errors.is_empty() {
+            return Err(Diagnostics::new(source, errors));
+        }
+        let name = match &spec.name {
+            Some(n) => n.get_ref().clone(),
+            None => source.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        Ok(Scenario { source, name, spec })
+    }
+
+    /// A diagnostic about this scenario, pointing at `span`.
+    pub fn error(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Diagnostics {
+        Diagnostics::single(self.source.clone(), span, message.into())
+    }
+
+    /// Containers that exist at start (the `[[container]]` tables), in file order.
+    pub fn containers(&self) -> &[Container] {
+        &self.spec.containers
+    }
+
+    /// Every node name an expectation may use: containers, `host`, `external`.
+    pub fn node_names(&self) -> BTreeSet<&str> {
+        validate::node_names(&self.spec)
+    }
+}
+
+/// The file's contents, key for key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: Option<Sp<String>>,
+    pub about: Option<String>,
+    #[serde(default)]
+    pub daemon: Daemon,
+    #[serde(default)]
+    pub host: Host,
+    #[serde(default, rename = "network")]
+    pub networks: Vec<Network>,
+    #[serde(default, rename = "container")]
+    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub external: External,
+    #[serde(default)]
+    pub probe: ProbeSettings,
+    #[serde(default)]
+    pub snapshot: SnapshotSettings,
+    #[serde(default, rename = "expect")]
+    pub expects: Vec<Expect>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[daemon]`: the Docker daemon's flags. `None` means the flag was not given.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    pub bridge: Option<Sp<String>>,
+    pub bip: Option<Sp<IfaceAddr>>,
+    pub fixed_cidr: Option<Sp<Cidr>>,
+    pub iptables: Option<Sp<bool>>,
+    pub ip_forward: Option<Sp<bool>>,
+    pub icc: Option<Sp<bool>>,
+    pub ip: Option<Sp<Ip>>,
+    pub ip_masq: Option<Sp<bool>>,
+    pub mtu: Option<Sp<u32>>,
+    pub userland_proxy: Option<Sp<bool>>,
+    pub firewall: Option<Sp<Firewall>>,
+    pub backend: Option<Sp<Backend>>,
+}
+
+/// Docker's default bridge name.
+pub const DEFAULT_BRIDGE: &str = "docker0";
+/// Docker's default MTU.
+pub const DEFAULT_MTU: u32 = 1500;
+
+fn flag(v: &Option<Sp<bool>>, default: bool) -> bool {
+    v.as_ref().map(|s| *s.get_ref()).unwrap_or(default)
+}
+
+impl Daemon {
+    pub fn bridge_name(&self) -> &str {
+        self.bridge.as_ref().map(|b| b.get_ref().as_str()).unwrap_or(DEFAULT_BRIDGE)
+    }
+    /// `bridge = "none"`: networking disabled.
+    pub fn networking_disabled(&self) -> bool {
+        self.bridge_name() == "none"
+    }
+    pub fn iptables(&self) -> bool {
+        flag(&self.iptables, true)
+    }
+    pub fn ip_forward(&self) -> bool {
+        flag(&self.ip_forward, true)
+    }
+    pub fn icc(&self) -> bool {
+        flag(&self.icc, true)
+    }
+    pub fn ip_masq(&self) -> bool {
+        flag(&self.ip_masq, true)
+    }
+    pub fn userland_proxy(&self) -> bool {
+        flag(&self.userland_proxy, true)
+    }
+    pub fn default_ip(&self) -> std::net::Ipv4Addr {
+        self.ip.as_ref().map(|i| i.get_ref().0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+    }
+    pub fn mtu(&self) -> u32 {
+        self.mtu.as_ref().map(|m| *m.get_ref()).unwrap_or(DEFAULT_MTU)
+    }
+    pub fn firewall(&self) -> Firewall {
+        self.firewall.as_ref().map(|f| *f.get_ref()).unwrap_or_default()
+    }
+    pub fn backend(&self) -> Backend {
+        self.backend.as_ref().map(|b| *b.get_ref()).unwrap_or_default()
+    }
+}
+
+/// `[host]`: what the host had before the daemon started.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    #[serde(default)]
+    pub nameservers: Vec<Sp<Ip>>,
+    #[serde(default)]
+    pub routes: Vec<Sp<Cidr>>,
+    #[serde(default, rename = "bridge")]
+    pub bridges: Vec<HostBridge>,
+}
+
+/// `[[host.bridge]]`: a bridge that exists before the daemon starts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostBridge {
+    pub name: Sp<String>,
+    pub address: Option<Sp<IfaceAddr>>,
+}
+
+/// `[[network]]`: a user-defined bridge network.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: Sp<String>,
+    pub subnet: Option<Sp<Cidr>>,
+    pub gateway: Option<Sp<Ip>>,
+    pub ip_range: Option<Sp<Cidr>>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default = "yes")]
+    pub icc: bool,
+    #[serde(default = "yes")]
+    pub ip_masq: bool,
+    pub mtu: Option<Sp<u32>>,
+    pub bridge: Option<Sp<String>>,
+}
+
+/// `[[container]]`, and the inline container of a `run` step.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub name: Sp<String>,
+    pub network: Option<Sp<NetworkList>>,
+    pub ip: Option<Sp<Ip>>,
+    pub mac: Option<Sp<MacAddr>>,
+    #[serde(default)]
+    pub publish: Vec<Sp<PortSpec>>,
+    #[serde(default)]
+    pub expose: Vec<Sp<ExposeSpec>>,
+    #[serde(default)]
+    pub links: Vec<Sp<LinkSpec>>,
+    #[serde(default)]
+    pub listen: Vec<Sp<ListenSpec>>,
+    #[serde(default = "yes")]
+    pub running: bool,
+}
+
+impl Container {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+    /// The networks this container joins, in order; `bridge` when unset.
+    pub fn networks(&self) -> Vec<NetworkMode> {
+        match &self.network {
+            Some(n) => n.get_ref().0.clone(),
+            None => vec![NetworkMode::Bridge],
+        }
+    }
+    /// Span of the `network` value, or of the name when it is unset.
+    pub fn network_span(&self) -> std::ops::Range<usize> {
+        self.network.as_ref().map(|n| n.span()).unwrap_or_else(|| self.name.span())
+    }
+}
+
+/// `[external]`: the node behind the host's uplink.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct External {
+    #[serde(default)]
+    pub listen: Vec<Sp<ListenSpec>>,
+    #[serde(default)]
+    pub routes: Vec<Sp<Cidr>>,
+}
+
+/// `[probe]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSettings {
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: Sp<u64>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_timeout() -> Sp<u64> {
+    Sp::new(0..0, 200)
+}
+fn default_retries() -> u32 {
+    1
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings { timeout_ms: default_timeout(), retries: default_retries() }
+    }
+}
+
+/// `[snapshot]`: which tables a snapshot holds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSettings {
+    #[serde(default = "yes")]
+    pub iptables: bool,
+    #[serde(default = "yes")]
+    pub routes: bool,
+    #[serde(default)]
+    pub addresses: bool,
+    #[serde(default)]
+    pub links: bool,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        SnapshotSettings { iptables: true, routes: true, addresses: false, links: false }
+    }
+}
+
+/// `[[expect]]`: what must happen on the wire.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub from: Sp<String>,
+    pub to: Sp<String>,
+    pub probe: Sp<ProbeSpec>,
+    pub result: Sp<Verdict>,
+    pub source: Option<Sp<String>>,
+    pub name: Option<String>,
+}
+
+/// `[[step]]`: an action after start, with its own expectations.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(rename = "do")]
+    pub action: Sp<StepAction>,
+    pub container: Option<Sp<StepContainer>>,
+    pub network: Option<Sp<String>>,
+    #[serde(default, rename = "expect")]
+    pub expects: Vec<Expect>,
+}
+
+/// A step's `container`: a name, or (for `run`) a whole container table.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum StepContainer {
+    Name(String),
+    Inline(Box<Container>),
+}
+
+impl<'de> Deserialize<'de> for StepContainer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de;
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = StepContainer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a container name or a container table")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StepContainer, E> {
+                Ok(StepContainer::Name(s.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<StepContainer, A::Error> {
+                let c = Container::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(StepContainer::Inline(Box::new(c)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl StepContainer {
+    pub fn name(&self) -> &str {
+        match self {
+            StepContainer::Name(n) => n,
+            StepContainer::Inline(c) => c.name(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

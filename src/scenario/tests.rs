@@ -1,0 +1,161 @@
+//! Loading and validation, one case per message a user can meet.
+
+use super::*;
+use rstest::rstest;
+
+fn parse(text: &str) -> Result<Scenario, Diagnostics> {
+    Scenario::parse("t.toml".into(), text.to_string())
+}
+
+fn first_error(text: &str) -> String {
+    parse(text).expect_err("scenario should be rejected").to_string().lines().next().unwrap().to_string()
+}
+
+#[test]
+fn the_formats_example_loads() {
+    let s = parse(
+        r#"
+name  = "icc-off-published-port"
+about = "x"
+[daemon]
+icc = false
+[[container]]
+name    = "web"
+publish = ["8080:80/tcp"]
+listen  = ["tcp:80"]
+[[container]]
+name   = "client"
+[[expect]]
+from = "client"
+to = "web"
+probe = "tcp:80"
+result = "blocked"
+[[expect]]
+from = "external"
+to = "host"
+probe = "tcp:8080"
+result = "reachable"
+source = "external"
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.name, "icc-off-published-port");
+    assert!(!s.spec.daemon.icc());
+    assert_eq!(s.containers().len(), 2);
+    assert_eq!(s.spec.expects[1].source.as_ref().unwrap().get_ref(), "external");
+}
+
+#[test]
+fn every_section_parses() {
+    let s = parse(
+        r#"
+[daemon]
+bip = "10.9.0.1/24"
+fixed_cidr = "10.9.0.128/25"
+iptables = true
+ip_forward = false
+icc = true
+ip = "127.0.0.1"
+ip_masq = false
+mtu = 1400
+firewall = "docker1"
+backend = "iptables"
+[host]
+nameservers = ["10.0.0.2"]
+routes = ["172.17.0.0/16"]
+[[host.bridge]]
+name = "br0"
+address = "192.168.5.1/24"
+[[container]]
+name = "db"
+expose = ["5432/tcp"]
+[[container]]
+name = "web"
+ip = "10.9.0.200"
+mac = "02:42:0a:09:00:c8"
+publish = ["8080:80", "127.0.0.1::81/udp"]
+links = ["db:database"]
+listen = ["tcp:80", "udp:53"]
+running = false
+[[container]]
+name = "side"
+network = "container:web"
+[external]
+listen = ["tcp:443"]
+routes = ["10.9.0.0/24"]
+[probe]
+timeout_ms = 100
+retries = 2
+[snapshot]
+addresses = true
+links = true
+[[step]]
+do = "stop"
+container = "web"
+[[step.expect]]
+from = "external"
+to = "db"
+probe = "icmp"
+result = "blocked"
+[[step]]
+do = "run"
+[step.container]
+name = "late"
+[[step]]
+do = "flush-iptables"
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.spec.daemon.mtu(), 1400);
+    assert_eq!(s.spec.host.bridges[0].address.as_ref().unwrap().get_ref().to_string(), "192.168.5.1/24");
+    assert_eq!(s.spec.steps.len(), 3);
+    assert!(s.node_names().contains("late"));
+    assert_eq!(*s.spec.probe.timeout_ms.get_ref(), 100);
+}
+
+#[rstest]
+#[case::unknown_key("[daemon]\nicc = false\nbogus = 1\n", "3:1", "unknown field `bogus`")]
+#[case::wrong_type("[daemon]\nicc = \"no\"\n", "2:7", "invalid type: string \"no\", expected a boolean")]
+#[case::bad_cidr("[host]\nroutes = [\"10.0.0.0/40\"]\n", "2:10", "invalid CIDR address: 10.0.0.0/40")]
+#[case::bad_ip("[daemon]\nip = \"1.2.3\"\n", "2:6", "invalid IP address: 1.2.3")]
+#[case::bad_name("[[container]]\nname = \"-x\"\n", "2:8", "Invalid container name (-x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+#[case::duplicate_name("[[container]]\nname = \"ab\"\n[[container]]\nname = \"ab\"\n", "4:8", "Conflict. The name \"ab\" is already in use")]
+#[case::reserved_name("[[container]]\nname = \"host\"\n", "2:8", "reserved")]
+#[case::unknown_node("[[container]]\nname = \"ab\"\n[[expect]]\nfrom = \"zz\"\nto = \"ab\"\nprobe = \"icmp\"\nresult = \"blocked\"\n", "4:8", "unknown node \"zz\"")]
+#[case::unknown_network("[[container]]\nname = \"ab\"\nnetwork = \"nets\"\n", "3:11", "network nets not found")]
+#[case::unknown_link("[[container]]\nname = \"ab\"\nlinks = [\"db:x\"]\n", "3:10", "Could not get container for db")]
+#[case::b_and_bip(
+    "[daemon]\nbridge = \"br0\"\nbip = \"10.1.0.1/24\"\n[[host.bridge]]\nname = \"br0\"\naddress = \"10.1.0.1/24\"\n",
+    "3:7",
+    "You specified -b & --bip, mutually exclusive options. Please specify only one."
+)]
+#[case::iptables_icc(
+    "[daemon]\niptables = false\nicc = false\n",
+    "3:7",
+    "You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true."
+)]
+#[case::bridge_not_found("[daemon]\nbridge = \"br9\"\n", "2:10", "bridge not found: br9")]
+#[case::bad_publish("[[container]]\nname = \"ab\"\npublish = [\"8000-8002:80-81\"]\n", "3:11", "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002")]
+#[case::host_and_links("[[container]]\nname = \"db\"\n[[container]]\nname = \"ab\"\nnetwork = \"host\"\nlinks = [\"db:d\"]\n", "6:10", "Conflicting options: --net=host can't be used with links.")]
+#[case::step_unknown_container("[[step]]\ndo = \"stop\"\ncontainer = \"nope\"\n", "3:13", "No such container: nope")]
+#[case::predefined_network(
+    "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"host\"\n",
+    "4:8",
+    "host is a pre-defined network and cannot be created"
+)]
+#[case::network_needs_docker20("[[network]]\nname = \"n1\"\n", "2:8", "need firewall = \"docker20\"")]
+#[case::bad_toml("[daemon\n", "1:8", "")]
+fn mistakes_point_at_their_line_and_column(#[case] text: &str, #[case] at: &str, #[case] msg: &str) {
+    let e = first_error(text);
+    let want = format!("t.toml:{at}: ");
+    assert!(e.starts_with(&want), "{e:?} should start with {want:?}");
+    assert!(e.contains(msg), "{e:?} should contain {msg:?}");
+}
+
+#[test]
+fn all_mistakes_are_reported_in_file_order() {
+    let e = parse("[[container]]\nname = \"-a\"\n[[container]]\nname = \"-b\"\n").unwrap_err();
+    let lines: Vec<(usize, usize, &str)> = e.located();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[0].0, lines[1].0), (2, 4));
+}

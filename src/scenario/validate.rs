@@ -1,0 +1,355 @@
+//! Cross-checks of a parsed scenario: names, references, Docker's flag
+//! conflicts. Address allocation mistakes (a requested IP out of range, no
+//! free bridge range) need the simulator and are found in `plan`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use super::{Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer, DEFAULT_BRIDGE};
+
+/// Node names that containers may not take: they name the lab's own nodes.
+pub const RESERVED_NODES: [&str; 2] = ["host", "external"];
+
+/// Interface names the lab's host namespace uses itself.
+const RESERVED_HOST_LINKS: [&str; 3] = ["lo", "eth0", "dummy0"];
+
+/// Names predefined by Docker for networks.
+const PREDEFINED_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
+
+pub fn node_names(spec: &Spec) -> BTreeSet<&str> {
+    let mut names: BTreeSet<&str> = RESERVED_NODES.into_iter().collect();
+    names.extend(spec.containers.iter().map(|c| c.name()));
+    for step in &spec.steps {
+        if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
+            names.insert(c.name());
+        }
+    }
+    names
+}
+
+/// A stand-in for the 12-digit container ID Docker's messages quote.
+pub fn container_id(name: &str) -> String {
+    format!("{:012x}", crate::stable_hash::fnv1a(&["container-id", name]) >> 16)
+}
+
+/// Docker's container name rule: `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`.
+pub fn valid_container_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// What the kernel accepts as an interface name (`dev_valid_name`).
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|c| c == b'/' || c == b':' || c.is_ascii_whitespace())
+}
+
+struct Checker<'a> {
+    spec: &'a Spec,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.errors.push(Diagnostic::new(span, msg));
+    }
+}
+
+pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
+    let mut c = Checker { spec, errors: Vec::new() };
+    c.daemon();
+    c.host();
+    c.networks();
+    c.containers_and_steps();
+    c.probe();
+    c.errors.sort_by_key(|d| d.span.start);
+    c.errors
+}
+
+impl Checker<'_> {
+    fn daemon(&mut self) {
+        let d = &self.spec.daemon;
+        if let Some(b) = &d.bridge {
+            let name = b.get_ref();
+            if name != "none" && !valid_ifname(name) {
+                self.err(b.span(), format!("invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"));
+            } else if name != DEFAULT_BRIDGE && name != "none" {
+                if !self.spec.host.bridges.iter().any(|hb| hb.name.get_ref() == name) {
+                    self.err(b.span(), format!("bridge not found: {name} (-b names a bridge that must already exist: add it as [[host.bridge]])"));
+                }
+                if let Some(bip) = &d.bip {
+                    self.err(bip.span(), "You specified -b & --bip, mutually exclusive options. Please specify only one.");
+                }
+            }
+        }
+        if let (Some(ipt), Some(icc)) = (&d.iptables, &d.icc) {
+            if !ipt.get_ref() && !icc.get_ref() {
+                self.err(icc.span(), "You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true.");
+            }
+        }
+        if let Some(m) = &d.mtu {
+            if !(68..=65535).contains(m.get_ref()) {
+                self.err(m.span(), format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()));
+            }
+        }
+        if let Some(bip) = &d.bip {
+            let b = *bip.get_ref();
+            if b.prefix() > 30 || b.ip() == b.0.network() || b.ip() == b.0.broadcast() {
+                self.err(bip.span(), format!("--bip {b}: the bridge address must be a host address in a network with room for containers (prefix /30 or shorter)"));
+            }
+        }
+        if d.firewall() == Firewall::Docker1 {
+            if let Some(u) = &d.userland_proxy {
+                self.err(u.span(), "userland_proxy: Docker 1.6.2 has no --userland-proxy flag; it needs firewall = \"docker20\"");
+            }
+            if let Some(n) = self.spec.networks.first() {
+                self.err(n.name.span(), "user-defined networks ([[network]]) came with libnetwork: they need firewall = \"docker20\"");
+            }
+        }
+    }
+
+    fn host(&mut self) {
+        let mut seen: HashMap<&str, ()> = HashMap::new();
+        for b in &self.spec.host.bridges {
+            let name = b.name.get_ref().as_str();
+            if !valid_ifname(name) {
+                self.err(b.name.span(), format!("invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"));
+            } else if RESERVED_HOST_LINKS.contains(&name) {
+                self.err(b.name.span(), format!("bridge name {name:?} is taken by the lab's host namespace"));
+            } else if seen.insert(name, ()).is_some() {
+                self.err(b.name.span(), format!("bridge {name} is defined twice"));
+            }
+        }
+    }
+
+    fn networks(&mut self) {
+        let mut seen: Vec<(&str, Option<ipnetwork::Ipv4Network>, Range<usize>)> = Vec::new();
+        for n in &self.spec.networks {
+            let name = n.name.get_ref().as_str();
+            if PREDEFINED_NETWORKS.contains(&name) {
+                self.err(n.name.span(), format!("{name} is a pre-defined network and cannot be created"));
+                continue;
+            }
+            if seen.iter().any(|(s, _, _)| *s == name) {
+                self.err(n.name.span(), format!("network with name {name} already exists"));
+                continue;
+            }
+            let subnet = n.subnet.as_ref().map(|s| s.get_ref().0);
+            if let (Some(sub), Some(gw)) = (subnet, &n.gateway) {
+                if !sub.contains(gw.get_ref().0) {
+                    self.err(gw.span(), format!("Invalid gateway {}: it is not in subnet {}", gw.get_ref(), n.subnet.as_ref().unwrap().get_ref()));
+                }
+            }
+            if let Some(r) = &n.ip_range {
+                match subnet {
+                    None => self.err(r.span(), "ip_range needs a subnet"),
+                    Some(sub) if !r.get_ref().0.is_subnet_of(sub) => {
+                        self.err(r.span(), format!("Invalid ip_range {}: it is not in subnet {sub}", r.get_ref()))
+                    }
+                    _ => {}
+                }
+            }
+            if n.gateway.is_some() && subnet.is_none() {
+                self.err(n.gateway.as_ref().unwrap().span(), "gateway needs a subnet");
+            }
+            if let Some(b) = &n.bridge {
+                if !valid_ifname(b.get_ref()) {
+                    self.err(b.span(), format!("invalid bridge name {:?}", b.get_ref()));
+                }
+            }
+            if let Some(sub) = subnet {
+                for (other, osub, _) in &seen {
+                    if osub.is_some_and(|o| o.overlaps(sub)) {
+                        self.err(
+                            n.subnet.as_ref().unwrap().span(),
+                            format!("Pool overlaps with other one on this address space: {sub} overlaps network {other}"),
+                        );
+                    }
+                }
+            }
+            seen.push((name, subnet, n.name.span()));
+        }
+    }
+
+    fn containers_and_steps(&mut self) {
+        let spec = self.spec;
+        // Containers known so far, in creation order: a reference must name
+        // one created before it, as with Docker.
+        let mut known: Vec<&Container> = Vec::new();
+        for c in &spec.containers {
+            self.container(c, &known);
+            known.push(c);
+        }
+        for e in &spec.expects {
+            self.expect(e, &known);
+        }
+        for step in &spec.steps {
+            let action = *step.action.get_ref();
+            match (&step.container, action) {
+                (None, a) if a.needs_container() => {
+                    self.err(step.action.span(), format!("step {a:?} needs a container", a = a.to_string()));
+                }
+                (Some(sc), StepAction::Run) => match sc.get_ref() {
+                    StepContainer::Inline(c) => {
+                        self.container(c, &known);
+                        known.push(c);
+                    }
+                    StepContainer::Name(_) => self.err(sc.span(), "step \"run\" needs the container as a table: [step.container] with name = ..."),
+                },
+                (Some(sc), a) if a.needs_container() => match sc.get_ref() {
+                    StepContainer::Name(n) => {
+                        if !known.iter().any(|c| c.name() == n) {
+                            self.err(sc.span(), format!("No such container: {n}"));
+                        }
+                    }
+                    StepContainer::Inline(_) => {
+                        self.err(sc.span(), format!("step {:?} names an existing container: container = \"NAME\"", a.to_string()))
+                    }
+                },
+                (Some(sc), a) => self.err(sc.span(), format!("step {:?} takes no container", a.to_string())),
+                (None, _) => {}
+            }
+            match (&step.network, action.needs_network()) {
+                (None, true) => self.err(step.action.span(), format!("step {:?} needs a network", action.to_string())),
+                (Some(n), true) => self.network_ref(n.span(), n.get_ref()),
+                (Some(n), false) => self.err(n.span(), format!("step {:?} takes no network", action.to_string())),
+                (None, false) => {}
+            }
+            for e in &step.expects {
+                self.expect(e, &known);
+            }
+        }
+    }
+
+    fn network_ref(&mut self, span: Range<usize>, name: &str) {
+        if name != "bridge" && !self.spec.networks.iter().any(|n| n.name.get_ref() == name) {
+            self.err(span, format!("network {name} not found"));
+        }
+    }
+
+    fn container(&mut self, c: &Container, known: &[&Container]) {
+        let name = c.name();
+        if !valid_container_name(name) {
+            self.err(c.name.span(), format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"));
+        } else if RESERVED_NODES.contains(&name) {
+            self.err(c.name.span(), format!("container name {name:?} is reserved for the lab's {name} node"));
+        } else if known.iter().any(|k| k.name() == name) {
+            self.err(c.name.span(), format!(
+                "Conflict. The name \"{name}\" is already in use by container {}. You have to delete (or rename) that container to be able to reuse that name.",
+                container_id(name)
+            ));
+        }
+        let modes = c.networks();
+        for m in &modes {
+            match m {
+                NetworkMode::Container(other) => {
+                    if other == name {
+                        self.err(c.network_span(), "cannot join own network namespace (--net=container:<self>)");
+                    } else if !known.iter().any(|k| k.name() == other) {
+                        self.err(c.network_span(), format!("No such container: {other}"));
+                    }
+                }
+                NetworkMode::Named(n) => self.network_ref(c.network_span(), n),
+                _ => {}
+            }
+        }
+        let exclusive = modes.iter().find(|m| matches!(m, NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)));
+        if let (Some(m), true) = (exclusive, modes.len() > 1) {
+            self.err(c.network_span(), format!("network mode {m} cannot be combined with other networks"));
+        }
+        let first = modes.first().cloned().unwrap_or(NetworkMode::Bridge);
+        if !c.links.is_empty() {
+            match first {
+                NetworkMode::Host => self.err(c.links[0].span(), "Conflicting options: --net=host can't be used with links. This would result in undefined behavior."),
+                NetworkMode::Container(_) => self.err(c.links[0].span(), "Conflicting options: --net=container can't be used with links. This would result in undefined behavior."),
+                _ => {}
+            }
+        }
+        for l in &c.links {
+            let target = &l.get_ref().container;
+            if target == name {
+                self.err(l.span(), "Cannot link to itself");
+            } else if !known.iter().any(|k| k.name() == target) {
+                self.err(l.span(), format!("Could not get container for {target}"));
+            }
+        }
+        if let Some(ip) = &c.ip {
+            if !matches!(first, NetworkMode::Bridge | NetworkMode::Named(_)) {
+                self.err(ip.span(), format!("ip: a container on network {first} gets no address of its own"));
+            }
+        }
+        if let Some(mac) = &c.mac {
+            if matches!(first, NetworkMode::Host | NetworkMode::Container(_)) {
+                self.err(mac.span(), "Conflicting options: --mac-address and the network mode (--net).");
+            }
+        }
+        if let (Some(p), NetworkMode::Container(_)) = (c.publish.first(), &first) {
+            self.err(p.span(), "Conflicting options: -p, -P, --publish-all, --publish and the network mode (--net).");
+        }
+    }
+
+    fn expect(&mut self, e: &Expect, known: &[&Container]) {
+        let is_node = |n: &str| RESERVED_NODES.contains(&n) || known.iter().any(|c| c.name() == n);
+        if !is_node(e.from.get_ref()) {
+            self.err(e.from.span(), format!("unknown node {:?}: from must be a container, \"host\" or \"external\"", e.from.get_ref()));
+        }
+        let to = e.to.get_ref().as_str();
+        if to.parse::<Ipv4Addr>().is_err() {
+            let (node, net) = match to.split_once('@') {
+                Some((n, net)) => (n, Some(net)),
+                None => (to, None),
+            };
+            if !is_node(node) {
+                self.err(e.to.span(), format!("unknown node {node:?}: to must be a container, \"host\", \"external\" or an IP address"));
+            } else if let Some(net) = net {
+                self.network_ref(e.to.span(), net);
+            }
+        }
+        if let Some(src) = &e.source {
+            let s = src.get_ref().as_str();
+            if s.parse::<Ipv4Addr>().is_err() && !is_node(s) {
+                self.err(src.span(), format!("unknown node {s:?}: source must be a node name or an IP address"));
+            }
+            if matches!(e.probe.get_ref(), super::ProbeSpec::Icmp) {
+                self.err(src.span(), "source is checked by a responder: it needs a tcp or udp probe");
+            }
+        }
+    }
+
+    fn probe(&mut self) {
+        let t: &Sp<u64> = &self.spec.probe.timeout_ms;
+        if *t.get_ref() == 0 {
+            self.err(t.span(), "timeout_ms must be at least 1");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_follow_dockers_rule() {
+        for ok in ["web", "a1", "db_1.x-y", "9lives"] {
+            assert!(valid_container_name(ok), "{ok}");
+        }
+        for bad in ["a", "", "-web", "_x", "we b", "wé"] {
+            assert!(!valid_container_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rule() {
+        assert!(valid_ifname("docker0"));
+        assert!(valid_ifname("br-0123456789ab"));
+        assert!(!valid_ifname("a-very-long-name0"));
+        assert!(!valid_ifname("a/b"));
+        assert!(!valid_ifname(""));
+    }
+}

@@ -1,0 +1,688 @@
+//! Typed values of a scenario file.
+//!
+//! Every string-shaped value is parsed into its own type at load time, so an
+//! invalid address, port spec or probe is a `path:line:col` error pointing at
+//! the value itself, and later stages never see an unparsed string.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnetwork::Ipv4Network;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+/// Implements `Deserialize` through `FromStr` and `Serialize` through `Display`.
+macro_rules! string_value {
+    ($($t:ty),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(de::Error::custom)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+
+string_value!(
+    Cidr,
+    IfaceAddr,
+    Ip,
+    MacAddr,
+    NetworkMode,
+    PortSpec,
+    ListenSpec,
+    ProbeSpec,
+    Verdict,
+    StepAction,
+    Firewall,
+    Backend,
+    LinkSpec,
+    ExposeSpec,
+);
+
+/// An IPv4 network in CIDR notation; host bits are cleared as Go's
+/// `net.ParseCIDR` does (`"172.17.42.1/16"` means `172.17.0.0/16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr(pub Ipv4Network);
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n = IfaceAddr::from_str(s).map_err(|_| format!("invalid CIDR address: {s}"))?;
+        Ok(Cidr(n.network()))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.network(), self.0.prefix())
+    }
+}
+
+/// An interface address with its prefix, as `--bip` takes it
+/// (`"172.17.42.1/16"`: address 172.17.42.1 on network 172.17.0.0/16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IfaceAddr(pub Ipv4Network);
+
+impl IfaceAddr {
+    pub fn ip(self) -> Ipv4Addr {
+        self.0.ip()
+    }
+    pub fn prefix(self) -> u8 {
+        self.0.prefix()
+    }
+    /// The network this address belongs to, host bits cleared.
+    pub fn network(self) -> Ipv4Network {
+        Ipv4Network::new(self.0.network(), self.0.prefix()).expect("prefix already valid")
+    }
+}
+
+impl FromStr for IfaceAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid CIDR address: {s}");
+        let (ip, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        // Go's ParseCIDR wants a plain decimal prefix: no sign, no spaces.
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 2 {
+            return Err(bad());
+        }
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        Ipv4Network::new(ip, prefix).map(IfaceAddr).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for IfaceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.ip(), self.0.prefix())
+    }
+}
+
+/// A plain IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ip(pub Ipv4Addr);
+
+impl FromStr for Ip {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(Ip).map_err(|_| format!("invalid IP address: {s}"))
+    }
+}
+
+impl fmt::Display for Ip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Docker 1.x's container MAC: `02:42:` followed by the four IPv4 bytes
+    /// (`generateMacAddr` in the bridge driver).
+    pub fn from_ipv4(ip: Ipv4Addr) -> MacAddr {
+        let o = ip.octets();
+        MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s} is not a valid mac address");
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if mac[0] & 1 == 1 {
+            return Err(format!("{s} is a multicast mac address, not usable on an interface"));
+        }
+        Ok(MacAddr(mac))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// A container's `network` entry (Docker's `--net`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NetworkMode {
+    /// The daemon's default bridge (`--net=bridge`).
+    Bridge,
+    /// The host's network namespace (`--net=host`).
+    Host,
+    /// Only a loopback interface (`--net=none`).
+    None,
+    /// Share another container's namespace (`--net=container:<name>`).
+    Container(String),
+    /// A user-defined network from `[[network]]`.
+    Named(String),
+}
+
+impl FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "bridge" | "default" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            _ => match s.strip_prefix("container:") {
+                Some("") => return Err("--net: invalid net mode: invalid container format container:<name|id>".into()),
+                Some(name) => NetworkMode::Container(name.to_string()),
+                None if s.is_empty() => return Err("network name must not be empty".into()),
+                None => NetworkMode::Named(s.to_string()),
+            },
+        })
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkMode::Bridge => f.write_str("bridge"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Container(c) => write!(f, "container:{c}"),
+            NetworkMode::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// `network = "host"` or `network = ["a", "b"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct NetworkList(pub Vec<NetworkMode>);
+
+impl<'de> Deserialize<'de> for NetworkList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = NetworkList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a network name or a list of network names")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<NetworkList, E> {
+                s.parse().map(|m| NetworkList(vec![m])).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<NetworkList, A::Error> {
+                let mut v = Vec::new();
+                while let Some(m) = seq.next_element::<NetworkMode>()? {
+                    v.push(m);
+                }
+                if v.is_empty() {
+                    return Err(de::Error::custom("network list must not be empty"));
+                }
+                Ok(NetworkList(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            _ => Err(format!("Invalid proto: {s}")),
+        }
+    }
+}
+
+/// An inclusive port range; a single port is a range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn len(self) -> u32 {
+        u32::from(self.end) - u32::from(self.start) + 1
+    }
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+/// Docker's `parsers.ParsePortRange`: `"80"` or `"8000-8010"`.
+fn parse_port_range(s: &str) -> Option<PortRange> {
+    let port = |p: &str| -> Option<u16> {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    match s.split_once('-') {
+        None => port(s).map(|p| PortRange { start: p, end: p }),
+        Some((a, b)) => {
+            let (start, end) = (port(a)?, port(b)?);
+            (end >= start).then_some(PortRange { start, end })
+        }
+    }
+}
+
+/// One `-p` argument in Docker's syntax (`nat.ParsePortSpecs`):
+/// `[ip:][hostPort:]containerPort[/proto]`, ports may be ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PortSpec {
+    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: a port from the dynamic range.
+    pub host_ports: Option<PortRange>,
+    pub container_ports: PortRange,
+    pub proto: Proto,
+}
+
+impl FromStr for PortSpec {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let (rest, proto) = match raw.rfind('/') {
+            Some(i) => (&raw[..i], &raw[i + 1..]),
+            None => (raw, "tcp"),
+        };
+        // Docker pads the spec to "ip:hostPort:containerPort".
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (ip, host, container) = match parts.as_slice() {
+            [c] => ("", "", *c),
+            [h, c] => ("", *h, *c),
+            [ip, h, c] => (*ip, *h, *c),
+            _ => return Err(format!("Invalid format {rest}")),
+        };
+        let host_ip = if ip.is_empty() {
+            None
+        } else {
+            Some(ip.parse::<Ipv4Addr>().map_err(|_| format!("Invalid ip address: {ip}"))?)
+        };
+        if container.is_empty() {
+            return Err(format!("No port specified: {rest}<empty>"));
+        }
+        let container_ports =
+            parse_port_range(container).ok_or_else(|| format!("Invalid containerPort: {container}"))?;
+        let host_ports = if host.is_empty() {
+            None
+        } else {
+            Some(parse_port_range(host).ok_or_else(|| format!("Invalid hostPort: {host}"))?)
+        };
+        if let Some(h) = host_ports {
+            if h.len() != container_ports.len() {
+                return Err(format!(
+                    "Invalid ranges specified for container and host Ports: {container} and {host}"
+                ));
+            }
+        }
+        let proto = proto.parse()?;
+        Ok(PortSpec { host_ip, host_ports, container_ports, proto })
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(ip) = self.host_ip {
+            write!(f, "{ip}:")?;
+            if self.host_ports.is_none() {
+                f.write_str(":")?;
+            }
+        }
+        if let Some(h) = self.host_ports {
+            write!(f, "{h}:")?;
+        }
+        write!(f, "{}/{}", self.container_ports, self.proto)
+    }
+}
+
+/// An exposed port: `"5432"` or `"5432/tcp"`, ranges allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExposeSpec {
+    pub ports: PortRange,
+    pub proto: Proto,
+}
+
+impl FromStr for ExposeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (p, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let ports = parse_port_range(p).ok_or_else(|| format!("Invalid range format for --expose: {s}"))?;
+        Ok(ExposeSpec { ports, proto: proto.parse()? })
+    }
+}
+
+impl fmt::Display for ExposeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ports, self.proto)
+    }
+}
+
+/// A legacy link, `"db:alias"` or `"db"` (alias = name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LinkSpec {
+    pub container: String,
+    pub alias: String,
+}
+
+impl FromStr for LinkSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, alias) = s.split_once(':').unwrap_or((s, s));
+        if name.is_empty() || alias.is_empty() || alias.contains(':') {
+            return Err(format!("Invalid link format: {s}, expected <name>:<alias>"));
+        }
+        Ok(LinkSpec { container: name.to_string(), alias: alias.to_string() })
+    }
+}
+
+impl fmt::Display for LinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.container, self.alias)
+    }
+}
+
+/// A responder: `"tcp:80"`, `"udp:53"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenSpec {
+    pub proto: Proto,
+    pub port: u16,
+}
+
+impl FromStr for ListenSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid listener {s:?}: expected \"tcp:PORT\" or \"udp:PORT\"");
+        let (proto, port) = s.split_once(':').ok_or_else(bad)?;
+        let proto = proto.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        Ok(ListenSpec { proto, port })
+    }
+}
+
+impl fmt::Display for ListenSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.proto, self.port)
+    }
+}
+
+/// What an expectation sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeSpec {
+    Icmp,
+    Tcp(u16),
+    Udp(u16),
+}
+
+impl FromStr for ProbeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "icmp" {
+            return Ok(ProbeSpec::Icmp);
+        }
+        let l: ListenSpec = s
+            .parse()
+            .map_err(|_| format!("invalid probe {s:?}: expected \"icmp\", \"tcp:PORT\" or \"udp:PORT\""))?;
+        Ok(match l.proto {
+            Proto::Tcp => ProbeSpec::Tcp(l.port),
+            Proto::Udp => ProbeSpec::Udp(l.port),
+        })
+    }
+}
+
+impl fmt::Display for ProbeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeSpec::Icmp => f.write_str("icmp"),
+            ProbeSpec::Tcp(p) => write!(f, "tcp:{p}"),
+            ProbeSpec::Udp(p) => write!(f, "udp:{p}"),
+        }
+    }
+}
+
+/// The outcome an expectation wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Reachable,
+    Refused,
+    Blocked,
+}
+
+impl FromStr for Verdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reachable" => Ok(Verdict::Reachable),
+            "refused" => Ok(Verdict::Refused),
+            "blocked" => Ok(Verdict::Blocked),
+            _ => Err(format!("invalid result {s:?}: expected \"reachable\", \"refused\" or \"blocked\"")),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Reachable => "reachable",
+            Verdict::Refused => "refused",
+            Verdict::Blocked => "blocked",
+        })
+    }
+}
+
+/// What a `[[step]]` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepAction {
+    Connect,
+    Disconnect,
+    Stop,
+    Start,
+    Restart,
+    Remove,
+    Run,
+    FlushIptables,
+    RestartDaemon,
+}
+
+const STEP_ACTIONS: [(&str, StepAction); 9] = [
+    ("connect", StepAction::Connect),
+    ("disconnect", StepAction::Disconnect),
+    ("stop", StepAction::Stop),
+    ("start", StepAction::Start),
+    ("restart", StepAction::Restart),
+    ("remove", StepAction::Remove),
+    ("run", StepAction::Run),
+    ("flush-iptables", StepAction::FlushIptables),
+    ("restart-daemon", StepAction::RestartDaemon),
+];
+
+impl StepAction {
+    /// Whether the step names an existing container in `container`.
+    pub fn needs_container(self) -> bool {
+        !matches!(self, StepAction::FlushIptables | StepAction::RestartDaemon)
+    }
+    pub fn needs_network(self) -> bool {
+        matches!(self, StepAction::Connect | StepAction::Disconnect)
+    }
+}
+
+impl FromStr for StepAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        STEP_ACTIONS.iter().find(|(n, _)| *n == s).map(|(_, a)| *a).ok_or_else(|| {
+            let names: Vec<&str> = STEP_ACTIONS.iter().map(|(n, _)| *n).collect();
+            format!("unknown step {s:?}: expected one of {}", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for StepAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = STEP_ACTIONS.iter().find(|(_, a)| a == self).map(|(n, _)| *n).unwrap_or("?");
+        f.write_str(name)
+    }
+}
+
+/// Which Docker's iptables layout to imitate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Firewall {
+    /// Docker 1.6.2's `daemon/networkdriver`.
+    #[default]
+    Docker1,
+    /// libnetwork's bridge driver, Docker 17.06–26.
+    Docker20,
+    /// Docker 28's layout.
+    Docker28,
+}
+
+impl FromStr for Firewall {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "docker1" => Ok(Firewall::Docker1),
+            "docker20" => Ok(Firewall::Docker20),
+            "docker28" => Ok(Firewall::Docker28),
+            _ => Err(format!("unknown firewall {s:?}: expected \"docker1\", \"docker20\" or \"docker28\"")),
+        }
+    }
+}
+
+impl fmt::Display for Firewall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Firewall::Docker1 => "docker1",
+            Firewall::Docker20 => "docker20",
+            Firewall::Docker28 => "docker28",
+        })
+    }
+}
+
+/// Which rule tool installs the firewall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    #[default]
+    Iptables,
+    Nftables,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "iptables" => Ok(Backend::Iptables),
+            "nftables" => Ok(Backend::Nftables),
+            _ => Err(format!("unknown backend {s:?}: expected \"iptables\" or \"nftables\"")),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Iptables => "iptables",
+            Backend::Nftables => "nftables",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("80", None, None, (80, 80), Proto::Tcp)]
+    #[case("8080:80", None, Some((8080, 8080)), (80, 80), Proto::Tcp)]
+    #[case("8080:80/udp", None, Some((8080, 8080)), (80, 80), Proto::Udp)]
+    #[case("127.0.0.1:8080:80", Some("127.0.0.1"), Some((8080, 8080)), (80, 80), Proto::Tcp)]
+    #[case("127.0.0.1::80", Some("127.0.0.1"), None, (80, 80), Proto::Tcp)]
+    #[case("8000-8001:80-81", None, Some((8000, 8001)), (80, 81), Proto::Tcp)]
+    fn port_specs_parse_like_docker(
+        #[case] raw: &str,
+        #[case] ip: Option<&str>,
+        #[case] host: Option<(u16, u16)>,
+        #[case] container: (u16, u16),
+        #[case] proto: Proto,
+    ) {
+        let p: PortSpec = raw.parse().unwrap();
+        assert_eq!(p.host_ip, ip.map(|i| i.parse().unwrap()));
+        assert_eq!(p.host_ports, host.map(|(start, end)| PortRange { start, end }));
+        assert_eq!(p.container_ports, PortRange { start: container.0, end: container.1 });
+        assert_eq!(p.proto, proto);
+        // Display round-trips through the parser.
+        assert_eq!(p.to_string().parse::<PortSpec>().unwrap(), p);
+    }
+
+    #[rstest]
+    #[case("8000-8002:80-81", "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002")]
+    #[case("70000", "Invalid containerPort: 70000")]
+    #[case("x:80", "Invalid hostPort: x")]
+    #[case("80/sctp", "Invalid proto: sctp")]
+    #[case("1.2.3:80:80", "Invalid ip address: 1.2.3")]
+    #[case("90-80", "Invalid containerPort: 90-80")]
+    fn port_spec_errors_use_dockers_words(#[case] raw: &str, #[case] msg: &str) {
+        assert_eq!(raw.parse::<PortSpec>().unwrap_err(), msg);
+    }
+
+    #[test]
+    fn cidr_clears_host_bits_and_bip_keeps_them() {
+        let c: Cidr = "172.17.42.1/16".parse().unwrap();
+        assert_eq!(c.to_string(), "172.17.0.0/16");
+        let b: IfaceAddr = "172.17.42.1/16".parse().unwrap();
+        assert_eq!(b.to_string(), "172.17.42.1/16");
+        assert_eq!(b.network().to_string(), "172.17.0.0/16");
+        assert!("172.17.0.0".parse::<Cidr>().is_err());
+        assert!("172.17.0.0/33".parse::<Cidr>().is_err());
+        assert!("172.17.0.0/+8".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn mac_from_ip_is_dockers() {
+        assert_eq!(MacAddr::from_ipv4("172.17.0.2".parse().unwrap()).to_string(), "02:42:ac:11:00:02");
+        assert!("01:00:00:00:00:00".parse::<MacAddr>().is_err());
+        assert!("02:42:ac:11:00".parse::<MacAddr>().is_err());
+    }
+}
