@@ -44,6 +44,7 @@
 //! ```
 
 pub mod apply;
+pub mod cleanup;
 pub mod error;
 pub mod plan;
 pub mod registry;

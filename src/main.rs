@@ -1,1 +1,37 @@
-fn main() {}
+//! The `bridgelab` command: a thin layer over the library, one file per verb
+//! in `commands/`.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    let filter = if cli.verbose {
+        "bridgelab=debug"
+    } else {
+        "bridgelab=warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridgelab: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = rt.block_on(commands::dispatch(cli));
+    ExitCode::from(code)
+}

@@ -1,5 +1,456 @@
-//! stub
-use crate::{Plan, Scenario, Result};
-#[derive(Default)] pub struct UpOptions;
-pub struct RunningLab;
-pub async fn up(_s: Scenario, _p: Plan, _o: UpOptions) -> Result<RunningLab> { todo!() }
+//! Builds a plan for real, and takes it down again on every path.
+//!
+//! One namespace per plan node (`bl-<run id>-<node>`), created by one worker
+//! thread; one rtnetlink socket opened inside each; then links, addresses,
+//! routes and sysctls exactly as planned. Nothing is ever done in the
+//! namespace bridgelab was started from.
+//!
+//! A [`RunningLab`] owns its namespaces: dropping it (an error half-way, a
+//! panic, a cancelled future after a signal) removes them, and
+//! [`RunningLab::down`] does the same and reports every failure, not just the
+//! first. Kept labs (`bridgelab up`) are detached and removed by
+//! `bridgelab down` or `cleanup`, through the [`registry`](crate::registry).
+
+mod netlink;
+pub mod netns;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use tokio::task::JoinHandle;
+
+pub use netlink::{LinkState, Netlink};
+use netns::NetNs;
+pub use verify::{Mismatch, Observed, ObservedNode};
+
+use crate::error::{Error, Result};
+use crate::plan::{LinkKind, NodePlan, Plan};
+use crate::registry::{self, namespace_name, Registry, RunRecord};
+use crate::scenario::Scenario;
+
+/// How to bring a lab up.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Keep the lab after this process exits (`bridgelab up`).
+    pub keep: bool,
+    /// Stop after creating this many links, to exercise the error path.
+    pub fail_after_links: Option<usize>,
+}
+
+/// How long the kernel may take to report carrier on new bridge ports.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A lab that exists: its namespaces, netlink sockets and run record.
+pub struct RunningLab {
+    run_id: String,
+    scenario: Scenario,
+    plan: Plan,
+    namespaces: Vec<NetNs>,
+    netlinks: HashMap<String, Netlink>,
+    tasks: Vec<JoinHandle<()>>,
+    registry: Registry,
+    torn_down: bool,
+    detached: bool,
+}
+
+impl std::fmt::Debug for RunningLab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningLab")
+            .field("run_id", &self.run_id)
+            .field("scenario", &self.plan.scenario)
+            .finish()
+    }
+}
+
+/// Checks that this process may build labs at all.
+pub fn check_environment() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Environment(
+            "building a lab needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run bridgelab with sudo, \
+             or use `bridgelab plan`, which needs no privileges"
+                .into(),
+        ));
+    }
+    if !std::path::Path::new("/proc/thread-self/ns/net").exists() {
+        return Err(Error::Environment(
+            "/proc/thread-self/ns/net is missing: mount /proc (Linux 3.17 or later is needed)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn env_error(what: &str, e: io::Error) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(libc_eperm) if libc_eperm == nix::errno::Errno::EPERM as i32 => {
+            " (not permitted: a privileged container needs --privileged or CAP_SYS_ADMIN)"
+        }
+        _ => "",
+    };
+    Error::Environment(format!("{what}: {e}{hint}"))
+}
+
+/// Builds `plan` for real. On failure everything built is removed before
+/// the error is returned.
+pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<RunningLab> {
+    check_environment()?;
+    let registry = Registry::default();
+    let run_id = registry::new_run_id();
+    let pid = std::process::id();
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        scenario: plan.scenario.clone(),
+        scenario_path: scenario.source.path().to_path_buf(),
+        pid,
+        pid_start: registry::process_start_time(pid).unwrap_or(0),
+        kept: opts.keep,
+        nodes: plan.nodes.iter().map(|n| n.name.clone()).collect(),
+    };
+    // The record exists before any namespace does: see `registry`.
+    registry
+        .write(&record)
+        .map_err(|e| env_error("cannot write the run record", e))?;
+    let mut lab = RunningLab {
+        run_id,
+        scenario,
+        plan,
+        namespaces: Vec::new(),
+        netlinks: HashMap::new(),
+        tasks: Vec::new(),
+        registry,
+        torn_down: false,
+        detached: false,
+    };
+    match lab.build(&opts).await {
+        Ok(()) => {
+            if opts.keep {
+                lab.detached = true;
+            }
+            Ok(lab)
+        }
+        Err(e) => {
+            if let Err(t) = lab.teardown() {
+                tracing::error!("{t}");
+            }
+            Err(e)
+        }
+    }
+}
+
+impl RunningLab {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+    /// The `/run/netns` name of a node's namespace.
+    pub fn namespace(&self, node: &str) -> String {
+        namespace_name(&self.run_id, node)
+    }
+    /// Namespace names of every node, in plan order.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|n| {
+                n.path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+    /// A netlink handle inside a node's namespace.
+    pub fn netlink(&self, node: &str) -> Option<&Netlink> {
+        self.netlinks.get(node)
+    }
+    /// The namespace file of a node, for joining it (`setns`).
+    pub fn netns_file(&self, node: &str) -> Option<&std::fs::File> {
+        self.namespaces
+            .iter()
+            .find(|n| n.node == node)
+            .map(|n| &n.file)
+    }
+
+    async fn build(&mut self, opts: &UpOptions) -> Result<()> {
+        let names: Vec<(String, String)> = self
+            .plan
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name)))
+            .collect();
+        let (made, err) = netns::create_all(&names);
+        self.namespaces = made;
+        if let Some(e) = err {
+            return Err(env_error("cannot create a network namespace", e));
+        }
+        for ns in &self.namespaces {
+            let (nl, task) = Netlink::open(&ns.file)
+                .map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
+            self.tasks.push(task);
+            self.netlinks.insert(ns.node.clone(), nl);
+        }
+        let mut budget = opts.fail_after_links;
+        // Links that exist in a namespace on their own first (bridges, dummies),
+        // then veth pairs from their creating end, then addresses, up, routes.
+        for node in &self.plan.nodes {
+            let nl = &self.netlinks[&node.name];
+            for l in &node.links {
+                if matches!(l.kind, LinkKind::Bridge | LinkKind::Dummy) {
+                    spend(&mut budget)?;
+                    nl.create_local(l).await.map_err(|e| {
+                        Error::apply(format!("{}: create {}", node.name, l.name), e)
+                    })?;
+                }
+            }
+        }
+        for node in &self.plan.nodes {
+            let nl = &self.netlinks[&node.name];
+            for l in &node.links {
+                let LinkKind::Veth {
+                    peer_node,
+                    peer,
+                    create: true,
+                } = &l.kind
+                else {
+                    continue;
+                };
+                spend(&mut budget)?;
+                let peer_plan = self
+                    .plan
+                    .node(peer_node)
+                    .and_then(|n| n.link(peer))
+                    .expect("plan pairs every veth");
+                let peer_ns = &self
+                    .namespaces
+                    .iter()
+                    .find(|n| n.node == *peer_node)
+                    .expect("namespace per node")
+                    .file;
+                let master = match &l.master {
+                    Some(m) => Some(
+                        nl.index(m)
+                            .await
+                            .map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?,
+                    ),
+                    None => None,
+                };
+                nl.create_veth(l, peer_plan, peer_ns, master)
+                    .await
+                    .map_err(|e| {
+                        Error::apply(
+                            format!(
+                                "{}: create veth {} (peer {peer_node}:{peer})",
+                                node.name, l.name
+                            ),
+                            e,
+                        )
+                    })?;
+            }
+        }
+        try_join_all(
+            self.plan
+                .nodes
+                .iter()
+                .map(|n| configure(&self.netlinks[&n.name], n)),
+        )
+        .await?;
+        for node in &self.plan.nodes {
+            let ns = &self
+                .namespaces
+                .iter()
+                .find(|n| n.node == node.name)
+                .expect("namespace per node")
+                .file;
+            for s in node.sysctls.iter().filter(|s| s.write) {
+                netns::write_sysctl(ns, &s.key, &s.value)
+                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            }
+        }
+        self.settle().await
+    }
+
+    /// Waits (bounded) until every planned bridge port has carrier, which
+    /// the kernel reports asynchronously; until then a bridge drops frames
+    /// and its routes say `linkdown`.
+    async fn settle(&self) -> Result<()> {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let observed = self.observe().await?;
+            let mismatches = verify::verify(&self.plan, &observed);
+            if mismatches.is_empty() || Instant::now() > deadline {
+                return Ok(());
+            }
+            // Only carrier (seen in routes' `linkdown`) is worth waiting for;
+            // anything else is final and reported by the caller's verify.
+            let waiting = mismatches.iter().all(|m| m.what.contains("route"));
+            if !waiting {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Reads every namespace back through netlink.
+    pub async fn observe(&self) -> Result<Observed> {
+        let mut nodes = Vec::new();
+        for ns in &self.namespaces {
+            let nl = &self.netlinks[&ns.node];
+            let ctx = |what: &str| format!("{}: read {what}", ns.node);
+            let msgs = nl
+                .links()
+                .await
+                .map_err(|e| Error::apply(ctx("links"), e))?;
+            let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
+            let names: HashMap<u32, String> =
+                links.iter().map(|l| (l.index, l.name.clone())).collect();
+            let addresses = nl
+                .addresses()
+                .await
+                .map_err(|e| Error::apply(ctx("addresses"), e))?;
+            let routes = nl
+                .routes(&names)
+                .await
+                .map_err(|e| Error::apply(ctx("routes"), e))?;
+            let mut sysctls = std::collections::BTreeMap::new();
+            if let Some(np) = self.plan.node(&ns.node) {
+                for s in &np.sysctls {
+                    let v = netns::read_sysctl(&ns.file, &s.key)
+                        .map_err(|e| env_error(&ctx(&s.key), e))?;
+                    sysctls.insert(s.key.clone(), v);
+                }
+            }
+            nodes.push(ObservedNode {
+                name: ns.node.clone(),
+                links,
+                addresses,
+                routes,
+                sysctls,
+            });
+        }
+        Ok(Observed { nodes })
+    }
+
+    /// Differences between the plan and what the kernel reports.
+    pub async fn verify(&self) -> Result<Vec<Mismatch>> {
+        Ok(verify::verify(&self.plan, &self.observe().await?))
+    }
+
+    /// Leaves the lab in place when this handle goes away (`bridgelab up`).
+    pub fn detach(mut self) -> String {
+        self.detached = true;
+        self.close_sockets();
+        self.run_id.clone()
+    }
+
+    /// Removes the lab: every namespace, then the run record.
+    pub fn down(mut self) -> Result<()> {
+        self.teardown()
+    }
+
+    fn close_sockets(&mut self) {
+        self.netlinks.clear();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        self.close_sockets();
+        let paths: Vec<_> = self.namespaces.drain(..).map(|ns| ns.path).collect();
+        remove_namespaces(&self.registry, &self.run_id, &paths)
+    }
+}
+
+/// Removes namespaces (all of them, whatever fails) and then, if that
+/// worked, the run record. Shared by teardown, `down` and `cleanup`.
+pub fn remove_namespaces(
+    registry: &Registry,
+    run_id: &str,
+    paths: &[std::path::PathBuf],
+) -> Result<()> {
+    let mut errors: Vec<String> = paths
+        .iter()
+        .rev()
+        .filter_map(|p| netns::remove(p).err())
+        .map(|e| e.to_string())
+        .collect();
+    if errors.is_empty() {
+        if let Err(e) = registry.remove(run_id) {
+            errors.push(format!("remove run record {run_id}: {e}"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Teardown(errors))
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        if let Err(e) = self.teardown() {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+fn spend(budget: &mut Option<usize>) -> Result<()> {
+    match budget {
+        Some(0) => Err(Error::apply(
+            "stopped on purpose (fail_after_links)",
+            io::Error::other("injected failure"),
+        )),
+        Some(n) => {
+            *n -= 1;
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Addresses, link state and static routes of one node, on its own socket.
+async fn configure(nl: &Netlink, node: &NodePlan) -> Result<()> {
+    let err = |what: String| move |e| Error::apply(format!("{}: {what}", node.name), e);
+    for l in &node.links {
+        let index = nl
+            .index(&l.name)
+            .await
+            .map_err(err(format!("find {}", l.name)))?;
+        // lo gets its address from the kernel.
+        for a in l.addresses.iter().filter(|_| l.kind != LinkKind::Loopback) {
+            nl.add_address(index, a.ip(), a.prefix())
+                .await
+                .map_err(err(format!("add {a} to {}", l.name)))?;
+        }
+        if l.up {
+            nl.set_up(index)
+                .await
+                .map_err(err(format!("set {} up", l.name)))?;
+        }
+    }
+    for r in node.routes.iter().filter(|r| r.connected.is_none()) {
+        let index = nl
+            .index(&r.dev)
+            .await
+            .map_err(err(format!("find {}", r.dev)))?;
+        nl.add_route(r, index)
+            .await
+            .map_err(err(format!("add route {r}")))?;
+    }
+    Ok(())
+}

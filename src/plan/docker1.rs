@@ -42,9 +42,16 @@ fn loopback() -> LinkPlan {
         mtu: None,
         mtu_expected: 65536,
         master: None,
-        addresses: vec![],
+        // The kernel adds 127.0.0.1/8 when lo comes up.
+        addresses: vec![IfaceAddr(ipnet(Ipv4Addr::LOCALHOST, 8))],
         up: true,
     }
+}
+
+/// MAC of an uplink end: locally administered, not Docker's 02:42 prefix.
+fn uplink_mac(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])
 }
 
 fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
@@ -59,7 +66,14 @@ fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
 }
 
 fn via(dst: Option<Ipv4Network>, gw: Ipv4Addr, dev: &str) -> RoutePlan {
-    RoutePlan { dst, via: Some(gw), dev: dev.into(), connected: None, scope_link: false, linkdown: false }
+    RoutePlan {
+        dst,
+        via: Some(gw),
+        dev: dev.into(),
+        connected: None,
+        scope_link: false,
+        linkdown: false,
+    }
 }
 
 /// A MAC for a bridge: Docker 1.6.2 sets a random locally administered one
@@ -89,13 +103,15 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     let mut b = Builder::new(s);
     let bridge = b.init_driver();
     let mut ipam = match (&bridge, &s.spec.daemon.fixed_cidr) {
-        (Some(br), Some(fixed)) => match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                b.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
-                None
+        (Some(br), Some(fixed)) => {
+            match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    b.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
+                    None
+                }
             }
-        },
+        }
         (Some(br), None) => Some(IpAllocator::new(br.address.0)),
         (None, _) => None,
     };
@@ -113,11 +129,20 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
 impl<'a> Builder<'a> {
     fn new(s: &'a Scenario) -> Builder<'a> {
         let spec = &s.spec;
-        let mut host = NodePlan { name: "host".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
+        let mut host = NodePlan {
+            name: "host".into(),
+            links: vec![loopback()],
+            routes: vec![],
+            sysctls: vec![],
+        };
         host.links.push(LinkPlan {
             name: "eth0".into(),
-            kind: LinkKind::Veth { peer_node: "external".into(), peer: "eth0".into(), create: true },
-            mac: Some(MacAddr::from_ipv4(UPLINK_HOST.ip())),
+            kind: LinkKind::Veth {
+                peer_node: "external".into(),
+                peer: "eth0".into(),
+                create: true,
+            },
+            mac: Some(uplink_mac(UPLINK_HOST.ip())),
             mtu: None,
             mtu_expected: 1500,
             master: None,
@@ -127,16 +152,12 @@ impl<'a> Builder<'a> {
         host.routes.push(via(None, UPLINK_EXTERNAL.ip(), "eth0"));
         host.routes.push(connected(UPLINK_HOST, "eth0"));
         if !spec.host.routes.is_empty() {
-            host.links.push(LinkPlan {
-                name: HOST_DUMMY.into(),
-                kind: LinkKind::Dummy,
-                mac: None,
-                mtu: None,
-                mtu_expected: 1500,
-                master: None,
-                addresses: vec![],
-                up: true,
-            });
+            // A port-less bridge swallows what is routed to it, as a dummy
+            // device would; unlike `dummy` it is built into every kernel
+            // bridgelab needs anyway. Without carrier its routes say `linkdown`.
+            let mut l = Self::bridge_link(&s.name, HOST_DUMMY, None);
+            l.mac = None;
+            host.links.push(l);
             for r in &spec.host.routes {
                 host.routes.push(RoutePlan {
                     dst: Some(r.get_ref().0),
@@ -149,7 +170,11 @@ impl<'a> Builder<'a> {
             }
         }
         for hb in &spec.host.bridges {
-            host.links.push(Self::bridge_link(&s.name, hb.name.get_ref(), hb.address.as_ref().map(|a| *a.get_ref())));
+            host.links.push(Self::bridge_link(
+                &s.name,
+                hb.name.get_ref(),
+                hb.address.as_ref().map(|a| *a.get_ref()),
+            ));
             if let Some(a) = &hb.address {
                 host.routes.push(connected(*a.get_ref(), hb.name.get_ref()));
             }
@@ -162,11 +187,20 @@ impl<'a> Builder<'a> {
             write: daemon.ip_forward(),
         });
 
-        let mut external = NodePlan { name: "external".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
+        let mut external = NodePlan {
+            name: "external".into(),
+            links: vec![loopback()],
+            routes: vec![],
+            sysctls: vec![],
+        };
         external.links.push(LinkPlan {
             name: "eth0".into(),
-            kind: LinkKind::Veth { peer_node: "host".into(), peer: "eth0".into(), create: false },
-            mac: Some(MacAddr::from_ipv4(UPLINK_EXTERNAL.ip())),
+            kind: LinkKind::Veth {
+                peer_node: "host".into(),
+                peer: "eth0".into(),
+                create: false,
+            },
+            mac: Some(uplink_mac(UPLINK_EXTERNAL.ip())),
             mtu: None,
             mtu_expected: 1500,
             master: None,
@@ -175,7 +209,9 @@ impl<'a> Builder<'a> {
         });
         external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
         for r in &spec.external.routes {
-            external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+            external
+                .routes
+                .push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
         }
         Builder {
             s,
@@ -214,7 +250,11 @@ impl<'a> Builder<'a> {
         }
         let name = d.bridge_name().to_string();
         let bridge_span = d.bridge.as_ref().map(|b| b.span()).unwrap_or(0..0);
-        let existing: Option<&HostBridge> = spec.host.bridges.iter().find(|hb| *hb.name.get_ref() == name);
+        let existing: Option<&HostBridge> = spec
+            .host
+            .bridges
+            .iter()
+            .find(|hb| *hb.name.get_ref() == name);
         if let Some(addr) = existing.and_then(|hb| hb.address.as_ref()) {
             let addr = *addr.get_ref();
             if let Some(bip) = &d.bip {
@@ -222,15 +262,31 @@ impl<'a> Builder<'a> {
                 if bip.get_ref().ip() != addr.ip() {
                     self.err(
                         bip.span(),
-                        format!("Bridge ip ({}) does not match existing bridge configuration {}", addr.ip(), bip.get_ref().ip()),
+                        format!(
+                            "Bridge ip ({}) does not match existing bridge configuration {}",
+                            addr.ip(),
+                            bip.get_ref().ip()
+                        ),
                     );
                     return None;
                 }
             }
-            return Some(BridgePlan { name, address: addr, pool: d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(addr.network()), origin: "existing bridge".into() });
+            return Some(BridgePlan {
+                name,
+                address: addr,
+                pool: d
+                    .fixed_cidr
+                    .as_ref()
+                    .map(|f| f.get_ref().0)
+                    .unwrap_or(addr.network()),
+                origin: "existing bridge".into(),
+            });
         }
         if existing.is_some() && name != DEFAULT_BRIDGE {
-            self.err(bridge_span, format!("Interface {name} has no IPv4 addresses"));
+            self.err(
+                bridge_span,
+                format!("Interface {name} has no IPv4 addresses"),
+            );
             return None;
         }
         // configureBridge: --bip as given, else the first free candidate.
@@ -239,7 +295,13 @@ impl<'a> Builder<'a> {
             None => match self.free_candidate() {
                 Some(found) => found,
                 None => {
-                    let span = spec.host.routes.first().map(|r| r.span()).or_else(|| spec.host.nameservers.first().map(|n| n.span())).unwrap_or(0..0);
+                    let span = spec
+                        .host
+                        .routes
+                        .first()
+                        .map(|r| r.span())
+                        .or_else(|| spec.host.nameservers.first().map(|n| n.span()))
+                        .unwrap_or(0..0);
                     self.err(span, format!("Could not find a free IP address range for interface '{name}'. Please configure its address manually and run 'docker -b {name}'"));
                     return None;
                 }
@@ -248,46 +310,93 @@ impl<'a> Builder<'a> {
         match self.host.links.iter_mut().find(|l| l.name == name) {
             // docker0 existed without an IPv4 address: Docker adds one.
             Some(l) => l.addresses.push(address),
-            None => self.host.links.push(Self::bridge_link(&self.s.name, &name, Some(address))),
+            None => self
+                .host
+                .links
+                .push(Self::bridge_link(&self.s.name, &name, Some(address))),
         }
         self.host.routes.push(connected(address, &name));
-        let pool = d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(address.network());
-        Some(BridgePlan { name, address, pool, origin })
+        let pool = d
+            .fixed_cidr
+            .as_ref()
+            .map(|f| f.get_ref().0)
+            .unwrap_or(address.network());
+        Some(BridgePlan {
+            name,
+            address,
+            pool,
+            origin,
+        })
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
     /// with a destination in the host's main table (the default route has none).
     fn free_candidate(&self) -> Option<(IfaceAddr, String)> {
         let spec = &self.s.spec;
-        let nameservers: Vec<Ipv4Network> =
-            spec.host.nameservers.iter().map(|n| Ipv4Network::new(n.get_ref().0, 32).expect("/32")).collect();
+        let nameservers: Vec<Ipv4Network> = spec
+            .host
+            .nameservers
+            .iter()
+            .map(|n| Ipv4Network::new(n.get_ref().0, 32).expect("/32"))
+            .collect();
         let routes: Vec<Ipv4Network> = self.host.routes.iter().filter_map(|r| r.dst).collect();
         BRIDGE_CANDIDATES.iter().enumerate().find_map(|(i, c)| {
             let addr: IfaceAddr = c.parse().expect("valid candidate");
             let net = addr.network();
-            let free = !nameservers.iter().any(|n| overlaps(net, *n)) && !routes.iter().any(|r| overlaps(net, *r));
-            free.then(|| (addr, format!("candidate {} of {}", i + 1, BRIDGE_CANDIDATES.len())))
+            let free = !nameservers.iter().any(|n| overlaps(net, *n))
+                && !routes.iter().any(|r| overlaps(net, *r));
+            free.then(|| {
+                (
+                    addr,
+                    format!("candidate {} of {}", i + 1, BRIDGE_CANDIDATES.len()),
+                )
+            })
         })
     }
 
     fn veth_name(&mut self, container: &str) -> String {
         // Docker picks "veth" + 7 random hex digits, retrying on a clash.
         (0u32..)
-            .map(|i| format!("veth{:07x}", crate::stable_hash::fnv1a(&["veth", container, &i.to_string()]) & 0xfff_ffff))
+            .map(|i| {
+                format!(
+                    "veth{:07x}",
+                    crate::stable_hash::fnv1a(&["veth", container, &i.to_string()]) & 0xfff_ffff
+                )
+            })
             .find(|n| self.veth_names.insert(n.clone()))
             .expect("a free name")
     }
 
     /// `container.Start`'s network part.
-    fn start_container(&mut self, c: &Container, bridge: Option<&BridgePlan>, ipam: Option<&mut IpAllocator>) {
+    fn start_container(
+        &mut self,
+        c: &Container,
+        bridge: Option<&BridgePlan>,
+        ipam: Option<&mut IpAllocator>,
+    ) {
         let name = c.name().to_string();
-        let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
-        let mut cp = ContainerPlan { name: name.clone(), mode: mode.clone(), running: c.running, netns: None, endpoint: None };
+        let mode = c
+            .networks()
+            .into_iter()
+            .next()
+            .unwrap_or(NetworkMode::Bridge);
+        let mut cp = ContainerPlan {
+            name: name.clone(),
+            mode: mode.clone(),
+            running: c.running,
+            netns: None,
+            endpoint: None,
+        };
         if !c.running {
             self.containers.push(cp);
             return;
         }
-        let mut node = NodePlan { name: name.clone(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
+        let mut node = NodePlan {
+            name: name.clone(),
+            links: vec![loopback()],
+            routes: vec![],
+            sysctls: vec![],
+        };
         match &mode {
             NetworkMode::Host => cp.netns = Some("host".into()),
             NetworkMode::Container(other) => {
@@ -306,7 +415,10 @@ impl<'a> Builder<'a> {
                             cp.endpoint = Some(ep);
                         }
                         Err(e) => {
-                            let span = c.ip.as_ref().map(|i| i.span()).unwrap_or_else(|| c.name.span());
+                            let span =
+                                c.ip.as_ref()
+                                    .map(|i| i.span())
+                                    .unwrap_or_else(|| c.name.span());
                             self.err(span, format!("Cannot start container {name}: {e}"));
                         }
                     }
@@ -318,7 +430,11 @@ impl<'a> Builder<'a> {
         }
         for l in &c.links {
             let target = &l.get_ref().container;
-            if self.containers.iter().any(|o| o.name == *target && !o.running) {
+            if self
+                .containers
+                .iter()
+                .any(|o| o.name == *target && !o.running)
+            {
                 self.err(l.span(), format!("Cannot start container {name}: Cannot link to a non running container: /{target} AS /{name}/{}", l.get_ref().alias));
             }
         }
@@ -335,7 +451,11 @@ impl<'a> Builder<'a> {
             host_veth: self.veth_name(c.name()),
             address,
             gateway: br.address.ip(),
-            mac: c.mac.as_ref().map(|m| *m.get_ref()).unwrap_or(MacAddr::from_ipv4(ip)),
+            mac: c
+                .mac
+                .as_ref()
+                .map(|m| *m.get_ref())
+                .unwrap_or(MacAddr::from_ipv4(ip)),
             mtu: self.s.spec.daemon.mtu(),
         }
     }
@@ -344,7 +464,11 @@ impl<'a> Builder<'a> {
     fn wire(&mut self, node: &mut NodePlan, ep: &Endpoint) {
         self.host.links.push(LinkPlan {
             name: ep.host_veth.clone(),
-            kind: LinkKind::Veth { peer_node: node.name.clone(), peer: "eth0".into(), create: true },
+            kind: LinkKind::Veth {
+                peer_node: node.name.clone(),
+                peer: "eth0".into(),
+                create: true,
+            },
             mac: None,
             mtu: Some(ep.mtu),
             mtu_expected: ep.mtu,
@@ -354,7 +478,11 @@ impl<'a> Builder<'a> {
         });
         node.links.push(LinkPlan {
             name: "eth0".into(),
-            kind: LinkKind::Veth { peer_node: "host".into(), peer: ep.host_veth.clone(), create: false },
+            kind: LinkKind::Veth {
+                peer_node: "host".into(),
+                peer: ep.host_veth.clone(),
+                create: false,
+            },
             mac: Some(ep.mac),
             mtu: Some(ep.mtu),
             mtu_expected: ep.mtu,
@@ -379,18 +507,38 @@ impl<'a> Builder<'a> {
                 port_mtus.entry(m.clone()).or_default().push(l.mtu_expected);
             }
         }
-        for l in self.host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
-            l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
+        for l in self
+            .host
+            .links
+            .iter_mut()
+            .filter(|l| l.kind == LinkKind::Bridge)
+        {
+            l.mtu_expected = port_mtus
+                .get(&l.name)
+                .and_then(|v| v.iter().min().copied())
+                .unwrap_or(1500);
         }
         for r in &mut self.host.routes {
-            let is_bridge = self.host.links.iter().any(|l| l.name == r.dev && l.kind == LinkKind::Bridge);
-            r.linkdown = is_bridge && !port_mtus.contains_key(&r.dev);
+            let is_bridge = self
+                .host
+                .links
+                .iter()
+                .any(|l| l.name == r.dev && l.kind == LinkKind::Bridge);
+            // The kernel flags connected routes only; a static route added
+            // to a carrier-less device does not say `linkdown`.
+            r.linkdown = is_bridge && r.connected.is_some() && !port_mtus.contains_key(&r.dev);
         }
         let mut nodes = vec![self.host, self.external];
         nodes.extend(self.nodes);
         for n in &mut nodes {
             n.routes.sort_by_key(|r| r.sort_key());
         }
-        Ok(Plan { scenario: self.s.name.clone(), firewall: self.s.spec.daemon.firewall(), bridge, containers: self.containers, nodes })
+        Ok(Plan {
+            scenario: self.s.name.clone(),
+            firewall: self.s.spec.daemon.firewall(),
+            bridge,
+            containers: self.containers,
+            nodes,
+        })
     }
 }

@@ -24,10 +24,10 @@ use crate::scenario::{Diagnostics, Firewall, IfaceAddr, MacAddr, NetworkMode, Sc
 pub const UPLINK_HOST: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 1), 24));
 /// The external node's address on the uplink.
 pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 2), 24));
-/// Link that carries `[host] routes` in the host namespace.
+/// Link that carries `[host] routes` in the host namespace (a port-less bridge).
 pub const HOST_DUMMY: &str = "dummy0";
 
-const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
+pub(crate) const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
     match Ipv4Network::new_checked(ip, prefix) {
         Some(n) => n,
         None => panic!("bad constant"),
@@ -132,7 +132,11 @@ pub enum LinkKind {
     Dummy,
     /// One end of a veth pair. The end with `create = true` is created with
     /// its peer already inside the peer's namespace.
-    Veth { peer_node: String, peer: String, create: bool },
+    Veth {
+        peer_node: String,
+        peer: String,
+        create: bool,
+    },
 }
 
 /// A route, shaped like a line of `ip route`.
@@ -215,7 +219,10 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
     }
     if let Some(b) = &daemon.backend {
         if *b.get_ref() != crate::scenario::Backend::Iptables {
-            return Err(scenario.error(b.span(), "backend = \"nftables\" is not implemented yet; use \"iptables\""));
+            return Err(scenario.error(
+                b.span(),
+                "backend = \"nftables\" is not implemented yet; use \"iptables\"",
+            ));
         }
     }
     docker1::plan(scenario)

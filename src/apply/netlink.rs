@@ -1,0 +1,277 @@
+//! rtnetlink requests on a socket opened inside one namespace.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{
+    Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+};
+
+use super::netns;
+use crate::plan::{LinkKind, LinkPlan, RoutePlan};
+
+/// A netlink handle bound to one namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    pub handle: Handle,
+}
+
+pub type NlResult<T> = Result<T, rtnetlink::Error>;
+
+impl Netlink {
+    /// Opens a route-netlink socket inside `ns` and drives it on the current
+    /// tokio runtime. The socket keeps its namespace for its whole life.
+    pub fn open(ns: &File) -> io::Result<(Netlink, tokio::task::JoinHandle<()>)> {
+        let rt = tokio::runtime::Handle::current();
+        netns::run_in(ns, move || {
+            let _enter = rt.enter();
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            let task = rt.spawn(conn);
+            Ok((Netlink { handle }, task))
+        })
+    }
+
+    pub async fn index(&self, name: &str) -> NlResult<u32> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await? {
+            Some(l) => Ok(l.header.index),
+            None => Err(rtnetlink::Error::RequestFailed),
+        }
+    }
+
+    /// Creates a bridge or dummy link (down, no address yet).
+    pub async fn create_local(&self, l: &LinkPlan) -> NlResult<()> {
+        let mut msg = match l.kind {
+            LinkKind::Bridge => LinkBridge::new(&l.name).build(),
+            LinkKind::Dummy => LinkDummy::new(&l.name).build(),
+            _ => return Ok(()),
+        };
+        if let Some(mac) = l.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        }
+        if let Some(mtu) = l.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        self.handle.link().add(msg).execute().await
+    }
+
+    /// Creates a veth pair with its peer already in the peer's namespace,
+    /// named, addressed and sized there, so it never appears anywhere else.
+    pub async fn create_veth(
+        &self,
+        l: &LinkPlan,
+        peer: &LinkPlan,
+        peer_ns: &File,
+        master: Option<u32>,
+    ) -> NlResult<()> {
+        let mut pb = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.name.clone())
+            .setns_by_fd(peer_ns.as_raw_fd());
+        if let Some(mac) = peer.mac {
+            pb = pb.address(mac.0.to_vec());
+        }
+        if let Some(mtu) = peer.mtu {
+            pb = pb.mtu(mtu);
+        }
+        let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(l.name.clone())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(pb.build())));
+        if let Some(mac) = l.mac {
+            b = b.address(mac.0.to_vec());
+        }
+        if let Some(mtu) = l.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(m) = master {
+            b = b.controller(m);
+        }
+        self.handle.link().add(b.build()).execute().await
+    }
+
+    pub async fn set_up(&self, index: u32) -> NlResult<()> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.handle.link().set(msg).execute().await
+    }
+
+    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> NlResult<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+    }
+
+    /// Adds a static route as `ip route add` does (protocol boot).
+    pub async fn add_route(&self, r: &RoutePlan, index: u32) -> NlResult<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .output_interface(index)
+            .protocol(RouteProtocol::Boot);
+        if let Some(d) = r.dst {
+            b = b.destination_prefix(d.network(), d.prefix());
+        }
+        if let Some(gw) = r.via {
+            b = b.gateway(gw);
+        } else {
+            b = b.scope(RouteScope::Link);
+        }
+        self.handle.route().add(b.build()).execute().await
+    }
+
+    pub async fn links(&self) -> NlResult<Vec<LinkMessage>> {
+        self.handle.link().get().execute().try_collect().await
+    }
+
+    /// IPv4 addresses by link index, as `address/prefix`.
+    pub async fn addresses(&self) -> NlResult<HashMap<u32, Vec<(Ipv4Addr, u8)>>> {
+        let mut out: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
+        let mut s = self.handle.address().get().execute();
+        while let Some(a) = s.try_next().await? {
+            if a.header.family != AddressFamily::Inet {
+                continue;
+            }
+            for attr in &a.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
+                    out.entry(a.header.index)
+                        .or_default()
+                        .push((*ip, a.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The main table's IPv4 routes, rendered like `ip -4 route`.
+    pub async fn routes(&self, names: &HashMap<u32, String>) -> NlResult<Vec<String>> {
+        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let msgs: Vec<RouteMessage> = self.handle.route().get(req).execute().try_collect().await?;
+        let mut routes: Vec<(u32, u8, String)> = msgs
+            .iter()
+            .filter(|m| {
+                m.header.address_family == AddressFamily::Inet
+                    && m.header.table == 254
+                    && m.header.kind == RouteType::Unicast
+            })
+            .map(|m| render_route(m, names))
+            .collect();
+        routes.sort();
+        Ok(routes.into_iter().map(|(_, _, s)| s).collect())
+    }
+}
+
+/// One route as `ip route` prints it, with the key bridgelab sorts by
+/// (default first, then destination, then prefix length).
+fn render_route(m: &RouteMessage, names: &HashMap<u32, String>) -> (u32, u8, String) {
+    let mut dst = None;
+    let (mut via, mut dev, mut src) = (None, String::from("?"), None);
+    let mut metric = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
+            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => src = Some(*s),
+            RouteAttribute::Oif(i) => {
+                dev = names.get(i).cloned().unwrap_or_else(|| format!("if{i}"))
+            }
+            RouteAttribute::Priority(p) => metric = Some(*p),
+            _ => {}
+        }
+    }
+    let plen = m.header.destination_prefix_length;
+    let mut s = match dst {
+        Some(d) if plen > 0 || d != Ipv4Addr::UNSPECIFIED => format!("{d}/{plen}"),
+        _ => "default".to_string(),
+    };
+    if let Some(g) = via {
+        s += &format!(" via {g}");
+    }
+    s += &format!(" dev {dev}");
+    match m.header.protocol {
+        RouteProtocol::Boot | RouteProtocol::Unspec => {}
+        RouteProtocol::Kernel => s += " proto kernel",
+        RouteProtocol::Static => s += " proto static",
+        other => s += &format!(" proto {}", u8::from(other)),
+    }
+    if m.header.scope == RouteScope::Link {
+        s += " scope link";
+    }
+    if let Some(src) = src {
+        s += &format!(" src {src}");
+    }
+    if let Some(p) = metric {
+        s += &format!(" metric {p}");
+    }
+    if m.header.flags.contains(RouteFlags::Linkdown) {
+        s += " linkdown";
+    }
+    let key = dst.map(u32::from).unwrap_or(0);
+    (if plen == 0 { 0 } else { key }, plen, s)
+}
+
+/// What the kernel says about one link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<InfoKind>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub master: Option<u32>,
+    /// Peer ifindex (for a veth: in the peer's namespace).
+    pub peer_index: Option<u32>,
+    pub up: bool,
+    pub oper_up: bool,
+}
+
+impl LinkState {
+    pub fn from_message(m: &LinkMessage) -> LinkState {
+        let mut s = LinkState {
+            index: m.header.index,
+            name: String::new(),
+            kind: None,
+            mac: None,
+            mtu: None,
+            master: None,
+            peer_index: None,
+            up: m.header.flags.contains(LinkFlags::Up),
+            oper_up: false,
+        };
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => s.name = n.clone(),
+                LinkAttribute::Address(a) if a.len() == 6 => s.mac = a.as_slice().try_into().ok(),
+                LinkAttribute::Mtu(v) => s.mtu = Some(*v),
+                LinkAttribute::Controller(i) => s.master = Some(*i),
+                LinkAttribute::Link(i) => s.peer_index = Some(*i),
+                LinkAttribute::OperState(st) => {
+                    s.oper_up = matches!(st, State::Up | State::Unknown) && s.up
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            s.kind = Some(k.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+}

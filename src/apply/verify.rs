@@ -1,0 +1,202 @@
+//! What the kernel reports, compared with the plan.
+//!
+//! [`observe`](super::RunningLab::observe) reads every namespace back through
+//! netlink into an [`Observed`]; [`verify`] compares it with the plan, purely,
+//! so the comparison itself is unit-tested without root.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use rtnetlink::packet_route::link::InfoKind;
+use serde::Serialize;
+
+use super::netlink::LinkState;
+use crate::plan::{LinkKind, Plan};
+
+/// One namespace as the kernel reports it.
+#[derive(Debug, Clone)]
+pub struct ObservedNode {
+    pub name: String,
+    pub links: Vec<LinkState>,
+    pub addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>>,
+    /// `ip route` lines of the main table, sorted.
+    pub routes: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+}
+
+impl ObservedNode {
+    pub fn link(&self, name: &str) -> Option<&LinkState> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+/// The whole lab as the kernel reports it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub nodes: Vec<ObservedNode>,
+}
+
+impl Observed {
+    pub fn node(&self, name: &str) -> Option<&ObservedNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// A difference between plan and kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub node: String,
+    pub what: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.node, self.what)
+    }
+}
+
+fn kind_matches(plan: &LinkKind, seen: Option<&InfoKind>) -> bool {
+    match plan {
+        LinkKind::Loopback => seen.is_none(),
+        LinkKind::Bridge => seen == Some(&InfoKind::Bridge),
+        LinkKind::Dummy => seen == Some(&InfoKind::Dummy),
+        LinkKind::Veth { .. } => seen == Some(&InfoKind::Veth),
+    }
+}
+
+/// Every difference between what the plan says and what was observed.
+pub fn verify(plan: &Plan, seen: &Observed) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    for np in &plan.nodes {
+        let mut miss = |what: String| {
+            out.push(Mismatch {
+                node: np.name.clone(),
+                what,
+            })
+        };
+        let Some(node) = seen.node(&np.name) else {
+            miss("namespace missing".into());
+            continue;
+        };
+        let names: HashMap<u32, &str> = node
+            .links
+            .iter()
+            .map(|l| (l.index, l.name.as_str()))
+            .collect();
+        for lp in &np.links {
+            let Some(l) = node.link(&lp.name) else {
+                miss(format!("link {} missing", lp.name));
+                continue;
+            };
+            if !kind_matches(&lp.kind, l.kind.as_ref()) {
+                miss(format!(
+                    "link {} is {:?}, planned {:?}",
+                    lp.name, l.kind, lp.kind
+                ));
+            }
+            if let Some(mac) = lp.mac {
+                if l.mac != Some(mac.0) {
+                    miss(format!(
+                        "link {} has mac {:?}, planned {mac}",
+                        lp.name,
+                        l.mac.map(crate::scenario::MacAddr)
+                    ));
+                }
+            }
+            if l.mtu != Some(lp.mtu_expected) {
+                miss(format!(
+                    "link {} has mtu {:?}, planned {}",
+                    lp.name, l.mtu, lp.mtu_expected
+                ));
+            }
+            let master = l.master.and_then(|i| names.get(&i).copied());
+            if master != lp.master.as_deref() {
+                miss(format!(
+                    "link {} has master {master:?}, planned {:?}",
+                    lp.name, lp.master
+                ));
+            }
+            if l.up != lp.up {
+                miss(format!(
+                    "link {} is {}, planned {}",
+                    lp.name,
+                    updown(l.up),
+                    updown(lp.up)
+                ));
+            }
+            let want: BTreeSet<(Ipv4Addr, u8)> =
+                lp.addresses.iter().map(|a| (a.ip(), a.prefix())).collect();
+            let have: BTreeSet<(Ipv4Addr, u8)> = node
+                .addresses
+                .get(&l.index)
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            if want != have {
+                miss(format!(
+                    "link {} has addresses {}, planned {}",
+                    lp.name,
+                    addrs(&have),
+                    addrs(&want)
+                ));
+            }
+            if let LinkKind::Veth {
+                peer_node, peer, ..
+            } = &lp.kind
+            {
+                let peer_index = seen
+                    .node(peer_node)
+                    .and_then(|n| n.link(peer))
+                    .map(|p| p.index);
+                if peer_index.is_none() || l.peer_index != peer_index {
+                    miss(format!(
+                        "link {} is not paired with {peer_node}:{peer}",
+                        lp.name
+                    ));
+                }
+            }
+        }
+        for l in &node.links {
+            if np.link(&l.name).is_none() {
+                miss(format!("unexpected link {}", l.name));
+            }
+        }
+        let want: Vec<String> = np.routes.iter().map(|r| r.to_string()).collect();
+        for r in want.iter().filter(|r| !node.routes.contains(r)) {
+            miss(format!("route missing: {r}"));
+        }
+        for r in node.routes.iter().filter(|r| !want.contains(r)) {
+            miss(format!("unexpected route: {r}"));
+        }
+        for s in &np.sysctls {
+            let have = node.sysctls.get(&s.key);
+            if have != Some(&s.value) {
+                miss(format!(
+                    "sysctl {} is {:?}, planned {}",
+                    s.key, have, s.value
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn updown(up: bool) -> &'static str {
+    if up {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+fn addrs(set: &BTreeSet<(Ipv4Addr, u8)>) -> String {
+    if set.is_empty() {
+        return "none".into();
+    }
+    set.iter()
+        .map(|(a, p)| format!("{a}/{p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,74 @@
+//! Removing what dead runs left behind, never a live run's namespaces.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::apply::remove_namespaces;
+use crate::error::{Error, Result};
+use crate::registry::{lab_namespaces, run_id_of, Registry, NETNS_DIR};
+
+/// What `cleanup` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Run ids whose namespaces and record were removed.
+    pub removed: Vec<String>,
+    /// Run ids left alone because their owner is alive (or they are kept).
+    pub live: Vec<String>,
+}
+
+/// Removes every dead run: a record whose owner is gone, and namespaces
+/// whose run has no record. `include_kept` also removes labs kept by `up`.
+///
+/// Namespaces are listed *before* records. A run writes its record before
+/// its first namespace and removes it after its last, so any namespace seen
+/// here belongs to a record that existed when it was seen: one that is
+/// missing afterwards belongs to a run that is already gone.
+pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport> {
+    let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ns in lab_namespaces() {
+        if let Some(id) = run_id_of(&ns) {
+            by_run.entry(id.to_string()).or_default().push(ns);
+        }
+    }
+    let mut report = CleanupReport::default();
+    let mut errors = Vec::new();
+    for rec in registry.list() {
+        let live = if include_kept {
+            rec.owner_alive()
+        } else {
+            rec.is_live()
+        };
+        let mut names = by_run.remove(&rec.run_id).unwrap_or_default();
+        if live {
+            report.live.push(rec.run_id);
+            continue;
+        }
+        names.extend(rec.nodes.iter().map(|n| rec.namespace(n)));
+        names.sort();
+        names.dedup();
+        remove(registry, &rec.run_id, &names, &mut report, &mut errors);
+    }
+    for (id, names) in by_run {
+        remove(registry, &id, &names, &mut report, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::Teardown(errors))
+    }
+}
+
+fn remove(
+    registry: &Registry,
+    id: &str,
+    names: &[String],
+    report: &mut CleanupReport,
+    errors: &mut Vec<String>,
+) {
+    let paths: Vec<_> = names.iter().map(|n| Path::new(NETNS_DIR).join(n)).collect();
+    match remove_namespaces(registry, id, &paths) {
+        Ok(()) => report.removed.push(id.to_string()),
+        Err(Error::Teardown(e)) => errors.extend(e),
+        Err(e) => errors.push(e.to_string()),
+    }
+}
