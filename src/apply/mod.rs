@@ -38,6 +38,9 @@ pub struct UpOptions {
     pub keep: bool,
     /// Stop after creating this many links, to exercise the error path.
     pub fail_after_links: Option<usize>,
+    /// Use this run id instead of a random one (letters and digits, at most
+    /// 16); it must not belong to another lab.
+    pub run_id: Option<String>,
 }
 
 /// How long the kernel may take to report carrier on new bridge ports.
@@ -98,7 +101,30 @@ fn env_error(what: &str, e: io::Error) -> Error {
 pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<RunningLab> {
     check_environment()?;
     let registry = Registry::default();
-    let run_id = registry::new_run_id();
+    let run_id = match opts.run_id.clone() {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 16
+                && id.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            if registry.get(&id).is_some()
+                || !registry::lab_namespaces()
+                    .iter()
+                    .all(|n| registry::run_id_of(n) != Some(id.as_str()))
+            {
+                return Err(Error::Environment(format!(
+                    "run id {id} is already in use (see `bridgelab ls`)"
+                )));
+            }
+            id
+        }
+        Some(id) => {
+            return Err(Error::Environment(format!(
+                "invalid run id {id:?}: use 1 to 16 letters and digits"
+            )))
+        }
+        None => registry::new_run_id(),
+    };
     let pid = std::process::id();
     let record = RunRecord {
         run_id: run_id.clone(),

@@ -47,6 +47,10 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// After building each lab, print `ready RUN_ID` and wait for Enter
+        /// (or end of input, or Ctrl-C) before tearing it down.
+        #[arg(long)]
+        hold: bool,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
     Up { file: PathBuf },
@@ -75,7 +79,11 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format } => interruptible(run::run(&files, format)).await,
+        Command::Run {
+            files,
+            format,
+            hold,
+        } => interruptible(run::run(&files, format, hold)).await,
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),
         Command::Ls { format } => ls::run(format),

@@ -17,7 +17,7 @@ struct Outcome {
     passed: bool,
 }
 
-pub async fn run(files: &[PathBuf], format: Format) -> u8 {
+pub async fn run(files: &[PathBuf], format: Format, hold: bool) -> u8 {
     let mut worst = 0u8;
     let mut outcomes = Vec::new();
     for f in files {
@@ -36,6 +36,9 @@ pub async fn run(files: &[PathBuf], format: Format) -> u8 {
                 continue;
             }
         };
+        if hold {
+            wait_for_enter(&running).await;
+        }
         let mismatches = match running.verify().await {
             Ok(m) => m,
             Err(e) => {
@@ -86,4 +89,18 @@ fn report(o: &Outcome) {
             o.expectations_not_checked
         );
     }
+}
+
+/// Keeps the lab until a line (or end of input) arrives on stdin.
+async fn wait_for_enter(lab: &bridgelab::RunningLab) {
+    use tokio::io::AsyncBufReadExt;
+    println!("ready {}", lab.run_id());
+    for ns in lab.namespaces() {
+        println!("  ip netns exec {ns} ip addr");
+    }
+    println!("press Enter to tear the lab down");
+    let mut line = String::new();
+    let _ = tokio::io::BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await;
 }

@@ -1,0 +1,262 @@
+//! A lab never outlives its purpose: not after an error half-way, a panic,
+//! a signal, or a killed owner (then `cleanup` removes it).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use bridgelab::apply::UpOptions;
+use bridgelab::registry::{Registry, RunRecord};
+use bridgelab::Lab;
+
+fn new_run_ids(before: &[RunRecord]) -> Vec<String> {
+    Registry::default()
+        .list()
+        .into_iter()
+        .filter(|r| !before.iter().any(|b| b.run_id == r.run_id))
+        .map(|r| r.run_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_half_way_removes_everything_built_so_far() {
+    common::require_root();
+    // default.toml creates docker0 and three veth pairs: fail after each count
+    // of links, so every stage of the build is interrupted once.
+    for n in 0..4 {
+        let run_id = format!("halfway{n}{}", std::process::id());
+        let lab = Lab::load(common::scenario_path("default.toml")).unwrap();
+        let opts = UpOptions {
+            fail_after_links: Some(n),
+            run_id: Some(run_id.clone()),
+            ..Default::default()
+        };
+        let err = lab
+            .up_with(opts)
+            .await
+            .expect_err("the injected failure must surface");
+        assert!(err.to_string().contains("stopped on purpose"), "{err}");
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            common::namespaces_of(&run_id).is_empty(),
+            "namespaces left after failing at link {n}"
+        );
+        assert!(
+            Registry::default().get(&run_id).is_none(),
+            "record left after failing at link {n}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_id_in_use_is_refused() {
+    common::require_root();
+    let id = format!("taken{}", std::process::id());
+    let first = Lab::load(common::scenario_path("default.toml")).unwrap();
+    let running = first
+        .up_with(UpOptions {
+            run_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = Lab::load(common::scenario_path("default.toml")).unwrap();
+    let err = second
+        .up_with(UpOptions {
+            run_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    // The refused run did not disturb the one holding the id.
+    assert!(running.verify().await.unwrap().is_empty());
+    running.down().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_holding_a_lab_removes_it() {
+    common::require_root();
+    let lab = Lab::load(common::scenario_path("network-modes.toml")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let task = tokio::spawn(async move {
+        let running = lab.up().await.unwrap();
+        tx.send(running.run_id().to_string()).unwrap();
+        assert!(!common::namespaces_of(running.run_id()).is_empty());
+        panic!("boom while the lab is up");
+    });
+    let result = task.await;
+    assert!(result.unwrap_err().is_panic());
+    let run_id = rx.recv().unwrap();
+    assert!(
+        common::namespaces_of(&run_id).is_empty(),
+        "namespaces survived the panic"
+    );
+    assert!(
+        Registry::default().get(&run_id).is_none(),
+        "record survived the panic"
+    );
+}
+
+fn interrupt_run(signal: nix::sys::signal::Signal, want_code: i32) {
+    common::require_root();
+    let mut child = Command::new(common::bridgelab_bin())
+        .args(["run", "--hold"])
+        .arg(common::scenario_path("default.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let run_id = line
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+        .trim()
+        .to_string();
+    assert_eq!(common::namespaces_of(&run_id).len(), 4);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(want_code));
+    assert!(
+        common::namespaces_of(&run_id).is_empty(),
+        "namespaces survived {signal}"
+    );
+    assert!(
+        Registry::default().get(&run_id).is_none(),
+        "record survived {signal}"
+    );
+}
+
+#[test]
+fn sigint_tears_the_lab_down() {
+    interrupt_run(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_tears_the_lab_down() {
+    interrupt_run(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+#[test]
+fn end_of_input_ends_a_held_run_normally() {
+    common::require_root();
+    let out = Command::new(common::bridgelab_bin())
+        .args(["run", "--hold"])
+        .arg(common::scenario_path("existing-bridge.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let run_id = stdout
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("ready ")
+        .unwrap()
+        .to_string();
+    assert!(stdout.contains("PASS  existing-bridge"), "{stdout}");
+    assert!(common::namespaces_of(&run_id).is_empty());
+}
+
+#[test]
+fn up_keeps_a_lab_that_cleanup_spares_and_down_removes() {
+    common::require_root();
+    let before = Registry::default().list();
+    let out = Command::new(common::bridgelab_bin())
+        .arg("up")
+        .arg(common::scenario_path("icc-off.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = new_run_ids(&before);
+    let run_id = ids
+        .iter()
+        .find(|id| String::from_utf8_lossy(&out.stdout).contains(id.as_str()))
+        .expect("up prints its run id")
+        .clone();
+    assert_eq!(
+        common::namespaces_of(&run_id).len(),
+        4,
+        "the lab outlives `up`"
+    );
+
+    // Its owner (`up`) has exited, but a kept lab is live for cleanup.
+    let report = bridgelab::cleanup::cleanup(&Registry::default(), false).unwrap();
+    assert!(report.live.contains(&run_id));
+    assert_eq!(common::namespaces_of(&run_id).len(), 4);
+
+    let down = Command::new(common::bridgelab_bin())
+        .args(["down", &run_id])
+        .output()
+        .unwrap();
+    assert_eq!(
+        down.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(common::namespaces_of(&run_id).is_empty());
+    let again = Command::new(common::bridgelab_bin())
+        .args(["down", &run_id])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_removes_a_dead_run_and_never_a_live_one() {
+    common::require_root();
+    // A live lab held by this process.
+    let live = Lab::load(common::scenario_path("default.toml"))
+        .unwrap()
+        .up()
+        .await
+        .unwrap();
+    // A dead run: kept by `up`, then its record says it was not kept, so its
+    // owner (the exited `up` process) being gone makes it dead.
+    let before = Registry::default().list();
+    let out = Command::new(common::bridgelab_bin())
+        .arg("up")
+        .arg(common::scenario_path("stopped-container.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let dead_id = new_run_ids(&before)
+        .into_iter()
+        .find(|id| String::from_utf8_lossy(&out.stdout).contains(id.as_str()))
+        .unwrap();
+    let mut rec = Registry::default().get(&dead_id).unwrap();
+    rec.kept = false;
+    Registry::default().write(&rec).unwrap();
+    assert!(!rec.is_live());
+
+    let report = bridgelab::cleanup::cleanup(&Registry::default(), false).unwrap();
+    assert!(report.removed.contains(&dead_id), "{report:?}");
+    assert!(
+        report.live.contains(&live.run_id().to_string()),
+        "{report:?}"
+    );
+    assert!(common::namespaces_of(&dead_id).is_empty());
+    assert_eq!(
+        common::namespaces_of(live.run_id()).len(),
+        4,
+        "cleanup touched a live run"
+    );
+    assert!(live.verify().await.unwrap().is_empty());
+    live.down().unwrap();
+}
