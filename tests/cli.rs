@@ -1,0 +1,203 @@
+//! The command line: exit codes, `path:line:col` messages, and that bad
+//! input creates nothing.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use rstest::rstest;
+
+fn bridgelab(args: &[&str]) -> Output {
+    Command::new(common::bridgelab_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One case per Docker message (and per kind of scenario mistake) a user can meet.
+#[rstest]
+#[case::b_and_bip(
+    "[daemon]\nbridge = \"br0\"\nbip = \"10.1.0.1/24\"\n[[host.bridge]]\nname = \"br0\"\naddress = \"10.1.0.1/24\"\n",
+    "3:7: You specified -b & --bip, mutually exclusive options. Please specify only one."
+)]
+#[case::iptables_icc(
+    "[daemon]\niptables = false\nicc = false\n",
+    "3:7: You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true."
+)]
+#[case::bridge_not_found("[daemon]\nbridge = \"br9\"\n", "2:10: bridge not found: br9")]
+#[case::bip_mismatch(
+    "[daemon]\nbip = \"172.18.9.1/16\"\n[[host.bridge]]\nname = \"docker0\"\naddress = \"172.18.0.1/16\"\n",
+    "2:7: Bridge ip (172.18.0.1) does not match existing bridge configuration 172.18.9.1"
+)]
+#[case::out_of_range(
+    "[daemon]\nfixed_cidr = \"172.17.1.0/24\"\n[[container]]\nname = \"aa\"\nip = \"172.17.9.9\"\n",
+    "5:6: Cannot start container aa: requested ip is out of range"
+)]
+#[case::already_allocated(
+    "[[container]]\nname = \"aa\"\nip = \"172.17.0.5\"\n[[container]]\nname = \"bb\"\nip = \"172.17.0.5\"\n",
+    "6:6: Cannot start container bb: ip already allocated"
+)]
+#[case::no_available_ip(
+    "[daemon]\nbip = \"10.0.0.1/30\"\n[[container]]\nname = \"aa\"\n[[container]]\nname = \"bb\"\n",
+    "6:8: Cannot start container bb: no available ip addresses on network"
+)]
+#[case::no_free_range(
+    "[host]\nroutes = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n",
+    "Could not find a free IP address range for interface 'docker0'. Please configure its address manually and run 'docker -b docker0'"
+)]
+#[case::bad_subnet(
+    "[daemon]\nfixed_cidr = \"10.9.0.0/24\"\n",
+    "2:14: network does not contain specified subnet"
+)]
+#[case::bad_name(
+    "[[container]]\nname = \"x\"\n",
+    "2:8: Invalid container name (x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+)]
+#[case::unknown_key("[daemon]\nbogus = true\n", "2:1: unknown field `bogus`")]
+#[case::wrong_type(
+    "[probe]\ntimeout_ms = \"fast\"\n",
+    "2:14: invalid type: string \"fast\", expected"
+)]
+#[case::bad_cidr(
+    "[daemon]\nbip = \"172.17.42.1\"\n",
+    "2:7: invalid CIDR address: 172.17.42.1"
+)]
+#[case::unknown_network(
+    "[[container]]\nname = \"aa\"\nnetwork = \"lan\"\n",
+    "3:11: network lan not found"
+)]
+fn bad_input_exits_2_with_its_location_and_creates_nothing(
+    #[case] toml: &str,
+    #[case] message: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(&dir, "bad", toml);
+    let p = path.to_str().unwrap();
+    let before = bridgelab::registry::lab_namespaces();
+    for verb in ["check", "plan", "run"] {
+        let out = bridgelab(&[verb, p]);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.starts_with(&format!("{p}:")), "{verb}: {err}");
+        assert!(err.contains(message), "{verb}: {err:?} lacks {message:?}");
+        assert!(
+            text(&out.stdout).is_empty(),
+            "{verb} printed {}",
+            text(&out.stdout)
+        );
+    }
+    // `run` failed before creating anything: no namespace appeared that is
+    // not accounted for by labs other tests hold right now.
+    let after = bridgelab::registry::lab_namespaces();
+    let reg = bridgelab::registry::Registry::default();
+    for ns in after.iter().filter(|n| !before.contains(n)) {
+        let id = bridgelab::registry::run_id_of(ns).unwrap();
+        let rec = reg.get(id).unwrap_or_else(|| panic!("{ns} has no record"));
+        assert_ne!(rec.scenario, "bad", "bad input created {ns}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_bad_input() {
+    let out = bridgelab(&["check", "/nonexistent/x.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot read scenario"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_accepts_every_shipped_scenario() {
+    let mut args = vec!["check".to_string()];
+    for e in std::fs::read_dir(common::scenario_path("")).unwrap() {
+        args.push(e.unwrap().path().to_string_lossy().into_owned());
+    }
+    let out = Command::new(common::bridgelab_bin())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), args.len() - 1);
+}
+
+#[test]
+fn plan_prints_text_and_json() {
+    let path = common::scenario_path("default.toml");
+    let out = bridgelab(&["plan", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("bridge: docker0 172.17.42.1/16 (candidate 1 of 12)"),
+        "{t}"
+    );
+    assert!(t.contains("172.17.0.1/16 mac 02:42:ac:11:00:01"), "{t}");
+    let out = bridgelab(&["plan", "--format", "json", path.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["containers"][0]["endpoint"]["mac"], "02:42:ac:11:00:01");
+}
+
+#[test]
+fn help_explains_verbs_and_exit_codes() {
+    let out = bridgelab(&["--help"]);
+    let t = text(&out.stdout);
+    for word in [
+        "check",
+        "plan",
+        "run",
+        "up",
+        "down",
+        "ls",
+        "cleanup",
+        "Exit codes",
+        "3 environment problem",
+    ] {
+        assert!(t.contains(word), "--help lacks {word:?}:\n{t}");
+    }
+}
+
+#[test]
+fn without_root_run_is_an_environment_problem_and_plan_still_works() {
+    common::require_root();
+    let path = common::scenario_path("default.toml");
+    let as_nobody = |verb: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ])
+            .arg(common::bridgelab_bin())
+            .args([verb, path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody("run");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("needs root"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = as_nobody("plan");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn run_reports_json() {
+    common::require_root();
+    let path = common::scenario_path("network-modes.toml");
+    let out = bridgelab(&["run", "--format", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["passed"], true);
+    assert_eq!(v[0]["namespaces"], 4);
+    assert!(common::namespaces_of(v[0]["run_id"].as_str().unwrap()).is_empty());
+}
