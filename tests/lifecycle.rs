@@ -260,3 +260,45 @@ async fn cleanup_removes_a_dead_run_and_never_a_live_one() {
     assert!(live.verify().await.unwrap().is_empty());
     live.down().unwrap();
 }
+
+/// What the root namespace shows of links, routes, addresses and firewall.
+fn root_namespace_state() -> String {
+    let mut s = String::new();
+    for f in ["/proc/net/dev", "/proc/net/route", "/proc/net/if_inet6", "/proc/net/ipv6_route"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        // Counters change all the time; keep the first column (names, routes).
+        for line in text.lines() {
+            let keep: Vec<&str> = if f.ends_with("dev") { line.split(':').take(1).collect() } else { vec![line] };
+            s.push_str(&keep.join(" "));
+            s.push('\n');
+        }
+    }
+    for key in ["net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding"] {
+        s.push_str(&std::fs::read_to_string(format!("/proc/sys/{key}")).unwrap_or_default());
+    }
+    s
+}
+
+#[test]
+fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
+    common::require_root();
+    let before = root_namespace_state();
+    let mut args = vec!["run".to_string()];
+    for e in std::fs::read_dir(common::scenario_path("")).unwrap() {
+        args.push(e.unwrap().path().to_string_lossy().into_owned());
+    }
+    let out = Command::new(common::bridgelab_bin()).args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("PASS")).count(), args.len() - 1, "{stdout}");
+    assert_eq!(root_namespace_state(), before);
+    // Every run id the output names is gone from /run/netns and the registry.
+    let ns_dir: Vec<String> = std::fs::read_dir(bridgelab::registry::NETNS_DIR).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    for rec in Registry::default().list() {
+        assert!(rec.is_live(), "a dead run's record remains: {rec:?}");
+    }
+    for ns in ns_dir.iter().filter(|n| n.starts_with("bl-")) {
+        let id = bridgelab::registry::run_id_of(ns).unwrap();
+        assert!(Registry::default().get(id).is_some_and(|r| r.is_live()), "{ns} belongs to no live run");
+    }
+}
