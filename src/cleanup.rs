@@ -33,11 +33,7 @@ pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport>
     let mut report = CleanupReport::default();
     let mut errors = Vec::new();
     for rec in registry.list() {
-        let live = if include_kept {
-            rec.owner_alive()
-        } else {
-            rec.is_live()
-        };
+        let live = if include_kept { rec.owner_alive() } else { rec.is_live() };
         let mut names = by_run.remove(&rec.run_id).unwrap_or_default();
         if live {
             report.live.push(rec.run_id);
@@ -58,13 +54,7 @@ pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport>
     }
 }
 
-fn remove(
-    registry: &Registry,
-    id: &str,
-    names: &[String],
-    report: &mut CleanupReport,
-    errors: &mut Vec<String>,
-) {
+fn remove(registry: &Registry, id: &str, names: &[String], report: &mut CleanupReport, errors: &mut Vec<String>) {
     let paths: Vec<_> = names.iter().map(|n| Path::new(NETNS_DIR).join(n)).collect();
     match remove_namespaces(registry, id, &paths) {
         Ok(()) => report.removed.push(id.to_string()),

@@ -35,14 +35,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn apply(
-        context: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Error {
-        Error::Apply {
-            context: context.into(),
-            source: Box::new(source),
-        }
+    pub(crate) fn apply(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Apply { context: context.into(), source: Box::new(source) }
     }
 }
 

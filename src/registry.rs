@@ -78,9 +78,7 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry {
-            dir: PathBuf::from(RUNS_DIR),
-        }
+        Registry { dir: PathBuf::from(RUNS_DIR) }
     }
 }
 
@@ -94,10 +92,7 @@ impl Registry {
         fs::create_dir_all(&self.dir)?;
         let path = record_path(&self.dir, &rec.run_id);
         let tmp = path.with_extension("json.tmp");
-        fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(rec).map_err(io::Error::other)?,
-        )?;
+        fs::write(&tmp, serde_json::to_vec_pretty(rec).map_err(io::Error::other)?)?;
         fs::rename(tmp, path)
     }
 
@@ -133,33 +128,23 @@ pub fn lab_namespaces() -> Vec<String> {
     let Ok(dir) = fs::read_dir(NETNS_DIR) else {
         return vec![];
     };
-    let mut v: Vec<String> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(NS_PREFIX))
-        .collect();
+    let mut v: Vec<String> =
+        dir.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(NS_PREFIX)).collect();
     v.sort();
     v
 }
 
 /// The run id part of `bl-<run id>-<node>`.
 pub fn run_id_of(ns: &str) -> Option<&str> {
-    ns.strip_prefix(NS_PREFIX)?
-        .split_once('-')
-        .map(|(id, _)| id)
+    ns.strip_prefix(NS_PREFIX)?.split_once('-').map(|(id, _)| id)
 }
 
 /// A fresh run id: 8 hex digits from the kernel's random pool.
 pub fn new_run_id() -> String {
     let mut b = [0u8; 4];
-    if fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
+    if fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut b)).is_err() {
         // Not secret, only unique: fall back to pid and time.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         b = (std::process::id() ^ t.subsec_nanos()).to_be_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()

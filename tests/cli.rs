@@ -8,10 +8,7 @@ use std::process::{Command, Output};
 use rstest::rstest;
 
 fn bridgelab(args: &[&str]) -> Output {
-    Command::new(common::bridgelab_bin())
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(common::bridgelab_bin()).args(args).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -49,31 +46,16 @@ fn text(b: &[u8]) -> String {
     "[host]\nroutes = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n",
     "Could not find a free IP address range for interface 'docker0'. Please configure its address manually and run 'docker -b docker0'"
 )]
-#[case::bad_subnet(
-    "[daemon]\nfixed_cidr = \"10.9.0.0/24\"\n",
-    "2:14: network does not contain specified subnet"
-)]
+#[case::bad_subnet("[daemon]\nfixed_cidr = \"10.9.0.0/24\"\n", "2:14: network does not contain specified subnet")]
 #[case::bad_name(
     "[[container]]\nname = \"x\"\n",
     "2:8: Invalid container name (x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
 )]
 #[case::unknown_key("[daemon]\nbogus = true\n", "2:1: unknown field `bogus`")]
-#[case::wrong_type(
-    "[probe]\ntimeout_ms = \"fast\"\n",
-    "2:14: invalid type: string \"fast\", expected"
-)]
-#[case::bad_cidr(
-    "[daemon]\nbip = \"172.17.42.1\"\n",
-    "2:7: invalid CIDR address: 172.17.42.1"
-)]
-#[case::unknown_network(
-    "[[container]]\nname = \"aa\"\nnetwork = \"lan\"\n",
-    "3:11: network lan not found"
-)]
-fn bad_input_exits_2_with_its_location_and_creates_nothing(
-    #[case] toml: &str,
-    #[case] message: &str,
-) {
+#[case::wrong_type("[probe]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected")]
+#[case::bad_cidr("[daemon]\nbip = \"172.17.42.1\"\n", "2:7: invalid CIDR address: 172.17.42.1")]
+#[case::unknown_network("[[container]]\nname = \"aa\"\nnetwork = \"lan\"\n", "3:11: network lan not found")]
+fn bad_input_exits_2_with_its_location_and_creates_nothing(#[case] toml: &str, #[case] message: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = common::temp_scenario(&dir, "bad", toml);
     let p = path.to_str().unwrap();
@@ -84,11 +66,7 @@ fn bad_input_exits_2_with_its_location_and_creates_nothing(
         let err = text(&out.stderr);
         assert!(err.starts_with(&format!("{p}:")), "{verb}: {err}");
         assert!(err.contains(message), "{verb}: {err:?} lacks {message:?}");
-        assert!(
-            text(&out.stdout).is_empty(),
-            "{verb} printed {}",
-            text(&out.stdout)
-        );
+        assert!(text(&out.stdout).is_empty(), "{verb} printed {}", text(&out.stdout));
     }
     // `run` failed before creating anything: no namespace appeared that is
     // not accounted for by labs other tests hold right now.
@@ -105,11 +83,7 @@ fn bad_input_exits_2_with_its_location_and_creates_nothing(
 fn a_missing_file_is_bad_input() {
     let out = bridgelab(&["check", "/nonexistent/x.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("cannot read scenario"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("cannot read scenario"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -118,10 +92,7 @@ fn check_accepts_every_shipped_scenario() {
     for e in std::fs::read_dir(common::scenario_path("")).unwrap() {
         args.push(e.unwrap().path().to_string_lossy().into_owned());
     }
-    let out = Command::new(common::bridgelab_bin())
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = Command::new(common::bridgelab_bin()).args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), args.len() - 1);
 }
@@ -132,10 +103,7 @@ fn plan_prints_text_and_json() {
     let out = bridgelab(&["plan", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let t = text(&out.stdout);
-    assert!(
-        t.contains("bridge: docker0 172.17.42.1/16 (candidate 1 of 12)"),
-        "{t}"
-    );
+    assert!(t.contains("bridge: docker0 172.17.42.1/16 (candidate 1 of 12)"), "{t}");
     assert!(t.contains("172.17.0.1/16 mac 02:42:ac:11:00:01"), "{t}");
     let out = bridgelab(&["plan", "--format", "json", path.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -146,17 +114,7 @@ fn plan_prints_text_and_json() {
 fn help_explains_verbs_and_exit_codes() {
     let out = bridgelab(&["--help"]);
     let t = text(&out.stdout);
-    for word in [
-        "check",
-        "plan",
-        "run",
-        "up",
-        "down",
-        "ls",
-        "cleanup",
-        "Exit codes",
-        "3 environment problem",
-    ] {
+    for word in ["check", "plan", "run", "up", "down", "ls", "cleanup", "Exit codes", "3 environment problem"] {
         assert!(t.contains(word), "--help lacks {word:?}:\n{t}");
     }
 }
@@ -167,13 +125,7 @@ fn without_root_run_is_an_environment_problem_and_plan_still_works() {
     let path = common::scenario_path("default.toml");
     let as_nobody = |verb: &str| {
         Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-            ])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
             .arg(common::bridgelab_bin())
             .args([verb, path.to_str().unwrap()])
             .output()
@@ -181,11 +133,7 @@ fn without_root_run_is_an_environment_problem_and_plan_still_works() {
     };
     let out = as_nobody("run");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("needs root"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("needs root"), "{}", text(&out.stderr));
     let out = as_nobody("plan");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

@@ -27,25 +27,12 @@ async fn an_error_half_way_removes_everything_built_so_far() {
     for n in 0..4 {
         let run_id = format!("halfway{n}{}", std::process::id());
         let lab = Lab::load(common::scenario_path("default.toml")).unwrap();
-        let opts = UpOptions {
-            fail_after_links: Some(n),
-            run_id: Some(run_id.clone()),
-            ..Default::default()
-        };
-        let err = lab
-            .up_with(opts)
-            .await
-            .expect_err("the injected failure must surface");
+        let opts = UpOptions { fail_after_links: Some(n), run_id: Some(run_id.clone()), ..Default::default() };
+        let err = lab.up_with(opts).await.expect_err("the injected failure must surface");
         assert!(err.to_string().contains("stopped on purpose"), "{err}");
         assert_eq!(err.exit_code(), 3);
-        assert!(
-            common::namespaces_of(&run_id).is_empty(),
-            "namespaces left after failing at link {n}"
-        );
-        assert!(
-            Registry::default().get(&run_id).is_none(),
-            "record left after failing at link {n}"
-        );
+        assert!(common::namespaces_of(&run_id).is_empty(), "namespaces left after failing at link {n}");
+        assert!(Registry::default().get(&run_id).is_none(), "record left after failing at link {n}");
     }
 }
 
@@ -54,21 +41,9 @@ async fn a_run_id_in_use_is_refused() {
     common::require_root();
     let id = format!("taken{}", std::process::id());
     let first = Lab::load(common::scenario_path("default.toml")).unwrap();
-    let running = first
-        .up_with(UpOptions {
-            run_id: Some(id.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let running = first.up_with(UpOptions { run_id: Some(id.clone()), ..Default::default() }).await.unwrap();
     let second = Lab::load(common::scenario_path("default.toml")).unwrap();
-    let err = second
-        .up_with(UpOptions {
-            run_id: Some(id.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = second.up_with(UpOptions { run_id: Some(id.clone()), ..Default::default() }).await.unwrap_err();
     assert!(err.to_string().contains("already in use"), "{err}");
     // The refused run did not disturb the one holding the id.
     assert!(running.verify().await.unwrap().is_empty());
@@ -89,14 +64,8 @@ async fn a_panic_while_holding_a_lab_removes_it() {
     let result = task.await;
     assert!(result.unwrap_err().is_panic());
     let run_id = rx.recv().unwrap();
-    assert!(
-        common::namespaces_of(&run_id).is_empty(),
-        "namespaces survived the panic"
-    );
-    assert!(
-        Registry::default().get(&run_id).is_none(),
-        "record survived the panic"
-    );
+    assert!(common::namespaces_of(&run_id).is_empty(), "namespaces survived the panic");
+    assert!(Registry::default().get(&run_id).is_none(), "record survived the panic");
 }
 
 fn interrupt_run(signal: nix::sys::signal::Signal, want_code: i32) {
@@ -112,23 +81,13 @@ fn interrupt_run(signal: nix::sys::signal::Signal, want_code: i32) {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let run_id = line
-        .strip_prefix("ready ")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .trim()
-        .to_string();
+    let run_id = line.strip_prefix("ready ").unwrap_or_else(|| panic!("unexpected output {line:?}")).trim().to_string();
     assert_eq!(common::namespaces_of(&run_id).len(), 4);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(want_code));
-    assert!(
-        common::namespaces_of(&run_id).is_empty(),
-        "namespaces survived {signal}"
-    );
-    assert!(
-        Registry::default().get(&run_id).is_none(),
-        "record survived {signal}"
-    );
+    assert!(common::namespaces_of(&run_id).is_empty(), "namespaces survived {signal}");
+    assert!(Registry::default().get(&run_id).is_none(), "record survived {signal}");
 }
 
 #[test]
@@ -150,20 +109,9 @@ fn end_of_input_ends_a_held_run_normally() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let run_id = stdout
-        .lines()
-        .next()
-        .unwrap()
-        .strip_prefix("ready ")
-        .unwrap()
-        .to_string();
+    let run_id = stdout.lines().next().unwrap().strip_prefix("ready ").unwrap().to_string();
     assert!(stdout.contains("PASS  existing-bridge"), "{stdout}");
     assert!(common::namespaces_of(&run_id).is_empty());
 }
@@ -172,49 +120,26 @@ fn end_of_input_ends_a_held_run_normally() {
 fn up_keeps_a_lab_that_cleanup_spares_and_down_removes() {
     common::require_root();
     let before = Registry::default().list();
-    let out = Command::new(common::bridgelab_bin())
-        .arg("up")
-        .arg(common::scenario_path("icc-off.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        Command::new(common::bridgelab_bin()).arg("up").arg(common::scenario_path("icc-off.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let ids = new_run_ids(&before);
     let run_id = ids
         .iter()
         .find(|id| String::from_utf8_lossy(&out.stdout).contains(id.as_str()))
         .expect("up prints its run id")
         .clone();
-    assert_eq!(
-        common::namespaces_of(&run_id).len(),
-        4,
-        "the lab outlives `up`"
-    );
+    assert_eq!(common::namespaces_of(&run_id).len(), 4, "the lab outlives `up`");
 
     // Its owner (`up`) has exited, but a kept lab is live for cleanup.
     let report = bridgelab::cleanup::cleanup(&Registry::default(), false).unwrap();
     assert!(report.live.contains(&run_id));
     assert_eq!(common::namespaces_of(&run_id).len(), 4);
 
-    let down = Command::new(common::bridgelab_bin())
-        .args(["down", &run_id])
-        .output()
-        .unwrap();
-    assert_eq!(
-        down.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    let down = Command::new(common::bridgelab_bin()).args(["down", &run_id]).output().unwrap();
+    assert_eq!(down.status.code(), Some(0), "{}", String::from_utf8_lossy(&down.stderr));
     assert!(common::namespaces_of(&run_id).is_empty());
-    let again = Command::new(common::bridgelab_bin())
-        .args(["down", &run_id])
-        .output()
-        .unwrap();
+    let again = Command::new(common::bridgelab_bin()).args(["down", &run_id]).output().unwrap();
     assert_eq!(again.status.code(), Some(2));
 }
 
@@ -222,11 +147,7 @@ fn up_keeps_a_lab_that_cleanup_spares_and_down_removes() {
 async fn cleanup_removes_a_dead_run_and_never_a_live_one() {
     common::require_root();
     // A live lab held by this process.
-    let live = Lab::load(common::scenario_path("default.toml"))
-        .unwrap()
-        .up()
-        .await
-        .unwrap();
+    let live = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
     // A dead run: kept by `up`, then its record says it was not kept, so its
     // owner (the exited `up` process) being gone makes it dead.
     let before = Registry::default().list();
@@ -236,10 +157,8 @@ async fn cleanup_removes_a_dead_run_and_never_a_live_one() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let dead_id = new_run_ids(&before)
-        .into_iter()
-        .find(|id| String::from_utf8_lossy(&out.stdout).contains(id.as_str()))
-        .unwrap();
+    let dead_id =
+        new_run_ids(&before).into_iter().find(|id| String::from_utf8_lossy(&out.stdout).contains(id.as_str())).unwrap();
     let mut rec = Registry::default().get(&dead_id).unwrap();
     rec.kept = false;
     Registry::default().write(&rec).unwrap();
@@ -247,16 +166,9 @@ async fn cleanup_removes_a_dead_run_and_never_a_live_one() {
 
     let report = bridgelab::cleanup::cleanup(&Registry::default(), false).unwrap();
     assert!(report.removed.contains(&dead_id), "{report:?}");
-    assert!(
-        report.live.contains(&live.run_id().to_string()),
-        "{report:?}"
-    );
+    assert!(report.live.contains(&live.run_id().to_string()), "{report:?}");
     assert!(common::namespaces_of(&dead_id).is_empty());
-    assert_eq!(
-        common::namespaces_of(live.run_id()).len(),
-        4,
-        "cleanup touched a live run"
-    );
+    assert_eq!(common::namespaces_of(live.run_id()).len(), 4, "cleanup touched a live run");
     assert!(live.verify().await.unwrap().is_empty());
     live.down().unwrap();
 }
@@ -293,7 +205,11 @@ fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
     assert_eq!(stdout.lines().filter(|l| l.starts_with("PASS")).count(), args.len() - 1, "{stdout}");
     assert_eq!(root_namespace_state(), before);
     // Every run id the output names is gone from /run/netns and the registry.
-    let ns_dir: Vec<String> = std::fs::read_dir(bridgelab::registry::NETNS_DIR).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let ns_dir: Vec<String> = std::fs::read_dir(bridgelab::registry::NETNS_DIR)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     for rec in Registry::default().list() {
         assert!(rec.is_live(), "a dead run's record remains: {rec:?}");
     }

@@ -9,20 +9,12 @@ use bridgelab::Lab;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_addresses_macs_and_bridge_ports_are_what_docker_would_make() {
     common::require_root();
-    let lab = Lab::load(common::scenario_path("bip-fixed-cidr.toml"))
-        .unwrap()
-        .up()
-        .await
-        .unwrap();
+    let lab = Lab::load(common::scenario_path("bip-fixed-cidr.toml")).unwrap().up().await.unwrap();
 
     // Container side, read inside the container's namespace.
     let nl = lab.netlink("first").unwrap();
     let links = nl.links().await.unwrap();
-    let eth0 = links
-        .iter()
-        .map(bridgelab::apply::LinkState::from_message)
-        .find(|l| l.name == "eth0")
-        .unwrap();
+    let eth0 = links.iter().map(bridgelab::apply::LinkState::from_message).find(|l| l.name == "eth0").unwrap();
     assert_eq!(eth0.mac, Some([0x02, 0x42, 10, 20, 8, 1]));
     assert_eq!(eth0.mtu, Some(1400));
     assert!(eth0.up);
@@ -31,108 +23,56 @@ async fn links_addresses_macs_and_bridge_ports_are_what_docker_would_make() {
 
     // Host side: the peer is a port of docker0, and docker0 took the ports' MTU.
     let host = lab.netlink("host").unwrap();
-    let host_links: Vec<_> = host
-        .links()
-        .await
-        .unwrap()
-        .iter()
-        .map(bridgelab::apply::LinkState::from_message)
-        .collect();
+    let host_links: Vec<_> =
+        host.links().await.unwrap().iter().map(bridgelab::apply::LinkState::from_message).collect();
     let docker0 = host_links.iter().find(|l| l.name == "docker0").unwrap();
-    let veth = lab
-        .plan()
-        .container("first")
-        .unwrap()
-        .endpoint
-        .as_ref()
-        .unwrap()
-        .host_veth
-        .clone();
+    let veth = lab.plan().container("first").unwrap().endpoint.as_ref().unwrap().host_veth.clone();
     let port = host_links.iter().find(|l| l.name == veth).unwrap();
     assert_eq!(port.master, Some(docker0.index));
     assert_eq!(eth0.peer_index, Some(port.index));
     assert_eq!(docker0.mtu, Some(1400));
-    assert_eq!(
-        host.addresses().await.unwrap()[&docker0.index],
-        vec![("10.20.0.1".parse().unwrap(), 16)]
-    );
+    assert_eq!(host.addresses().await.unwrap()[&docker0.index], vec![("10.20.0.1".parse().unwrap(), 16)]);
 
     // The root namespace has none of this.
     let root = std::fs::read_to_string("/proc/net/dev").unwrap();
-    assert!(
-        !root.contains(&veth),
-        "a lab link leaked into the root namespace"
-    );
+    assert!(!root.contains(&veth), "a lab link leaked into the root namespace");
     lab.down().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reports_every_kind_of_difference() {
     common::require_root();
-    let lab = Lab::load(common::scenario_path("default.toml"))
-        .unwrap()
-        .up()
-        .await
-        .unwrap();
+    let lab = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
     let observed = lab.observe().await.unwrap();
     assert!(verify(lab.plan(), &observed).is_empty());
 
     let tamper = |f: &dyn Fn(&mut bridgelab::apply::Observed)| {
         let mut o = observed.clone();
         f(&mut o);
-        verify(lab.plan(), &o)
-            .into_iter()
-            .map(|m| m.to_string())
-            .collect::<Vec<_>>()
+        verify(lab.plan(), &o).into_iter().map(|m| m.to_string()).collect::<Vec<_>>()
     };
-    let web = |o: &mut bridgelab::apply::Observed| {
-        o.nodes.iter_mut().position(|n| n.name == "web").unwrap()
-    };
+    let web = |o: &mut bridgelab::apply::Observed| o.nodes.iter_mut().position(|n| n.name == "web").unwrap();
     let got = tamper(&|o| {
         let i = web(o);
-        o.nodes[i]
-            .links
-            .iter_mut()
-            .find(|l| l.name == "eth0")
-            .unwrap()
-            .mac = Some([2, 0, 0, 0, 0, 9]);
+        o.nodes[i].links.iter_mut().find(|l| l.name == "eth0").unwrap().mac = Some([2, 0, 0, 0, 0, 9]);
     });
-    assert!(
-        got.iter().any(|m| m.starts_with("web: link eth0 has mac")),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|m| m.starts_with("web: link eth0 has mac")), "{got:?}");
     let got = tamper(&|o| {
         let i = web(o);
         o.nodes[i].routes.clear();
     });
-    assert!(
-        got.contains(&"web: route missing: default via 172.17.42.1 dev eth0".to_string()),
-        "{got:?}"
-    );
+    assert!(got.contains(&"web: route missing: default via 172.17.42.1 dev eth0".to_string()), "{got:?}");
     let got = tamper(&|o| {
         let i = web(o);
         o.nodes[i].addresses.clear();
     });
-    assert!(
-        got.iter()
-            .any(|m| m.contains("web: link eth0 has addresses none")),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|m| m.contains("web: link eth0 has addresses none")), "{got:?}");
     let got = tamper(&|o| {
-        o.nodes[0]
-            .sysctls
-            .insert("net.ipv4.ip_forward".into(), "0".into());
+        o.nodes[0].sysctls.insert("net.ipv4.ip_forward".into(), "0".into());
     });
-    assert!(
-        got.iter()
-            .any(|m| m.starts_with("host: sysctl net.ipv4.ip_forward")),
-        "{got:?}"
-    );
+    assert!(got.iter().any(|m| m.starts_with("host: sysctl net.ipv4.ip_forward")), "{got:?}");
     let got = tamper(&|o| o.nodes.retain(|n| n.name != "client"));
-    assert!(
-        got.contains(&"client: namespace missing".to_string()),
-        "{got:?}"
-    );
+    assert!(got.contains(&"client: namespace missing".to_string()), "{got:?}");
     lab.down().unwrap();
 }
 
@@ -140,26 +80,14 @@ async fn verify_reports_every_kind_of_difference() {
 async fn ip_forward_is_set_in_the_lab_and_never_in_the_root_namespace() {
     common::require_root();
     let root_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
-    let on = Lab::load(common::scenario_path("default.toml"))
-        .unwrap()
-        .up()
-        .await
-        .unwrap();
-    let off = Lab::load(common::scenario_path("ip-forward-off.toml"))
-        .unwrap()
-        .up()
-        .await
-        .unwrap();
+    let on = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
+    let off = Lab::load(common::scenario_path("ip-forward-off.toml")).unwrap().up().await.unwrap();
     let read = |lab: &bridgelab::RunningLab| {
-        bridgelab::apply::netns::read_sysctl(lab.netns_file("host").unwrap(), "net.ipv4.ip_forward")
-            .unwrap()
+        bridgelab::apply::netns::read_sysctl(lab.netns_file("host").unwrap(), "net.ipv4.ip_forward").unwrap()
     };
     assert_eq!(read(&on), "1");
     assert_eq!(read(&off), "0");
-    assert_eq!(
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
-        root_before
-    );
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), root_before);
     on.down().unwrap();
     off.down().unwrap();
 }

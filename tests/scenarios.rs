@@ -17,57 +17,41 @@ fn snapshot_name(path: &PathBuf) -> String {
 fn plan_snapshot(#[files("scenarios/*.toml")] path: PathBuf) {
     let lab = Lab::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let about = lab.scenario().spec.about.as_deref().unwrap_or("");
-    assert!(
-        !about.trim().is_empty(),
-        "{} needs an `about`",
-        path.display()
-    );
-    insta::assert_snapshot!(
-        format!("plan-{}", snapshot_name(&path)),
-        lab.plan().to_string()
-    );
+    assert!(!about.trim().is_empty(), "{} needs an `about`", path.display());
+    insta::assert_snapshot!(format!("plan-{}", snapshot_name(&path)), lab.plan().to_string());
 }
 
-/// Built for real: what netlink reports equals the plan, and the route
-/// tables of every namespace match their committed snapshot.
+/// Built for real: what netlink and iptables-save report equals the plan
+/// (the simulator is right), and the host's rules and every namespace's
+/// routes match their committed snapshot.
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
     common::require_root();
     let lab = Lab::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let running = lab
-        .up()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let running = lab.up().await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let run_id = running.run_id().to_string();
-    assert_eq!(
-        common::namespaces_of(&run_id).len(),
-        running.plan().nodes.len()
-    );
+    assert_eq!(common::namespaces_of(&run_id).len(), running.plan().nodes.len());
 
     let observed = running.observe().await.unwrap();
     let mismatches = bridgelab::apply::verify::verify(running.plan(), &observed);
     assert!(mismatches.is_empty(), "{}: {mismatches:#?}", path.display());
 
-    let mut routes = String::new();
+    let host = observed.node("host").unwrap();
+    let rules = host.iptables.as_deref().unwrap();
+    assert_eq!(rules, running.plan().iptables.render(), "iptables-save differs from the plan");
+    let mut snap = String::from("## iptables-save (host)\n");
+    snap.push_str(if rules.is_empty() { "(no rules)\n" } else { rules });
     for node in &observed.nodes {
-        routes.push_str(&format!("# {}\n", node.name));
+        snap.push_str(&format!("\n## routes ({})\n", node.name));
         for r in &node.routes {
-            routes.push_str(r);
-            routes.push('\n');
+            snap.push_str(r);
+            snap.push('\n');
         }
     }
-    insta::assert_snapshot!(format!("routes-{}", snapshot_name(&path)), routes);
+    insta::assert_snapshot!(format!("lab-{}", snapshot_name(&path)), snap);
 
     running.down().unwrap();
-    assert!(
-        common::namespaces_of(&run_id).is_empty(),
-        "namespaces left behind"
-    );
-    assert!(
-        bridgelab::registry::Registry::default()
-            .get(&run_id)
-            .is_none(),
-        "run record left behind"
-    );
+    assert!(common::namespaces_of(&run_id).is_empty(), "namespaces left behind");
+    assert!(bridgelab::registry::Registry::default().get(&run_id).is_none(), "run record left behind");
 }

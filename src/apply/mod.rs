@@ -11,8 +11,10 @@
 //! first. Kept labs (`bridgelab up`) are detached and removed by
 //! `bridgelab down` or `cleanup`, through the [`registry`](crate::registry).
 
+pub mod iptables;
 mod netlink;
 pub mod netns;
+pub mod proxy;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -54,6 +56,7 @@ pub struct RunningLab {
     namespaces: Vec<NetNs>,
     netlinks: HashMap<String, Netlink>,
     tasks: Vec<JoinHandle<()>>,
+    proxies: Vec<JoinHandle<()>>,
     registry: Registry,
     torn_down: bool,
     detached: bool,
@@ -61,10 +64,7 @@ pub struct RunningLab {
 
 impl std::fmt::Debug for RunningLab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningLab")
-            .field("run_id", &self.run_id)
-            .field("scenario", &self.plan.scenario)
-            .finish()
+        f.debug_struct("RunningLab").field("run_id", &self.run_id).field("scenario", &self.plan.scenario).finish()
     }
 }
 
@@ -79,8 +79,7 @@ pub fn check_environment() -> Result<()> {
     }
     if !std::path::Path::new("/proc/thread-self/ns/net").exists() {
         return Err(Error::Environment(
-            "/proc/thread-self/ns/net is missing: mount /proc (Linux 3.17 or later is needed)"
-                .into(),
+            "/proc/thread-self/ns/net is missing: mount /proc (Linux 3.17 or later is needed)".into(),
         ));
     }
     Ok(())
@@ -102,27 +101,15 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
     check_environment()?;
     let registry = Registry::default();
     let run_id = match opts.run_id.clone() {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 16
-                && id.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
+        Some(id) if !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
             if registry.get(&id).is_some()
-                || !registry::lab_namespaces()
-                    .iter()
-                    .all(|n| registry::run_id_of(n) != Some(id.as_str()))
+                || !registry::lab_namespaces().iter().all(|n| registry::run_id_of(n) != Some(id.as_str()))
             {
-                return Err(Error::Environment(format!(
-                    "run id {id} is already in use (see `bridgelab ls`)"
-                )));
+                return Err(Error::Environment(format!("run id {id} is already in use (see `bridgelab ls`)")));
             }
             id
         }
-        Some(id) => {
-            return Err(Error::Environment(format!(
-                "invalid run id {id:?}: use 1 to 16 letters and digits"
-            )))
-        }
+        Some(id) => return Err(Error::Environment(format!("invalid run id {id:?}: use 1 to 16 letters and digits"))),
         None => registry::new_run_id(),
     };
     let pid = std::process::id();
@@ -136,9 +123,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         nodes: plan.nodes.iter().map(|n| n.name.clone()).collect(),
     };
     // The record exists before any namespace does: see `registry`.
-    registry
-        .write(&record)
-        .map_err(|e| env_error("cannot write the run record", e))?;
+    registry.write(&record).map_err(|e| env_error("cannot write the run record", e))?;
     let mut lab = RunningLab {
         run_id,
         scenario,
@@ -146,6 +131,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         namespaces: Vec::new(),
         netlinks: HashMap::new(),
         tasks: Vec::new(),
+        proxies: Vec::new(),
         registry,
         torn_down: false,
         detached: false,
@@ -182,16 +168,7 @@ impl RunningLab {
     }
     /// Namespace names of every node, in plan order.
     pub fn namespaces(&self) -> Vec<String> {
-        self.namespaces
-            .iter()
-            .map(|n| {
-                n.path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect()
+        self.namespaces.iter().map(|n| n.path.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect()
     }
     /// A netlink handle inside a node's namespace.
     pub fn netlink(&self, node: &str) -> Option<&Netlink> {
@@ -199,27 +176,23 @@ impl RunningLab {
     }
     /// The namespace file of a node, for joining it (`setns`).
     pub fn netns_file(&self, node: &str) -> Option<&std::fs::File> {
-        self.namespaces
-            .iter()
-            .find(|n| n.node == node)
-            .map(|n| &n.file)
+        self.namespaces.iter().find(|n| n.node == node).map(|n| &n.file)
     }
 
     async fn build(&mut self, opts: &UpOptions) -> Result<()> {
-        let names: Vec<(String, String)> = self
-            .plan
-            .nodes
-            .iter()
-            .map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name)))
-            .collect();
+        let names: Vec<(String, String)> =
+            self.plan.nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
         let (made, err) = netns::create_all(&names);
         self.namespaces = made;
         if let Some(e) = err {
             return Err(env_error("cannot create a network namespace", e));
         }
+        if let Some(host) = self.namespaces.iter().find(|n| n.node == "host") {
+            check_br_netfilter(&host.file)?;
+        }
         for ns in &self.namespaces {
-            let (nl, task) = Netlink::open(&ns.file)
-                .map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
+            let (nl, task) =
+                Netlink::open(&ns.file).map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
             self.tasks.push(task);
             self.netlinks.insert(ns.node.clone(), nl);
         }
@@ -231,75 +204,43 @@ impl RunningLab {
             for l in &node.links {
                 if matches!(l.kind, LinkKind::Bridge | LinkKind::Dummy) {
                     spend(&mut budget)?;
-                    nl.create_local(l).await.map_err(|e| {
-                        Error::apply(format!("{}: create {}", node.name, l.name), e)
-                    })?;
+                    nl.create_local(l)
+                        .await
+                        .map_err(|e| Error::apply(format!("{}: create {}", node.name, l.name), e))?;
                 }
             }
         }
         for node in &self.plan.nodes {
             let nl = &self.netlinks[&node.name];
             for l in &node.links {
-                let LinkKind::Veth {
-                    peer_node,
-                    peer,
-                    create: true,
-                } = &l.kind
-                else {
+                let LinkKind::Veth { peer_node, peer, create: true } = &l.kind else {
                     continue;
                 };
                 spend(&mut budget)?;
-                let peer_plan = self
-                    .plan
-                    .node(peer_node)
-                    .and_then(|n| n.link(peer))
-                    .expect("plan pairs every veth");
-                let peer_ns = &self
-                    .namespaces
-                    .iter()
-                    .find(|n| n.node == *peer_node)
-                    .expect("namespace per node")
-                    .file;
+                let peer_plan = self.plan.node(peer_node).and_then(|n| n.link(peer)).expect("plan pairs every veth");
+                let peer_ns = &self.namespaces.iter().find(|n| n.node == *peer_node).expect("namespace per node").file;
                 let master = match &l.master {
-                    Some(m) => Some(
-                        nl.index(m)
-                            .await
-                            .map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?,
-                    ),
+                    Some(m) => {
+                        Some(nl.index(m).await.map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?)
+                    }
                     None => None,
                 };
-                nl.create_veth(l, peer_plan, peer_ns, master)
-                    .await
-                    .map_err(|e| {
-                        Error::apply(
-                            format!(
-                                "{}: create veth {} (peer {peer_node}:{peer})",
-                                node.name, l.name
-                            ),
-                            e,
-                        )
-                    })?;
+                nl.create_veth(l, peer_plan, peer_ns, master).await.map_err(|e| {
+                    Error::apply(format!("{}: create veth {} (peer {peer_node}:{peer})", node.name, l.name), e)
+                })?;
             }
         }
-        try_join_all(
-            self.plan
-                .nodes
-                .iter()
-                .map(|n| configure(&self.netlinks[&n.name], n)),
-        )
-        .await?;
+        try_join_all(self.plan.nodes.iter().map(|n| configure(&self.netlinks[&n.name], n))).await?;
         for node in &self.plan.nodes {
-            let ns = &self
-                .namespaces
-                .iter()
-                .find(|n| n.node == node.name)
-                .expect("namespace per node")
-                .file;
+            let ns = &self.namespaces.iter().find(|n| n.node == node.name).expect("namespace per node").file;
             for s in node.sysctls.iter().filter(|s| s.write) {
                 netns::write_sysctl(ns, &s.key, &s.value)
                     .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
             }
         }
+        let host_ns = &self.namespaces.iter().find(|n| n.node == "host").expect("a host node").file;
+        iptables::restore(host_ns, &self.plan.iptables)?;
+        self.proxies = proxy::start(host_ns, &self.plan.port_mappings).await?;
         self.settle().await
     }
 
@@ -330,26 +271,15 @@ impl RunningLab {
         for ns in &self.namespaces {
             let nl = &self.netlinks[&ns.node];
             let ctx = |what: &str| format!("{}: read {what}", ns.node);
-            let msgs = nl
-                .links()
-                .await
-                .map_err(|e| Error::apply(ctx("links"), e))?;
+            let msgs = nl.links().await.map_err(|e| Error::apply(ctx("links"), e))?;
             let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
-            let names: HashMap<u32, String> =
-                links.iter().map(|l| (l.index, l.name.clone())).collect();
-            let addresses = nl
-                .addresses()
-                .await
-                .map_err(|e| Error::apply(ctx("addresses"), e))?;
-            let routes = nl
-                .routes(&names)
-                .await
-                .map_err(|e| Error::apply(ctx("routes"), e))?;
+            let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
+            let addresses = nl.addresses().await.map_err(|e| Error::apply(ctx("addresses"), e))?;
+            let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
             let mut sysctls = std::collections::BTreeMap::new();
             if let Some(np) = self.plan.node(&ns.node) {
                 for s in &np.sysctls {
-                    let v = netns::read_sysctl(&ns.file, &s.key)
-                        .map_err(|e| env_error(&ctx(&s.key), e))?;
+                    let v = netns::read_sysctl(&ns.file, &s.key).map_err(|e| env_error(&ctx(&s.key), e))?;
                     sysctls.insert(s.key.clone(), v);
                 }
             }
@@ -359,6 +289,7 @@ impl RunningLab {
                 addresses,
                 routes,
                 sysctls,
+                iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
             });
         }
         Ok(Observed { nodes })
@@ -382,6 +313,9 @@ impl RunningLab {
     }
 
     fn close_sockets(&mut self) {
+        for p in self.proxies.drain(..) {
+            p.abort();
+        }
         self.netlinks.clear();
         for t in self.tasks.drain(..) {
             t.abort();
@@ -401,17 +335,9 @@ impl RunningLab {
 
 /// Removes namespaces (all of them, whatever fails) and then, if that
 /// worked, the run record. Shared by teardown, `down` and `cleanup`.
-pub fn remove_namespaces(
-    registry: &Registry,
-    run_id: &str,
-    paths: &[std::path::PathBuf],
-) -> Result<()> {
-    let mut errors: Vec<String> = paths
-        .iter()
-        .rev()
-        .filter_map(|p| netns::remove(p).err())
-        .map(|e| e.to_string())
-        .collect();
+pub fn remove_namespaces(registry: &Registry, run_id: &str, paths: &[std::path::PathBuf]) -> Result<()> {
+    let mut errors: Vec<String> =
+        paths.iter().rev().filter_map(|p| netns::remove(p).err()).map(|e| e.to_string()).collect();
     if errors.is_empty() {
         if let Err(e) = registry.remove(run_id) {
             errors.push(format!("remove run record {run_id}: {e}"));
@@ -435,12 +361,23 @@ impl Drop for RunningLab {
     }
 }
 
+/// icc = false and links rely on br_netfilter showing bridged traffic to
+/// iptables; without it the rules would silently block nothing.
+fn check_br_netfilter(host_ns: &std::fs::File) -> Result<()> {
+    match netns::read_sysctl(host_ns, crate::plan::BR_NETFILTER_SYSCTL) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Environment(format!(
+            "this kernel lacks br_netfilter ({}: {e}): without it iptables never sees traffic between \
+             containers on one bridge, so icc = false and links would block nothing. \
+             Load it (modprobe br_netfilter) or use a kernel with it built in",
+            crate::plan::BR_NETFILTER_SYSCTL
+        ))),
+    }
+}
+
 fn spend(budget: &mut Option<usize>) -> Result<()> {
     match budget {
-        Some(0) => Err(Error::apply(
-            "stopped on purpose (fail_after_links)",
-            io::Error::other("injected failure"),
-        )),
+        Some(0) => Err(Error::apply("stopped on purpose (fail_after_links)", io::Error::other("injected failure"))),
         Some(n) => {
             *n -= 1;
             Ok(())
@@ -453,30 +390,18 @@ fn spend(budget: &mut Option<usize>) -> Result<()> {
 async fn configure(nl: &Netlink, node: &NodePlan) -> Result<()> {
     let err = |what: String| move |e| Error::apply(format!("{}: {what}", node.name), e);
     for l in &node.links {
-        let index = nl
-            .index(&l.name)
-            .await
-            .map_err(err(format!("find {}", l.name)))?;
+        let index = nl.index(&l.name).await.map_err(err(format!("find {}", l.name)))?;
         // lo gets its address from the kernel.
         for a in l.addresses.iter().filter(|_| l.kind != LinkKind::Loopback) {
-            nl.add_address(index, a.ip(), a.prefix())
-                .await
-                .map_err(err(format!("add {a} to {}", l.name)))?;
+            nl.add_address(index, a.ip(), a.prefix()).await.map_err(err(format!("add {a} to {}", l.name)))?;
         }
         if l.up {
-            nl.set_up(index)
-                .await
-                .map_err(err(format!("set {} up", l.name)))?;
+            nl.set_up(index).await.map_err(err(format!("set {} up", l.name)))?;
         }
     }
     for r in node.routes.iter().filter(|r| r.connected.is_none()) {
-        let index = nl
-            .index(&r.dev)
-            .await
-            .map_err(err(format!("find {}", r.dev)))?;
-        nl.add_route(r, index)
-            .await
-            .map_err(err(format!("add route {r}")))?;
+        let index = nl.index(&r.dev).await.map_err(err(format!("find {}", r.dev)))?;
+        nl.add_route(r, index).await.map_err(err(format!("add route {r}")))?;
     }
     Ok(())
 }

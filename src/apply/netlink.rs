@@ -15,9 +15,7 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{
-    Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
-};
+use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::netns;
 use crate::plan::{LinkKind, LinkPlan, RoutePlan};
@@ -44,12 +42,7 @@ impl Netlink {
     }
 
     pub async fn index(&self, name: &str) -> NlResult<u32> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
         match links.try_next().await? {
             Some(l) => Ok(l.header.index),
             None => Err(rtnetlink::Error::RequestFailed),
@@ -81,9 +74,7 @@ impl Netlink {
         peer_ns: &File,
         master: Option<u32>,
     ) -> NlResult<()> {
-        let mut pb = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(peer.name.clone())
-            .setns_by_fd(peer_ns.as_raw_fd());
+        let mut pb = LinkMessageBuilder::<LinkUnspec>::new().name(peer.name.clone()).setns_by_fd(peer_ns.as_raw_fd());
         if let Some(mac) = peer.mac {
             pb = pb.address(mac.0.to_vec());
         }
@@ -111,18 +102,12 @@ impl Netlink {
     }
 
     pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> NlResult<()> {
-        self.handle
-            .address()
-            .add(index, IpAddr::V4(ip), prefix)
-            .execute()
-            .await
+        self.handle.address().add(index, IpAddr::V4(ip), prefix).execute().await
     }
 
     /// Adds a static route as `ip route add` does (protocol boot).
     pub async fn add_route(&self, r: &RoutePlan, index: u32) -> NlResult<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .output_interface(index)
-            .protocol(RouteProtocol::Boot);
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new().output_interface(index).protocol(RouteProtocol::Boot);
         if let Some(d) = r.dst {
             b = b.destination_prefix(d.network(), d.prefix());
         }
@@ -148,9 +133,7 @@ impl Netlink {
             }
             for attr in &a.attributes {
                 if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
-                    out.entry(a.header.index)
-                        .or_default()
-                        .push((*ip, a.header.prefix_len));
+                    out.entry(a.header.index).or_default().push((*ip, a.header.prefix_len));
                 }
             }
         }
@@ -186,9 +169,7 @@ fn render_route(m: &RouteMessage, names: &HashMap<u32, String>) -> (u32, u8, Str
             RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
             RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
             RouteAttribute::PrefSource(RouteAddress::Inet(s)) => src = Some(*s),
-            RouteAttribute::Oif(i) => {
-                dev = names.get(i).cloned().unwrap_or_else(|| format!("if{i}"))
-            }
+            RouteAttribute::Oif(i) => dev = names.get(i).cloned().unwrap_or_else(|| format!("if{i}")),
             RouteAttribute::Priority(p) => metric = Some(*p),
             _ => {}
         }
@@ -259,9 +240,7 @@ impl LinkState {
                 LinkAttribute::Mtu(v) => s.mtu = Some(*v),
                 LinkAttribute::Controller(i) => s.master = Some(*i),
                 LinkAttribute::Link(i) => s.peer_index = Some(*i),
-                LinkAttribute::OperState(st) => {
-                    s.oper_up = matches!(st, State::Up | State::Unknown) && s.up
-                }
+                LinkAttribute::OperState(st) => s.oper_up = matches!(st, State::Up | State::Unknown) && s.up,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {

@@ -42,40 +42,18 @@ pub fn create_all(names: &[(String, String)]) -> (Vec<NetNs>, Option<io::Error>)
             (made, None)
         })
         .join()
-        .unwrap_or_else(|_| {
-            (
-                Vec::new(),
-                Some(io::Error::other("namespace worker panicked")),
-            )
-        })
+        .unwrap_or_else(|_| (Vec::new(), Some(io::Error::other("namespace worker panicked"))))
     })
 }
 
 fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
     // Each unshare gives this worker thread a brand-new network namespace.
-    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("unshare(CLONE_NEWNET): {e}"),
-        )
-    })?;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o000)
-        .open(path)?;
-    if let Err(e) = mount(
-        Some("/proc/thread-self/ns/net"),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    ) {
+    unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare(CLONE_NEWNET): {e}")))?;
+    fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(path)?;
+    if let Err(e) = mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
         let _ = fs::remove_file(path);
-        return Err(io::Error::other(format!(
-            "bind-mount {}: {e}",
-            path.display()
-        )));
+        return Err(io::Error::other(format!("bind-mount {}: {e}", path.display())));
     }
     let file = match File::open(path) {
         Ok(f) => f,
@@ -84,11 +62,7 @@ fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
             return Err(e);
         }
     };
-    Ok(NetNs {
-        node: node.to_string(),
-        path: path.to_path_buf(),
-        file,
-    })
+    Ok(NetNs { node: node.to_string(), path: path.to_path_buf(), file })
 }
 
 /// Unmounts and unlinks a named namespace. A namespace that is already gone
@@ -99,10 +73,9 @@ pub fn remove(path: &Path) -> io::Result<()> {
         Err(e) => return Err(io::Error::other(format!("umount {}: {e}", path.display()))),
     }
     match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
-            e.kind(),
-            format!("remove {}: {e}", path.display()),
-        )),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(io::Error::new(e.kind(), format!("remove {}: {e}", path.display())))
+        }
         _ => Ok(()),
     }
 }
@@ -112,8 +85,7 @@ pub fn remove(path: &Path) -> io::Result<()> {
 pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| io::Error::other(format!("setns: {e}")))?;
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| io::Error::other(format!("setns: {e}")))?;
             f()
         })
         .join()
@@ -124,9 +96,7 @@ pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> io::Result<T> + Send) -> i
 /// Reads a sysctl inside a namespace (`net.ipv4.ip_forward`).
 pub fn read_sysctl(ns: &File, key: &str) -> io::Result<String> {
     let path = sysctl_path(key);
-    run_in(ns, move || {
-        fs::read_to_string(&path).map(|s| s.trim().to_string())
-    })
+    run_in(ns, move || fs::read_to_string(&path).map(|s| s.trim().to_string()))
 }
 
 /// Writes a sysctl inside a namespace. `/proc/sys/net` follows the namespace
@@ -134,8 +104,7 @@ pub fn read_sysctl(ns: &File, key: &str) -> io::Result<String> {
 pub fn write_sysctl(ns: &File, key: &str, value: &str) -> io::Result<()> {
     let path = sysctl_path(key);
     run_in(ns, move || {
-        fs::write(&path, value)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     })
 }
 

@@ -23,6 +23,8 @@ pub struct ObservedNode {
     /// `ip route` lines of the main table, sorted.
     pub routes: Vec<String>,
     pub sysctls: BTreeMap<String, String>,
+    /// Normalized `iptables-save` (host node only).
+    pub iptables: Option<String>,
 }
 
 impl ObservedNode {
@@ -69,92 +71,44 @@ fn kind_matches(plan: &LinkKind, seen: Option<&InfoKind>) -> bool {
 pub fn verify(plan: &Plan, seen: &Observed) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for np in &plan.nodes {
-        let mut miss = |what: String| {
-            out.push(Mismatch {
-                node: np.name.clone(),
-                what,
-            })
-        };
+        let mut miss = |what: String| out.push(Mismatch { node: np.name.clone(), what });
         let Some(node) = seen.node(&np.name) else {
             miss("namespace missing".into());
             continue;
         };
-        let names: HashMap<u32, &str> = node
-            .links
-            .iter()
-            .map(|l| (l.index, l.name.as_str()))
-            .collect();
+        let names: HashMap<u32, &str> = node.links.iter().map(|l| (l.index, l.name.as_str())).collect();
         for lp in &np.links {
             let Some(l) = node.link(&lp.name) else {
                 miss(format!("link {} missing", lp.name));
                 continue;
             };
             if !kind_matches(&lp.kind, l.kind.as_ref()) {
-                miss(format!(
-                    "link {} is {:?}, planned {:?}",
-                    lp.name, l.kind, lp.kind
-                ));
+                miss(format!("link {} is {:?}, planned {:?}", lp.name, l.kind, lp.kind));
             }
             if let Some(mac) = lp.mac {
                 if l.mac != Some(mac.0) {
-                    miss(format!(
-                        "link {} has mac {:?}, planned {mac}",
-                        lp.name,
-                        l.mac.map(crate::scenario::MacAddr)
-                    ));
+                    miss(format!("link {} has mac {:?}, planned {mac}", lp.name, l.mac.map(crate::scenario::MacAddr)));
                 }
             }
             if l.mtu != Some(lp.mtu_expected) {
-                miss(format!(
-                    "link {} has mtu {:?}, planned {}",
-                    lp.name, l.mtu, lp.mtu_expected
-                ));
+                miss(format!("link {} has mtu {:?}, planned {}", lp.name, l.mtu, lp.mtu_expected));
             }
             let master = l.master.and_then(|i| names.get(&i).copied());
             if master != lp.master.as_deref() {
-                miss(format!(
-                    "link {} has master {master:?}, planned {:?}",
-                    lp.name, lp.master
-                ));
+                miss(format!("link {} has master {master:?}, planned {:?}", lp.name, lp.master));
             }
             if l.up != lp.up {
-                miss(format!(
-                    "link {} is {}, planned {}",
-                    lp.name,
-                    updown(l.up),
-                    updown(lp.up)
-                ));
+                miss(format!("link {} is {}, planned {}", lp.name, updown(l.up), updown(lp.up)));
             }
-            let want: BTreeSet<(Ipv4Addr, u8)> =
-                lp.addresses.iter().map(|a| (a.ip(), a.prefix())).collect();
-            let have: BTreeSet<(Ipv4Addr, u8)> = node
-                .addresses
-                .get(&l.index)
-                .into_iter()
-                .flatten()
-                .copied()
-                .collect();
+            let want: BTreeSet<(Ipv4Addr, u8)> = lp.addresses.iter().map(|a| (a.ip(), a.prefix())).collect();
+            let have: BTreeSet<(Ipv4Addr, u8)> = node.addresses.get(&l.index).into_iter().flatten().copied().collect();
             if want != have {
-                miss(format!(
-                    "link {} has addresses {}, planned {}",
-                    lp.name,
-                    addrs(&have),
-                    addrs(&want)
-                ));
+                miss(format!("link {} has addresses {}, planned {}", lp.name, addrs(&have), addrs(&want)));
             }
-            if let LinkKind::Veth {
-                peer_node, peer, ..
-            } = &lp.kind
-            {
-                let peer_index = seen
-                    .node(peer_node)
-                    .and_then(|n| n.link(peer))
-                    .map(|p| p.index);
+            if let LinkKind::Veth { peer_node, peer, .. } = &lp.kind {
+                let peer_index = seen.node(peer_node).and_then(|n| n.link(peer)).map(|p| p.index);
                 if peer_index.is_none() || l.peer_index != peer_index {
-                    miss(format!(
-                        "link {} is not paired with {peer_node}:{peer}",
-                        lp.name
-                    ));
+                    miss(format!("link {} is not paired with {peer_node}:{peer}", lp.name));
                 }
             }
         }
@@ -170,13 +124,25 @@ pub fn verify(plan: &Plan, seen: &Observed) -> Vec<Mismatch> {
         for r in node.routes.iter().filter(|r| !want.contains(r)) {
             miss(format!("unexpected route: {r}"));
         }
+        if let Some(have) = &node.iptables {
+            let want = plan.iptables.render();
+            let (want, have): (Vec<&str>, Vec<&str>) = (want.lines().collect(), have.lines().collect());
+            if want != have {
+                for l in want.iter().filter(|l| !have.contains(l)) {
+                    miss(format!("iptables rule missing: {l}"));
+                }
+                for l in have.iter().filter(|l| !want.contains(l)) {
+                    miss(format!("unexpected iptables rule: {l}"));
+                }
+                if want.iter().all(|l| have.contains(l)) && have.iter().all(|l| want.contains(l)) {
+                    miss("iptables rules are in a different order than planned".into());
+                }
+            }
+        }
         for s in &np.sysctls {
             let have = node.sysctls.get(&s.key);
             if have != Some(&s.value) {
-                miss(format!(
-                    "sysctl {} is {:?}, planned {}",
-                    s.key, have, s.value
-                ));
+                miss(format!("sysctl {} is {:?}, planned {}", s.key, have, s.value));
             }
         }
     }
@@ -195,8 +161,5 @@ fn addrs(set: &BTreeSet<(Ipv4Addr, u8)>) -> String {
     if set.is_empty() {
         return "none".into();
     }
-    set.iter()
-        .map(|(a, p)| format!("{a}/{p}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    set.iter().map(|(a, p)| format!("{a}/{p}")).collect::<Vec<_>>().join(", ")
 }

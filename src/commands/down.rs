@@ -9,14 +9,13 @@ pub fn run(run_id: &str) -> u8 {
         return fail(&bridgelab::Error::NoSuchRun(run_id.to_string()));
     };
     if !rec.kept && rec.owner_alive() {
-        eprintln!("bridgelab: run {run_id} belongs to live process {}: it removes its lab itself when it ends", rec.pid);
+        eprintln!(
+            "bridgelab: run {run_id} belongs to live process {}: it removes its lab itself when it ends",
+            rec.pid
+        );
         return 2;
     }
-    let paths: Vec<_> = rec
-        .nodes
-        .iter()
-        .map(|n| std::path::Path::new(NETNS_DIR).join(rec.namespace(n)))
-        .collect();
+    let paths: Vec<_> = rec.nodes.iter().map(|n| std::path::Path::new(NETNS_DIR).join(rec.namespace(n))).collect();
     match bridgelab::apply::remove_namespaces(&reg, run_id, &paths) {
         Ok(()) => {
             println!("lab {run_id} removed");

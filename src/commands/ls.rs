@@ -30,11 +30,7 @@ pub fn run(format: Format) -> u8 {
                 "dead"
             },
             pid: Some(r.pid),
-            namespaces: namespaces
-                .iter()
-                .filter(|n| run_id_of(n) == Some(r.run_id.as_str()))
-                .cloned()
-                .collect(),
+            namespaces: namespaces.iter().filter(|n| run_id_of(n) == Some(r.run_id.as_str())).cloned().collect(),
         })
         .collect();
     for ns in &namespaces {
@@ -56,20 +52,10 @@ pub fn run(format: Format) -> u8 {
         Format::Json => print_json(&rows),
         Format::Text if rows.is_empty() => println!("no labs"),
         Format::Text => {
-            println!(
-                "{:<10} {:<9} {:<8} {:<4} SCENARIO",
-                "RUN", "STATE", "PID", "NS"
-            );
+            println!("{:<10} {:<9} {:<8} {:<4} SCENARIO", "RUN", "STATE", "PID", "NS");
             for r in &rows {
                 let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<10} {:<9} {:<8} {:<4} {}",
-                    r.run_id,
-                    r.state,
-                    pid,
-                    r.namespaces.len(),
-                    r.scenario
-                );
+                println!("{:<10} {:<9} {:<8} {:<4} {}", r.run_id, r.state, pid, r.namespaces.len(), r.scenario);
             }
         }
     }

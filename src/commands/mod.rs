@@ -79,11 +79,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run {
-            files,
-            format,
-            hold,
-        } => interruptible(run::run(&files, format, hold)).await,
+        Command::Run { files, format, hold } => interruptible(run::run(&files, format, hold)).await,
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),
         Command::Ls { format } => ls::run(format),
@@ -96,10 +92,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
 /// them before the process exits.
 async fn interruptible(fut: impl std::future::Future<Output = u8>) -> u8 {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         eprintln!("bridgelab: cannot install signal handlers");
         return 3;
     };

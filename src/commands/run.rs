@@ -74,12 +74,7 @@ pub async fn run(files: &[PathBuf], format: Format, hold: bool) -> u8 {
 
 fn report(o: &Outcome) {
     let verdict = if o.passed { "PASS" } else { "FAIL" };
-    println!(
-        "{verdict}  {} ({}): {} namespaces built and read back",
-        o.scenario,
-        o.file.display(),
-        o.namespaces
-    );
+    println!("{verdict}  {} ({}): {} namespaces built and read back", o.scenario, o.file.display(), o.namespaces);
     for m in &o.mismatches {
         println!("      differs from plan: {m}");
     }
@@ -100,7 +95,5 @@ async fn wait_for_enter(lab: &bridgelab::RunningLab) {
     }
     println!("press Enter to tear the lab down");
     let mut line = String::new();
-    let _ = tokio::io::BufReader::new(tokio::io::stdin())
-        .read_line(&mut line)
-        .await;
+    let _ = tokio::io::BufReader::new(tokio::io::stdin()).read_line(&mut line).await;
 }

@@ -9,10 +9,7 @@ pub async fn run(file: &Path) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
-    let opts = bridgelab::apply::UpOptions {
-        keep: true,
-        ..Default::default()
-    };
+    let opts = bridgelab::apply::UpOptions { keep: true, ..Default::default() };
     let running = match lab.up_with(opts).await {
         Ok(r) => r,
         Err(e) => return fail(&e),

@@ -9,9 +9,12 @@ use std::ops::Range;
 
 use ipnetwork::Ipv4Network;
 
+use super::firewall::docker1::Docker1;
+use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, Ruleset};
 use super::ipallocator::IpAllocator;
+use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
-use crate::scenario::{Container, Diagnostic, HostBridge, Scenario, DEFAULT_BRIDGE};
+use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
 
 /// `InitDriver`'s candidate bridge addresses, in Docker's order.
 pub const BRIDGE_CANDIDATES: [&str; 12] = [
@@ -66,14 +69,7 @@ fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
 }
 
 fn via(dst: Option<Ipv4Network>, gw: Ipv4Addr, dev: &str) -> RoutePlan {
-    RoutePlan {
-        dst,
-        via: Some(gw),
-        dev: dev.into(),
-        connected: None,
-        scope_link: false,
-        linkdown: false,
-    }
+    RoutePlan { dst, via: Some(gw), dev: dev.into(), connected: None, scope_link: false, linkdown: false }
 }
 
 /// A MAC for a bridge: Docker 1.6.2 sets a random locally administered one
@@ -91,6 +87,9 @@ fn bridge_mac(scenario: &str, name: &str) -> MacAddr {
 
 struct Builder<'a> {
     s: &'a Scenario,
+    rules: Ruleset,
+    ports: PortAllocator,
+    mappings: Vec<PortMapping>,
     host: NodePlan,
     external: NodePlan,
     containers: Vec<ContainerPlan>,
@@ -102,16 +101,20 @@ struct Builder<'a> {
 pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     let mut b = Builder::new(s);
     let bridge = b.init_driver();
-    let mut ipam = match (&bridge, &s.spec.daemon.fixed_cidr) {
-        (Some(br), Some(fixed)) => {
-            match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    b.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
-                    None
-                }
+    let d = &s.spec.daemon;
+    if let (Some(br), true) = (&bridge, d.iptables()) {
+        // Docker turns --ip-masq off by itself when --iptables=false.
+        let facts = BridgeFacts { name: br.name.clone(), address: br.address, icc: d.icc(), ip_masq: d.ip_masq() };
+        Docker1.daemon_start(&mut b.rules, &facts);
+    }
+    let mut ipam = match (&bridge, &d.fixed_cidr) {
+        (Some(br), Some(fixed)) => match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                b.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
+                None
             }
-        }
+        },
         (Some(br), None) => Some(IpAllocator::new(br.address.0)),
         (None, _) => None,
     };
@@ -129,19 +132,10 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
 impl<'a> Builder<'a> {
     fn new(s: &'a Scenario) -> Builder<'a> {
         let spec = &s.spec;
-        let mut host = NodePlan {
-            name: "host".into(),
-            links: vec![loopback()],
-            routes: vec![],
-            sysctls: vec![],
-        };
+        let mut host = NodePlan { name: "host".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
         host.links.push(LinkPlan {
             name: "eth0".into(),
-            kind: LinkKind::Veth {
-                peer_node: "external".into(),
-                peer: "eth0".into(),
-                create: true,
-            },
+            kind: LinkKind::Veth { peer_node: "external".into(), peer: "eth0".into(), create: true },
             mac: Some(uplink_mac(UPLINK_HOST.ip())),
             mtu: None,
             mtu_expected: 1500,
@@ -170,11 +164,7 @@ impl<'a> Builder<'a> {
             }
         }
         for hb in &spec.host.bridges {
-            host.links.push(Self::bridge_link(
-                &s.name,
-                hb.name.get_ref(),
-                hb.address.as_ref().map(|a| *a.get_ref()),
-            ));
+            host.links.push(Self::bridge_link(&s.name, hb.name.get_ref(), hb.address.as_ref().map(|a| *a.get_ref())));
             if let Some(a) = &hb.address {
                 host.routes.push(connected(*a.get_ref(), hb.name.get_ref()));
             }
@@ -187,19 +177,21 @@ impl<'a> Builder<'a> {
             write: daemon.ip_forward(),
         });
 
-        let mut external = NodePlan {
-            name: "external".into(),
-            links: vec![loopback()],
-            routes: vec![],
-            sysctls: vec![],
-        };
+        // What the daemon and the firewall rely on without writing it: the
+        // ephemeral range Docker reads for dynamic ports, and br_netfilter
+        // handing bridged traffic to iptables (else icc = false blocks nothing).
+        host.sysctls.push(Sysctl {
+            key: "net.ipv4.ip_local_port_range".into(),
+            value: format!("{}\t{}", NETNS_EPHEMERAL_RANGE.0, NETNS_EPHEMERAL_RANGE.1),
+            write: false,
+        });
+        host.sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: false });
+
+        let mut external =
+            NodePlan { name: "external".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
         external.links.push(LinkPlan {
             name: "eth0".into(),
-            kind: LinkKind::Veth {
-                peer_node: "host".into(),
-                peer: "eth0".into(),
-                create: false,
-            },
+            kind: LinkKind::Veth { peer_node: "host".into(), peer: "eth0".into(), create: false },
             mac: Some(uplink_mac(UPLINK_EXTERNAL.ip())),
             mtu: None,
             mtu_expected: 1500,
@@ -209,12 +201,13 @@ impl<'a> Builder<'a> {
         });
         external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
         for r in &spec.external.routes {
-            external
-                .routes
-                .push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+            external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
         }
         Builder {
             s,
+            rules: Ruleset::default(),
+            ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
+            mappings: vec![],
             host,
             external,
             containers: vec![],
@@ -250,11 +243,7 @@ impl<'a> Builder<'a> {
         }
         let name = d.bridge_name().to_string();
         let bridge_span = d.bridge.as_ref().map(|b| b.span()).unwrap_or(0..0);
-        let existing: Option<&HostBridge> = spec
-            .host
-            .bridges
-            .iter()
-            .find(|hb| *hb.name.get_ref() == name);
+        let existing: Option<&HostBridge> = spec.host.bridges.iter().find(|hb| *hb.name.get_ref() == name);
         if let Some(addr) = existing.and_then(|hb| hb.address.as_ref()) {
             let addr = *addr.get_ref();
             if let Some(bip) = &d.bip {
@@ -274,19 +263,12 @@ impl<'a> Builder<'a> {
             return Some(BridgePlan {
                 name,
                 address: addr,
-                pool: d
-                    .fixed_cidr
-                    .as_ref()
-                    .map(|f| f.get_ref().0)
-                    .unwrap_or(addr.network()),
+                pool: d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(addr.network()),
                 origin: "existing bridge".into(),
             });
         }
         if existing.is_some() && name != DEFAULT_BRIDGE {
-            self.err(
-                bridge_span,
-                format!("Interface {name} has no IPv4 addresses"),
-            );
+            self.err(bridge_span, format!("Interface {name} has no IPv4 addresses"));
             return None;
         }
         // configureBridge: --bip as given, else the first free candidate.
@@ -310,47 +292,25 @@ impl<'a> Builder<'a> {
         match self.host.links.iter_mut().find(|l| l.name == name) {
             // docker0 existed without an IPv4 address: Docker adds one.
             Some(l) => l.addresses.push(address),
-            None => self
-                .host
-                .links
-                .push(Self::bridge_link(&self.s.name, &name, Some(address))),
+            None => self.host.links.push(Self::bridge_link(&self.s.name, &name, Some(address))),
         }
         self.host.routes.push(connected(address, &name));
-        let pool = d
-            .fixed_cidr
-            .as_ref()
-            .map(|f| f.get_ref().0)
-            .unwrap_or(address.network());
-        Some(BridgePlan {
-            name,
-            address,
-            pool,
-            origin,
-        })
+        let pool = d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(address.network());
+        Some(BridgePlan { name, address, pool, origin })
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
     /// with a destination in the host's main table (the default route has none).
     fn free_candidate(&self) -> Option<(IfaceAddr, String)> {
         let spec = &self.s.spec;
-        let nameservers: Vec<Ipv4Network> = spec
-            .host
-            .nameservers
-            .iter()
-            .map(|n| Ipv4Network::new(n.get_ref().0, 32).expect("/32"))
-            .collect();
+        let nameservers: Vec<Ipv4Network> =
+            spec.host.nameservers.iter().map(|n| Ipv4Network::new(n.get_ref().0, 32).expect("/32")).collect();
         let routes: Vec<Ipv4Network> = self.host.routes.iter().filter_map(|r| r.dst).collect();
         BRIDGE_CANDIDATES.iter().enumerate().find_map(|(i, c)| {
             let addr: IfaceAddr = c.parse().expect("valid candidate");
             let net = addr.network();
-            let free = !nameservers.iter().any(|n| overlaps(net, *n))
-                && !routes.iter().any(|r| overlaps(net, *r));
-            free.then(|| {
-                (
-                    addr,
-                    format!("candidate {} of {}", i + 1, BRIDGE_CANDIDATES.len()),
-                )
-            })
+            let free = !nameservers.iter().any(|n| overlaps(net, *n)) && !routes.iter().any(|r| overlaps(net, *r));
+            free.then(|| (addr, format!("candidate {} of {}", i + 1, BRIDGE_CANDIDATES.len())))
         })
     }
 
@@ -358,51 +318,34 @@ impl<'a> Builder<'a> {
         // Docker picks "veth" + 7 random hex digits, retrying on a clash.
         (0u32..)
             .map(|i| {
-                format!(
-                    "veth{:07x}",
-                    crate::stable_hash::fnv1a(&["veth", container, &i.to_string()]) & 0xfff_ffff
-                )
+                format!("veth{:07x}", crate::stable_hash::fnv1a(&["veth", container, &i.to_string()]) & 0xfff_ffff)
             })
             .find(|n| self.veth_names.insert(n.clone()))
             .expect("a free name")
     }
 
     /// `container.Start`'s network part.
-    fn start_container(
-        &mut self,
-        c: &Container,
-        bridge: Option<&BridgePlan>,
-        ipam: Option<&mut IpAllocator>,
-    ) {
+    fn start_container(&mut self, c: &Container, bridge: Option<&BridgePlan>, ipam: Option<&mut IpAllocator>) {
         let name = c.name().to_string();
-        let mode = c
-            .networks()
-            .into_iter()
-            .next()
-            .unwrap_or(NetworkMode::Bridge);
-        let mut cp = ContainerPlan {
-            name: name.clone(),
-            mode: mode.clone(),
-            running: c.running,
-            netns: None,
-            endpoint: None,
-        };
+        let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
+        let mut cp =
+            ContainerPlan { name: name.clone(), mode: mode.clone(), running: c.running, netns: None, endpoint: None };
         if !c.running {
             self.containers.push(cp);
             return;
         }
-        let mut node = NodePlan {
-            name: name.clone(),
-            links: vec![loopback()],
-            routes: vec![],
-            sysctls: vec![],
-        };
+        let mut node = NodePlan { name: name.clone(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
         match &mode {
             NetworkMode::Host => cp.netns = Some("host".into()),
             NetworkMode::Container(other) => {
                 match self.containers.iter().find(|o| o.name == *other).and_then(|o| o.netns.clone()) {
                     Some(ns) => cp.netns = Some(ns),
-                    None => self.err(c.network_span(), format!("Cannot start container {name}: cannot join network of a non running container: {other}")),
+                    None => self.err(
+                        c.network_span(),
+                        format!(
+                            "Cannot start container {name}: cannot join network of a non running container: {other}"
+                        ),
+                    ),
                 }
             }
             NetworkMode::Bridge => {
@@ -415,10 +358,7 @@ impl<'a> Builder<'a> {
                             cp.endpoint = Some(ep);
                         }
                         Err(e) => {
-                            let span =
-                                c.ip.as_ref()
-                                    .map(|i| i.span())
-                                    .unwrap_or_else(|| c.name.span());
+                            let span = c.ip.as_ref().map(|i| i.span()).unwrap_or_else(|| c.name.span());
                             self.err(span, format!("Cannot start container {name}: {e}"));
                         }
                     }
@@ -428,20 +368,128 @@ impl<'a> Builder<'a> {
             }
             NetworkMode::None | NetworkMode::Named(_) => cp.netns = Some(name.clone()),
         }
+        if let (Some(ep), Some(br)) = (&cp.endpoint, bridge) {
+            self.map_ports(c, ep.address.ip(), &br.name);
+            self.link(c, ep.address.ip(), &br.name);
+        }
         for l in &c.links {
             let target = &l.get_ref().container;
-            if self
-                .containers
-                .iter()
-                .any(|o| o.name == *target && !o.running)
-            {
-                self.err(l.span(), format!("Cannot start container {name}: Cannot link to a non running container: /{target} AS /{name}/{}", l.get_ref().alias));
+            if self.containers.iter().any(|o| o.name == *target && !o.running) {
+                self.err(
+                    l.span(),
+                    format!(
+                        "Cannot start container {name}: Cannot link to a non running container: /{target} AS /{name}/{}",
+                        l.get_ref().alias
+                    ),
+                );
             }
         }
         if cp.netns.as_deref() == Some(name.as_str()) {
             self.nodes.push(node);
         }
         self.containers.push(cp);
+    }
+
+    /// Addresses a userland proxy can bind in the host namespace.
+    fn host_address(&self, ip: Ipv4Addr) -> bool {
+        ip.is_unspecified()
+            || ip.is_loopback()
+            || self.host.links.iter().any(|l| l.addresses.iter().any(|a| a.ip() == ip))
+    }
+
+    /// `allocatePort` for each published port, in container-port order, then
+    /// the port mapper: allocator, iptables `forward`, userland proxy.
+    fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) {
+        let name = c.name();
+        let mut wanted = Vec::new();
+        for spec in &c.publish {
+            let p = spec.get_ref();
+            for i in 0..p.container_ports.len() {
+                let cport = p.container_ports.start + i as u16;
+                let hport = p.host_ports.map(|h| h.start + i as u16);
+                let hip = p.host_ip.unwrap_or(self.s.spec.daemon.default_ip());
+                wanted.push((cport, p.proto, hport, hip, spec.span()));
+            }
+        }
+        // Docker walks a map here (random order); bridgelab sorts by port.
+        wanted.sort_by_key(|w| (w.0, w.1));
+        for (cport, proto, hport, hip, span) in wanted {
+            // Dynamic ports are retried (Docker: up to 10 times) when the proxy cannot bind.
+            let attempts = if hport.is_none() { 10 } else { 1 };
+            let mut last_err = None;
+            for _ in 0..attempts {
+                let port = match self.ports.request(hip, proto, hport) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        last_err = Some(e.to_string());
+                        break;
+                    }
+                };
+                match self.proxy_bind_error(hip, proto, port) {
+                    None => {
+                        let m = PortMapping {
+                            container: name.into(),
+                            proto,
+                            host_ip: hip,
+                            host_port: port,
+                            container_ip,
+                            container_port: cport,
+                        };
+                        if self.s.spec.daemon.iptables() {
+                            Docker1.map_port(&mut self.rules, bridge, &m);
+                        }
+                        self.mappings.push(m);
+                        last_err = None;
+                        break;
+                    }
+                    Some(e) => {
+                        self.ports.release(hip, proto, port);
+                        last_err = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = last_err {
+                self.err(span, format!("Cannot start container {name}: {e}"));
+            }
+        }
+    }
+
+    /// Why `docker-proxy` could not listen on `ip:port`, as Go says it.
+    fn proxy_bind_error(&self, ip: Ipv4Addr, proto: Proto, port: u16) -> Option<String> {
+        if !self.host_address(ip) {
+            return Some(format!(
+                "Error starting userland proxy: listen {proto} {ip}:{port}: bind: cannot assign requested address"
+            ));
+        }
+        let clash = self.mappings.iter().any(|m| {
+            m.proto == proto
+                && m.host_port == port
+                && (m.host_ip.is_unspecified() || ip.is_unspecified() || m.host_ip == ip)
+        });
+        clash
+            .then(|| format!("Error starting userland proxy: listen {proto} {ip}:{port}: bind: address already in use"))
+    }
+
+    /// Legacy links: the linked container's exposed ports, both directions.
+    fn link(&mut self, c: &Container, parent: Ipv4Addr, bridge: &str) {
+        for l in &c.links {
+            let target = &l.get_ref().container;
+            let Some(child) = self.containers.iter().find(|o| o.name == *target) else { continue };
+            if !child.running {
+                continue; // reported by the caller with Docker's words
+            }
+            let Some(child_ip) = child.ip() else {
+                self.err(l.span(), format!("Cannot start container {}: Child IP '' is invalid", c.name()));
+                continue;
+            };
+            let spec = self.s.spec.containers.iter().find(|k| k.name() == target).expect("validated link");
+            for (proto, port) in exposed_ports(spec) {
+                if let Err(e) = Docker1.link(&mut self.rules, bridge, parent, child_ip, proto, port) {
+                    self.err(l.span(), format!("Cannot start container {}: {e}", c.name()));
+                    return;
+                }
+            }
+        }
     }
 
     fn endpoint(&mut self, c: &Container, br: &BridgePlan, ip: Ipv4Addr) -> Endpoint {
@@ -451,11 +499,7 @@ impl<'a> Builder<'a> {
             host_veth: self.veth_name(c.name()),
             address,
             gateway: br.address.ip(),
-            mac: c
-                .mac
-                .as_ref()
-                .map(|m| *m.get_ref())
-                .unwrap_or(MacAddr::from_ipv4(ip)),
+            mac: c.mac.as_ref().map(|m| *m.get_ref()).unwrap_or(MacAddr::from_ipv4(ip)),
             mtu: self.s.spec.daemon.mtu(),
         }
     }
@@ -464,11 +508,7 @@ impl<'a> Builder<'a> {
     fn wire(&mut self, node: &mut NodePlan, ep: &Endpoint) {
         self.host.links.push(LinkPlan {
             name: ep.host_veth.clone(),
-            kind: LinkKind::Veth {
-                peer_node: node.name.clone(),
-                peer: "eth0".into(),
-                create: true,
-            },
+            kind: LinkKind::Veth { peer_node: node.name.clone(), peer: "eth0".into(), create: true },
             mac: None,
             mtu: Some(ep.mtu),
             mtu_expected: ep.mtu,
@@ -478,11 +518,7 @@ impl<'a> Builder<'a> {
         });
         node.links.push(LinkPlan {
             name: "eth0".into(),
-            kind: LinkKind::Veth {
-                peer_node: "host".into(),
-                peer: ep.host_veth.clone(),
-                create: false,
-            },
+            kind: LinkKind::Veth { peer_node: "host".into(), peer: ep.host_veth.clone(), create: false },
             mac: Some(ep.mac),
             mtu: Some(ep.mtu),
             mtu_expected: ep.mtu,
@@ -507,23 +543,11 @@ impl<'a> Builder<'a> {
                 port_mtus.entry(m.clone()).or_default().push(l.mtu_expected);
             }
         }
-        for l in self
-            .host
-            .links
-            .iter_mut()
-            .filter(|l| l.kind == LinkKind::Bridge)
-        {
-            l.mtu_expected = port_mtus
-                .get(&l.name)
-                .and_then(|v| v.iter().min().copied())
-                .unwrap_or(1500);
+        for l in self.host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
+            l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
         }
         for r in &mut self.host.routes {
-            let is_bridge = self
-                .host
-                .links
-                .iter()
-                .any(|l| l.name == r.dev && l.kind == LinkKind::Bridge);
+            let is_bridge = self.host.links.iter().any(|l| l.name == r.dev && l.kind == LinkKind::Bridge);
             // The kernel flags connected routes only; a static route added
             // to a carrier-less device does not say `linkdown`.
             r.linkdown = is_bridge && r.connected.is_some() && !port_mtus.contains_key(&r.dev);
@@ -533,7 +557,11 @@ impl<'a> Builder<'a> {
         for n in &mut nodes {
             n.routes.sort_by_key(|r| r.sort_key());
         }
+        let iptables = self.rules;
+        let port_mappings = self.mappings;
         Ok(Plan {
+            iptables,
+            port_mappings,
             scenario: self.s.name.clone(),
             firewall: self.s.spec.daemon.firewall(),
             bridge,
@@ -541,4 +569,21 @@ impl<'a> Builder<'a> {
             nodes,
         })
     }
+}
+
+/// A container's exposed ports (`expose` plus the container side of
+/// `publish`), each once, sorted.
+pub fn exposed_ports(c: &Container) -> Vec<(Proto, u16)> {
+    let mut v: Vec<(Proto, u16)> = Vec::new();
+    for e in &c.expose {
+        let e = e.get_ref();
+        v.extend((e.ports.start..=e.ports.end).map(|p| (e.proto, p)));
+    }
+    for p in &c.publish {
+        let p = p.get_ref();
+        v.extend((p.container_ports.start..=p.container_ports.end).map(|port| (p.proto, port)));
+    }
+    v.sort_by_key(|(proto, port)| (*port, *proto));
+    v.dedup();
+    v
 }

@@ -43,20 +43,12 @@ impl IpAllocator {
         // Docker computes with big.Int; `begin - 1` is `first` and never underflows.
         let begin = first.wrapping_add(1);
         let end = last.wrapping_sub(1);
-        IpAllocator {
-            allocated: BTreeSet::new(),
-            last: first,
-            begin,
-            end,
-        }
+        IpAllocator { allocated: BTreeSet::new(), last: first, begin, end }
     }
 
     /// `RegisterSubnet`: restrict allocation to `subnet` (`--fixed-cidr`),
     /// again without its network and broadcast addresses.
-    pub fn with_subnet(
-        network: Ipv4Network,
-        subnet: Ipv4Network,
-    ) -> Result<IpAllocator, IpamError> {
+    pub fn with_subnet(network: Ipv4Network, subnet: Ipv4Network) -> Result<IpAllocator, IpamError> {
         let mut a = IpAllocator::new(network);
         let (first, last) = range(subnet);
         let (sb, se) = (u64::from(first) + 1, u64::from(last) as i64 - 1);
@@ -157,23 +149,11 @@ mod tests {
     #[test]
     fn requested_addresses_are_checked_taken_first_then_range() {
         let mut a = IpAllocator::with_subnet(net("172.17.42.1/16"), net("172.17.1.0/24")).unwrap();
-        assert_eq!(
-            a.request(Some(ip("172.17.42.1"))),
-            Err(IpamError::OutOfRange)
-        );
-        assert_eq!(
-            a.request(Some(ip("172.17.1.0"))),
-            Err(IpamError::OutOfRange)
-        );
-        assert_eq!(
-            a.request(Some(ip("172.17.1.255"))),
-            Err(IpamError::OutOfRange)
-        );
+        assert_eq!(a.request(Some(ip("172.17.42.1"))), Err(IpamError::OutOfRange));
+        assert_eq!(a.request(Some(ip("172.17.1.0"))), Err(IpamError::OutOfRange));
+        assert_eq!(a.request(Some(ip("172.17.1.255"))), Err(IpamError::OutOfRange));
         assert_eq!(a.request(Some(ip("172.17.1.9"))), Ok(ip("172.17.1.9")));
-        assert_eq!(
-            a.request(Some(ip("172.17.1.9"))),
-            Err(IpamError::AlreadyAllocated)
-        );
+        assert_eq!(a.request(Some(ip("172.17.1.9"))), Err(IpamError::AlreadyAllocated));
         // A requested address does not move the pointer.
         assert_eq!(a.request(None).unwrap(), ip("172.17.1.1"));
     }
@@ -181,18 +161,9 @@ mod tests {
     #[test]
     fn fixed_cidr_must_lie_inside_and_hold_two_addresses() {
         let n = net("172.17.42.1/16");
-        assert_eq!(
-            IpAllocator::with_subnet(n, net("10.0.0.0/24")).unwrap_err(),
-            IpamError::BadSubnet
-        );
-        assert_eq!(
-            IpAllocator::with_subnet(n, net("172.17.0.0/31")).unwrap_err(),
-            IpamError::BadSubnet
-        );
-        assert_eq!(
-            IpAllocator::with_subnet(n, net("172.0.0.0/8")).unwrap_err(),
-            IpamError::BadSubnet
-        );
+        assert_eq!(IpAllocator::with_subnet(n, net("10.0.0.0/24")).unwrap_err(), IpamError::BadSubnet);
+        assert_eq!(IpAllocator::with_subnet(n, net("172.17.0.0/31")).unwrap_err(), IpamError::BadSubnet);
+        assert_eq!(IpAllocator::with_subnet(n, net("172.0.0.0/8")).unwrap_err(), IpamError::BadSubnet);
         let mut a = IpAllocator::with_subnet(n, net("172.17.0.0/30")).unwrap();
         assert_eq!(a.request(None).unwrap(), ip("172.17.0.1"));
         assert_eq!(a.request(None).unwrap(), ip("172.17.0.2"));
@@ -201,13 +172,7 @@ mod tests {
 
     #[test]
     fn tiny_networks_have_no_addresses() {
-        assert_eq!(
-            IpAllocator::new(net("10.0.0.0/31")).request(None),
-            Err(IpamError::NoAvailableIps)
-        );
-        assert_eq!(
-            IpAllocator::new(net("10.0.0.1/32")).request(None),
-            Err(IpamError::NoAvailableIps)
-        );
+        assert_eq!(IpAllocator::new(net("10.0.0.0/31")).request(None), Err(IpamError::NoAvailableIps));
+        assert_eq!(IpAllocator::new(net("10.0.0.1/32")).request(None), Err(IpamError::NoAvailableIps));
     }
 }

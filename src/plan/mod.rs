@@ -9,7 +9,9 @@
 //! both the recipe and the expected result.
 
 mod docker1;
+pub mod firewall;
 pub mod ipallocator;
+pub mod portallocator;
 mod render;
 
 use std::fmt;
@@ -24,6 +26,8 @@ use crate::scenario::{Diagnostics, Firewall, IfaceAddr, MacAddr, NetworkMode, Sc
 pub const UPLINK_HOST: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 1), 24));
 /// The external node's address on the uplink.
 pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 2), 24));
+/// The sysctl through which br_netfilter hands bridged frames to iptables.
+pub const BR_NETFILTER_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 /// Link that carries `[host] routes` in the host namespace (a port-less bridge).
 pub const HOST_DUMMY: &str = "dummy0";
 
@@ -45,6 +49,12 @@ pub struct Plan {
     pub containers: Vec<ContainerPlan>,
     /// Every namespace: `host`, `external`, then containers with their own.
     pub nodes: Vec<NodePlan>,
+    /// Docker's iptables rules in the host namespace, as `iptables-save`
+    /// prints them; empty with `iptables = false`.
+    pub iptables: firewall::Ruleset,
+    /// Published ports: each has iptables rules (unless `iptables = false`)
+    /// and a userland proxy listening in the host namespace.
+    pub port_mappings: Vec<firewall::PortMapping>,
 }
 
 /// The daemon's bridge and where its address came from.
@@ -214,15 +224,15 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
         Firewall::Docker1 => {}
         other => {
             let span = daemon.firewall.as_ref().map(|f| f.span()).unwrap_or(0..0);
-            return Err(scenario.error(span, format!("firewall = \"{other}\" is not implemented yet; only \"docker1\" (Docker 1.6.2) is")));
+            return Err(scenario.error(
+                span,
+                format!("firewall = \"{other}\" is not implemented yet; only \"docker1\" (Docker 1.6.2) is"),
+            ));
         }
     }
     if let Some(b) = &daemon.backend {
         if *b.get_ref() != crate::scenario::Backend::Iptables {
-            return Err(scenario.error(
-                b.span(),
-                "backend = \"nftables\" is not implemented yet; use \"iptables\"",
-            ));
+            return Err(scenario.error(b.span(), "backend = \"nftables\" is not implemented yet; use \"iptables\""));
         }
     }
     docker1::plan(scenario)

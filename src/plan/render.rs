@@ -11,9 +11,7 @@ impl fmt::Display for LinkPlan {
             LinkKind::Loopback => s.push_str(" loopback"),
             LinkKind::Bridge => s.push_str(" bridge"),
             LinkKind::Dummy => s.push_str(" dummy"),
-            LinkKind::Veth {
-                peer_node, peer, ..
-            } => write!(s, " veth peer {peer_node}:{peer}")?,
+            LinkKind::Veth { peer_node, peer, .. } => write!(s, " veth peer {peer_node}:{peer}")?,
         }
         if let Some(m) = &self.master {
             write!(s, " master {m}")?;
@@ -34,10 +32,7 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "scenario {} (firewall {})", self.scenario, self.firewall)?;
         match &self.bridge {
-            None => writeln!(
-                f,
-                "bridge: none (networking disabled: containers get only lo)"
-            )?,
+            None => writeln!(f, "bridge: none (networking disabled: containers get only lo)")?,
             Some(b) => writeln!(
                 f,
                 "bridge: {} {} ({}), containers from {}/{}",
@@ -52,24 +47,21 @@ impl fmt::Display for Plan {
         if self.containers.is_empty() {
             writeln!(f, "  (none)")?;
         }
-        let w = self
-            .containers
-            .iter()
-            .map(|c| c.name.len())
-            .max()
-            .unwrap_or(0)
-            .max(4);
+        let w = self.containers.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
         for c in &self.containers {
             let state = match (&c.endpoint, &c.netns) {
-                (Some(e), _) => format!(
-                    "{} mac {} veth {} gateway {}",
-                    e.address, e.mac, e.host_veth, e.gateway
-                ),
+                (Some(e), _) => format!("{} mac {} veth {} gateway {}", e.address, e.mac, e.host_veth, e.gateway),
                 (None, None) => "not running".to_string(),
                 (None, Some(ns)) if *ns == c.name => "lo only".to_string(),
                 (None, Some(ns)) => format!("in {ns}'s namespace"),
             };
             writeln!(f, "  {:<w$}  {:<14} {state}", c.name, c.mode.to_string())?;
+        }
+        if !self.port_mappings.is_empty() {
+            writeln!(f, "\npublished ports (each with a userland proxy in the host namespace):")?;
+            for m in &self.port_mappings {
+                writeln!(f, "  {m}")?;
+            }
         }
         for n in &self.nodes {
             writeln!(f, "\nnode {}:", n.name)?;
@@ -80,7 +72,15 @@ impl fmt::Display for Plan {
                 writeln!(f, "  route  {r}")?;
             }
             for s in &n.sysctls {
-                writeln!(f, "  sysctl {} = {}", s.key, s.value)?;
+                writeln!(f, "  sysctl {} = {}", s.key, s.value.replace('\t', " "))?;
+            }
+        }
+        if self.iptables.is_empty() {
+            writeln!(f, "\niptables (host): no rules (--iptables=false or no bridge)")?;
+        } else {
+            writeln!(f, "\niptables (host), as iptables-save prints it:")?;
+            for line in self.iptables.render().lines() {
+                writeln!(f, "  {line}")?;
             }
         }
         Ok(())

@@ -18,10 +18,7 @@ fn err(text: &str) -> String {
 }
 
 fn ips(p: &Plan) -> Vec<String> {
-    p.containers
-        .iter()
-        .map(|c| c.ip().map(|i| i.to_string()).unwrap_or_else(|| "-".into()))
-        .collect()
+    p.containers.iter().map(|c| c.ip().map(|i| i.to_string()).unwrap_or_else(|| "-".into())).collect()
 }
 
 const TWO: &str = "[[container]]\nname = \"aa\"\n[[container]]\nname = \"bb\"\n";
@@ -40,30 +37,17 @@ fn default_host_is_docker0_on_the_first_candidate() {
     assert!(aa.host_veth.starts_with("veth") && aa.host_veth.len() == 11);
     // The host end hangs on the bridge; the container end is eth0 with a default route.
     let host = p.node("host").unwrap();
-    assert_eq!(
-        host.link(&aa.host_veth).unwrap().master.as_deref(),
-        Some("docker0")
-    );
+    assert_eq!(host.link(&aa.host_veth).unwrap().master.as_deref(), Some("docker0"));
     let node = p.node("aa").unwrap();
-    assert_eq!(
-        node.link("eth0").unwrap().addresses[0].to_string(),
-        "172.17.0.1/16"
-    );
-    assert_eq!(
-        node.routes[0].to_string(),
-        "default via 172.17.42.1 dev eth0"
-    );
+    assert_eq!(node.link("eth0").unwrap().addresses[0].to_string(), "172.17.0.1/16");
+    assert_eq!(node.routes[0].to_string(), "default via 172.17.42.1 dev eth0");
 }
 
 #[test]
 fn plans_are_deterministic() {
     assert_eq!(ok(TWO).to_string(), ok(TWO).to_string());
     let a = ok(TWO);
-    let names: Vec<_> = a
-        .containers
-        .iter()
-        .map(|c| c.endpoint.as_ref().unwrap().host_veth.clone())
-        .collect();
+    let names: Vec<_> = a.containers.iter().map(|c| c.endpoint.as_ref().unwrap().host_veth.clone()).collect();
     assert_ne!(names[0], names[1]);
 }
 
@@ -72,18 +56,9 @@ fn plans_are_deterministic() {
 #[case::route_inside_first("[host]\nroutes = [\"172.17.5.0/24\"]\n", "10.0.42.1/16")]
 #[case::route_around_first("[host]\nroutes = [\"172.0.0.0/8\"]\n", "10.0.42.1/16")]
 #[case::nameserver("[host]\nnameservers = [\"172.17.0.53\"]\n", "10.0.42.1/16")]
-#[case::both(
-    "[host]\nroutes = [\"172.17.0.0/16\"]\nnameservers = [\"10.0.0.2\"]\n",
-    "10.1.42.1/16"
-)]
-#[case::all_10(
-    "[host]\nroutes = [\"172.17.0.0/16\", \"10.0.0.0/8\"]\n",
-    "172.16.42.1/24"
-)]
-#[case::existing_bridge_route(
-    "[[host.bridge]]\nname = \"br9\"\naddress = \"172.17.0.1/16\"\n",
-    "10.0.42.1/16"
-)]
+#[case::both("[host]\nroutes = [\"172.17.0.0/16\"]\nnameservers = [\"10.0.0.2\"]\n", "10.1.42.1/16")]
+#[case::all_10("[host]\nroutes = [\"172.17.0.0/16\", \"10.0.0.0/8\"]\n", "172.16.42.1/24")]
+#[case::existing_bridge_route("[[host.bridge]]\nname = \"br9\"\naddress = \"172.17.0.1/16\"\n", "10.0.42.1/16")]
 fn candidates_skip_what_overlaps_routes_and_nameservers(#[case] host: &str, #[case] want: &str) {
     assert_eq!(ok(host).bridge.unwrap().address.to_string(), want);
 }
@@ -101,10 +76,7 @@ fn no_free_candidate_is_dockers_error() {
 #[test]
 fn bip_is_used_as_given_without_overlap_checks() {
     let p = ok("[daemon]\nbip = \"10.0.0.1/24\"\n[host]\nroutes = [\"10.0.0.0/24\"]\n[[container]]\nname = \"aa\"\n");
-    assert_eq!(
-        p.bridge.as_ref().unwrap().address.to_string(),
-        "10.0.0.1/24"
-    );
+    assert_eq!(p.bridge.as_ref().unwrap().address.to_string(), "10.0.0.1/24");
     // The gateway is the range's first address, so the first container gets .2.
     assert_eq!(ips(&p), ["10.0.0.2"]);
 }
@@ -113,10 +85,7 @@ fn bip_is_used_as_given_without_overlap_checks() {
 fn fixed_cidr_narrows_the_pool_but_keeps_the_prefix() {
     let p = ok("[daemon]\nbip = \"10.20.0.1/16\"\nfixed_cidr = \"10.20.8.0/24\"\n[[container]]\nname = \"aa\"\n");
     assert_eq!(ips(&p), ["10.20.8.1"]);
-    assert_eq!(
-        p.node("aa").unwrap().link("eth0").unwrap().addresses[0].to_string(),
-        "10.20.8.1/16"
-    );
+    assert_eq!(p.node("aa").unwrap().link("eth0").unwrap().addresses[0].to_string(), "10.20.8.1/16");
 }
 
 #[test]
@@ -128,15 +97,10 @@ fn fixed_cidr_outside_the_bridge_is_dockers_error() {
 #[test]
 fn requested_ip_checks_use_dockers_words() {
     let out = err("[daemon]\nfixed_cidr = \"172.17.1.0/24\"\n[[container]]\nname = \"aa\"\nip = \"172.17.2.9\"\n");
-    assert_eq!(
-        out,
-        "p.toml:5:6: Cannot start container aa: requested ip is out of range"
-    );
-    let taken = err("[[container]]\nname = \"aa\"\nip = \"172.17.0.9\"\n[[container]]\nname = \"bb\"\nip = \"172.17.0.9\"\n");
-    assert_eq!(
-        taken,
-        "p.toml:6:6: Cannot start container bb: ip already allocated"
-    );
+    assert_eq!(out, "p.toml:5:6: Cannot start container aa: requested ip is out of range");
+    let taken =
+        err("[[container]]\nname = \"aa\"\nip = \"172.17.0.9\"\n[[container]]\nname = \"bb\"\nip = \"172.17.0.9\"\n");
+    assert_eq!(taken, "p.toml:6:6: Cannot start container bb: ip already allocated");
     // The gateway itself is taken.
     let gw = err("[[container]]\nname = \"aa\"\nip = \"172.17.42.1\"\n");
     assert!(gw.ends_with("ip already allocated"), "{gw}");
@@ -149,10 +113,7 @@ fn requested_ip_checks_use_dockers_words() {
 fn an_exhausted_pool_is_dockers_error() {
     // A /30 fixed-cidr holds two addresses.
     let text = "[daemon]\nbip = \"10.0.0.1/24\"\nfixed_cidr = \"10.0.0.4/30\"\n[[container]]\nname = \"aa\"\n[[container]]\nname = \"bb\"\n[[container]]\nname = \"cc\"\n";
-    assert_eq!(
-        err(text),
-        "p.toml:9:8: Cannot start container cc: no available ip addresses on network"
-    );
+    assert_eq!(err(text), "p.toml:9:8: Cannot start container cc: no available ip addresses on network");
 }
 
 #[test]
@@ -172,10 +133,7 @@ fn existing_bridge_and_bip() {
 fn docker0_without_an_address_gets_one_and_b_bridge_without_one_fails() {
     let p = ok("[[host.bridge]]\nname = \"docker0\"\n");
     let host = p.node("host").unwrap();
-    assert_eq!(
-        host.link("docker0").unwrap().addresses[0].to_string(),
-        "172.17.42.1/16"
-    );
+    assert_eq!(host.link("docker0").unwrap().addresses[0].to_string(), "172.17.42.1/16");
     let e = err("[daemon]\nbridge = \"br0\"\n[[host.bridge]]\nname = \"br0\"\n");
     assert_eq!(e, "p.toml:2:10: Interface br0 has no IPv4 addresses");
 }
@@ -184,11 +142,7 @@ fn docker0_without_an_address_gets_one_and_b_bridge_without_one_fails() {
 fn mtu_goes_on_both_veth_ends_and_the_bridge_follows() {
     let p = ok("[daemon]\nmtu = 1400\n[[container]]\nname = \"aa\"\n");
     let host = p.node("host").unwrap();
-    assert_eq!(
-        host.link("docker0").unwrap().mtu,
-        None,
-        "Docker never sets the bridge MTU"
-    );
+    assert_eq!(host.link("docker0").unwrap().mtu, None, "Docker never sets the bridge MTU");
     assert_eq!(host.link("docker0").unwrap().mtu_expected, 1400);
     assert_eq!(p.node("aa").unwrap().link("eth0").unwrap().mtu, Some(1400));
 }
@@ -196,18 +150,9 @@ fn mtu_goes_on_both_veth_ends_and_the_bridge_follows() {
 #[test]
 fn a_bridge_without_ports_has_linkdown_routes() {
     let p = ok("");
-    let r: Vec<String> = p
-        .node("host")
-        .unwrap()
-        .routes
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
+    let r: Vec<String> = p.node("host").unwrap().routes.iter().map(|r| r.to_string()).collect();
     assert!(
-        r.contains(
-            &"172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.42.1 linkdown"
-                .to_string()
-        ),
+        r.contains(&"172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.42.1 linkdown".to_string()),
         "{r:?}"
     );
 }
@@ -230,16 +175,12 @@ fn stopped_containers_take_no_address_and_cannot_be_joined_or_linked() {
     let p = ok("[[container]]\nname = \"zz\"\nrunning = false\n[[container]]\nname = \"aa\"\n");
     assert_eq!(ips(&p), ["-", "172.17.0.1"]);
     assert!(p.node("zz").is_none());
-    let e = err("[[container]]\nname = \"zz\"\nrunning = false\n[[container]]\nname = \"aa\"\nnetwork = \"container:zz\"\n");
-    assert!(
-        e.contains("cannot join network of a non running container: zz"),
-        "{e}"
+    let e = err(
+        "[[container]]\nname = \"zz\"\nrunning = false\n[[container]]\nname = \"aa\"\nnetwork = \"container:zz\"\n",
     );
+    assert!(e.contains("cannot join network of a non running container: zz"), "{e}");
     let e = err("[[container]]\nname = \"db\"\nrunning = false\n[[container]]\nname = \"aa\"\nlinks = [\"db:d\"]\n");
-    assert!(
-        e.contains("Cannot link to a non running container: /db AS /aa/d"),
-        "{e}"
-    );
+    assert!(e.contains("Cannot link to a non running container: /db AS /aa/d"), "{e}");
 }
 
 #[test]
@@ -254,10 +195,7 @@ fn networking_disabled_gives_lo_only() {
 fn ip_forward_is_written_only_when_enabled() {
     let on = ok("");
     let s = &on.node("host").unwrap().sysctls[0];
-    assert_eq!(
-        (s.key.as_str(), s.value.as_str(), s.write),
-        ("net.ipv4.ip_forward", "1", true)
-    );
+    assert_eq!((s.key.as_str(), s.value.as_str(), s.write), ("net.ipv4.ip_forward", "1", true));
     let off = ok("[daemon]\nip_forward = false\n");
     let s = &off.node("host").unwrap().sysctls[0];
     assert_eq!((s.value.as_str(), s.write), ("0", false));
@@ -266,16 +204,7 @@ fn ip_forward_is_written_only_when_enabled() {
 #[test]
 fn requested_mac_wins() {
     let p = ok("[[container]]\nname = \"aa\"\nmac = \"02:00:00:00:00:aa\"\n");
-    assert_eq!(
-        p.container("aa")
-            .unwrap()
-            .endpoint
-            .as_ref()
-            .unwrap()
-            .mac
-            .to_string(),
-        "02:00:00:00:00:aa"
-    );
+    assert_eq!(p.container("aa").unwrap().endpoint.as_ref().unwrap().mac.to_string(), "02:00:00:00:00:aa");
 }
 
 #[test]

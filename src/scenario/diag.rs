@@ -39,10 +39,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(span: Range<usize>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            span,
-            message: message.into(),
-        }
+        Diagnostic { span, message: message.into() }
     }
 }
 
@@ -56,10 +53,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn new(source: Source, items: Vec<Diagnostic>) -> Diagnostics {
-        Diagnostics {
-            file: source,
-            items,
-        }
+        Diagnostics { file: source, items }
     }
     pub fn single(source: Source, span: Range<usize>, message: String) -> Diagnostics {
         Diagnostics::new(source, vec![Diagnostic { span, message }])

@@ -58,11 +58,7 @@ impl Scenario {
         }
         let name = match &spec.name {
             Some(n) => n.get_ref().clone(),
-            None => source
-                .path()
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            None => source.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         };
         Ok(Scenario { source, name, spec })
     }
@@ -142,10 +138,7 @@ fn flag(v: &Option<Sp<bool>>, default: bool) -> bool {
 
 impl Daemon {
     pub fn bridge_name(&self) -> &str {
-        self.bridge
-            .as_ref()
-            .map(|b| b.get_ref().as_str())
-            .unwrap_or(DEFAULT_BRIDGE)
+        self.bridge.as_ref().map(|b| b.get_ref().as_str()).unwrap_or(DEFAULT_BRIDGE)
     }
     /// `bridge = "none"`: networking disabled.
     pub fn networking_disabled(&self) -> bool {
@@ -167,28 +160,16 @@ impl Daemon {
         flag(&self.userland_proxy, true)
     }
     pub fn default_ip(&self) -> std::net::Ipv4Addr {
-        self.ip
-            .as_ref()
-            .map(|i| i.get_ref().0)
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+        self.ip.as_ref().map(|i| i.get_ref().0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
     }
     pub fn mtu(&self) -> u32 {
-        self.mtu
-            .as_ref()
-            .map(|m| *m.get_ref())
-            .unwrap_or(DEFAULT_MTU)
+        self.mtu.as_ref().map(|m| *m.get_ref()).unwrap_or(DEFAULT_MTU)
     }
     pub fn firewall(&self) -> Firewall {
-        self.firewall
-            .as_ref()
-            .map(|f| *f.get_ref())
-            .unwrap_or_default()
+        self.firewall.as_ref().map(|f| *f.get_ref()).unwrap_or_default()
     }
     pub fn backend(&self) -> Backend {
-        self.backend
-            .as_ref()
-            .map(|b| *b.get_ref())
-            .unwrap_or_default()
+        self.backend.as_ref().map(|b| *b.get_ref()).unwrap_or_default()
     }
 }
 
@@ -263,10 +244,7 @@ impl Container {
     }
     /// Span of the `network` value, or of the name when it is unset.
     pub fn network_span(&self) -> std::ops::Range<usize> {
-        self.network
-            .as_ref()
-            .map(|n| n.span())
-            .unwrap_or_else(|| self.name.span())
+        self.network.as_ref().map(|n| n.span()).unwrap_or_else(|| self.name.span())
     }
 }
 
@@ -299,10 +277,7 @@ fn default_retries() -> u32 {
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        ProbeSettings {
-            timeout_ms: default_timeout(),
-            retries: default_retries(),
-        }
+        ProbeSettings { timeout_ms: default_timeout(), retries: default_retries() }
     }
 }
 
@@ -322,12 +297,7 @@ pub struct SnapshotSettings {
 
 impl Default for SnapshotSettings {
     fn default() -> Self {
-        SnapshotSettings {
-            iptables: true,
-            routes: true,
-            addresses: false,
-            links: false,
-        }
+        SnapshotSettings { iptables: true, routes: true, addresses: false, links: false }
     }
 }
 

@@ -8,13 +8,7 @@ fn parse(text: &str) -> Result<Scenario, Diagnostics> {
 }
 
 fn first_error(text: &str) -> String {
-    parse(text)
-        .expect_err("scenario should be rejected")
-        .to_string()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string()
+    parse(text).expect_err("scenario should be rejected").to_string().lines().next().unwrap().to_string()
 }
 
 #[test]
@@ -48,10 +42,7 @@ source = "external"
     assert_eq!(s.name, "icc-off-published-port");
     assert!(!s.spec.daemon.icc());
     assert_eq!(s.containers().len(), 2);
-    assert_eq!(
-        s.spec.expects[1].source.as_ref().unwrap().get_ref(),
-        "external"
-    );
+    assert_eq!(s.spec.expects[1].source.as_ref().unwrap().get_ref(), "external");
 }
 
 #[test]
@@ -116,15 +107,7 @@ do = "flush-iptables"
     )
     .unwrap();
     assert_eq!(s.spec.daemon.mtu(), 1400);
-    assert_eq!(
-        s.spec.host.bridges[0]
-            .address
-            .as_ref()
-            .unwrap()
-            .get_ref()
-            .to_string(),
-        "192.168.5.1/24"
-    );
+    assert_eq!(s.spec.host.bridges[0].address.as_ref().unwrap().get_ref().to_string(), "192.168.5.1/24");
     assert_eq!(s.spec.steps.len(), 3);
     assert!(s.node_names().contains("late"));
     assert_eq!(*s.spec.probe.timeout_ms.get_ref(), 100);
@@ -132,16 +115,8 @@ do = "flush-iptables"
 
 #[rstest]
 #[case::unknown_key("[daemon]\nicc = false\nbogus = 1\n", "3:1", "unknown field `bogus`")]
-#[case::wrong_type(
-    "[daemon]\nicc = \"no\"\n",
-    "2:7",
-    "invalid type: string \"no\", expected a boolean"
-)]
-#[case::bad_cidr(
-    "[host]\nroutes = [\"10.0.0.0/40\"]\n",
-    "2:10",
-    "invalid CIDR address: 10.0.0.0/40"
-)]
+#[case::wrong_type("[daemon]\nicc = \"no\"\n", "2:7", "invalid type: string \"no\", expected a boolean")]
+#[case::bad_cidr("[host]\nroutes = [\"10.0.0.0/40\"]\n", "2:10", "invalid CIDR address: 10.0.0.0/40")]
 #[case::bad_ip("[daemon]\nip = \"1.2.3\"\n", "2:6", "invalid IP address: 1.2.3")]
 #[case::bad_name(
     "[[container]]\nname = \"-x\"\n",
@@ -154,17 +129,13 @@ do = "flush-iptables"
     "Conflict. The name \"ab\" is already in use"
 )]
 #[case::reserved_name("[[container]]\nname = \"host\"\n", "2:8", "reserved")]
-#[case::unknown_node("[[container]]\nname = \"ab\"\n[[expect]]\nfrom = \"zz\"\nto = \"ab\"\nprobe = \"icmp\"\nresult = \"blocked\"\n", "4:8", "unknown node \"zz\"")]
-#[case::unknown_network(
-    "[[container]]\nname = \"ab\"\nnetwork = \"nets\"\n",
-    "3:11",
-    "network nets not found"
+#[case::unknown_node(
+    "[[container]]\nname = \"ab\"\n[[expect]]\nfrom = \"zz\"\nto = \"ab\"\nprobe = \"icmp\"\nresult = \"blocked\"\n",
+    "4:8",
+    "unknown node \"zz\""
 )]
-#[case::unknown_link(
-    "[[container]]\nname = \"ab\"\nlinks = [\"db:x\"]\n",
-    "3:10",
-    "Could not get container for db"
-)]
+#[case::unknown_network("[[container]]\nname = \"ab\"\nnetwork = \"nets\"\n", "3:11", "network nets not found")]
+#[case::unknown_link("[[container]]\nname = \"ab\"\nlinks = [\"db:x\"]\n", "3:10", "Could not get container for db")]
 #[case::b_and_bip(
     "[daemon]\nbridge = \"br0\"\nbip = \"10.1.0.1/24\"\n[[host.bridge]]\nname = \"br0\"\naddress = \"10.1.0.1/24\"\n",
     "3:7",
@@ -181,28 +152,20 @@ do = "flush-iptables"
     "3:11",
     "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002"
 )]
-#[case::host_and_links("[[container]]\nname = \"db\"\n[[container]]\nname = \"ab\"\nnetwork = \"host\"\nlinks = [\"db:d\"]\n", "6:10", "Conflicting options: --net=host can't be used with links.")]
-#[case::step_unknown_container(
-    "[[step]]\ndo = \"stop\"\ncontainer = \"nope\"\n",
-    "3:13",
-    "No such container: nope"
+#[case::host_and_links(
+    "[[container]]\nname = \"db\"\n[[container]]\nname = \"ab\"\nnetwork = \"host\"\nlinks = [\"db:d\"]\n",
+    "6:10",
+    "Conflicting options: --net=host can't be used with links."
 )]
+#[case::step_unknown_container("[[step]]\ndo = \"stop\"\ncontainer = \"nope\"\n", "3:13", "No such container: nope")]
 #[case::predefined_network(
     "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"host\"\n",
     "4:8",
     "host is a pre-defined network and cannot be created"
 )]
-#[case::network_needs_docker20(
-    "[[network]]\nname = \"n1\"\n",
-    "2:8",
-    "need firewall = \"docker20\""
-)]
+#[case::network_needs_docker20("[[network]]\nname = \"n1\"\n", "2:8", "need firewall = \"docker20\"")]
 #[case::bad_toml("[daemon\n", "1:8", "")]
-fn mistakes_point_at_their_line_and_column(
-    #[case] text: &str,
-    #[case] at: &str,
-    #[case] msg: &str,
-) {
+fn mistakes_point_at_their_line_and_column(#[case] text: &str, #[case] at: &str, #[case] msg: &str) {
     let e = first_error(text);
     let want = format!("t.toml:{at}: ");
     assert!(e.starts_with(&want), "{e:?} should start with {want:?}");

@@ -7,8 +7,7 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 
 use super::{
-    Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer,
-    DEFAULT_BRIDGE,
+    Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer, DEFAULT_BRIDGE,
 };
 
 /// Node names that containers may not take: they name the lab's own nodes.
@@ -33,10 +32,7 @@ pub fn node_names(spec: &Spec) -> BTreeSet<&str> {
 
 /// A stand-in for the 12-digit container ID Docker's messages quote.
 pub fn container_id(name: &str) -> String {
-    format!(
-        "{:012x}",
-        crate::stable_hash::fnv1a(&["container-id", name]) >> 16
-    )
+    format!("{:012x}", crate::stable_hash::fnv1a(&["container-id", name]) >> 16)
 }
 
 /// Docker's container name rule: `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`.
@@ -44,9 +40,7 @@ pub fn valid_container_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() >= 2
         && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// What the kernel accepts as an interface name (`dev_valid_name`).
@@ -55,9 +49,7 @@ pub fn valid_ifname(name: &str) -> bool {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && !name
-            .bytes()
-            .any(|c| c == b'/' || c == b':' || c.is_ascii_whitespace())
+        && !name.bytes().any(|c| c == b'/' || c == b':' || c.is_ascii_whitespace())
 }
 
 struct Checker<'a> {
@@ -72,10 +64,7 @@ impl Checker<'_> {
 }
 
 pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
-    let mut c = Checker {
-        spec,
-        errors: Vec::new(),
-    };
+    let mut c = Checker { spec, errors: Vec::new() };
     c.daemon();
     c.host();
     c.networks();
@@ -91,19 +80,21 @@ impl Checker<'_> {
         if let Some(b) = &d.bridge {
             let name = b.get_ref();
             if name != "none" && !valid_ifname(name) {
-                self.err(b.span(), format!("invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"));
+                self.err(
+                    b.span(),
+                    format!(
+                        "invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"
+                    ),
+                );
             } else if name != DEFAULT_BRIDGE && name != "none" {
-                if !self
-                    .spec
-                    .host
-                    .bridges
-                    .iter()
-                    .any(|hb| hb.name.get_ref() == name)
-                {
+                if !self.spec.host.bridges.iter().any(|hb| hb.name.get_ref() == name) {
                     self.err(b.span(), format!("bridge not found: {name} (-b names a bridge that must already exist: add it as [[host.bridge]])"));
                 }
                 if let Some(bip) = &d.bip {
-                    self.err(bip.span(), "You specified -b & --bip, mutually exclusive options. Please specify only one.");
+                    self.err(
+                        bip.span(),
+                        "You specified -b & --bip, mutually exclusive options. Please specify only one.",
+                    );
                 }
             }
         }
@@ -114,10 +105,7 @@ impl Checker<'_> {
         }
         if let Some(m) = &d.mtu {
             if !(68..=65535).contains(m.get_ref()) {
-                self.err(
-                    m.span(),
-                    format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()),
-                );
+                self.err(m.span(), format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()));
             }
         }
         if let Some(bip) = &d.bip {
@@ -128,10 +116,16 @@ impl Checker<'_> {
         }
         if d.firewall() == Firewall::Docker1 {
             if let Some(u) = &d.userland_proxy {
-                self.err(u.span(), "userland_proxy: Docker 1.6.2 has no --userland-proxy flag; it needs firewall = \"docker20\"");
+                self.err(
+                    u.span(),
+                    "userland_proxy: Docker 1.6.2 has no --userland-proxy flag; it needs firewall = \"docker20\"",
+                );
             }
             if let Some(n) = self.spec.networks.first() {
-                self.err(n.name.span(), "user-defined networks ([[network]]) came with libnetwork: they need firewall = \"docker20\"");
+                self.err(
+                    n.name.span(),
+                    "user-defined networks ([[network]]) came with libnetwork: they need firewall = \"docker20\"",
+                );
             }
         }
     }
@@ -141,12 +135,14 @@ impl Checker<'_> {
         for b in &self.spec.host.bridges {
             let name = b.name.get_ref().as_str();
             if !valid_ifname(name) {
-                self.err(b.name.span(), format!("invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"));
-            } else if RESERVED_HOST_LINKS.contains(&name) {
                 self.err(
                     b.name.span(),
-                    format!("bridge name {name:?} is taken by the lab's host namespace"),
+                    format!(
+                        "invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"
+                    ),
                 );
+            } else if RESERVED_HOST_LINKS.contains(&name) {
+                self.err(b.name.span(), format!("bridge name {name:?} is taken by the lab's host namespace"));
             } else if seen.insert(name, ()).is_some() {
                 self.err(b.name.span(), format!("bridge {name} is defined twice"));
             }
@@ -158,17 +154,11 @@ impl Checker<'_> {
         for n in &self.spec.networks {
             let name = n.name.get_ref().as_str();
             if PREDEFINED_NETWORKS.contains(&name) {
-                self.err(
-                    n.name.span(),
-                    format!("{name} is a pre-defined network and cannot be created"),
-                );
+                self.err(n.name.span(), format!("{name} is a pre-defined network and cannot be created"));
                 continue;
             }
             if seen.iter().any(|(s, _, _)| *s == name) {
-                self.err(
-                    n.name.span(),
-                    format!("network with name {name} already exists"),
-                );
+                self.err(n.name.span(), format!("network with name {name} already exists"));
                 continue;
             }
             let subnet = n.subnet.as_ref().map(|s| s.get_ref().0);
@@ -187,13 +177,9 @@ impl Checker<'_> {
             if let Some(r) = &n.ip_range {
                 match subnet {
                     None => self.err(r.span(), "ip_range needs a subnet"),
-                    Some(sub) if !r.get_ref().0.is_subnet_of(sub) => self.err(
-                        r.span(),
-                        format!(
-                            "Invalid ip_range {}: it is not in subnet {sub}",
-                            r.get_ref()
-                        ),
-                    ),
+                    Some(sub) if !r.get_ref().0.is_subnet_of(sub) => {
+                        self.err(r.span(), format!("Invalid ip_range {}: it is not in subnet {sub}", r.get_ref()))
+                    }
                     _ => {}
                 }
             }
@@ -210,7 +196,9 @@ impl Checker<'_> {
                     if osub.is_some_and(|o| o.overlaps(sub)) {
                         self.err(
                             n.subnet.as_ref().unwrap().span(),
-                            format!("Pool overlaps with other one on this address space: {sub} overlaps network {other}"),
+                            format!(
+                                "Pool overlaps with other one on this address space: {sub} overlaps network {other}"
+                            ),
                         );
                     }
                 }
@@ -242,7 +230,10 @@ impl Checker<'_> {
                         self.container(c, &known);
                         known.push(c);
                     }
-                    StepContainer::Name(_) => self.err(sc.span(), "step \"run\" needs the container as a table: [step.container] with name = ..."),
+                    StepContainer::Name(_) => self.err(
+                        sc.span(),
+                        "step \"run\" needs the container as a table: [step.container] with name = ...",
+                    ),
                 },
                 (Some(sc), a) if a.needs_container() => match sc.get_ref() {
                     StepContainer::Name(n) => {
@@ -250,23 +241,18 @@ impl Checker<'_> {
                             self.err(sc.span(), format!("No such container: {n}"));
                         }
                     }
-                    StepContainer::Inline(_) => {
-                        self.err(sc.span(), format!("step {:?} names an existing container: container = \"NAME\"", a.to_string()))
-                    }
+                    StepContainer::Inline(_) => self.err(
+                        sc.span(),
+                        format!("step {:?} names an existing container: container = \"NAME\"", a.to_string()),
+                    ),
                 },
                 (Some(sc), a) => self.err(sc.span(), format!("step {:?} takes no container", a.to_string())),
                 (None, _) => {}
             }
             match (&step.network, action.needs_network()) {
-                (None, true) => self.err(
-                    step.action.span(),
-                    format!("step {:?} needs a network", action.to_string()),
-                ),
+                (None, true) => self.err(step.action.span(), format!("step {:?} needs a network", action.to_string())),
                 (Some(n), true) => self.network_ref(n.span(), n.get_ref()),
-                (Some(n), false) => self.err(
-                    n.span(),
-                    format!("step {:?} takes no network", action.to_string()),
-                ),
+                (Some(n), false) => self.err(n.span(), format!("step {:?} takes no network", action.to_string())),
                 (None, false) => {}
             }
             for e in &step.expects {
@@ -286,15 +272,10 @@ impl Checker<'_> {
         if !valid_container_name(name) {
             self.err(
                 c.name.span(),
-                format!(
-                    "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                ),
+                format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
             );
         } else if RESERVED_NODES.contains(&name) {
-            self.err(
-                c.name.span(),
-                format!("container name {name:?} is reserved for the lab's {name} node"),
-            );
+            self.err(c.name.span(), format!("container name {name:?} is reserved for the lab's {name} node"));
         } else if known.iter().any(|k| k.name() == name) {
             self.err(c.name.span(), format!(
                 "Conflict. The name \"{name}\" is already in use by container {}. You have to delete (or rename) that container to be able to reuse that name.",
@@ -306,10 +287,7 @@ impl Checker<'_> {
             match m {
                 NetworkMode::Container(other) => {
                     if other == name {
-                        self.err(
-                            c.network_span(),
-                            "cannot join own network namespace (--net=container:<self>)",
-                        );
+                        self.err(c.network_span(), "cannot join own network namespace (--net=container:<self>)");
                     } else if !known.iter().any(|k| k.name() == other) {
                         self.err(c.network_span(), format!("No such container: {other}"));
                     }
@@ -318,17 +296,10 @@ impl Checker<'_> {
                 _ => {}
             }
         }
-        let exclusive = modes.iter().find(|m| {
-            matches!(
-                m,
-                NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)
-            )
-        });
+        let exclusive =
+            modes.iter().find(|m| matches!(m, NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)));
         if let (Some(m), true) = (exclusive, modes.len() > 1) {
-            self.err(
-                c.network_span(),
-                format!("network mode {m} cannot be combined with other networks"),
-            );
+            self.err(c.network_span(), format!("network mode {m} cannot be combined with other networks"));
         }
         let first = modes.first().cloned().unwrap_or(NetworkMode::Bridge);
         if !c.links.is_empty() {
@@ -348,18 +319,12 @@ impl Checker<'_> {
         }
         if let Some(ip) = &c.ip {
             if !matches!(first, NetworkMode::Bridge | NetworkMode::Named(_)) {
-                self.err(
-                    ip.span(),
-                    format!("ip: a container on network {first} gets no address of its own"),
-                );
+                self.err(ip.span(), format!("ip: a container on network {first} gets no address of its own"));
             }
         }
         if let Some(mac) = &c.mac {
             if matches!(first, NetworkMode::Host | NetworkMode::Container(_)) {
-                self.err(
-                    mac.span(),
-                    "Conflicting options: --mac-address and the network mode (--net).",
-                );
+                self.err(mac.span(), "Conflicting options: --mac-address and the network mode (--net).");
             }
         }
         if let (Some(p), NetworkMode::Container(_)) = (c.publish.first(), &first) {
@@ -372,10 +337,7 @@ impl Checker<'_> {
         if !is_node(e.from.get_ref()) {
             self.err(
                 e.from.span(),
-                format!(
-                    "unknown node {:?}: from must be a container, \"host\" or \"external\"",
-                    e.from.get_ref()
-                ),
+                format!("unknown node {:?}: from must be a container, \"host\" or \"external\"", e.from.get_ref()),
             );
         }
         let to = e.to.get_ref().as_str();
@@ -385,7 +347,10 @@ impl Checker<'_> {
                 None => (to, None),
             };
             if !is_node(node) {
-                self.err(e.to.span(), format!("unknown node {node:?}: to must be a container, \"host\", \"external\" or an IP address"));
+                self.err(
+                    e.to.span(),
+                    format!("unknown node {node:?}: to must be a container, \"host\", \"external\" or an IP address"),
+                );
             } else if let Some(net) = net {
                 self.network_ref(e.to.span(), net);
             }
@@ -393,16 +358,10 @@ impl Checker<'_> {
         if let Some(src) = &e.source {
             let s = src.get_ref().as_str();
             if s.parse::<Ipv4Addr>().is_err() && !is_node(s) {
-                self.err(
-                    src.span(),
-                    format!("unknown node {s:?}: source must be a node name or an IP address"),
-                );
+                self.err(src.span(), format!("unknown node {s:?}: source must be a node name or an IP address"));
             }
             if matches!(e.probe.get_ref(), super::ProbeSpec::Icmp) {
-                self.err(
-                    src.span(),
-                    "source is checked by a responder: it needs a tcp or udp probe",
-                );
+                self.err(src.span(), "source is checked by a responder: it needs a tcp or udp probe");
             }
         }
     }

@@ -93,9 +93,7 @@ impl FromStr for IfaceAddr {
             return Err(bad());
         }
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        Ipv4Network::new(ip, prefix)
-            .map(IfaceAddr)
-            .map_err(|_| bad())
+        Ipv4Network::new(ip, prefix).map(IfaceAddr).map_err(|_| bad())
     }
 }
 
@@ -112,9 +110,7 @@ pub struct Ip(pub Ipv4Addr);
 impl FromStr for Ip {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse()
-            .map(Ip)
-            .map_err(|_| format!("invalid IP address: {s}"))
+        s.parse().map(Ip).map_err(|_| format!("invalid IP address: {s}"))
     }
 }
 
@@ -153,9 +149,7 @@ impl FromStr for MacAddr {
             *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
         }
         if mac[0] & 1 == 1 {
-            return Err(format!(
-                "{s} is a multicast mac address, not usable on an interface"
-            ));
+            return Err(format!("{s} is a multicast mac address, not usable on an interface"));
         }
         Ok(MacAddr(mac))
     }
@@ -164,11 +158,7 @@ impl FromStr for MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 
@@ -195,12 +185,7 @@ impl FromStr for NetworkMode {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
             _ => match s.strip_prefix("container:") {
-                Some("") => {
-                    return Err(
-                        "--net: invalid net mode: invalid container format container:<name|id>"
-                            .into(),
-                    )
-                }
+                Some("") => return Err("--net: invalid net mode: invalid container format container:<name|id>".into()),
                 Some(name) => NetworkMode::Container(name.to_string()),
                 None if s.is_empty() => return Err("network name must not be empty".into()),
                 None => NetworkMode::Named(s.to_string()),
@@ -352,16 +337,13 @@ impl FromStr for PortSpec {
         let host_ip = if ip.is_empty() {
             None
         } else {
-            Some(
-                ip.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("Invalid ip address: {ip}"))?,
-            )
+            Some(ip.parse::<Ipv4Addr>().map_err(|_| format!("Invalid ip address: {ip}"))?)
         };
         if container.is_empty() {
             return Err(format!("No port specified: {rest}<empty>"));
         }
-        let container_ports = parse_port_range(container)
-            .ok_or_else(|| format!("Invalid containerPort: {container}"))?;
+        let container_ports =
+            parse_port_range(container).ok_or_else(|| format!("Invalid containerPort: {container}"))?;
         let host_ports = if host.is_empty() {
             None
         } else {
@@ -369,18 +351,11 @@ impl FromStr for PortSpec {
         };
         if let Some(h) = host_ports {
             if h.len() != container_ports.len() {
-                return Err(format!(
-                    "Invalid ranges specified for container and host Ports: {container} and {host}"
-                ));
+                return Err(format!("Invalid ranges specified for container and host Ports: {container} and {host}"));
             }
         }
         let proto = proto.parse()?;
-        Ok(PortSpec {
-            host_ip,
-            host_ports,
-            container_ports,
-            proto,
-        })
+        Ok(PortSpec { host_ip, host_ports, container_ports, proto })
     }
 }
 
@@ -410,12 +385,8 @@ impl FromStr for ExposeSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (p, proto) = s.split_once('/').unwrap_or((s, "tcp"));
-        let ports =
-            parse_port_range(p).ok_or_else(|| format!("Invalid range format for --expose: {s}"))?;
-        Ok(ExposeSpec {
-            ports,
-            proto: proto.parse()?,
-        })
+        let ports = parse_port_range(p).ok_or_else(|| format!("Invalid range format for --expose: {s}"))?;
+        Ok(ExposeSpec { ports, proto: proto.parse()? })
     }
 }
 
@@ -439,10 +410,7 @@ impl FromStr for LinkSpec {
         if name.is_empty() || alias.is_empty() || alias.contains(':') {
             return Err(format!("Invalid link format: {s}, expected <name>:<alias>"));
         }
-        Ok(LinkSpec {
-            container: name.to_string(),
-            alias: alias.to_string(),
-        })
+        Ok(LinkSpec { container: name.to_string(), alias: alias.to_string() })
     }
 }
 
@@ -493,9 +461,8 @@ impl FromStr for ProbeSpec {
         if s == "icmp" {
             return Ok(ProbeSpec::Icmp);
         }
-        let l: ListenSpec = s.parse().map_err(|_| {
-            format!("invalid probe {s:?}: expected \"icmp\", \"tcp:PORT\" or \"udp:PORT\"")
-        })?;
+        let l: ListenSpec =
+            s.parse().map_err(|_| format!("invalid probe {s:?}: expected \"icmp\", \"tcp:PORT\" or \"udp:PORT\""))?;
         Ok(match l.proto {
             Proto::Tcp => ProbeSpec::Tcp(l.port),
             Proto::Udp => ProbeSpec::Udp(l.port),
@@ -528,9 +495,7 @@ impl FromStr for Verdict {
             "reachable" => Ok(Verdict::Reachable),
             "refused" => Ok(Verdict::Refused),
             "blocked" => Ok(Verdict::Blocked),
-            _ => Err(format!(
-                "invalid result {s:?}: expected \"reachable\", \"refused\" or \"blocked\""
-            )),
+            _ => Err(format!("invalid result {s:?}: expected \"reachable\", \"refused\" or \"blocked\"")),
         }
     }
 }
@@ -584,24 +549,16 @@ impl StepAction {
 impl FromStr for StepAction {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        STEP_ACTIONS
-            .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, a)| *a)
-            .ok_or_else(|| {
-                let names: Vec<&str> = STEP_ACTIONS.iter().map(|(n, _)| *n).collect();
-                format!("unknown step {s:?}: expected one of {}", names.join(", "))
-            })
+        STEP_ACTIONS.iter().find(|(n, _)| *n == s).map(|(_, a)| *a).ok_or_else(|| {
+            let names: Vec<&str> = STEP_ACTIONS.iter().map(|(n, _)| *n).collect();
+            format!("unknown step {s:?}: expected one of {}", names.join(", "))
+        })
     }
 }
 
 impl fmt::Display for StepAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = STEP_ACTIONS
-            .iter()
-            .find(|(_, a)| a == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?");
+        let name = STEP_ACTIONS.iter().find(|(_, a)| a == self).map(|(n, _)| *n).unwrap_or("?");
         f.write_str(name)
     }
 }
@@ -625,9 +582,7 @@ impl FromStr for Firewall {
             "docker1" => Ok(Firewall::Docker1),
             "docker20" => Ok(Firewall::Docker20),
             "docker28" => Ok(Firewall::Docker28),
-            _ => Err(format!(
-                "unknown firewall {s:?}: expected \"docker1\", \"docker20\" or \"docker28\""
-            )),
+            _ => Err(format!("unknown firewall {s:?}: expected \"docker1\", \"docker20\" or \"docker28\"")),
         }
     }
 }
@@ -656,9 +611,7 @@ impl FromStr for Backend {
         match s {
             "iptables" => Ok(Backend::Iptables),
             "nftables" => Ok(Backend::Nftables),
-            _ => Err(format!(
-                "unknown backend {s:?}: expected \"iptables\" or \"nftables\""
-            )),
+            _ => Err(format!("unknown backend {s:?}: expected \"iptables\" or \"nftables\"")),
         }
     }
 }
@@ -693,27 +646,15 @@ mod tests {
     ) {
         let p: PortSpec = raw.parse().unwrap();
         assert_eq!(p.host_ip, ip.map(|i| i.parse().unwrap()));
-        assert_eq!(
-            p.host_ports,
-            host.map(|(start, end)| PortRange { start, end })
-        );
-        assert_eq!(
-            p.container_ports,
-            PortRange {
-                start: container.0,
-                end: container.1
-            }
-        );
+        assert_eq!(p.host_ports, host.map(|(start, end)| PortRange { start, end }));
+        assert_eq!(p.container_ports, PortRange { start: container.0, end: container.1 });
         assert_eq!(p.proto, proto);
         // Display round-trips through the parser.
         assert_eq!(p.to_string().parse::<PortSpec>().unwrap(), p);
     }
 
     #[rstest]
-    #[case(
-        "8000-8002:80-81",
-        "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002"
-    )]
+    #[case("8000-8002:80-81", "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002")]
     #[case("70000", "Invalid containerPort: 70000")]
     #[case("x:80", "Invalid hostPort: x")]
     #[case("80/sctp", "Invalid proto: sctp")]
@@ -737,10 +678,7 @@ mod tests {
 
     #[test]
     fn mac_from_ip_is_dockers() {
-        assert_eq!(
-            MacAddr::from_ipv4("172.17.0.2".parse().unwrap()).to_string(),
-            "02:42:ac:11:00:02"
-        );
+        assert_eq!(MacAddr::from_ipv4("172.17.0.2".parse().unwrap()).to_string(), "02:42:ac:11:00:02");
         assert!("01:00:00:00:00:00".parse::<MacAddr>().is_err());
         assert!("02:42:ac:11:00".parse::<MacAddr>().is_err());
     }

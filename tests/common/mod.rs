@@ -21,9 +21,7 @@ pub fn namespaces_of(run_id: &str) -> Vec<String> {
 }
 
 pub fn scenario_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
 
 pub fn bridgelab_bin() -> &'static str {

@@ -1,0 +1,125 @@
+//! The userland proxy: what `docker-proxy` did for every published port.
+//!
+//! Docker 1.6.2 started one proxy process per published port. It is what
+//! answers where no DNAT rule applies: from the host itself, from a container
+//! to the gateway address, on 127.0.0.1. bridgelab runs the same relay
+//! in-process on tokio: listening sockets are opened inside the host
+//! namespace, and so is every upstream socket, so the container sees the
+//! host's bridge address as the client, as it did with `docker-proxy`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::task::JoinHandle;
+
+use super::netns;
+use crate::error::{Error, Result};
+use crate::plan::firewall::PortMapping;
+use crate::scenario::Proto;
+
+/// How long a UDP "connection" lives without traffic (Docker's
+/// `UDPConnTrackTimeout`).
+const UDP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Starts a proxy per mapping; they run until their handles are aborted.
+pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for m in mappings {
+        let listen = SocketAddr::from((m.host_ip, m.host_port));
+        let target = SocketAddr::from((m.container_ip, m.container_port));
+        let ns = Arc::new(host_ns.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?);
+        let err = |e: std::io::Error| {
+            Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
+        };
+        let task = match m.proto {
+            Proto::Tcp => {
+                let l = netns::run_in(&ns, move || {
+                    let l = std::net::TcpListener::bind(listen)?;
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                })
+                .map_err(err)?;
+                let l = TcpListener::from_std(l).map_err(err)?;
+                tokio::spawn(tcp(l, target, ns))
+            }
+            Proto::Udp => {
+                let s = netns::run_in(&ns, move || {
+                    let s = std::net::UdpSocket::bind(listen)?;
+                    s.set_nonblocking(true)?;
+                    Ok(s)
+                })
+                .map_err(err)?;
+                let s = UdpSocket::from_std(s).map_err(err)?;
+                tokio::spawn(udp(Arc::new(s), target, ns))
+            }
+        };
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
+
+async fn tcp(listener: TcpListener, target: SocketAddr, ns: Arc<File>) {
+    while let Ok((mut inbound, peer)) = listener.accept().await {
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            // The upstream socket is made inside the host namespace.
+            let sock = match netns::run_in(&ns, || TcpSocket::new_v4()) {
+                Ok(s) => s,
+                Err(e) => return tracing::warn!("proxy {peer} -> {target}: {e}"),
+            };
+            match sock.connect(target).await {
+                Ok(mut outbound) => {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+                // Like docker-proxy: the client's connection is closed.
+                Err(e) => tracing::debug!("proxy {peer} -> {target}: {e}"),
+            }
+        });
+    }
+}
+
+async fn udp(listener: Arc<UdpSocket>, target: SocketAddr, ns: Arc<File>) {
+    let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    let mut buf = vec![0u8; 65535];
+    while let Ok((n, client)) = listener.recv_from(&mut buf).await {
+        let existing = flows.lock().expect("flows lock").get(&client).cloned();
+        let upstream = match existing {
+            Some(u) => u,
+            None => {
+                let made = netns::run_in(&ns, move || {
+                    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+                    s.connect(target)?;
+                    s.set_nonblocking(true)?;
+                    Ok(s)
+                })
+                .and_then(UdpSocket::from_std);
+                let Ok(u) = made else { continue };
+                let u = Arc::new(u);
+                flows.lock().expect("flows lock").insert(client, u.clone());
+                tokio::spawn(replies(u.clone(), listener.clone(), client, flows.clone()));
+                u
+            }
+        };
+        let _ = upstream.send(&buf[..n]).await;
+    }
+}
+
+/// Relays a flow's answers back to its client until it goes quiet.
+async fn replies(
+    upstream: Arc<UdpSocket>,
+    listener: Arc<UdpSocket>,
+    client: SocketAddr,
+    flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>,
+) {
+    let mut buf = vec![0u8; 65535];
+    while let Ok(Ok(n)) = tokio::time::timeout(UDP_TIMEOUT, upstream.recv(&mut buf)).await {
+        if listener.send_to(&buf[..n], client).await.is_err() {
+            break;
+        }
+    }
+    flows.lock().expect("flows lock").remove(&client);
+}

@@ -1,0 +1,229 @@
+//! Firewall rule sets as Docker leaves them, and the layouts that make them.
+//!
+//! A [`Ruleset`] replays Docker's iptables calls (`-N`, `-I`, `-A`) in
+//! Docker's order, so the final order of rules is Docker's, and renders the
+//! result the way `iptables-save` prints it. That text is both what `apply`
+//! feeds to `iptables-restore` (one table at a time) and what the snapshot
+//! test compares with `iptables-save` after the lab is built.
+//!
+//! Each Docker version's rule layout is one module behind [`FirewallLayout`].
+
+pub mod docker1;
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::scenario::Proto;
+
+/// The iptables tables bridgelab writes to, in `iptables-save` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Filter,
+    Nat,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Nat => "nat",
+        }
+    }
+    fn builtin_chains(self) -> &'static [&'static str] {
+        match self {
+            Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
+            Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+        }
+    }
+}
+
+/// One chain's rules, each in `iptables-save` argument order without `-A CHAIN`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chain {
+    pub name: String,
+    pub rules: Vec<String>,
+}
+
+/// One table as Docker left it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRules {
+    pub table: Table,
+    /// Built-in chains first (policy ACCEPT), then user chains.
+    pub chains: Vec<Chain>,
+}
+
+/// Every table Docker touched, in `iptables-save` order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ruleset {
+    pub tables: Vec<TableRules>,
+}
+
+impl Ruleset {
+    fn table(&mut self, t: Table) -> &mut TableRules {
+        if let Some(i) = self.tables.iter().position(|x| x.table == t) {
+            return &mut self.tables[i];
+        }
+        let chains = t.builtin_chains().iter().map(|c| Chain { name: c.to_string(), rules: vec![] }).collect();
+        self.tables.push(TableRules { table: t, chains });
+        self.tables.sort_by_key(|x| x.table);
+        let i = self.tables.iter().position(|x| x.table == t).expect("just added");
+        &mut self.tables[i]
+    }
+
+    fn chain(&mut self, t: Table, chain: &str) -> &mut Chain {
+        let table = self.table(t);
+        let i =
+            table.chains.iter().position(|c| c.name == chain).unwrap_or_else(|| panic!("chain {chain} used before -N"));
+        &mut table.chains[i]
+    }
+
+    /// `iptables -t T -N CHAIN` (a no-op when it exists, as Docker checks first).
+    pub fn new_chain(&mut self, t: Table, chain: &str) {
+        let table = self.table(t);
+        if !table.chains.iter().any(|c| c.name == chain) {
+            table.chains.push(Chain { name: chain.to_string(), rules: vec![] });
+        }
+    }
+
+    pub fn has_chain(&self, t: Table, chain: &str) -> bool {
+        self.tables.iter().any(|x| x.table == t && x.chains.iter().any(|c| c.name == chain))
+    }
+
+    /// `iptables -t T -I CHAIN rule`: insert at the top.
+    pub fn insert(&mut self, t: Table, chain: &str, rule: String) {
+        self.chain(t, chain).rules.insert(0, rule);
+    }
+
+    /// `iptables -t T -A CHAIN rule`: append.
+    pub fn append(&mut self, t: Table, chain: &str, rule: String) {
+        self.chain(t, chain).rules.push(rule);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// One table as `iptables-restore` input (and, without the counters,
+    /// as `iptables-save` prints it).
+    pub fn table_text(&self, t: &TableRules) -> String {
+        let mut s = format!("*{}\n", t.table.name());
+        let builtin = t.table.builtin_chains();
+        let mut user: Vec<&Chain> = t.chains.iter().filter(|c| !builtin.contains(&c.name.as_str())).collect();
+        user.sort_by(|a, b| a.name.cmp(&b.name));
+        let ordered: Vec<&Chain> = t.chains.iter().filter(|c| builtin.contains(&c.name.as_str())).chain(user).collect();
+        for c in &ordered {
+            let policy = if builtin.contains(&c.name.as_str()) { "ACCEPT" } else { "-" };
+            let _ = writeln!(s, ":{} {policy} [0:0]", c.name);
+        }
+        for c in &ordered {
+            for r in &c.rules {
+                let _ = writeln!(s, "-A {} {r}", c.name);
+            }
+        }
+        s.push_str("COMMIT\n");
+        s
+    }
+
+    /// All tables, normalized as snapshots are (see [`normalize_save`]).
+    pub fn render(&self) -> String {
+        normalize_save(&self.tables.iter().map(|t| self.table_text(t)).collect::<String>())
+    }
+}
+
+/// `iptables-save` output without what changes from run to run: comment
+/// lines (dates, versions) and packet/byte counters.
+pub fn normalize_save(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let line = match (line.starts_with(':'), line.rfind(" [")) {
+            (true, Some(i)) if line.ends_with(']') => &line[..i],
+            _ => line,
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A published port as the port mapper set it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortMapping {
+    pub container: String,
+    pub proto: Proto,
+    /// `0.0.0.0` for every address.
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}/{} -> {}:{} ({})",
+            self.host_ip, self.host_port, self.proto, self.container_ip, self.container_port, self.container
+        )
+    }
+}
+
+/// What a Docker version does to the firewall at each moment of its life.
+pub trait FirewallLayout {
+    /// The `firewall` value that selects this layout.
+    fn name(&self) -> &'static str;
+
+    /// Rules the daemon installs when it starts (with `--iptables=true`).
+    fn daemon_start(&self, rules: &mut Ruleset, bridge: &BridgeFacts);
+
+    /// Rules for one published port (the port mapper's `forward`).
+    fn map_port(&self, rules: &mut Ruleset, bridge: &str, m: &PortMapping);
+
+    /// Rules that let `parent` reach `child`'s exposed `port` (legacy links).
+    fn link(
+        &self,
+        rules: &mut Ruleset,
+        bridge: &str,
+        parent: Ipv4Addr,
+        child: Ipv4Addr,
+        proto: Proto,
+        port: u16,
+    ) -> Result<(), String>;
+}
+
+/// What a layout needs to know about the daemon's bridge.
+#[derive(Debug, Clone)]
+pub struct BridgeFacts {
+    pub name: String,
+    /// The bridge's address with the network's prefix, e.g. 172.17.42.1/16.
+    pub address: crate::scenario::IfaceAddr,
+    pub icc: bool,
+    pub ip_masq: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_goes_on_top_and_append_at_the_end() {
+        let mut r = Ruleset::default();
+        r.insert(Table::Filter, "FORWARD", "-j B".into());
+        r.insert(Table::Filter, "FORWARD", "-j A".into());
+        r.append(Table::Filter, "FORWARD", "-j C".into());
+        r.new_chain(Table::Filter, "DOCKER");
+        r.new_chain(Table::Filter, "DOCKER");
+        assert_eq!(
+            r.render(),
+            "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n:DOCKER -\n-A FORWARD -j A\n-A FORWARD -j B\n-A FORWARD -j C\nCOMMIT\n"
+        );
+    }
+
+    #[test]
+    fn normalize_drops_comments_and_counters() {
+        let save = "# Generated by iptables-save v1.8.9 on Wed\n*nat\n:PREROUTING ACCEPT [12:345]\n:DOCKER - [0:0]\n-A DOCKER -j RETURN\nCOMMIT\n# Completed on Wed\n";
+        assert_eq!(normalize_save(save), "*nat\n:PREROUTING ACCEPT\n:DOCKER -\n-A DOCKER -j RETURN\nCOMMIT\n");
+    }
+}

@@ -1,0 +1,106 @@
+//! Docker 1.6.2's port allocator (`daemon/networkdriver/portallocator`).
+//!
+//! One pool per host IP and protocol (so `0.0.0.0:80` and `127.0.0.1:80` do
+//! not conflict here; the userland proxy's bind finds that out). Dynamic
+//! ports are next-fit over the host's `ip_local_port_range`, starting at its
+//! beginning; a released port is only reused once the pointer comes round.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use crate::scenario::Proto;
+
+/// The kernel's `net.ipv4.ip_local_port_range` in a new network namespace,
+/// which is what Docker reads on the simulated host.
+pub const NETNS_EPHEMERAL_RANGE: (u16, u16) = (32768, 60999);
+/// Docker's fallback when that file cannot be read.
+pub const FALLBACK_RANGE: (u16, u16) = (49153, 65535);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("Bind for {0}:{1} failed: port is already allocated")]
+    AlreadyAllocated(Ipv4Addr, u16),
+    #[error("all ports are allocated")]
+    AllAllocated,
+}
+
+#[derive(Debug, Clone)]
+struct Pool {
+    taken: BTreeSet<u16>,
+    last: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortAllocator {
+    begin: u16,
+    end: u16,
+    pools: HashMap<(Ipv4Addr, Proto), Pool>,
+}
+
+impl PortAllocator {
+    pub fn new((begin, end): (u16, u16)) -> PortAllocator {
+        PortAllocator { begin, end, pools: HashMap::new() }
+    }
+
+    /// `RequestPort`: a given port, or (`None`) the next free dynamic one.
+    pub fn request(&mut self, ip: Ipv4Addr, proto: Proto, port: Option<u16>) -> Result<u16, PortError> {
+        let (begin, end) = (self.begin, self.end);
+        // `last` starts at the end, so the first dynamic port is `begin`.
+        let pool = self.pools.entry((ip, proto)).or_insert_with(|| Pool { taken: BTreeSet::new(), last: end });
+        match port {
+            Some(p) if p > 0 => {
+                if !pool.taken.insert(p) {
+                    return Err(PortError::AlreadyAllocated(ip, p));
+                }
+                Ok(p)
+            }
+            _ => {
+                let mut p = pool.last;
+                for _ in 0..=(end - begin) {
+                    p = if p >= end { begin } else { p + 1 };
+                    if pool.taken.insert(p) {
+                        pool.last = p;
+                        return Ok(p);
+                    }
+                }
+                Err(PortError::AllAllocated)
+            }
+        }
+    }
+
+    pub fn release(&mut self, ip: Ipv4Addr, proto: Proto, port: u16) {
+        if let Some(pool) = self.pools.get_mut(&(ip, proto)) {
+            pool.taken.remove(&port);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+
+    #[test]
+    fn dynamic_ports_start_at_the_range_and_go_next_fit() {
+        let mut a = PortAllocator::new((40000, 40002));
+        assert_eq!(a.request(ANY, Proto::Tcp, None), Ok(40000));
+        assert_eq!(a.request(ANY, Proto::Tcp, None), Ok(40001));
+        a.release(ANY, Proto::Tcp, 40000);
+        assert_eq!(a.request(ANY, Proto::Tcp, None), Ok(40002));
+        assert_eq!(a.request(ANY, Proto::Tcp, None), Ok(40000));
+        assert_eq!(a.request(ANY, Proto::Tcp, None), Err(PortError::AllAllocated));
+        // Another protocol or address is another pool.
+        assert_eq!(a.request(ANY, Proto::Udp, None), Ok(40000));
+        assert_eq!(a.request(Ipv4Addr::LOCALHOST, Proto::Tcp, None), Ok(40000));
+    }
+
+    #[test]
+    fn a_port_taken_twice_is_dockers_error() {
+        let mut a = PortAllocator::new(NETNS_EPHEMERAL_RANGE);
+        assert_eq!(a.request(ANY, Proto::Tcp, Some(8080)), Ok(8080));
+        let e = a.request(ANY, Proto::Tcp, Some(8080)).unwrap_err();
+        assert_eq!(e.to_string(), "Bind for 0.0.0.0:8080 failed: port is already allocated");
+        assert_eq!(a.request(Ipv4Addr::LOCALHOST, Proto::Tcp, Some(8080)), Ok(8080));
+    }
+}
