@@ -54,6 +54,16 @@ fn text(b: &[u8]) -> String {
 #[case::unknown_key("[daemon]\nbogus = true\n", "2:1: unknown field `bogus`")]
 #[case::wrong_type("[probe]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected")]
 #[case::bad_cidr("[daemon]\nbip = \"172.17.42.1\"\n", "2:7: invalid CIDR address: 172.17.42.1")]
+#[case::port_taken_twice(
+    "[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:81\"]\n",
+    "6:12: Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated"
+)]
+#[case::unequal_ranges(
+    "[[container]]\nname = \"aa\"\npublish = [\"8000-8002:80-81\"]\n",
+    "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002"
+)]
+#[case::port_out_of_range("[[container]]\nname = \"aa\"\npublish = [\"70000:80\"]\n", "Invalid hostPort: 70000")]
+#[case::bad_proto("[[container]]\nname = \"aa\"\npublish = [\"80/sctp\"]\n", "Invalid proto: sctp")]
 #[case::unknown_network("[[container]]\nname = \"aa\"\nnetwork = \"lan\"\n", "3:11: network lan not found")]
 fn bad_input_exits_2_with_its_location_and_creates_nothing(#[case] toml: &str, #[case] message: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -148,4 +158,16 @@ fn run_reports_json() {
     assert_eq!(v[0]["passed"], true);
     assert_eq!(v[0]["namespaces"], 4);
     assert!(common::namespaces_of(v[0]["run_id"].as_str().unwrap()).is_empty());
+}
+
+#[test]
+fn every_scenario_passes_with_iptables_legacy_too() {
+    common::require_root();
+    let mut args = vec!["run".to_string()];
+    for e in std::fs::read_dir(common::scenario_path("")).unwrap() {
+        args.push(e.unwrap().path().to_string_lossy().into_owned());
+    }
+    let out = Command::new(common::bridgelab_bin()).env("BRIDGELAB_IPTABLES", "legacy").args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().filter(|l| l.starts_with("PASS")).count(), args.len() - 1);
 }

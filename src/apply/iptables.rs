@@ -94,7 +94,9 @@ fn canonical_tables(text: &str) -> String {
     for line in text.lines() {
         block.push(line);
         if line == "COMMIT" {
-            let empty = block.iter().all(|l| l.starts_with('*') || (l.starts_with(':') && l.ends_with(" ACCEPT")) || *l == "COMMIT");
+            let empty = block
+                .iter()
+                .all(|l| l.starts_with('*') || (l.starts_with(':') && l.ends_with(" ACCEPT")) || *l == "COMMIT");
             if !empty {
                 blocks.push(std::mem::take(&mut block));
             }

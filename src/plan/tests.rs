@@ -223,3 +223,101 @@ fn json_has_the_same_facts() {
     assert_eq!(v["containers"][1]["endpoint"]["address"], "172.17.0.2/16");
     assert_eq!(v["nodes"][0]["name"], "host");
 }
+
+fn mappings(p: &Plan) -> Vec<String> {
+    p.port_mappings.iter().map(|m| m.to_string()).collect()
+}
+
+#[test]
+fn published_ports_come_from_the_namespace_ephemeral_range_in_port_order() {
+    let p = ok("[[container]]\nname = \"aa\"\npublish = [\"90\", \"8080:80\", \"53/udp\", \"127.0.0.1::81\"]\n[[container]]\nname = \"bb\"\npublish = [\"90\"]\n");
+    assert_eq!(
+        mappings(&p),
+        [
+            "0.0.0.0:32768/udp -> 172.17.0.1:53 (aa)",
+            "0.0.0.0:8080/tcp -> 172.17.0.1:80 (aa)",
+            "127.0.0.1:32768/tcp -> 172.17.0.1:81 (aa)",
+            // 0.0.0.0's pool hands out 32768, but the proxy cannot bind it
+            // next to 127.0.0.1:32768: Docker retries with the next port.
+            "0.0.0.0:32769/tcp -> 172.17.0.1:90 (aa)",
+            "0.0.0.0:32770/tcp -> 172.17.0.2:90 (bb)",
+        ]
+    );
+    let host = p.node("host").unwrap();
+    assert!(host.sysctls.iter().any(|s| s.key == "net.ipv4.ip_local_port_range" && s.value == "32768\t60999"));
+}
+
+#[test]
+fn ranges_map_port_by_port_and_default_ip_applies() {
+    let p = ok("[daemon]\nip = \"198.51.100.1\"\n[[container]]\nname = \"aa\"\npublish = [\"8000-8001:80-81\"]\n");
+    assert_eq!(
+        mappings(&p),
+        ["198.51.100.1:8000/tcp -> 172.17.0.1:80 (aa)", "198.51.100.1:8001/tcp -> 172.17.0.1:81 (aa)"]
+    );
+    assert!(p.iptables.render().contains(
+        "-A DOCKER -d 198.51.100.1/32 ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.1:80\n"
+    ));
+}
+
+#[test]
+fn port_conflicts_are_dockers_errors() {
+    let twice = err("[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:80\"]\n");
+    assert_eq!(
+        twice,
+        "p.toml:6:12: Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+    // The allocator keeps one pool per address: the clash surfaces in the proxy's bind.
+    let proxy = err("[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"127.0.0.1:8080:80\"]\n");
+    assert_eq!(
+        proxy,
+        "p.toml:6:12: Cannot start container bb: Error starting userland proxy: listen tcp 127.0.0.1:8080: bind: address already in use"
+    );
+    let foreign = err("[[container]]\nname = \"aa\"\npublish = [\"10.9.9.9:8080:80\"]\n");
+    assert!(foreign.ends_with("listen tcp 10.9.9.9:8080: bind: cannot assign requested address"), "{foreign}");
+    // Different protocols do not clash.
+    ok("[[container]]\nname = \"aa\"\npublish = [\"53:53/udp\", \"53:53/tcp\"]\n");
+}
+
+#[test]
+fn host_and_none_modes_map_nothing() {
+    let p = ok("[[container]]\nname = \"aa\"\nnetwork = \"host\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\nnetwork = \"none\"\npublish = [\"9090:90\"]\n");
+    assert!(p.port_mappings.is_empty());
+    assert!(!p.iptables.render().contains("DNAT"));
+}
+
+#[test]
+fn iptables_off_installs_nothing_but_links_then_fail_like_docker() {
+    let p = ok("[daemon]\niptables = false\n[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n");
+    assert!(p.iptables.is_empty());
+    assert_eq!(p.port_mappings.len(), 1, "the proxy still serves the port");
+    let e = err("[daemon]\niptables = false\n[[container]]\nname = \"db\"\nexpose = [\"5432\"]\n[[container]]\nname = \"aa\"\nlinks = [\"db:db\"]\n");
+    assert!(e.contains("Cannot start container aa: iptables failed: iptables --wait -t filter -A DOCKER"), "{e}");
+    assert!(e.contains("No chain/target/match by that name."), "{e}");
+}
+
+#[test]
+fn links_open_each_exposed_port_both_ways() {
+    let p = ok("[daemon]\nicc = false\n[[container]]\nname = \"db\"\nexpose = [\"5432\", \"53/udp\"]\npublish = [\"6379\"]\n[[container]]\nname = \"aa\"\nlinks = [\"db:db\"]\n");
+    let rules = p.iptables.render();
+    for port in ["udp -m udp --dport 53", "tcp -m tcp --dport 5432", "tcp -m tcp --dport 6379"] {
+        assert!(
+            rules.contains(&format!(
+                "-A DOCKER -s 172.17.0.2/32 -d 172.17.0.1/32 -i docker0 -o docker0 -p {port} -j ACCEPT\n"
+            )),
+            "{port}\n{rules}"
+        );
+    }
+    assert!(rules
+        .contains("-s 172.17.0.1/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --sport 5432 -j ACCEPT\n"));
+    assert!(rules.contains("-A FORWARD -i docker0 -o docker0 -j DROP\n"));
+}
+
+#[test]
+fn ip_masq_follows_iptables_and_the_bridge_name() {
+    let p = ok("[daemon]\nbridge = \"br0\"\n[[host.bridge]]\nname = \"br0\"\naddress = \"192.168.5.1/24\"\n");
+    let rules = p.iptables.render();
+    assert!(rules.contains("-A POSTROUTING -s 192.168.5.0/24 ! -o br0 -j MASQUERADE\n"), "{rules}");
+    assert!(rules.contains("-A FORWARD -o br0 -j DOCKER\n"));
+    let none = ok("[daemon]\nbridge = \"none\"\n");
+    assert!(none.iptables.is_empty());
+}

@@ -34,3 +34,64 @@ pub fn temp_scenario(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf
     std::fs::write(&p, text).unwrap();
     p
 }
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use bridgelab::apply::netns::run_in;
+use bridgelab::RunningLab;
+
+/// How long silence lasts before a connection attempt counts as blocked.
+pub const BLOCKED_AFTER: Duration = Duration::from_millis(400);
+
+/// A TCP responder inside `node`'s namespace that reports each client's
+/// address and echoes one line.
+pub fn tcp_responder(lab: &RunningLab, node: &str, port: u16) -> std::sync::mpsc::Receiver<SocketAddr> {
+    let l = run_in(lab.netns_file(node).unwrap(), move || TcpListener::bind(("0.0.0.0", port))).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let _ = tx.send(s.peer_addr().unwrap());
+            let mut s = s;
+            let mut buf = [0u8; 64];
+            if let Ok(n) = s.read(&mut buf) {
+                let _ = s.write_all(&buf[..n]);
+            }
+        }
+    });
+    rx
+}
+
+/// A UDP responder inside `node` that echoes datagrams.
+pub fn udp_responder(lab: &RunningLab, node: &str, port: u16) {
+    let s = run_in(lab.netns_file(node).unwrap(), move || UdpSocket::bind(("0.0.0.0", port))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], peer);
+        }
+    });
+}
+
+/// Connects from inside `node` and echoes a line; `Err` when nothing answers.
+pub fn tcp_echo(lab: &RunningLab, node: &str, to: SocketAddr) -> std::io::Result<()> {
+    let mut s = run_in(lab.netns_file(node).unwrap(), move || TcpStream::connect_timeout(&to, BLOCKED_AFTER))?;
+    s.set_read_timeout(Some(BLOCKED_AFTER))?;
+    s.write_all(b"ping\n")?;
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf)?;
+    assert_eq!(&buf, b"ping\n");
+    Ok(())
+}
+
+/// Sends a datagram from inside `node` and waits for the echo.
+pub fn udp_echo(lab: &RunningLab, node: &str, to: SocketAddr) -> std::io::Result<()> {
+    let s = run_in(lab.netns_file(node).unwrap(), || UdpSocket::bind("0.0.0.0:0"))?;
+    s.set_read_timeout(Some(BLOCKED_AFTER))?;
+    s.send_to(b"hello", to)?;
+    let mut buf = [0u8; 16];
+    let (n, _) = s.recv_from(&mut buf)?;
+    assert_eq!(&buf[..n], b"hello");
+    Ok(())
+}
