@@ -47,7 +47,9 @@ pub mod apply;
 pub mod cleanup;
 pub mod error;
 pub mod plan;
+pub mod probe;
 pub mod registry;
+pub mod report;
 pub mod scenario;
 mod stable_hash;
 

@@ -156,7 +156,8 @@ fn run_reports_json() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["passed"], true);
-    assert_eq!(v[0]["namespaces"], 4);
+    assert_eq!(v[0]["mismatches"].as_array().unwrap().len(), 0);
+    assert_eq!(v[0]["expectations"].as_array().unwrap().len(), 2);
     assert!(common::namespaces_of(v[0]["run_id"].as_str().unwrap()).is_empty());
 }
 
@@ -170,4 +171,44 @@ fn every_scenario_passes_with_iptables_legacy_too() {
     let out = Command::new(common::bridgelab_bin()).env("BRIDGELAB_IPTABLES", "legacy").args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().filter(|l| l.starts_with("PASS")).count(), args.len() - 1);
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_says_why_in_every_format() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(
+        &dir,
+        "wrong",
+        "name = \"wrong\"\n[daemon]\nicc = false\n[[container]]\nname = \"aa\"\nlisten = [\"tcp:80\"]\n[[container]]\nname = \"bb\"\n\
+         [[expect]]\nfrom = \"bb\"\nto = \"aa\"\nprobe = \"tcp:80\"\nresult = \"reachable\"\n\
+         [[expect]]\nfrom = \"bb\"\nto = \"external\"\nprobe = \"icmp\"\nresult = \"reachable\"\n",
+    );
+    let junit = dir.path().join("junit.xml");
+    let out = Command::new(common::bridgelab_bin())
+        .args(["run", "--junit", junit.to_str().unwrap(), path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("FAIL bb -> aa (172.17.0.1) tcp:80: expected reachable, got blocked"), "{t}");
+    assert!(t.contains("wrong.toml:10:8 no answer within 200 ms (2 attempts)"), "{t}");
+    assert!(t.contains("ok   bb -> external"), "{t}");
+    assert!(t.ends_with("0 passed, 1 failed\n"), "{t}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("<testsuite name=\"wrong\" tests=\"3\" failures=\"1\">"), "{x}");
+    assert!(
+        x.contains("<failure message=\"expected reachable, got blocked: no answer within 200 ms (2 attempts)\">"),
+        "{x}"
+    );
+
+    let out = Command::new(common::bridgelab_bin())
+        .args(["run", "--format", "json", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["passed"], false);
+    assert_eq!(v[0]["expectations"][0]["actual"], "blocked");
+    assert_eq!(v[0]["expectations"][1]["passed"], true);
 }

@@ -1,5 +1,6 @@
 //! Every shipped scenario: planned, built for real, read back through netlink
-//! and compared with its plan, snapshotted, and removed without a trace.
+//! and compared with its plan, snapshotted, its expectations probed, and
+//! removed without a trace.
 
 mod common;
 
@@ -50,6 +51,14 @@ async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
         }
     }
     insta::assert_snapshot!(format!("lab-{}", snapshot_name(&path)), snap);
+
+    // Every expectation of the file holds on the wire.
+    let responders = bridgelab::probe::start_responders(&running).unwrap();
+    let outcomes = bridgelab::probe::check(&running, &responders, &running.scenario().spec.expects).await;
+    assert!(!outcomes.is_empty(), "{} has no expectations", path.display());
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
+    assert!(failed.is_empty(), "{}: {failed:#?}", path.display());
+    drop(responders);
 
     running.down().unwrap();
     assert!(common::namespaces_of(&run_id).is_empty(), "namespaces left behind");

@@ -41,16 +41,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Build each scenario, check it against its plan, and tear it down (root).
+    /// Build each scenario, check it against its plan, probe its [[expect]]s,
+    /// report, and tear it down (root).
     Run {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// After building each lab, print `ready RUN_ID` and wait for Enter
-        /// (or end of input, or Ctrl-C) before tearing it down.
+        /// (or end of input, or Ctrl-C) before probing and tearing it down.
         #[arg(long)]
         hold: bool,
+        /// Also write a JUnit XML report (one testcase per expectation).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
     Up { file: PathBuf },
@@ -79,7 +83,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format, hold } => interruptible(run::run(&files, format, hold)).await,
+        Command::Run { files, format, hold, junit } => {
+            interruptible(run::run(&files, run::RunArgs { format, hold, junit })).await
+        }
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),
         Command::Ls { format } => ls::run(format),

@@ -1,89 +1,88 @@
-//! `bridgelab run FILE…`: build, check against the plan, tear down.
+//! `bridgelab run FILE…`: build, check against the plan, probe every
+//! expectation, report, tear down.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use bridgelab::report::{self, ScenarioReport};
 
 use super::{fail, print_json, Format};
 
-#[derive(Serialize)]
-struct Outcome {
-    file: PathBuf,
-    scenario: String,
-    run_id: String,
-    namespaces: usize,
-    mismatches: Vec<bridgelab::apply::Mismatch>,
-    expectations_not_checked: usize,
-    passed: bool,
+pub struct RunArgs {
+    pub format: Format,
+    pub hold: bool,
+    pub junit: Option<PathBuf>,
 }
 
-pub async fn run(files: &[PathBuf], format: Format, hold: bool) -> u8 {
+pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     let mut worst = 0u8;
-    let mut outcomes = Vec::new();
+    let mut reports = Vec::new();
     for f in files {
-        let lab = match bridgelab::Lab::load(f) {
-            Ok(l) => l,
-            Err(e) => {
-                worst = worst.max(fail(&e));
-                continue;
-            }
-        };
-        let expectations = lab.scenario().spec.expects.len() + lab.scenario().spec.steps.len();
-        let running = match lab.up().await {
-            Ok(r) => r,
-            Err(e) => {
-                worst = worst.max(fail(&e));
-                continue;
-            }
-        };
-        if hold {
-            wait_for_enter(&running).await;
+        let (code, r) = run_one(f, &args).await;
+        worst = worst.max(code);
+        if let Some(r) = r {
+            reports.push(r);
         }
-        let mismatches = match running.verify().await {
-            Ok(m) => m,
-            Err(e) => {
-                worst = worst.max(fail(&e));
-                continue;
-            }
-        };
-        let outcome = Outcome {
-            file: f.clone(),
-            scenario: running.plan().scenario.clone(),
-            run_id: running.run_id().to_string(),
-            namespaces: running.namespaces().len(),
-            passed: mismatches.is_empty(),
-            mismatches,
-            expectations_not_checked: expectations,
-        };
-        if let Err(e) = running.down() {
-            worst = worst.max(fail(&e));
-        }
-        if !outcome.passed {
-            worst = worst.max(1);
-        }
-        if format == Format::Text {
-            report(&outcome);
-        }
-        outcomes.push(outcome);
     }
-    if format == Format::Json {
-        print_json(&outcomes);
+    match args.format {
+        // Bad input has said so on stderr already; there is no lab to report on.
+        Format::Text if reports.is_empty() => {}
+        Format::Text => print!("{}", report::text(&reports, std::io::stdout().is_terminal())),
+        Format::Json => print_json(&reports),
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, report::junit(&reports)) {
+            eprintln!("bridgelab: cannot write {}: {e}", path.display());
+            worst = worst.max(3);
+        }
     }
     worst
 }
 
-fn report(o: &Outcome) {
-    let verdict = if o.passed { "PASS" } else { "FAIL" };
-    println!("{verdict}  {} ({}): {} namespaces built and read back", o.scenario, o.file.display(), o.namespaces);
-    for m in &o.mismatches {
-        println!("      differs from plan: {m}");
+async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
+    let lab = match bridgelab::Lab::load(f) {
+        Ok(l) => l,
+        Err(e) => return (fail(&e), None),
+    };
+    let mut report = ScenarioReport::new(f.to_path_buf(), lab.plan().scenario.clone());
+    let steps = lab.scenario().spec.steps.len();
+    let running = match lab.up().await {
+        Ok(r) => r,
+        Err(e) => {
+            let code = fail(&e);
+            report.error = Some(e.to_string());
+            report.conclude();
+            return (code, Some(report));
+        }
+    };
+    report.run_id = Some(running.run_id().to_string());
+    match running.verify().await {
+        Ok(m) => report.mismatches = m,
+        Err(e) => report.error = Some(e.to_string()),
     }
-    if o.expectations_not_checked > 0 {
-        println!(
-            "      note: {} [[expect]]/[[step]] entries are parsed but not probed yet",
-            o.expectations_not_checked
-        );
+    match bridgelab::probe::start_responders(&running) {
+        Ok(responders) => {
+            if args.hold {
+                wait_for_enter(&running).await;
+            }
+            report.expectations =
+                bridgelab::probe::check(&running, &responders, &running.scenario().spec.expects).await;
+        }
+        Err(e) => report.error = Some(e.to_string()),
     }
+    if steps > 0 && report.error.is_none() {
+        report.error = Some(format!("{steps} [[step]] entries were not run: steps are not implemented yet"));
+    }
+    let mut code = 0;
+    if let Err(e) = running.down() {
+        code = fail(&e);
+        report.error.get_or_insert(e.to_string());
+    }
+    report.conclude();
+    if !report.passed {
+        code = code.max(1);
+    }
+    (code, Some(report))
 }
 
 /// Keeps the lab until a line (or end of input) arrives on stdin.

@@ -1,0 +1,264 @@
+//! Sends probes from inside namespaces and waits for their answers.
+//!
+//! Each source namespace gets one thread that joins it, opens raw sockets
+//! there (pnet transport channels with `IP_HDRINCL`, one per protocol),
+//! sends every probe of that source at once and listens until each is
+//! answered or the timeout passes; a silent probe is sent again up to
+//! `retries` times. All sources run at the same time, so a run of blocked
+//! probes costs `timeout × (retries + 1)` in total, not per probe.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recv, MsgFlags};
+use pnet::packet::ip::IpNextHeaderProtocols;
+use pnet::transport::{transport_channel, TransportChannelType, TransportReceiver, TransportSender};
+
+use super::packets::{classify, craft, Answer, Wire, WireKind};
+use crate::apply::netns;
+
+/// One probe to send from one namespace.
+#[derive(Debug, Clone)]
+pub struct ProbeJob {
+    /// The namespace to send from.
+    pub netns: String,
+    pub dst: Ipv4Addr,
+    pub kind: WireKind,
+}
+
+/// What happened to a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub outcome: Outcome,
+    /// The address the probe was sent from.
+    pub src: Option<Ipv4Addr>,
+    /// The token its payload carried (for responders' logs).
+    pub token: u32,
+    pub attempts: u16,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(Answer),
+    /// Nothing came back before the timeout, on any attempt.
+    Silence,
+    /// The sender has no route to the target.
+    NoRoute,
+    /// The probe could not be carried out (socket error, …).
+    Error(String),
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+/// A process-wide unique (identifier, token) for a probe. Identifiers double
+/// as TCP/UDP source ports, so they stay in 20000..=29999, below the
+/// ephemeral range that kernel sockets and dynamic published ports use.
+fn fresh_ids() -> (u16, u32) {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ident = 20000 + (n % 10000) as u16;
+    let token = (std::process::id() << 16) ^ n.wrapping_mul(0x9e37_79b9);
+    (ident, token)
+}
+
+/// The source address the kernel would pick towards `dst`, or `None` when
+/// there is no route. Must run inside the namespace.
+fn source_for(dst: Ipv4Addr) -> io::Result<Option<Ipv4Addr>> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    match s.connect((dst, 9)) {
+        Ok(()) => match s.local_addr()?.ip() {
+            IpAddr::V4(ip) => Ok(Some(ip)),
+            IpAddr::V6(_) => Ok(None),
+        },
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENETUNREACH as i32) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs every job; results come back in the jobs' order.
+pub fn run(jobs: &[ProbeJob], files: &HashMap<String, &File>, timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+    let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        by_ns.entry(j.netns.as_str()).or_default().push(i);
+    }
+    let mut results: Vec<Option<ProbeResult>> = vec![None; jobs.len()];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = by_ns
+            .into_iter()
+            .map(|(ns, idx)| {
+                let group: Vec<ProbeJob> = idx.iter().map(|&i| jobs[i].clone()).collect();
+                let file = files.get(ns).copied();
+                let h = s.spawn(move || match file {
+                    None => group.iter().map(|_| failed(format!("no namespace {ns}"))).collect(),
+                    Some(f) => run_group(f, &group, timeout, retries),
+                });
+                (idx, h)
+            })
+            .collect();
+        for (idx, h) in handles {
+            let out = h.join().unwrap_or_else(|_| idx.iter().map(|_| failed("probe thread panicked".into())).collect());
+            for (i, r) in idx.into_iter().zip(out) {
+                results[i] = Some(r);
+            }
+        }
+    });
+    results.into_iter().map(|r| r.expect("every job has a result")).collect()
+}
+
+fn failed(msg: String) -> ProbeResult {
+    ProbeResult { outcome: Outcome::Error(msg), src: None, token: 0, attempts: 0, elapsed: Duration::ZERO }
+}
+
+struct Sockets {
+    icmp: (TransportSender, TransportReceiver),
+    tcp: (TransportSender, TransportReceiver),
+    udp: (TransportSender, TransportReceiver),
+}
+
+impl Sockets {
+    fn open() -> io::Result<Sockets> {
+        let ch = |p| transport_channel(65536, TransportChannelType::Layer3(p));
+        Ok(Sockets {
+            icmp: ch(IpNextHeaderProtocols::Icmp)?,
+            tcp: ch(IpNextHeaderProtocols::Tcp)?,
+            udp: ch(IpNextHeaderProtocols::Udp)?,
+        })
+    }
+    fn sender(&mut self, kind: WireKind) -> &mut TransportSender {
+        match kind {
+            WireKind::Icmp => &mut self.icmp.0,
+            WireKind::Tcp(_) => &mut self.tcp.0,
+            WireKind::Udp(_) => &mut self.udp.0,
+        }
+    }
+    fn fds(&self) -> [i32; 3] {
+        [self.icmp.1.socket.fd, self.tcp.1.socket.fd, self.udp.1.socket.fd]
+    }
+}
+
+struct Pending {
+    wire: Option<Wire>,
+    result: ProbeResult,
+    done: bool,
+}
+
+fn run_group(ns: &File, jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+    let jobs = jobs.to_vec();
+    let r = netns::run_in(ns, move || Ok(send_and_wait(&jobs, timeout, retries)));
+    r.unwrap_or_else(|e| vec![failed(e.to_string())])
+}
+
+fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+    let start = Instant::now();
+    let mut socks = match Sockets::open() {
+        Ok(s) => s,
+        Err(e) => return jobs.iter().map(|_| failed(format!("raw socket: {e}"))).collect(),
+    };
+    let mut pending: Vec<Pending> = jobs
+        .iter()
+        .map(|j| {
+            let (ident, token) = fresh_ids();
+            let mut result =
+                ProbeResult { outcome: Outcome::Silence, src: None, token, attempts: 0, elapsed: Duration::ZERO };
+            let wire = match source_for(j.dst) {
+                Ok(Some(src)) => {
+                    result.src = Some(src);
+                    Some(Wire { src, dst: j.dst, kind: j.kind, ident, token })
+                }
+                Ok(None) => {
+                    result.outcome = Outcome::NoRoute;
+                    None
+                }
+                Err(e) => {
+                    result.outcome = Outcome::Error(format!("route lookup: {e}"));
+                    None
+                }
+            };
+            let done = wire.is_none();
+            Pending { wire, result, done }
+        })
+        .collect();
+    let mut buf = vec![0u8; 65536];
+    for attempt in 0..=retries {
+        for p in pending.iter_mut().filter(|p| !p.done) {
+            let w = p.wire.expect("undone probes have a wire");
+            let packet = craft(&w, attempt as u16);
+            let sent = socks
+                .sender(w.kind)
+                .send_to(pnet::packet::ipv4::Ipv4Packet::new(&packet).expect("crafted"), IpAddr::V4(w.dst));
+            p.result.attempts += 1;
+            match sent {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENETUNREACH as i32) => {
+                    p.result.outcome = Outcome::NoRoute;
+                    p.done = true;
+                }
+                // A local firewall rejecting the send (EPERM) is a block, not a tool failure.
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => {
+                    p.result.outcome = Outcome::Answered(Answer::Unreachable(13));
+                    p.done = true;
+                }
+                Err(e) => {
+                    p.result.outcome = Outcome::Error(format!("send: {e}"));
+                    p.done = true;
+                }
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while pending.iter().any(|p| !p.done) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let fds = socks.fds();
+            // SAFETY: the fds belong to `socks`, alive for this whole loop.
+            let borrowed: Vec<BorrowedFd> = fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+            let mut pfds: Vec<PollFd> = borrowed.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+            let ms = PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+            match poll(&mut pfds, ms) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    for p in pending.iter_mut().filter(|p| !p.done) {
+                        p.result.outcome = Outcome::Error(format!("poll: {e}"));
+                        p.done = true;
+                    }
+                    break;
+                }
+            }
+            for (pfd, &fd) in pfds.iter().zip(fds.iter()) {
+                if !pfd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                    continue;
+                }
+                while let Ok(n) = recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                    for p in pending.iter_mut().filter(|p| !p.done) {
+                        if let Some(a) = classify(p.wire.as_ref().expect("wire"), &buf[..n]) {
+                            p.result.outcome = Outcome::Answered(a);
+                            p.result.elapsed = start.elapsed();
+                            p.done = true;
+                        }
+                    }
+                }
+            }
+        }
+        if pending.iter().all(|p| p.done) {
+            break;
+        }
+    }
+    pending
+        .into_iter()
+        .map(|mut p| {
+            if p.result.elapsed.is_zero() {
+                p.result.elapsed = start.elapsed();
+            }
+            p.result
+        })
+        .collect()
+}

@@ -1,0 +1,314 @@
+//! Probes and expectations: what the built lab does on the wire.
+//!
+//! An `[[expect]]` names a sender, a target and a probe. [`check`] resolves
+//! them against the plan (a container's namespace and address, the host's
+//! address as the sender sees it), sends pnet-crafted packets from inside the
+//! sender's namespace ([`engine`]), turns the answers into a verdict, and for
+//! `source` asks the target's responder who the traffic seemed to come from.
+
+pub mod engine;
+pub mod packets;
+pub mod responder;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use engine::{Outcome, ProbeJob, ProbeResult};
+use packets::{token_payload, Answer, WireKind};
+use responder::Responders;
+
+use crate::apply::RunningLab;
+use crate::plan::{Plan, UPLINK_EXTERNAL, UPLINK_HOST};
+use crate::scenario::{Expect, ProbeSpec, Verdict};
+
+/// The verdict of one expectation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectOutcome {
+    /// `name`, or `from -> to probe`.
+    pub name: String,
+    /// `path:line:col` of the `[[expect]]`.
+    pub location: String,
+    pub from: String,
+    pub to: String,
+    pub target: Option<Ipv4Addr>,
+    pub probe: String,
+    pub expected: String,
+    /// `None` when the probe could not be carried out.
+    pub actual: Option<String>,
+    pub source_expected: Option<String>,
+    pub source_seen: Option<Ipv4Addr>,
+    pub passed: bool,
+    /// What was seen, and for a failure, why.
+    pub detail: String,
+    pub elapsed_ms: u64,
+}
+
+/// Where a node's traffic starts: its namespace and its addresses.
+fn sender_netns(plan: &Plan, node: &str) -> Result<String, String> {
+    match node {
+        "host" | "external" => Ok(node.to_string()),
+        c => match plan.container(c) {
+            None => Err(format!("unknown node {c}")),
+            Some(cp) => cp.netns.clone().ok_or_else(|| format!("container {c} is not running")),
+        },
+    }
+}
+
+/// The host's address as a sender in `from_ns` sees it: the bridge gateway
+/// from a bridged container, the uplink address from anywhere else.
+fn host_address(plan: &Plan, from_ns: &str) -> Ipv4Addr {
+    plan.containers
+        .iter()
+        .find(|c| c.name == from_ns)
+        .and_then(|c| c.endpoint.as_ref())
+        .map(|e| e.gateway)
+        .unwrap_or(UPLINK_HOST.ip())
+}
+
+/// The address a probe from `from_ns` to `to` goes to.
+pub fn resolve_target(plan: &Plan, from_ns: &str, to: &str) -> Result<Ipv4Addr, String> {
+    if let Ok(ip) = to.parse::<Ipv4Addr>() {
+        return Ok(ip);
+    }
+    let name = to.split_once('@').map(|(n, _)| n).unwrap_or(to);
+    match name {
+        "host" => Ok(host_address(plan, from_ns)),
+        "external" => Ok(UPLINK_EXTERNAL.ip()),
+        c => {
+            let cp = plan.container(c).ok_or_else(|| format!("unknown node {c}"))?;
+            let ns = cp.netns.as_deref().ok_or_else(|| format!("container {c} is not running"))?;
+            if ns == "host" {
+                return Ok(host_address(plan, from_ns));
+            }
+            plan.container(ns)
+                .and_then(|owner| owner.ip())
+                .ok_or_else(|| format!("container {c} has no address (network {})", cp.mode))
+        }
+    }
+}
+
+/// Every address a node owns, for matching `source`.
+pub fn node_addresses(plan: &Plan, node: &str) -> BTreeSet<Ipv4Addr> {
+    let ns = sender_netns(plan, node).unwrap_or_else(|_| node.to_string());
+    let mut set = BTreeSet::new();
+    if let Some(n) = plan.node(&ns) {
+        for l in &n.links {
+            set.extend(l.addresses.iter().map(|a| a.ip()));
+        }
+    }
+    set
+}
+
+fn wire_kind(p: ProbeSpec) -> WireKind {
+    match p {
+        ProbeSpec::Icmp => WireKind::Icmp,
+        ProbeSpec::Tcp(port) => WireKind::Tcp(port),
+        ProbeSpec::Udp(port) => WireKind::Udp(port),
+    }
+}
+
+/// The verdict an outcome means, with words for the report.
+pub fn verdict_of(o: &Outcome, probe: ProbeSpec, timeout: Duration, attempts: u16) -> (Option<Verdict>, String) {
+    match o {
+        Outcome::Answered(Answer::Reachable) => (
+            Some(Verdict::Reachable),
+            match probe {
+                ProbeSpec::Icmp => "echo reply".into(),
+                ProbeSpec::Tcp(_) => "SYN-ACK".into(),
+                ProbeSpec::Udp(_) => "UDP answer".into(),
+            },
+        ),
+        Outcome::Answered(Answer::Refused) => (
+            Some(Verdict::Refused),
+            match probe {
+                ProbeSpec::Tcp(_) => "RST: reached, nothing listening".into(),
+                _ => "ICMP port unreachable: reached, nothing listening".into(),
+            },
+        ),
+        Outcome::Answered(Answer::Unreachable(code)) => {
+            let what = match code {
+                0 => "network unreachable",
+                1 => "host unreachable",
+                9 | 10 | 13 => "administratively prohibited",
+                _ => "destination unreachable",
+            };
+            (Some(Verdict::Blocked), format!("ICMP {what} (code {code})"))
+        }
+        Outcome::Silence => {
+            (Some(Verdict::Blocked), format!("no answer within {} ms ({attempts} attempts)", timeout.as_millis()))
+        }
+        Outcome::NoRoute => (Some(Verdict::Blocked), "no route to the target".into()),
+        Outcome::Error(e) => (None, format!("probe failed: {e}")),
+    }
+}
+
+/// Checks expectations against a running lab.
+pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]) -> Vec<ExpectOutcome> {
+    let plan = lab.plan();
+    let settings = &lab.scenario().spec.probe;
+    let timeout = Duration::from_millis(*settings.timeout_ms.get_ref());
+    let retries = settings.retries;
+    let source = &lab.scenario().source;
+
+    // Resolve first; what cannot be resolved is an error outcome.
+    let mut jobs = Vec::new();
+    let mut slots: Vec<Result<usize, String>> = Vec::new();
+    for e in expects {
+        let resolved = sender_netns(plan, e.from.get_ref())
+            .and_then(|ns| resolve_target(plan, &ns, e.to.get_ref()).map(|dst| (ns, dst)));
+        match resolved {
+            Ok((netns, dst)) => {
+                slots.push(Ok(jobs.len()));
+                jobs.push(ProbeJob { netns, dst, kind: wire_kind(*e.probe.get_ref()) });
+            }
+            Err(msg) => slots.push(Err(msg)),
+        }
+    }
+    let started = Instant::now();
+    let results = run_jobs(lab, jobs.clone(), timeout, retries).await;
+
+    let mut out = Vec::new();
+    for (e, slot) in expects.iter().zip(slots) {
+        let (line, col) = source.line_col(e.from.span().start);
+        let probe = *e.probe.get_ref();
+        let mut o = ExpectOutcome {
+            name: e.name.clone().unwrap_or_else(|| format!("{} -> {} {}", e.from.get_ref(), e.to.get_ref(), probe)),
+            location: format!("{}:{line}:{col}", source.path().display()),
+            from: e.from.get_ref().clone(),
+            to: e.to.get_ref().clone(),
+            target: None,
+            probe: probe.to_string(),
+            expected: e.result.get_ref().to_string(),
+            actual: None,
+            source_expected: e.source.as_ref().map(|s| s.get_ref().clone()),
+            source_seen: None,
+            passed: false,
+            detail: String::new(),
+            elapsed_ms: 0,
+        };
+        let i = match slot {
+            Ok(i) => i,
+            Err(msg) => {
+                o.detail = msg;
+                out.push(o);
+                continue;
+            }
+        };
+        let (job, r): (&ProbeJob, &ProbeResult) = (&jobs[i], &results[i]);
+        o.target = Some(job.dst);
+        o.elapsed_ms = r.elapsed.as_millis() as u64;
+        let (verdict, detail) = verdict_of(&r.outcome, probe, timeout, r.attempts);
+        o.actual = verdict.map(|v| v.to_string());
+        o.detail = detail;
+        o.passed = verdict == Some(*e.result.get_ref());
+        if let (Some(want), Some(Verdict::Reachable)) = (&e.source, verdict) {
+            let seen = match probe {
+                ProbeSpec::Tcp(port) => {
+                    follow_up_tcp(lab, responders, &job.netns, SocketAddr::from((job.dst, port))).await
+                }
+                _ => wait_for_peer(responders, r.token, Duration::from_millis(500)).await,
+            };
+            match seen {
+                Some(peer) => {
+                    o.source_seen = Some(peer);
+                    let want = want.get_ref();
+                    let ok = match want.parse::<Ipv4Addr>() {
+                        Ok(ip) => ip == peer,
+                        Err(_) => node_addresses(plan, want).contains(&peer),
+                    };
+                    if !ok {
+                        o.passed = false;
+                        o.detail =
+                            format!("{}; the responder saw the probe come from {peer}, not from {want}", o.detail);
+                    }
+                }
+                None => {
+                    o.passed = false;
+                    o.detail =
+                        format!("{}; no responder recorded where it came from (is a responder listening?)", o.detail);
+                }
+            }
+        }
+        out.push(o);
+    }
+    tracing::debug!("{} probes in {:?}", out.len(), started.elapsed());
+    out
+}
+
+/// Runs probe jobs on a blocking thread (each source namespace gets its own).
+pub async fn run_jobs(lab: &RunningLab, jobs: Vec<ProbeJob>, timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+    let files: HashMap<String, File> = lab
+        .plan()
+        .nodes
+        .iter()
+        .filter_map(|n| lab.netns_file(&n.name).and_then(|f| f.try_clone().ok()).map(|f| (n.name.clone(), f)))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: HashMap<String, &File> = files.iter().map(|(k, v)| (k.clone(), v)).collect();
+        engine::run(&jobs, &refs, timeout, retries)
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// After a SYN got its SYN-ACK, a real connection carrying the token tells
+/// the responder (directly, or behind the proxy) to record who connected.
+async fn follow_up_tcp(lab: &RunningLab, responders: &Responders, netns: &str, to: SocketAddr) -> Option<Ipv4Addr> {
+    use tokio::io::AsyncWriteExt;
+    let file = lab.netns_file(netns)?;
+    let sock = crate::apply::netns::run_in(file, tokio::net::TcpSocket::new_v4).ok()?;
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), sock.connect(to)).await.ok()?.ok()?;
+    let token = engine_token();
+    stream.write_all(token_payload(token).as_bytes()).await.ok()?;
+    let seen = wait_for_peer(responders, token, Duration::from_secs(2)).await;
+    drop(stream);
+    seen
+}
+
+fn engine_token() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    0x8000_0000 | (std::process::id() << 12) ^ NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Waits (bounded) for a responder to record `token`.
+async fn wait_for_peer(responders: &Responders, token: u32, limit: Duration) -> Option<Ipv4Addr> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(seen) = responders.log.get(token) {
+            return match seen.peer.ip() {
+                std::net::IpAddr::V4(ip) => Some(ip),
+                std::net::IpAddr::V6(_) => None,
+            };
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Starts every `listen` of the scenario: containers (in the namespace they
+/// live in) and the external node.
+pub fn start_responders(lab: &RunningLab) -> crate::Result<Responders> {
+    let mut r = Responders::default();
+    let spec = &lab.scenario().spec;
+    let mut wanted: Vec<(String, crate::scenario::ListenSpec)> = Vec::new();
+    for c in &spec.containers {
+        let Some(ns) = lab.plan().container(c.name()).and_then(|cp| cp.netns.clone()) else { continue };
+        wanted.extend(c.listen.iter().map(|l| (ns.clone(), *l.get_ref())));
+    }
+    wanted.extend(spec.external.listen.iter().map(|l| ("external".to_string(), *l.get_ref())));
+    for (ns, l) in wanted {
+        if r.listening.iter().any(|(n, s)| *n == ns && *s == l) {
+            continue;
+        }
+        let file = lab.netns_file(&ns).ok_or_else(|| crate::Error::Environment(format!("no namespace for {ns}")))?;
+        r.start(&ns, file, l).map_err(|e| crate::Error::apply(format!("{ns}: responder {l}"), e))?;
+    }
+    Ok(r)
+}
