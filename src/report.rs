@@ -20,6 +20,9 @@ pub struct ScenarioReport {
     pub expectations: Vec<ExpectOutcome>,
     /// A failure that stopped the run (bad input, environment).
     pub error: Option<String>,
+    /// The all-pairs table, when asked for (`--matrix`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matrix: Vec<crate::probe::matrix::Cell>,
     pub passed: bool,
 }
 
@@ -32,6 +35,7 @@ impl ScenarioReport {
             mismatches: vec![],
             expectations: vec![],
             error: None,
+            matrix: vec![],
             passed: false,
         }
     }

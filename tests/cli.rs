@@ -212,3 +212,31 @@ fn a_failed_expectation_exits_1_and_says_why_in_every_format() {
     assert_eq!(v[0]["expectations"][0]["actual"], "blocked");
     assert_eq!(v[0]["expectations"][1]["passed"], true);
 }
+
+#[test]
+fn matrix_prints_the_truth_table_and_marks_contradictions() {
+    common::require_root();
+    let path = common::scenario_path("icc-off.toml");
+    let out = bridgelab(&["run", "--matrix", "icmp,tcp:80", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("matrix tcp:80"), "{t}");
+    // client -> web is dropped by icc=false, client -> external gets out.
+    let row = t.lines().skip_while(|l| !l.starts_with("matrix tcp:80")).find(|l| l.starts_with("client")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols, ["client", "r", "r", "x", "-"], "{t}");
+
+    // An expectation the wire contradicts is marked and fails the run.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = common::temp_scenario(
+        &dir,
+        "contradicted",
+        "[daemon]\nicc = false\n[[container]]\nname = \"aa\"\n[[container]]\nname = \"bb\"\n[[expect]]\nfrom = \"bb\"\nto = \"aa\"\nprobe = \"icmp\"\nresult = \"blocked\"\n",
+    );
+    let out = bridgelab(&["run", "--matrix", "icmp", "--format", "json", wrong.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "the expectation itself holds");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cells = v[0]["matrix"].as_array().unwrap();
+    assert_eq!(cells.len(), 12, "4 nodes, every ordered pair");
+    assert!(cells.iter().all(|c| c["differs"] == false));
+}

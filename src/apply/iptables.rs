@@ -71,9 +71,13 @@ pub fn restore(ns: &File, rules: &Ruleset) -> Result<()> {
 /// no comments, no counters, and tables without any rule or user chain
 /// left out (the legacy tools show tables merely touched by a lookup).
 pub fn save(ns: &File) -> Result<String> {
+    Ok(canonical_tables(&normalize_save(&raw_save(ns, &[])?)))
+}
+
+fn raw_save(ns: &File, args: &[&str]) -> Result<String> {
     let (_, save) = tools();
     let mut cmd = Command::new(&save);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     in_netns(&mut cmd, ns);
     let out = cmd.output().map_err(|e| missing(&save, e))?;
     if !out.status.success() {
@@ -82,7 +86,27 @@ pub fn save(ns: &File) -> Result<String> {
             io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
         ));
     }
-    Ok(canonical_tables(&normalize_save(&String::from_utf8_lossy(&out.stdout))))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Packet counters of every rule, keyed by `table: -A CHAIN rule` (for
+/// finding which rule dropped a probe).
+pub fn counters(ns: &File) -> Result<std::collections::HashMap<String, u64>> {
+    let text = raw_save(ns, &["-c"])?;
+    let mut table = "";
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = t;
+        } else if let Some(rest) = line.strip_prefix('[') {
+            // `[packets:bytes] -A CHAIN rule`
+            if let Some((counts, rule)) = rest.split_once("] ") {
+                let packets = counts.split(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                out.insert(format!("{table}: {rule}"), packets);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Drops tables without rules or user chains and puts the rest in one

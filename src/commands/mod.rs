@@ -55,6 +55,10 @@ pub enum Command {
         /// Also write a JUnit XML report (one testcase per expectation).
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Also probe every pair of nodes (host, external, containers) and
+        /// print the truth table, e.g. `--matrix icmp,tcp:80`.
+        #[arg(long, value_name = "PROBES", value_delimiter = ',', value_parser = parse_probe)]
+        matrix: Vec<bridgelab::scenario::ProbeSpec>,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
     Up { file: PathBuf },
@@ -83,8 +87,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format, hold, junit } => {
-            interruptible(run::run(&files, run::RunArgs { format, hold, junit })).await
+        Command::Run { files, format, hold, junit, matrix } => {
+            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix })).await
         }
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),
@@ -107,6 +111,10 @@ async fn interruptible(fut: impl std::future::Future<Output = u8>) -> u8 {
         _ = int.recv() => { eprintln!("bridgelab: interrupted; lab removed"); 130 }
         _ = term.recv() => { eprintln!("bridgelab: terminated; lab removed"); 143 }
     }
+}
+
+fn parse_probe(s: &str) -> Result<bridgelab::scenario::ProbeSpec, String> {
+    s.parse()
 }
 
 /// Prints an error for a person and returns its exit code.

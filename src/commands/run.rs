@@ -12,6 +12,7 @@ pub struct RunArgs {
     pub format: Format,
     pub hold: bool,
     pub junit: Option<PathBuf>,
+    pub matrix: Vec<bridgelab::scenario::ProbeSpec>,
 }
 
 pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
@@ -67,6 +68,17 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
             }
             report.expectations =
                 bridgelab::probe::check(&running, &responders, &running.scenario().spec.expects).await;
+            if !args.matrix.is_empty() {
+                let cells = bridgelab::probe::matrix::run(&running, &args.matrix).await;
+                if bridgelab::probe::matrix::any_differs(&cells) {
+                    report.error.get_or_insert_with(|| "the matrix contradicts an [[expect]]".into());
+                }
+                if args.format == Format::Text {
+                    let names = bridgelab::probe::matrix::nodes(&running);
+                    print!("{}", bridgelab::probe::matrix::render(&cells, &args.matrix, &names));
+                }
+                report.matrix = cells;
+            }
         }
         Err(e) => report.error = Some(e.to_string()),
     }

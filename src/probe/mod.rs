@@ -7,6 +7,7 @@
 //! `source` asks the target's responder who the traffic seemed to come from.
 
 pub mod engine;
+pub mod matrix;
 pub mod packets;
 pub mod responder;
 
@@ -205,6 +206,22 @@ pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]
         o.actual = verdict.map(|v| v.to_string());
         o.detail = detail;
         o.passed = verdict == Some(*e.result.get_ref());
+        if !o.passed {
+            match (verdict, *e.result.get_ref()) {
+                (Some(Verdict::Blocked), _) if r.outcome == Outcome::Silence => {
+                    o.detail = format!("{}; {}", o.detail, explain_block(lab, job, timeout).await);
+                }
+                (Some(Verdict::Refused), Verdict::Reachable) => {
+                    o.detail = format!(
+                        "{}; nothing listens on {} {}: give the target a `listen`",
+                        o.detail,
+                        e.to.get_ref(),
+                        probe
+                    );
+                }
+                _ => {}
+            }
+        }
         if let (Some(want), Some(Verdict::Reachable)) = (&e.source, verdict) {
             let seen = match probe {
                 ProbeSpec::Tcp(port) => {
@@ -311,4 +328,34 @@ pub fn start_responders(lab: &RunningLab) -> crate::Result<Responders> {
         r.start(&ns, file, l).map_err(|e| crate::Error::apply(format!("{ns}: responder {l}"), e))?;
     }
     Ok(r)
+}
+
+/// Says why a probe that should have got through did not: the host rule
+/// that dropped it (by replaying it alone and watching the rule counters),
+/// forwarding switched off, or no way back.
+pub async fn explain_block(lab: &RunningLab, job: &ProbeJob, timeout: Duration) -> String {
+    let Some(host) = lab.netns_file("host") else { return String::new() };
+    let before = crate::apply::iptables::counters(host).unwrap_or_default();
+    let _ = run_jobs(lab, vec![job.clone()], timeout, 0).await;
+    let after = crate::apply::iptables::counters(host).unwrap_or_default();
+    let mut droppers: Vec<&String> = after
+        .iter()
+        .filter(|(rule, n)| {
+            (rule.ends_with("-j DROP") || rule.contains("-j REJECT")) && **n > before.get(*rule).copied().unwrap_or(0)
+        })
+        .map(|(rule, _)| rule)
+        .collect();
+    droppers.sort();
+    if !droppers.is_empty() {
+        let list: Vec<&str> = droppers.iter().map(|s| s.as_str()).collect();
+        return format!("dropped by the host's rule {}", list.join(" and "));
+    }
+    let crosses_host = job.netns != "host" && !node_addresses(lab.plan(), "host").contains(&job.dst);
+    if crosses_host {
+        let fwd = crate::apply::netns::read_sysctl(host, "net.ipv4.ip_forward").unwrap_or_default();
+        if fwd == "0" {
+            return "the host does not forward (net.ipv4.ip_forward = 0)".into();
+        }
+    }
+    "no host rule dropped it: the packet or its answer found no route (no NAT, or no route back?)".into()
 }
