@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when a reader (`| head`) goes away.
+    // SAFETY: set once at start, before any thread exists.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
     let cli = commands::Cli::parse();
     let filter = if cli.verbose { "bridgelab=debug" } else { "bridgelab=warn" };
     tracing_subscriber::fmt()

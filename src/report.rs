@@ -87,7 +87,14 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
         for m in &r.mismatches {
             let _ = writeln!(s, "      {} {m}", p.red("differs from plan:"));
         }
+        let mut step: Option<&str> = None;
         for e in &r.expectations {
+            if e.step.as_deref() != step {
+                step = e.step.as_deref();
+                if let Some(label) = step {
+                    let _ = writeln!(s, "  after {label}:");
+                }
+            }
             let mark = if e.passed { p.green("ok  ") } else { p.red("FAIL") };
             let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
             let actual = e.actual.as_deref().unwrap_or("error");

@@ -52,9 +52,13 @@ async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
     }
     insta::assert_snapshot!(format!("lab-{}", snapshot_name(&path)), snap);
 
-    // Every expectation of the file holds on the wire.
-    let responders = bridgelab::probe::start_responders(&running).unwrap();
-    let outcomes = bridgelab::probe::check(&running, &responders, &running.scenario().spec.expects).await;
+    // Every expectation of the file holds on the wire, steps included, and
+    // after each step the lab still matches that step's plan.
+    let mut running = running;
+    let mut responders = bridgelab::probe::start_responders(&running).unwrap();
+    let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await.unwrap();
+    assert!(checked.mismatches.is_empty(), "{}: {:#?}", path.display(), checked.mismatches);
+    let outcomes = checked.expectations;
     assert!(!outcomes.is_empty(), "{} has no expectations", path.display());
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
     assert!(failed.is_empty(), "{}: {failed:#?}", path.display());

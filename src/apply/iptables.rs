@@ -46,13 +46,18 @@ fn missing(tool: &str, e: io::Error) -> Error {
     }
 }
 
-/// Installs every table of `rules`, one `iptables-restore` per table.
-pub fn restore(ns: &File, rules: &Ruleset) -> Result<()> {
+/// Installs every table of `rules`, one `iptables-restore` per table:
+/// added to what is there (`noflush`), or replacing each table whole.
+pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
     let (restore, _) = tools();
     for t in &rules.tables {
         let text = rules.table_text(t);
         let mut cmd = Command::new(&restore);
-        cmd.args(["-w", "--noflush"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("-w");
+        if noflush {
+            cmd.arg("--noflush");
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
         in_netns(&mut cmd, ns);
         let mut child = cmd.spawn().map_err(|e| missing(&restore, e))?;
         child.stdin.take().expect("piped").write_all(text.as_bytes()).map_err(|e| missing(&restore, e))?;

@@ -29,7 +29,7 @@ use netns::NetNs;
 pub use verify::{Mismatch, Observed, ObservedNode};
 
 use crate::error::{Error, Result};
-use crate::plan::{LinkKind, NodePlan, Plan};
+use crate::plan::{LinkKind, LinkPlan, NodePlan, Plan};
 use crate::registry::{self, namespace_name, Registry, RunRecord};
 use crate::scenario::Scenario;
 
@@ -55,7 +55,7 @@ pub struct RunningLab {
     plan: Plan,
     namespaces: Vec<NetNs>,
     netlinks: HashMap<String, Netlink>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: HashMap<String, JoinHandle<()>>,
     proxies: Vec<JoinHandle<()>>,
     registry: Registry,
     torn_down: bool,
@@ -130,7 +130,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         plan,
         namespaces: Vec::new(),
         netlinks: HashMap::new(),
-        tasks: Vec::new(),
+        tasks: HashMap::new(),
         proxies: Vec::new(),
         registry,
         torn_down: false,
@@ -180,28 +180,67 @@ impl RunningLab {
     }
 
     async fn build(&mut self, opts: &UpOptions) -> Result<()> {
-        let names: Vec<(String, String)> =
-            self.plan.nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
-        let (made, err) = netns::create_all(&names);
-        self.namespaces = made;
-        if let Some(e) = err {
-            return Err(env_error("cannot create a network namespace", e));
-        }
+        let all: Vec<String> = self.plan.nodes.iter().map(|n| n.name.clone()).collect();
+        self.add_namespaces(&all)?;
         if let Some(host) = self.namespaces.iter().find(|n| n.node == "host") {
             check_br_netfilter(&host.file)?;
         }
-        for ns in &self.namespaces {
+        let plan = self.plan.clone();
+        let wanted: Vec<(String, String)> =
+            plan.nodes.iter().flat_map(|n| n.links.iter().map(|l| (n.name.clone(), l.name.clone()))).collect();
+        self.wire(&plan, &wanted, &all, opts.fail_after_links).await?;
+        for node in &plan.nodes {
+            let ns = &self.ns(&node.name).file;
+            for s in node.sysctls.iter().filter(|s| s.write) {
+                netns::write_sysctl(ns, &s.key, &s.value)
+                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            }
+        }
+        let host_ns = &self.ns("host").file;
+        iptables::restore(host_ns, &plan.iptables, true)?;
+        self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
+        self.settle().await
+    }
+
+    fn ns(&self, node: &str) -> &NetNs {
+        self.namespaces.iter().find(|n| n.node == node).expect("a namespace per planned node")
+    }
+
+    /// Creates namespaces for `nodes` and opens a netlink socket in each.
+    fn add_namespaces(&mut self, nodes: &[String]) -> Result<()> {
+        let names: Vec<(String, String)> = nodes.iter().map(|n| (n.clone(), namespace_name(&self.run_id, n))).collect();
+        let (made, err) = netns::create_all(&names);
+        let fresh: Vec<usize> = (self.namespaces.len()..self.namespaces.len() + made.len()).collect();
+        self.namespaces.extend(made);
+        if let Some(e) = err {
+            return Err(env_error("cannot create a network namespace", e));
+        }
+        for i in fresh {
+            let ns = &self.namespaces[i];
             let (nl, task) =
                 Netlink::open(&ns.file).map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
-            self.tasks.push(task);
+            self.tasks.insert(ns.node.clone(), task);
             self.netlinks.insert(ns.node.clone(), nl);
         }
-        let mut budget = opts.fail_after_links;
-        // Links that exist in a namespace on their own first (bridges, dummies),
-        // then veth pairs from their creating end, then addresses, up, routes.
-        for node in &self.plan.nodes {
+        Ok(())
+    }
+
+    /// Creates and configures the `(node, link)` pairs in `wanted`: links
+    /// that stand alone (bridges, dummies), then veth pairs from their
+    /// creating end, then addresses and link state; static routes only for
+    /// the `fresh` nodes, whose namespaces were just made.
+    async fn wire(
+        &self,
+        plan: &Plan,
+        wanted: &[(String, String)],
+        fresh: &[String],
+        budget: Option<usize>,
+    ) -> Result<()> {
+        let mut budget = budget;
+        let is_wanted = |node: &str, link: &str| wanted.iter().any(|(n, l)| n == node && l == link);
+        for node in &plan.nodes {
             let nl = &self.netlinks[&node.name];
-            for l in &node.links {
+            for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
                 if matches!(l.kind, LinkKind::Bridge | LinkKind::Dummy) {
                     spend(&mut budget)?;
                     nl.create_local(l)
@@ -210,15 +249,15 @@ impl RunningLab {
                 }
             }
         }
-        for node in &self.plan.nodes {
+        for node in &plan.nodes {
             let nl = &self.netlinks[&node.name];
-            for l in &node.links {
+            for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
                 let LinkKind::Veth { peer_node, peer, create: true } = &l.kind else {
                     continue;
                 };
                 spend(&mut budget)?;
-                let peer_plan = self.plan.node(peer_node).and_then(|n| n.link(peer)).expect("plan pairs every veth");
-                let peer_ns = &self.namespaces.iter().find(|n| n.node == *peer_node).expect("namespace per node").file;
+                let peer_plan = plan.node(peer_node).and_then(|n| n.link(peer)).expect("plan pairs every veth");
+                let peer_ns = &self.ns(peer_node).file;
                 let master = match &l.master {
                     Some(m) => {
                         Some(nl.index(m).await.map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?)
@@ -230,18 +269,110 @@ impl RunningLab {
                 })?;
             }
         }
-        try_join_all(self.plan.nodes.iter().map(|n| configure(&self.netlinks[&n.name], n))).await?;
-        for node in &self.plan.nodes {
-            let ns = &self.namespaces.iter().find(|n| n.node == node.name).expect("namespace per node").file;
-            for s in node.sysctls.iter().filter(|s| s.write) {
-                netns::write_sysctl(ns, &s.key, &s.value)
-                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+        try_join_all(plan.nodes.iter().map(|n| {
+            let links: Vec<&LinkPlan> = n.links.iter().filter(|l| is_wanted(&n.name, &l.name)).collect();
+            let routes = if fresh.contains(&n.name) { n.routes.iter().collect() } else { vec![] };
+            configure(&self.netlinks[&n.name], &n.name, links, routes)
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Brings the lab from its current plan to `next` (the state after a
+    /// `[[step]]`): containers whose namespace changed are taken down and
+    /// built again, the rule tables are replaced atomically, and the
+    /// proxies follow the published ports. Returns the nodes removed or
+    /// rebuilt, whose responders the caller must restart.
+    pub async fn apply_step(&mut self, next: &Plan) -> Result<Vec<String>> {
+        let old = self.plan.clone();
+        let same = |a: &NodePlan, b: &NodePlan| serde_json::to_string(a).ok() == serde_json::to_string(b).ok();
+        let gone: Vec<String> = old
+            .nodes
+            .iter()
+            .filter(|n| n.name != "host" && n.name != "external")
+            .filter(|n| next.node(&n.name).is_none_or(|m| !same(n, m)))
+            .map(|n| n.name.clone())
+            .collect();
+        let fresh: Vec<String> = next
+            .nodes
+            .iter()
+            .filter(|n| old.node(&n.name).is_none() || gone.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        // Host ends of veths that go away are deleted first, synchronously,
+        // so a rebuilt container can take the same name at once.
+        let host_nl = self.netlinks["host"].clone();
+        let old_host = old.node("host").expect("host node");
+        let next_host = next.node("host").expect("host node");
+        for l in &old_host.links {
+            let peer_gone = matches!(&l.kind, LinkKind::Veth { peer_node, .. } if gone.contains(peer_node));
+            if peer_gone || next_host.link(&l.name).is_none() {
+                if let Ok(index) = host_nl.index(&l.name).await {
+                    host_nl.del(index).await.map_err(|e| Error::apply(format!("host: delete {}", l.name), e))?;
+                }
             }
         }
-        let host_ns = &self.namespaces.iter().find(|n| n.node == "host").expect("a host node").file;
-        iptables::restore(host_ns, &self.plan.iptables)?;
-        self.proxies = proxy::start(host_ns, &self.plan.port_mappings).await?;
-        self.settle().await
+        let mut errors = Vec::new();
+        for node in &gone {
+            self.netlinks.remove(node);
+            if let Some(t) = self.tasks.remove(node) {
+                t.abort();
+            }
+            if let Some(i) = self.namespaces.iter().position(|n| n.node == *node) {
+                let ns = self.namespaces.remove(i);
+                if let Err(e) = netns::remove(&ns.path) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Teardown(errors));
+        }
+        self.record_nodes(next)?;
+        self.add_namespaces(&fresh)?;
+        let mut wanted: Vec<(String, String)> = next
+            .nodes
+            .iter()
+            .filter(|n| fresh.contains(&n.name))
+            .flat_map(|n| n.links.iter().map(|l| (n.name.clone(), l.name.clone())))
+            .collect();
+        for l in &next_host.links {
+            let peer_fresh = matches!(&l.kind, LinkKind::Veth { peer_node, .. } if fresh.contains(peer_node));
+            if peer_fresh || old_host.link(&l.name).is_none() {
+                wanted.push(("host".into(), l.name.clone()));
+            }
+        }
+        self.wire(next, &wanted, &fresh, None).await?;
+        let host_ns = self.ns("host").file.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?;
+        if old.iptables.render() != next.iptables.render() || old.iptables.tables.len() != next.iptables.tables.len() {
+            iptables::restore(&host_ns, &next.iptables, false)?;
+        }
+        if old.port_mappings != next.port_mappings {
+            // Wait for each aborted proxy to drop its listening socket
+            // before binding the ports again.
+            for p in self.proxies.drain(..) {
+                p.abort();
+                let _ = p.await;
+            }
+            self.proxies = proxy::start(&host_ns, &next.port_mappings).await?;
+        }
+        self.plan = next.clone();
+        self.settle().await?;
+        Ok(gone)
+    }
+
+    /// Keeps the run record's node list in step with the namespaces, before
+    /// new ones are made, so `cleanup` always knows all of them.
+    fn record_nodes(&self, next: &Plan) -> Result<()> {
+        if let Some(mut rec) = self.registry.get(&self.run_id) {
+            for n in &next.nodes {
+                if !rec.nodes.contains(&n.name) {
+                    rec.nodes.push(n.name.clone());
+                }
+            }
+            self.registry.write(&rec).map_err(|e| env_error("cannot update the run record", e))?;
+        }
+        Ok(())
     }
 
     /// Waits (bounded) until every planned bridge port has carrier, which
@@ -317,7 +448,7 @@ impl RunningLab {
             p.abort();
         }
         self.netlinks.clear();
-        for t in self.tasks.drain(..) {
+        for (_, t) in self.tasks.drain() {
             t.abort();
         }
     }
@@ -387,9 +518,14 @@ fn spend(budget: &mut Option<usize>) -> Result<()> {
 }
 
 /// Addresses, link state and static routes of one node, on its own socket.
-async fn configure(nl: &Netlink, node: &NodePlan) -> Result<()> {
-    let err = |what: String| move |e| Error::apply(format!("{}: {what}", node.name), e);
-    for l in &node.links {
+async fn configure(
+    nl: &Netlink,
+    node: &str,
+    links: Vec<&LinkPlan>,
+    routes: Vec<&crate::plan::RoutePlan>,
+) -> Result<()> {
+    let err = |what: String| move |e| Error::apply(format!("{node}: {what}"), e);
+    for l in links {
         let index = nl.index(&l.name).await.map_err(err(format!("find {}", l.name)))?;
         // lo gets its address from the kernel.
         for a in l.addresses.iter().filter(|_| l.kind != LinkKind::Loopback) {
@@ -399,7 +535,7 @@ async fn configure(nl: &Netlink, node: &NodePlan) -> Result<()> {
             nl.set_up(index).await.map_err(err(format!("set {} up", l.name)))?;
         }
     }
-    for r in node.routes.iter().filter(|r| r.connected.is_none()) {
+    for r in routes.into_iter().filter(|r| r.connected.is_none()) {
         let index = nl.index(&r.dev).await.map_err(err(format!("find {}", r.dev)))?;
         nl.add_route(r, index).await.map_err(err(format!("add route {r}")))?;
     }

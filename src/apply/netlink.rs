@@ -96,6 +96,10 @@ impl Netlink {
         self.handle.link().add(b.build()).execute().await
     }
 
+    pub async fn del(&self, index: u32) -> NlResult<()> {
+        self.handle.link().del(index).execute().await
+    }
+
     pub async fn set_up(&self, index: u32) -> NlResult<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
         self.handle.link().set(msg).execute().await

@@ -46,7 +46,6 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
         Err(e) => return (fail(&e), None),
     };
     let mut report = ScenarioReport::new(f.to_path_buf(), lab.plan().scenario.clone());
-    let steps = lab.scenario().spec.steps.len();
     let running = match lab.up().await {
         Ok(r) => r,
         Err(e) => {
@@ -61,13 +60,19 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
         Ok(m) => report.mismatches = m,
         Err(e) => report.error = Some(e.to_string()),
     }
+    let mut running = running;
     match bridgelab::probe::start_responders(&running) {
-        Ok(responders) => {
+        Ok(mut responders) => {
             if args.hold {
                 wait_for_enter(&running).await;
             }
-            report.expectations =
-                bridgelab::probe::check(&running, &responders, &running.scenario().spec.expects).await;
+            match bridgelab::probe::check_scenario(&mut running, &mut responders).await {
+                Ok(checked) => {
+                    report.mismatches.extend(checked.mismatches);
+                    report.expectations = checked.expectations;
+                }
+                Err(e) => report.error = Some(e.to_string()),
+            }
             if !args.matrix.is_empty() {
                 let cells = bridgelab::probe::matrix::run(&running, &args.matrix).await;
                 if bridgelab::probe::matrix::any_differs(&cells) {
@@ -81,9 +86,6 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
             }
         }
         Err(e) => report.error = Some(e.to_string()),
-    }
-    if steps > 0 && report.error.is_none() {
-        report.error = Some(format!("{steps} [[step]] entries were not run: steps are not implemented yet"));
     }
     let mut code = 0;
     if let Err(e) = running.down() {

@@ -10,7 +10,7 @@ use std::ops::Range;
 use ipnetwork::Ipv4Network;
 
 use super::firewall::docker1::Docker1;
-use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, Ruleset};
+use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
@@ -96,37 +96,28 @@ struct Builder<'a> {
     nodes: Vec<NodePlan>,
     veth_names: BTreeSet<String>,
     errors: Vec<Diagnostic>,
+    bridge: Option<BridgePlan>,
+    ipam: Option<IpAllocator>,
+    /// Every container the daemon knows, as the scenario gave it.
+    specs: Vec<Container>,
+    /// Rules each container's start installed (ports, links), removed again
+    /// when it stops, as Docker's `Unmap` and link `Disable` do.
+    installed: HashMap<String, Vec<RuleRef>>,
 }
 
 pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     let mut b = Builder::new(s);
-    let bridge = b.init_driver();
-    let d = &s.spec.daemon;
-    if let (Some(br), true) = (&bridge, d.iptables()) {
-        // Docker turns --ip-masq off by itself when --iptables=false.
-        let facts = BridgeFacts { name: br.name.clone(), address: br.address, icc: d.icc(), ip_masq: d.ip_masq() };
-        Docker1.daemon_start(&mut b.rules, &facts);
-    }
-    let mut ipam = match (&bridge, &d.fixed_cidr) {
-        (Some(br), Some(fixed)) => match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                b.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
-                None
-            }
-        },
-        (Some(br), None) => Some(IpAllocator::new(br.address.0)),
-        (None, _) => None,
-    };
-    if let (Some(br), Some(a)) = (&bridge, ipam.as_mut()) {
-        // InitDriver reserves the gateway and ignores the result: a gateway
-        // outside --fixed-cidr is simply not in the pool.
-        let _ = a.request(Some(br.address.ip()));
-    }
+    b.start_daemon();
     for c in &s.spec.containers {
-        b.start_container(c, bridge.as_ref(), ipam.as_mut());
+        b.specs.push(c.clone());
+        b.start(c);
     }
-    b.finish(bridge)
+    let mut plan = b.snapshot()?;
+    for step in &s.spec.steps {
+        let action = b.step(step);
+        plan.steps.push(StepPlan { action, after: b.snapshot()? });
+    }
+    Ok(plan)
 }
 
 impl<'a> Builder<'a> {
@@ -214,6 +205,10 @@ impl<'a> Builder<'a> {
             nodes: vec![],
             veth_names: BTreeSet::new(),
             errors: vec![],
+            bridge: None,
+            ipam: None,
+            specs: vec![],
+            installed: HashMap::new(),
         }
     }
 
@@ -299,6 +294,127 @@ impl<'a> Builder<'a> {
         Some(BridgePlan { name, address, pool, origin })
     }
 
+    /// `InitDriver`: the bridge, the daemon's rules, a fresh IP allocator
+    /// with the gateway reserved. On a daemon restart the bridge exists and
+    /// rules already there are kept (Docker checks before inserting).
+    fn start_daemon(&mut self) {
+        if self.bridge.is_none() {
+            self.bridge = self.init_driver();
+        }
+        let Some(br) = self.bridge.clone() else { return };
+        let d = &self.s.spec.daemon;
+        if d.iptables() {
+            // Docker turns --ip-masq off by itself when --iptables=false.
+            let facts = BridgeFacts { name: br.name.clone(), address: br.address, icc: d.icc(), ip_masq: d.ip_masq() };
+            Docker1.daemon_start(&mut self.rules, &facts);
+        }
+        self.ipam = match &d.fixed_cidr {
+            Some(fixed) => match IpAllocator::with_subnet(br.address.0, fixed.get_ref().0) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.errors.push(Diagnostic::new(fixed.span(), e.to_string()));
+                    None
+                }
+            },
+            None => Some(IpAllocator::new(br.address.0)),
+        };
+        if let Some(a) = self.ipam.as_mut() {
+            // InitDriver reserves the gateway and ignores the result: a gateway
+            // outside --fixed-cidr is simply not in the pool.
+            let _ = a.request(Some(br.address.ip()));
+        }
+        self.ports = PortAllocator::new(NETNS_EPHEMERAL_RANGE);
+    }
+
+    /// One `[[step]]`; returns what it did, for reports.
+    fn step(&mut self, step: &crate::scenario::Step) -> String {
+        use crate::scenario::{StepAction, StepContainer};
+        let action = *step.action.get_ref();
+        let span = step.action.span();
+        let name = step.container.as_ref().map(|c| c.get_ref().name().to_string()).unwrap_or_default();
+        match action {
+            StepAction::Stop => self.stop(&name, span),
+            StepAction::Start => self.start_named(&name, span),
+            StepAction::Restart => {
+                self.stop(&name, span.clone());
+                self.start_named(&name, span);
+            }
+            StepAction::Remove => {
+                self.stop(&name, span);
+                self.containers.retain(|c| c.name != name);
+                self.specs.retain(|c| c.name() != name);
+            }
+            StepAction::Run => {
+                if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
+                    self.specs.push((**c).clone());
+                    self.start(c);
+                }
+            }
+            StepAction::FlushIptables => self.rules.flush_all(),
+            StepAction::RestartDaemon => {
+                // Shutting down stops every container (1.6.2 restarts none by
+                // itself); the allocators live in memory and start afresh.
+                let running: Vec<String> =
+                    self.containers.iter().filter(|c| c.running).map(|c| c.name.clone()).collect();
+                for n in running.iter().rev() {
+                    self.stop(n, span.clone());
+                }
+                self.start_daemon();
+            }
+            StepAction::Connect | StepAction::Disconnect => {
+                self.err(span, format!("`{action}` came with libnetwork: it needs firewall = \"docker20\""));
+            }
+        }
+        match (action, name.is_empty()) {
+            (_, true) => action.to_string(),
+            (_, false) => format!("{action} {name}"),
+        }
+    }
+
+    fn start_named(&mut self, name: &str, span: Range<usize>) {
+        match self.specs.iter().find(|c| c.name() == name).cloned() {
+            Some(mut c) => {
+                if self.containers.iter().any(|x| x.name == name && x.running) {
+                    return; // `docker start` on a running container changes nothing
+                }
+                c.running = true;
+                self.start(&c);
+            }
+            None => self.err(span, format!("No such container: {name}")),
+        }
+    }
+
+    /// `docker stop`: the sandbox goes, and with it the endpoint; Docker
+    /// releases the IP and the ports and removes their rules.
+    fn stop(&mut self, name: &str, span: Range<usize>) {
+        let Some(i) = self.containers.iter().position(|c| c.name == name) else {
+            return self.err(span, format!("No such container: {name}"));
+        };
+        if !self.containers[i].running {
+            return;
+        }
+        if self.containers.iter().any(|o| o.name != name && o.running && o.netns.as_deref() == Some(name)) {
+            return self.err(span, format!("stopping {name} while containers share its namespace is not simulated"));
+        }
+        let cp = &mut self.containers[i];
+        if let Some(ep) = cp.endpoint.take() {
+            if let Some(a) = self.ipam.as_mut() {
+                a.release(ep.address.ip());
+            }
+            self.host.links.retain(|l| l.name != ep.host_veth);
+        }
+        cp.running = false;
+        cp.netns = None;
+        for m in self.mappings.iter().filter(|m| m.container == name) {
+            self.ports.release(m.host_ip, m.proto, m.host_port);
+        }
+        self.mappings.retain(|m| m.container != name);
+        for r in self.installed.remove(name).unwrap_or_default() {
+            self.rules.delete(&r);
+        }
+        self.nodes.retain(|n| n.name != name);
+    }
+
     /// The first candidate that overlaps neither a nameserver nor a route
     /// with a destination in the host's main table (the default route has none).
     fn free_candidate(&self) -> Option<(IfaceAddr, String)> {
@@ -325,13 +441,17 @@ impl<'a> Builder<'a> {
     }
 
     /// `container.Start`'s network part.
-    fn start_container(&mut self, c: &Container, bridge: Option<&BridgePlan>, ipam: Option<&mut IpAllocator>) {
+    /// `docker start` (or `run`): the container's network as Docker 1.6.2
+    /// sets it up, replacing the container's previous state.
+    fn start(&mut self, c: &Container) {
+        let bridge = self.bridge.clone();
+        let bridge = bridge.as_ref();
         let name = c.name().to_string();
         let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
         let mut cp =
             ContainerPlan { name: name.clone(), mode: mode.clone(), running: c.running, netns: None, endpoint: None };
         if !c.running {
-            self.containers.push(cp);
+            self.put(cp);
             return;
         }
         let mut node = NodePlan { name: name.clone(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
@@ -349,7 +469,7 @@ impl<'a> Builder<'a> {
                 }
             }
             NetworkMode::Bridge => {
-                if let (Some(br), Some(ipam)) = (bridge, ipam) {
+                if let (Some(br), Some(ipam)) = (bridge, self.ipam.as_mut()) {
                     let requested = c.ip.as_ref().map(|i| i.get_ref().0);
                     match ipam.request(requested) {
                         Ok(ip) => {
@@ -385,9 +505,18 @@ impl<'a> Builder<'a> {
             }
         }
         if cp.netns.as_deref() == Some(name.as_str()) {
+            self.nodes.retain(|n| n.name != name);
             self.nodes.push(node);
         }
-        self.containers.push(cp);
+        self.put(cp);
+    }
+
+    /// Records a container's state, in place if the daemon knew it.
+    fn put(&mut self, cp: ContainerPlan) {
+        match self.containers.iter_mut().find(|c| c.name == cp.name) {
+            Some(slot) => *slot = cp,
+            None => self.containers.push(cp),
+        }
     }
 
     /// Addresses a userland proxy can bind in the host namespace.
@@ -436,7 +565,8 @@ impl<'a> Builder<'a> {
                             container_port: cport,
                         };
                         if self.s.spec.daemon.iptables() {
-                            Docker1.map_port(&mut self.rules, bridge, &m);
+                            let refs = Docker1.map_port(&mut self.rules, bridge, &m);
+                            self.installed.entry(name.to_string()).or_default().extend(refs);
                         }
                         self.mappings.push(m);
                         last_err = None;
@@ -482,11 +612,14 @@ impl<'a> Builder<'a> {
                 self.err(l.span(), format!("Cannot start container {}: Child IP '' is invalid", c.name()));
                 continue;
             };
-            let spec = self.s.spec.containers.iter().find(|k| k.name() == target).expect("validated link");
-            for (proto, port) in exposed_ports(spec) {
-                if let Err(e) = Docker1.link(&mut self.rules, bridge, parent, child_ip, proto, port) {
-                    self.err(l.span(), format!("Cannot start container {}: {e}", c.name()));
-                    return;
+            let spec = self.specs.iter().find(|k| k.name() == target).expect("validated link").clone();
+            for (proto, port) in exposed_ports(&spec) {
+                match Docker1.link(&mut self.rules, bridge, parent, child_ip, proto, port) {
+                    Ok(refs) => self.installed.entry(c.name().to_string()).or_default().extend(refs),
+                    Err(e) => {
+                        self.err(l.span(), format!("Cannot start container {}: {e}", c.name()));
+                        return;
+                    }
                 }
             }
         }
@@ -530,43 +663,47 @@ impl<'a> Builder<'a> {
         node.routes.push(connected(ep.address, "eth0"));
     }
 
-    fn finish(mut self, bridge: Option<BridgePlan>) -> Result<Plan, Diagnostics> {
+    /// The state so far as a plan, with what the kernel does on its own
+    /// (bridge MTU, carrier) worked out.
+    fn snapshot(&mut self) -> Result<Plan, Diagnostics> {
         if !self.errors.is_empty() {
-            self.errors.sort_by_key(|d| d.span.start);
-            return Err(Diagnostics::new(self.s.source.clone(), self.errors));
+            let mut errors = std::mem::take(&mut self.errors);
+            errors.sort_by_key(|d| d.span.start);
+            return Err(Diagnostics::new(self.s.source.clone(), errors));
         }
+        let mut host = self.host.clone();
         // Kernel behaviour: a bridge takes the smallest MTU of its ports and
         // has no carrier (its routes say `linkdown`) while no port is up.
         let mut port_mtus: HashMap<String, Vec<u32>> = HashMap::new();
-        for l in &self.host.links {
+        for l in &host.links {
             if let Some(m) = &l.master {
                 port_mtus.entry(m.clone()).or_default().push(l.mtu_expected);
             }
         }
-        for l in self.host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
+        for l in host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
             l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
         }
-        for r in &mut self.host.routes {
-            let is_bridge = self.host.links.iter().any(|l| l.name == r.dev && l.kind == LinkKind::Bridge);
+        let bridges: Vec<String> =
+            host.links.iter().filter(|l| l.kind == LinkKind::Bridge).map(|l| l.name.clone()).collect();
+        for r in &mut host.routes {
             // The kernel flags connected routes only; a static route added
             // to a carrier-less device does not say `linkdown`.
-            r.linkdown = is_bridge && r.connected.is_some() && !port_mtus.contains_key(&r.dev);
+            r.linkdown = bridges.contains(&r.dev) && r.connected.is_some() && !port_mtus.contains_key(&r.dev);
         }
-        let mut nodes = vec![self.host, self.external];
-        nodes.extend(self.nodes);
+        let mut nodes = vec![host, self.external.clone()];
+        nodes.extend(self.nodes.iter().cloned());
         for n in &mut nodes {
             n.routes.sort_by_key(|r| r.sort_key());
         }
-        let iptables = self.rules;
-        let port_mappings = self.mappings;
         Ok(Plan {
-            iptables,
-            port_mappings,
+            iptables: self.rules.clone(),
+            port_mappings: self.mappings.clone(),
             scenario: self.s.name.clone(),
             firewall: self.s.spec.daemon.firewall(),
-            bridge,
-            containers: self.containers,
+            bridge: self.bridge.clone(),
+            containers: self.containers.clone(),
             nodes,
+            steps: vec![],
         })
     }
 }

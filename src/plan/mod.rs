@@ -55,6 +55,17 @@ pub struct Plan {
     /// Published ports: each has iptables rules (unless `iptables = false`)
     /// and a userland proxy listening in the host namespace.
     pub port_mappings: Vec<firewall::PortMapping>,
+    /// The lab after each `[[step]]`, in order.
+    pub steps: Vec<StepPlan>,
+}
+
+/// What a `[[step]]` leaves behind.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepPlan {
+    /// What happened, e.g. `stop web`.
+    pub action: String,
+    /// The whole lab after it (its own `steps` is empty).
+    pub after: Plan,
 }
 
 /// The daemon's bridge and where its address came from.

@@ -75,6 +75,27 @@ impl fmt::Display for Plan {
                 writeln!(f, "  sysctl {} = {}", s.key, s.value.replace('\t', " "))?;
             }
         }
+        for (i, step) in self.steps.iter().enumerate() {
+            let after = &step.after;
+            writeln!(f, "\nafter step {}: {}", i + 1, step.action)?;
+            for c in &after.containers {
+                let state = match (&c.endpoint, c.running) {
+                    (Some(e), _) => format!("{} mac {}", e.address, e.mac),
+                    (None, true) => "running, no address of its own".to_string(),
+                    (None, false) => "stopped".to_string(),
+                };
+                writeln!(f, "  {:<12} {state}", c.name)?;
+            }
+            for m in &after.port_mappings {
+                writeln!(f, "  port {m}")?;
+            }
+            if after.iptables.render() != self.iptables.render() {
+                writeln!(f, "  iptables:")?;
+                for line in after.iptables.render().lines() {
+                    writeln!(f, "    {line}")?;
+                }
+            }
+        }
         if self.iptables.is_empty() {
             writeln!(f, "\niptables (host): no rules (--iptables=false or no bridge)")?;
         } else {

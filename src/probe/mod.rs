@@ -46,6 +46,8 @@ pub struct ExpectOutcome {
     /// What was seen, and for a failure, why.
     pub detail: String,
     pub elapsed_ms: u64,
+    /// The `[[step]]` after which it was checked; `None` for the top level.
+    pub step: Option<String>,
 }
 
 /// Where a node's traffic starts: its namespace and its addresses.
@@ -190,6 +192,7 @@ pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]
             passed: false,
             detail: String::new(),
             elapsed_ms: 0,
+            step: None,
         };
         let i = match slot {
             Ok(i) => i,
@@ -313,21 +316,63 @@ async fn wait_for_peer(responders: &Responders, token: u32, limit: Duration) -> 
 /// live in) and the external node.
 pub fn start_responders(lab: &RunningLab) -> crate::Result<Responders> {
     let mut r = Responders::default();
+    sync_responders(lab, &mut r)?;
+    Ok(r)
+}
+
+/// Starts the responders the lab's current state wants and lacks (after a
+/// step, for containers that were started or rebuilt).
+pub fn sync_responders(lab: &RunningLab, r: &mut Responders) -> crate::Result<()> {
     let spec = &lab.scenario().spec;
     let mut wanted: Vec<(String, crate::scenario::ListenSpec)> = Vec::new();
-    for c in &spec.containers {
+    let inline = spec.steps.iter().filter_map(|s| match s.container.as_ref().map(|c| c.get_ref()) {
+        Some(crate::scenario::StepContainer::Inline(c)) => Some(&**c),
+        _ => None,
+    });
+    for c in spec.containers.iter().chain(inline) {
         let Some(ns) = lab.plan().container(c.name()).and_then(|cp| cp.netns.clone()) else { continue };
         wanted.extend(c.listen.iter().map(|l| (ns.clone(), *l.get_ref())));
     }
     wanted.extend(spec.external.listen.iter().map(|l| ("external".to_string(), *l.get_ref())));
     for (ns, l) in wanted {
-        if r.listening.iter().any(|(n, s)| *n == ns && *s == l) {
+        if r.is_listening(&ns, l) {
             continue;
         }
         let file = lab.netns_file(&ns).ok_or_else(|| crate::Error::Environment(format!("no namespace for {ns}")))?;
         r.start(&ns, file, l).map_err(|e| crate::Error::apply(format!("{ns}: responder {l}"), e))?;
     }
-    Ok(r)
+    Ok(())
+}
+
+/// What checking a whole scenario found: plan mismatches after each step,
+/// and every expectation's verdict, steps included.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub mismatches: Vec<crate::apply::Mismatch>,
+    pub expectations: Vec<ExpectOutcome>,
+}
+
+/// Probes the top-level `[[expect]]`s, then performs each `[[step]]` on the
+/// lab, checks the lab against the step's plan and probes its expectations.
+pub async fn check_scenario(lab: &mut RunningLab, responders: &mut Responders) -> crate::Result<Checked> {
+    let spec = lab.scenario().spec.clone();
+    let mut out = Checked { expectations: check(lab, responders, &spec.expects).await, ..Default::default() };
+    let steps = lab.plan().steps.clone();
+    for (i, (step, plan)) in spec.steps.iter().zip(steps).enumerate() {
+        let label = format!("step {}: {}", i + 1, plan.action);
+        let gone = lab.apply_step(&plan.after).await?;
+        responders.stop_nodes(&gone);
+        sync_responders(lab, responders)?;
+        for mut m in lab.verify().await? {
+            m.what = format!("after {label}: {}", m.what);
+            out.mismatches.push(m);
+        }
+        for mut o in check(lab, responders, &step.expects).await {
+            o.step = Some(label.clone());
+            out.expectations.push(o);
+        }
+    }
+    Ok(out)
 }
 
 /// Says why a probe that should have got through did not: the host rule

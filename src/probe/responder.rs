@@ -43,14 +43,13 @@ impl PeerLog {
 #[derive(Debug, Default)]
 pub struct Responders {
     pub log: PeerLog,
-    tasks: Vec<JoinHandle<()>>,
-    /// `(node, listen)` pairs that are up.
-    pub listening: Vec<(String, ListenSpec)>,
+    /// Each running responder: its node, what it listens on, its task.
+    running: Vec<(String, ListenSpec, JoinHandle<()>)>,
 }
 
 impl Drop for Responders {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for (_, _, t) in &self.running {
             t.abort();
         }
     }
@@ -104,8 +103,23 @@ impl Responders {
                 })
             }
         };
-        self.tasks.push(task);
-        self.listening.push((node.to_string(), spec));
+        self.running.push((node.to_string(), spec, task));
         Ok(())
+    }
+
+    pub fn is_listening(&self, node: &str, spec: ListenSpec) -> bool {
+        self.running.iter().any(|(n, s, _)| n == node && *s == spec)
+    }
+
+    /// Stops the responders of nodes whose namespace went away: their
+    /// sockets would keep the namespace alive.
+    pub fn stop_nodes(&mut self, nodes: &[String]) {
+        self.running.retain(|(n, _, t)| {
+            let keep = !nodes.contains(n);
+            if !keep {
+                t.abort();
+            }
+            keep
+        });
     }
 }

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{BridgeFacts, FirewallLayout, PortMapping, Ruleset, Table};
+use super::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset, Table};
 use crate::scenario::Proto;
 
 /// The `docker1` layout.
@@ -43,15 +43,16 @@ impl FirewallLayout for Docker1 {
         // iptables -t nat -A OUTPUT -m addrtype --dst-type LOCAL ! --dst 127.0.0.0/8 -j DOCKER
         r.append(Table::Nat, "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER".into());
         // NewChain("DOCKER", bridge, Filter): iptables -I FORWARD -o docker0 -j DOCKER
+        // (an existing filter DOCKER chain is kept as it is)
         r.new_chain(Table::Filter, "DOCKER");
-        r.insert(Table::Filter, "FORWARD", format!("-o {br} -j DOCKER"));
+        r.insert_unless_present(Table::Filter, "FORWARD", format!("-o {br} -j DOCKER"));
     }
 
-    fn map_port(&self, r: &mut Ruleset, br: &str, m: &PortMapping) {
+    fn map_port(&self, r: &mut Ruleset, br: &str, m: &PortMapping) -> Vec<RuleRef> {
         let p = m.proto;
         // iptables -t nat -A DOCKER -p tcp -d 0/0 --dport 8080 ! -i docker0 -j DNAT --to-destination 172.17.0.1:80
         let daddr = if m.host_ip.is_unspecified() { String::new() } else { format!("-d {}/32 ", m.host_ip) };
-        r.append(
+        let dnat = r.append(
             Table::Nat,
             "DOCKER",
             format!(
@@ -60,13 +61,13 @@ impl FirewallLayout for Docker1 {
             ),
         );
         // iptables -t filter -A DOCKER ! -i docker0 -o docker0 -p tcp -d 172.17.0.1 --dport 80 -j ACCEPT
-        r.append(
+        let accept = r.append(
             Table::Filter,
             "DOCKER",
             format!("-d {}/32 ! -i {br} -o {br} -p {p} -m {p} --dport {} -j ACCEPT", m.container_ip, m.container_port),
         );
         // iptables -t nat -A POSTROUTING -p tcp -s 172.17.0.1 -d 172.17.0.1 --dport 80 -j MASQUERADE
-        r.append(
+        let hairpin = r.append(
             Table::Nat,
             "POSTROUTING",
             format!(
@@ -75,6 +76,7 @@ impl FirewallLayout for Docker1 {
                 ip = m.container_ip
             ),
         );
+        vec![dnat, accept, hairpin]
     }
 
     fn link(
@@ -85,7 +87,7 @@ impl FirewallLayout for Docker1 {
         child: Ipv4Addr,
         p: Proto,
         port: u16,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<RuleRef>, String> {
         if !r.has_chain(Table::Filter, "DOCKER") {
             // With --iptables=false the link job still runs and iptables
             // fails: there is no DOCKER chain.
@@ -95,18 +97,18 @@ impl FirewallLayout for Docker1 {
             ));
         }
         // iptables -t filter -A DOCKER -i docker0 -o docker0 -p tcp -s PARENT -d CHILD --dport 5432 -j ACCEPT
-        r.append(
+        let there = r.append(
             Table::Filter,
             "DOCKER",
             format!("-s {parent}/32 -d {child}/32 -i {br} -o {br} -p {p} -m {p} --dport {port} -j ACCEPT"),
         );
         // iptables -t filter -A DOCKER -i docker0 -o docker0 -p tcp -s CHILD -d PARENT --sport 5432 -j ACCEPT
-        r.append(
+        let back = r.append(
             Table::Filter,
             "DOCKER",
             format!("-s {child}/32 -d {parent}/32 -i {br} -o {br} -p {p} -m {p} --sport {port} -j ACCEPT"),
         );
-        Ok(())
+        Ok(vec![there, back])
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Chain {
     pub rules: Vec<String>,
 }
 
+/// One rule where it was put: enough to delete it again (`iptables -D`).
+pub type RuleRef = (Table, String, String);
+
 /// One table as Docker left it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableRules {
@@ -93,13 +96,56 @@ impl Ruleset {
     }
 
     /// `iptables -t T -I CHAIN rule`: insert at the top.
-    pub fn insert(&mut self, t: Table, chain: &str, rule: String) {
-        self.chain(t, chain).rules.insert(0, rule);
+    pub fn insert(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
+        self.chain(t, chain).rules.insert(0, rule.clone());
+        (t, chain.to_string(), rule)
+    }
+
+    /// Docker's `if !Exists(rule) { -I rule }`.
+    pub fn insert_unless_present(&mut self, t: Table, chain: &str, rule: String) {
+        if !self.chain(t, chain).rules.contains(&rule) {
+            self.insert(t, chain, rule);
+        }
     }
 
     /// `iptables -t T -A CHAIN rule`: append.
-    pub fn append(&mut self, t: Table, chain: &str, rule: String) {
-        self.chain(t, chain).rules.push(rule);
+    pub fn append(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
+        self.chain(t, chain).rules.push(rule.clone());
+        (t, chain.to_string(), rule)
+    }
+
+    /// `iptables -t T -D CHAIN rule`: the first match goes; a missing rule
+    /// or chain is not an error (Docker ignores it on cleanup).
+    pub fn delete(&mut self, (t, chain, rule): &RuleRef) {
+        if let Some(c) =
+            self.tables.iter_mut().find(|x| x.table == *t).and_then(|x| x.chains.iter_mut().find(|c| c.name == *chain))
+        {
+            if let Some(i) = c.rules.iter().position(|r| r == rule) {
+                c.rules.remove(i);
+            }
+        }
+    }
+
+    /// `iptables -t T -F CHAIN; -X CHAIN` and every rule that jumps to it.
+    pub fn remove_chain(&mut self, t: Table, chain: &str) {
+        if let Some(table) = self.tables.iter_mut().find(|x| x.table == t) {
+            let jump = format!("-j {chain}");
+            table.chains.retain(|c| c.name != chain);
+            for c in &mut table.chains {
+                c.rules.retain(|r| !r.ends_with(&jump));
+            }
+        }
+    }
+
+    /// What a firewall reload does: every rule and user chain gone.
+    pub fn flush_all(&mut self) {
+        for t in &mut self.tables {
+            let builtin = t.table.builtin_chains();
+            t.chains.retain(|c| builtin.contains(&c.name.as_str()));
+            for c in &mut t.chains {
+                c.rules.clear();
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,9 +173,15 @@ impl Ruleset {
         s
     }
 
-    /// All tables, normalized as snapshots are (see [`normalize_save`]).
+    /// All tables, normalized as snapshots are (see [`normalize_save`]);
+    /// a table without rules or user chains is left out, as bridgelab
+    /// leaves it out of what it reads back.
     pub fn render(&self) -> String {
-        normalize_save(&self.tables.iter().map(|t| self.table_text(t)).collect::<String>())
+        let used = |t: &&TableRules| {
+            let builtin = t.table.builtin_chains();
+            t.chains.iter().any(|c| !c.rules.is_empty() || !builtin.contains(&c.name.as_str()))
+        };
+        normalize_save(&self.tables.iter().filter(used).map(|t| self.table_text(t)).collect::<String>())
     }
 }
 
@@ -175,11 +227,13 @@ pub trait FirewallLayout {
     /// The `firewall` value that selects this layout.
     fn name(&self) -> &'static str;
 
-    /// Rules the daemon installs when it starts (with `--iptables=true`).
+    /// Rules the daemon installs when it starts (with `--iptables=true`);
+    /// on a restart, over what is already there.
     fn daemon_start(&self, rules: &mut Ruleset, bridge: &BridgeFacts);
 
-    /// Rules for one published port (the port mapper's `forward`).
-    fn map_port(&self, rules: &mut Ruleset, bridge: &str, m: &PortMapping);
+    /// Rules for one published port (the port mapper's `forward`), returned
+    /// so they can be deleted when the container stops.
+    fn map_port(&self, rules: &mut Ruleset, bridge: &str, m: &PortMapping) -> Vec<RuleRef>;
 
     /// Rules that let `parent` reach `child`'s exposed `port` (legacy links).
     fn link(
@@ -190,7 +244,7 @@ pub trait FirewallLayout {
         child: Ipv4Addr,
         proto: Proto,
         port: u16,
-    ) -> Result<(), String>;
+    ) -> Result<Vec<RuleRef>, String>;
 }
 
 /// What a layout needs to know about the daemon's bridge.
