@@ -198,7 +198,10 @@ fn a_failed_expectation_exits_1_and_says_why_in_every_format() {
     let x = std::fs::read_to_string(&junit).unwrap();
     assert!(x.contains("<testsuite name=\"wrong\" tests=\"3\" failures=\"1\">"), "{x}");
     assert!(
-        x.contains("<failure message=\"expected reachable, got blocked: no answer within 200 ms (2 attempts)\">"),
+        x.contains(
+            "<failure message=\"expected reachable, got blocked: no answer within 200 ms (2 attempts); \
+             dropped by the host's rule filter: -A FORWARD -i docker0 -o docker0 -j DROP\">"
+        ),
         "{x}"
     );
 
