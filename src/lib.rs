@@ -44,6 +44,7 @@
 //! ```
 
 pub mod apply;
+pub mod capture;
 pub mod cleanup;
 pub mod error;
 pub mod plan;

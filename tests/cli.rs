@@ -243,3 +243,23 @@ fn matrix_prints_the_truth_table_and_marks_contradictions() {
     assert_eq!(cells.len(), 12, "4 nodes, every ordered pair");
     assert!(cells.iter().all(|c| c["differs"] == false));
 }
+
+#[test]
+fn pcap_captures_the_bridge_and_the_uplink_readably() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::scenario_path("default.toml");
+    let out = bridgelab(&["run", "--pcap", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // tcpdump reads them back: the probes crossed the bridge and the uplink.
+    let read = |name: &str| {
+        let out =
+            Command::new("tcpdump").args(["-nr"]).arg(dir.path().join(name)).output().expect("tcpdump is installed");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bridge = read("default-docker0.pcap");
+    assert!(bridge.contains("IP 172.17.0.2.") && bridge.contains("> 172.17.0.1.80: Flags [S]"), "{bridge}");
+    let uplink = read("default-eth0.pcap");
+    assert!(uplink.contains("IP 198.51.100.1 > 198.51.100.2: ICMP echo request"), "masqueraded echo: {uplink}");
+}

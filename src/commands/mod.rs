@@ -59,6 +59,10 @@ pub enum Command {
         /// print the truth table, e.g. `--matrix icmp,tcp:80`.
         #[arg(long, value_name = "PROBES", value_delimiter = ',', value_parser = parse_probe)]
         matrix: Vec<bridgelab::scenario::ProbeSpec>,
+        /// Capture the host's bridge and uplink for the run into
+        /// DIR/<scenario>-<interface>.pcap.
+        #[arg(long, value_name = "DIR")]
+        pcap: Option<PathBuf>,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
     Up { file: PathBuf },
@@ -87,8 +91,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format, hold, junit, matrix } => {
-            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix })).await
+        Command::Run { files, format, hold, junit, matrix, pcap } => {
+            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, pcap })).await
         }
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),

@@ -13,6 +13,7 @@ pub struct RunArgs {
     pub hold: bool,
     pub junit: Option<PathBuf>,
     pub matrix: Vec<bridgelab::scenario::ProbeSpec>,
+    pub pcap: Option<PathBuf>,
 }
 
 pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
@@ -61,6 +62,16 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
         Err(e) => report.error = Some(e.to_string()),
     }
     let mut running = running;
+    let capture = match &args.pcap {
+        None => None,
+        Some(dir) => match bridgelab::capture::Capture::start(&running, dir).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                report.error = Some(e.to_string());
+                None
+            }
+        },
+    };
     match bridgelab::probe::start_responders(&running) {
         Ok(mut responders) => {
             if args.hold {
@@ -86,6 +97,16 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
             }
         }
         Err(e) => report.error = Some(e.to_string()),
+    }
+    if let Some(c) = capture {
+        match c.stop() {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("capture: {}", f.display());
+                }
+            }
+            Err(e) => report.error = Some(format!("capture: {e}")),
+        }
     }
     let mut code = 0;
     if let Err(e) = running.down() {
