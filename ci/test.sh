@@ -13,4 +13,4 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi
-cargo test --locked --all-targets "$@"
+cargo test --locked "$@"
