@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use bridgelab::Lab;
 use rstest::rstest;
 
-fn snapshot_name(path: &PathBuf) -> String {
+fn snapshot_name(path: &std::path::Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 

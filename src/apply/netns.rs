@@ -111,3 +111,31 @@ pub fn write_sysctl(ns: &File, key: &str, value: &str) -> io::Result<()> {
 fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
+
+/// A non-blocking TCP listener bound inside `ns`, for tokio.
+pub fn tcp_listener(ns: &File, addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let l = run_in(ns, move || {
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    })?;
+    tokio::net::TcpListener::from_std(l)
+}
+
+/// A non-blocking UDP socket bound inside `ns` (and connected to `peer`
+/// when given), for tokio.
+pub fn udp_socket(
+    ns: &File,
+    addr: std::net::SocketAddr,
+    peer: Option<std::net::SocketAddr>,
+) -> io::Result<tokio::net::UdpSocket> {
+    let s = run_in(ns, move || {
+        let s = std::net::UdpSocket::bind(addr)?;
+        if let Some(p) = peer {
+            s.connect(p)?;
+        }
+        s.set_nonblocking(true)?;
+        Ok(s)
+    })?;
+    tokio::net::UdpSocket::from_std(s)
+}

@@ -36,26 +36,8 @@ pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinH
             Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
         };
         let task = match m.proto {
-            Proto::Tcp => {
-                let l = netns::run_in(&ns, move || {
-                    let l = std::net::TcpListener::bind(listen)?;
-                    l.set_nonblocking(true)?;
-                    Ok(l)
-                })
-                .map_err(err)?;
-                let l = TcpListener::from_std(l).map_err(err)?;
-                tokio::spawn(tcp(l, target, ns))
-            }
-            Proto::Udp => {
-                let s = netns::run_in(&ns, move || {
-                    let s = std::net::UdpSocket::bind(listen)?;
-                    s.set_nonblocking(true)?;
-                    Ok(s)
-                })
-                .map_err(err)?;
-                let s = UdpSocket::from_std(s).map_err(err)?;
-                tokio::spawn(udp(Arc::new(s), target, ns))
-            }
+            Proto::Tcp => tokio::spawn(tcp(netns::tcp_listener(&ns, listen).map_err(err)?, target, ns)),
+            Proto::Udp => tokio::spawn(udp(Arc::new(netns::udp_socket(&ns, listen, None).map_err(err)?), target, ns)),
         };
         tasks.push(task);
     }
@@ -67,7 +49,7 @@ async fn tcp(listener: TcpListener, target: SocketAddr, ns: Arc<File>) {
         let ns = ns.clone();
         tokio::spawn(async move {
             // The upstream socket is made inside the host namespace.
-            let sock = match netns::run_in(&ns, || TcpSocket::new_v4()) {
+            let sock = match netns::run_in(&ns, TcpSocket::new_v4) {
                 Ok(s) => s,
                 Err(e) => return tracing::warn!("proxy {peer} -> {target}: {e}"),
             };
@@ -90,13 +72,7 @@ async fn udp(listener: Arc<UdpSocket>, target: SocketAddr, ns: Arc<File>) {
         let upstream = match existing {
             Some(u) => u,
             None => {
-                let made = netns::run_in(&ns, move || {
-                    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
-                    s.connect(target)?;
-                    s.set_nonblocking(true)?;
-                    Ok(s)
-                })
-                .and_then(UdpSocket::from_std);
+                let made = netns::udp_socket(&ns, SocketAddr::from(([0, 0, 0, 0], 0)), Some(target));
                 let Ok(u) = made else { continue };
                 let u = Arc::new(u);
                 flows.lock().expect("flows lock").insert(client, u.clone());

@@ -51,10 +51,20 @@ fn loopback() -> LinkPlan {
     }
 }
 
-/// MAC of an uplink end: locally administered, not Docker's 02:42 prefix.
-fn uplink_mac(ip: Ipv4Addr) -> MacAddr {
-    let o = ip.octets();
-    MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])
+/// One end of the host–external uplink, `eth0` on both sides, with a
+/// locally administered MAC (not Docker's 02:42 prefix).
+fn uplink_end(address: IfaceAddr, peer_node: &str, create: bool) -> LinkPlan {
+    let o = address.ip().octets();
+    LinkPlan {
+        name: "eth0".into(),
+        kind: LinkKind::Veth { peer_node: peer_node.into(), peer: "eth0".into(), create },
+        mac: Some(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])),
+        mtu: None,
+        mtu_expected: 1500,
+        master: None,
+        addresses: vec![address],
+        up: true,
+    }
 }
 
 fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
@@ -124,16 +134,7 @@ impl<'a> Builder<'a> {
     fn new(s: &'a Scenario) -> Builder<'a> {
         let spec = &s.spec;
         let mut host = NodePlan { name: "host".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
-        host.links.push(LinkPlan {
-            name: "eth0".into(),
-            kind: LinkKind::Veth { peer_node: "external".into(), peer: "eth0".into(), create: true },
-            mac: Some(uplink_mac(UPLINK_HOST.ip())),
-            mtu: None,
-            mtu_expected: 1500,
-            master: None,
-            addresses: vec![UPLINK_HOST],
-            up: true,
-        });
+        host.links.push(uplink_end(UPLINK_HOST, "external", true));
         host.routes.push(via(None, UPLINK_EXTERNAL.ip(), "eth0"));
         host.routes.push(connected(UPLINK_HOST, "eth0"));
         if !spec.host.routes.is_empty() {
@@ -180,16 +181,7 @@ impl<'a> Builder<'a> {
 
         let mut external =
             NodePlan { name: "external".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
-        external.links.push(LinkPlan {
-            name: "eth0".into(),
-            kind: LinkKind::Veth { peer_node: "host".into(), peer: "eth0".into(), create: false },
-            mac: Some(uplink_mac(UPLINK_EXTERNAL.ip())),
-            mtu: None,
-            mtu_expected: 1500,
-            master: None,
-            addresses: vec![UPLINK_EXTERNAL],
-            up: true,
-        });
+        external.links.push(uplink_end(UPLINK_EXTERNAL, "host", false));
         external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
         for r in &spec.external.routes {
             external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));

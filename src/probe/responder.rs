@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 use super::packets::parse_token;
@@ -63,12 +62,7 @@ impl Responders {
         let node_name = node.to_string();
         let task = match spec.proto {
             Proto::Tcp => {
-                let l = netns::run_in(ns, move || {
-                    let l = std::net::TcpListener::bind(addr)?;
-                    l.set_nonblocking(true)?;
-                    Ok(l)
-                })?;
-                let l = TcpListener::from_std(l)?;
+                let l = netns::tcp_listener(ns, addr)?;
                 tokio::spawn(async move {
                     while let Ok((mut s, peer)) = l.accept().await {
                         let log = log.clone();
@@ -86,12 +80,7 @@ impl Responders {
                 })
             }
             Proto::Udp => {
-                let s = netns::run_in(ns, move || {
-                    let s = std::net::UdpSocket::bind(addr)?;
-                    s.set_nonblocking(true)?;
-                    Ok(s)
-                })?;
-                let s = UdpSocket::from_std(s)?;
+                let s = netns::udp_socket(ns, addr, None)?;
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65535];
                     while let Ok((n, peer)) = s.recv_from(&mut buf).await {

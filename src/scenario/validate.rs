@@ -183,8 +183,8 @@ impl Checker<'_> {
                     _ => {}
                 }
             }
-            if n.gateway.is_some() && subnet.is_none() {
-                self.err(n.gateway.as_ref().unwrap().span(), "gateway needs a subnet");
+            if let (Some(gw), None) = (&n.gateway, subnet) {
+                self.err(gw.span(), "gateway needs a subnet");
             }
             if let Some(b) = &n.bridge {
                 if !valid_ifname(b.get_ref()) {
