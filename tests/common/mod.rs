@@ -43,7 +43,7 @@ use bridgelab::apply::netns::run_in;
 use bridgelab::RunningLab;
 
 /// How long silence lasts before a connection attempt counts as blocked.
-pub const BLOCKED_AFTER: Duration = Duration::from_millis(400);
+pub const BLOCKED_AFTER: Duration = Duration::from_millis(1000);
 
 /// A TCP responder inside `node`'s namespace that reports each client's
 /// address and echoes one line.
