@@ -99,12 +99,23 @@ impl Capture {
     }
 
     /// Stops the capture threads and closes the files.
-    pub fn stop(self) -> io::Result<Vec<PathBuf>> {
+    pub fn stop(mut self) -> io::Result<Vec<PathBuf>> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             t.join().map_err(|_| io::Error::other("capture thread panicked"))??;
         }
-        Ok(self.files)
+        Ok(std::mem::take(&mut self.files))
+    }
+}
+
+impl Drop for Capture {
+    /// A capture dropped on an error path still ends its threads (and with
+    /// them the packet sockets that hold the host namespace).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
     }
 }
 

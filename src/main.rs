@@ -8,12 +8,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when a reader (`| head`) goes away.
-    // SAFETY: set once at start, before any thread exists.
-    unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
-    }
     let cli = commands::Cli::parse();
+    if !cli.command.holds_labs() {
+        // Like other Unix tools, end quietly when a reader (`| head`) goes
+        // away. Verbs that hold a lab keep SIGPIPE ignored instead, so they
+        // always reach their teardown, and write with `out!`.
+        // SAFETY: set once at start, before any thread exists.
+        unsafe {
+            let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+        }
+    }
     let filter = if cli.verbose { "bridgelab=debug" } else { "bridgelab=warn" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))

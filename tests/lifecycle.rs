@@ -10,6 +10,14 @@ use bridgelab::apply::UpOptions;
 use bridgelab::registry::{Registry, RunRecord};
 use bridgelab::Lab;
 
+/// Tests that look at every record in the registry, or make one dead on
+/// purpose, must not overlap.
+static REGISTRY_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn registry_wide() -> std::sync::MutexGuard<'static, ()> {
+    REGISTRY_WIDE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn new_run_ids(before: &[RunRecord]) -> Vec<String> {
     Registry::default()
         .list()
@@ -27,7 +35,7 @@ async fn an_error_half_way_removes_everything_built_so_far() {
     for n in 0..4 {
         let run_id = format!("halfway{n}{}", std::process::id());
         let lab = Lab::load(common::scenario_path("default.toml")).unwrap();
-        let opts = UpOptions { fail_after_links: Some(n), run_id: Some(run_id.clone()), ..Default::default() };
+        let opts = UpOptions { fail_after_links: Some(n), run_id: Some(run_id.clone()) };
         let err = lab.up_with(opts).await.expect_err("the injected failure must surface");
         assert!(err.to_string().contains("stopped on purpose"), "{err}");
         assert_eq!(err.exit_code(), 3);
@@ -119,6 +127,7 @@ fn end_of_input_ends_a_held_run_normally() {
 #[test]
 fn up_keeps_a_lab_that_cleanup_spares_and_down_removes() {
     common::require_root();
+    let _serial = registry_wide();
     let before = Registry::default().list();
     let out =
         Command::new(common::bridgelab_bin()).arg("up").arg(common::scenario_path("icc-off.toml")).output().unwrap();
@@ -143,9 +152,12 @@ fn up_keeps_a_lab_that_cleanup_spares_and_down_removes() {
     assert_eq!(again.status.code(), Some(2));
 }
 
+// The guard serializes whole tests across threads, awaits included.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_removes_a_dead_run_and_never_a_live_one() {
     common::require_root();
+    let _serial = registry_wide();
     // A live lab held by this process.
     let live = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
     // A dead run: kept by `up`, then its record says it was not kept, so its
@@ -194,6 +206,7 @@ fn root_namespace_state() -> String {
 #[test]
 fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
     common::require_root();
+    let _serial = registry_wide();
     let before = root_namespace_state();
     let mut args = vec!["run".to_string()];
     for e in std::fs::read_dir(common::scenario_path("")).unwrap() {
@@ -217,4 +230,32 @@ fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
         let id = bridgelab::registry::run_id_of(ns).unwrap();
         assert!(Registry::default().get(id).is_some_and(|r| r.is_live()), "{ns} belongs to no live run");
     }
+}
+
+/// Runs bridgelab inside a fresh network namespace (`unshare -n`), where
+/// forwarding is off and no firewall exists, and compares that namespace's
+/// state (links, routes, addresses, sysctls, both iptables variants) before
+/// and after: a lab that touched the namespace it was started from shows.
+#[test]
+fn the_namespace_bridgelab_starts_in_is_never_touched() {
+    common::require_root();
+    let state = "ip -o link; ip -o addr; ip route; cat /proc/sys/net/ipv4/ip_forward \
+                 /proc/sys/net/ipv4/conf/all/forwarding; iptables-nft-save; iptables-legacy-save; nft list ruleset";
+    let script = format!(
+        "before=$({state} 2>&1 | grep -v '^#'); {bin} run {a} {b} >/dev/null || exit 9; \
+         after=$({state} 2>&1 | grep -v '^#'); [ \"$before\" = \"$after\" ] || {{ echo \"$before\"; echo ---; echo \"$after\"; exit 8; }}; \
+         cat /proc/sys/net/ipv4/ip_forward",
+        bin = common::bridgelab_bin(),
+        a = common::scenario_path("default.toml").display(),
+        b = common::scenario_path("publish.toml").display(),
+    );
+    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "forwarding was switched on where bridgelab started");
 }

@@ -36,8 +36,6 @@ use crate::scenario::Scenario;
 /// How to bring a lab up.
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
-    /// Keep the lab after this process exits (`bridgelab up`).
-    pub keep: bool,
     /// Stop after creating this many links, to exercise the error path.
     pub fail_after_links: Option<usize>,
     /// Use this run id instead of a random one (letters and digits, at most
@@ -119,7 +117,8 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         scenario_path: scenario.source.path().to_path_buf(),
         pid,
         pid_start: registry::process_start_time(pid).unwrap_or(0),
-        kept: opts.keep,
+        // Kept only once `detach` says so: a half-built lab is never "kept".
+        kept: false,
         nodes: plan.nodes.iter().map(|n| n.name.clone()).collect(),
     };
     // The record exists before any namespace does: see `registry`.
@@ -137,12 +136,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         detached: false,
     };
     match lab.build(&opts).await {
-        Ok(()) => {
-            if opts.keep {
-                lab.detached = true;
-            }
-            Ok(lab)
-        }
+        Ok(()) => Ok(lab),
         Err(e) => {
             if let Err(t) = lab.teardown() {
                 tracing::error!("{t}");
@@ -319,9 +313,11 @@ impl RunningLab {
                 t.abort();
             }
             if let Some(i) = self.namespaces.iter().position(|n| n.node == *node) {
-                let ns = self.namespaces.remove(i);
-                if let Err(e) = netns::remove(&ns.path) {
+                // Only forgotten once it is gone: teardown retries it otherwise.
+                if let Err(e) = netns::remove(&self.namespaces[i].path) {
                     errors.push(e.to_string());
+                } else {
+                    self.namespaces.remove(i);
                 }
             }
         }
@@ -431,11 +427,21 @@ impl RunningLab {
         Ok(verify::verify(&self.plan, &self.observe().await?))
     }
 
-    /// Leaves the lab in place when this handle goes away (`bridgelab up`).
-    pub fn detach(mut self) -> String {
+    /// Leaves the lab in place when this handle goes away (`bridgelab up`):
+    /// its record says it is kept, so `cleanup` spares it until `down`.
+    /// If the record cannot say so, the lab is removed and that is the error.
+    pub fn detach(mut self) -> Result<String> {
+        let kept = match self.registry.get(&self.run_id) {
+            Some(mut rec) => {
+                rec.kept = true;
+                self.registry.write(&rec)
+            }
+            None => Err(io::Error::other("the run record is gone")),
+        };
+        kept.map_err(|e| env_error("cannot mark the lab as kept", e))?;
         self.detached = true;
         self.close_sockets();
-        self.run_id.clone()
+        Ok(self.run_id.clone())
     }
 
     /// Removes the lab: every namespace, then the run record.

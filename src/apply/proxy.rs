@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::netns;
 use crate::error::{Error, Result};
@@ -35,19 +35,33 @@ pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinH
         let err = |e: std::io::Error| {
             Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
         };
-        let task = match m.proto {
-            Proto::Tcp => tokio::spawn(tcp(netns::tcp_listener(&ns, listen).map_err(err)?, target, ns)),
-            Proto::Udp => tokio::spawn(udp(Arc::new(netns::udp_socket(&ns, listen, None).map_err(err)?), target, ns)),
+        let bound = match m.proto {
+            Proto::Tcp => netns::tcp_listener(&ns, listen).map(|l| tokio::spawn(tcp(l, target, ns))),
+            Proto::Udp => netns::udp_socket(&ns, listen, None).map(|s| tokio::spawn(udp(Arc::new(s), target, ns))),
         };
-        tasks.push(task);
+        match bound {
+            Ok(task) => tasks.push(task),
+            Err(e) => {
+                // The proxies already started go too: all or nothing.
+                for t in tasks {
+                    t.abort();
+                    let _ = t.await;
+                }
+                return Err(err(e));
+            }
+        }
     }
     Ok(tasks)
 }
 
+/// Each proxy owns the tasks it spawns (a `JoinSet`), so aborting the proxy
+/// ends its connections and flows too, and frees its sockets at once.
 async fn tcp(listener: TcpListener, target: SocketAddr, ns: Arc<File>) {
+    let mut conns = JoinSet::new();
     while let Ok((mut inbound, peer)) = listener.accept().await {
+        while conns.try_join_next().is_some() {}
         let ns = ns.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             // The upstream socket is made inside the host namespace.
             let sock = match netns::run_in(&ns, TcpSocket::new_v4) {
                 Ok(s) => s,
@@ -66,8 +80,10 @@ async fn tcp(listener: TcpListener, target: SocketAddr, ns: Arc<File>) {
 
 async fn udp(listener: Arc<UdpSocket>, target: SocketAddr, ns: Arc<File>) {
     let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    let mut relays = JoinSet::new();
     let mut buf = vec![0u8; 65535];
     while let Ok((n, client)) = listener.recv_from(&mut buf).await {
+        while relays.try_join_next().is_some() {}
         let existing = flows.lock().expect("flows lock").get(&client).cloned();
         let upstream = match existing {
             Some(u) => u,
@@ -76,7 +92,7 @@ async fn udp(listener: Arc<UdpSocket>, target: SocketAddr, ns: Arc<File>) {
                 let Ok(u) = made else { continue };
                 let u = Arc::new(u);
                 flows.lock().expect("flows lock").insert(client, u.clone());
-                tokio::spawn(replies(u.clone(), listener.clone(), client, flows.clone()));
+                relays.spawn(replies(u.clone(), listener.clone(), client, flows.clone()));
                 u
             }
         };

@@ -81,6 +81,23 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the verb builds a lab, which must be torn down whatever
+    /// happens to its output.
+    pub fn holds_labs(&self) -> bool {
+        matches!(self, Command::Run { .. } | Command::Up { .. })
+    }
+}
+
+/// `println!` that ignores a closed stdout, for verbs holding a lab.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -137,7 +154,7 @@ fn render_error(e: &bridgelab::Error) -> String {
 
 pub fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => crate::out!("{s}"),
         Err(e) => eprintln!("bridgelab: cannot render JSON: {e}"),
     }
 }

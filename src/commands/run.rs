@@ -29,7 +29,7 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     match args.format {
         // Bad input has said so on stderr already; there is no lab to report on.
         Format::Text if reports.is_empty() => {}
-        Format::Text => print!("{}", report::text(&reports, std::io::stdout().is_terminal())),
+        Format::Text => crate::out!("{}", report::text(&reports, std::io::stdout().is_terminal()).trim_end()),
         Format::Json => print_json(&reports),
     }
     if let Some(path) = &args.junit {
@@ -91,7 +91,7 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
                 }
                 if args.format == Format::Text {
                     let names = bridgelab::probe::matrix::nodes(&running);
-                    print!("{}", bridgelab::probe::matrix::render(&cells, &args.matrix, &names));
+                    crate::out!("{}", bridgelab::probe::matrix::render(&cells, &args.matrix, &names));
                 }
                 report.matrix = cells;
             }
@@ -123,11 +123,11 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
 /// Keeps the lab until a line (or end of input) arrives on stdin.
 async fn wait_for_enter(lab: &bridgelab::RunningLab) {
     use tokio::io::AsyncBufReadExt;
-    println!("ready {}", lab.run_id());
+    crate::out!("ready {}", lab.run_id());
     for ns in lab.namespaces() {
-        println!("  ip netns exec {ns} ip addr");
+        crate::out!("  ip netns exec {ns} ip addr");
     }
-    println!("press Enter to tear the lab down");
+    crate::out!("press Enter to tear the lab down");
     let mut line = String::new();
     let _ = tokio::io::BufReader::new(tokio::io::stdin()).read_line(&mut line).await;
 }

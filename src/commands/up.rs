@@ -9,8 +9,7 @@ pub async fn run(file: &Path) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
-    let opts = bridgelab::apply::UpOptions { keep: true, ..Default::default() };
-    let running = match lab.up_with(opts).await {
+    let running = match lab.up().await {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
@@ -19,15 +18,18 @@ pub async fn run(file: &Path) -> u8 {
         Err(e) => return fail(&e),
     };
     let namespaces = running.namespaces();
-    let run_id = running.detach();
-    println!("lab {run_id} is up ({})", file.display());
+    let run_id = match running.detach() {
+        Ok(id) => id,
+        Err(e) => return fail(&e),
+    };
+    crate::out!("lab {run_id} is up ({})", file.display());
     for ns in &namespaces {
-        println!("  ip netns exec {ns} ip addr");
+        crate::out!("  ip netns exec {ns} ip addr");
     }
     for m in &mismatches {
-        println!("  differs from plan: {m}");
+        crate::out!("  differs from plan: {m}");
     }
-    println!("remove it with: bridgelab down {run_id}");
+    crate::out!("remove it with: bridgelab down {run_id}");
     if mismatches.is_empty() {
         0
     } else {

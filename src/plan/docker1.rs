@@ -536,6 +536,7 @@ impl<'a> Builder<'a> {
         wanted.sort_by_key(|w| (w.0, w.1));
         for (cport, proto, hport, hip, span) in wanted {
             // Dynamic ports are retried (Docker: up to 10 times) when the proxy cannot bind.
+            let hport = hport.filter(|p| *p != 0);
             let attempts = if hport.is_none() { 10 } else { 1 };
             let mut last_err = None;
             for _ in 0..attempts {
@@ -557,8 +558,14 @@ impl<'a> Builder<'a> {
                             container_port: cport,
                         };
                         if self.s.spec.daemon.iptables() {
-                            let refs = Docker1.map_port(&mut self.rules, bridge, &m);
-                            self.installed.entry(name.to_string()).or_default().extend(refs);
+                            match Docker1.map_port(&mut self.rules, bridge, &m) {
+                                Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
+                                Err(e) => {
+                                    self.ports.release(hip, proto, port);
+                                    last_err = Some(e);
+                                    break;
+                                }
+                            }
                         }
                         self.mappings.push(m);
                         last_err = None;

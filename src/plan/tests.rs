@@ -65,7 +65,7 @@ fn candidates_skip_what_overlaps_routes_and_nameservers(#[case] host: &str, #[ca
 
 #[test]
 fn no_free_candidate_is_dockers_error() {
-    let e = err("[host]\nroutes = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n");
+    let e = err("[host]\nroutes = [\"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\"]\n");
     assert!(
         e.contains("Could not find a free IP address range for interface 'docker0'. Please configure its address manually and run 'docker -b docker0'"),
         "{e}"

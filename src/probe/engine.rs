@@ -111,7 +111,7 @@ pub fn run(jobs: &[ProbeJob], files: &HashMap<String, &File>, timeout: Duration,
     results.into_iter().map(|r| r.expect("every job has a result")).collect()
 }
 
-fn failed(msg: String) -> ProbeResult {
+pub(crate) fn failed(msg: String) -> ProbeResult {
     ProbeResult { outcome: Outcome::Error(msg), src: None, token: 0, attempts: 0, elapsed: Duration::ZERO }
 }
 
@@ -149,9 +149,9 @@ struct Pending {
 }
 
 fn run_group(ns: &File, jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
-    let jobs = jobs.to_vec();
-    let r = netns::run_in(ns, move || Ok(send_and_wait(&jobs, timeout, retries)));
-    r.unwrap_or_else(|e| vec![failed(e.to_string())])
+    let owned = jobs.to_vec();
+    let r = netns::run_in(ns, move || Ok(send_and_wait(&owned, timeout, retries)));
+    r.unwrap_or_else(|e| jobs.iter().map(|_| failed(e.to_string())).collect())
 }
 
 fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {

@@ -267,12 +267,14 @@ pub async fn run_jobs(lab: &RunningLab, jobs: Vec<ProbeJob>, timeout: Duration, 
         .iter()
         .filter_map(|n| lab.netns_file(&n.name).and_then(|f| f.try_clone().ok()).map(|f| (n.name.clone(), f)))
         .collect();
-    tokio::task::spawn_blocking(move || {
+    let n = jobs.len();
+    let done = tokio::task::spawn_blocking(move || {
         let refs: HashMap<String, &File> = files.iter().map(|(k, v)| (k.clone(), v)).collect();
         engine::run(&jobs, &refs, timeout, retries)
     })
-    .await
-    .unwrap_or_default()
+    .await;
+    // One result per job, whatever happened to the worker.
+    done.unwrap_or_else(|e| (0..n).map(|_| engine::failed(format!("probe worker: {e}"))).collect())
 }
 
 /// After a SYN got its SYN-ACK, a real connection carrying the token tells

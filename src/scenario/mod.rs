@@ -58,7 +58,17 @@ impl Scenario {
         }
         let name = match &spec.name {
             Some(n) => n.get_ref().clone(),
-            None => source.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            // Without a name, the file's stem, made safe for file names.
+            None => source
+                .path()
+                .file_stem()
+                .map(|s| {
+                    s.to_string_lossy()
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+                        .collect()
+                })
+                .unwrap_or_else(|| "scenario".into()),
         };
         Ok(Scenario { source, name, spec })
     }

@@ -165,6 +165,15 @@ do = "flush-iptables"
 )]
 #[case::network_needs_docker20("[[network]]\nname = \"n1\"\n", "2:8", "need firewall = \"docker20\"")]
 #[case::bad_toml("[daemon\n", "1:8", "")]
+#[case::route_on_the_uplink("[host]\nroutes = [\"198.51.100.128/25\"]\n", "2:11", "collides with the lab's uplink")]
+#[case::default_route("[host]\nroutes = [\"0.0.0.0/0\"]\n", "2:11", "would replace the lab's default route")]
+#[case::bip_on_loopback("[daemon]\nbip = \"127.1.0.1/16\"\n", "2:7", "collides with loopback")]
+#[case::scenario_name("name = \"../x\"\n", "1:8", "invalid scenario name")]
+#[case::removed_container_is_gone(
+    "[[container]]\nname = \"ab\"\n[[step]]\ndo = \"remove\"\ncontainer = \"ab\"\n[[step]]\ndo = \"stop\"\ncontainer = \"ab\"\n",
+    "8:13",
+    "No such container: ab"
+)]
 fn mistakes_point_at_their_line_and_column(#[case] text: &str, #[case] at: &str, #[case] msg: &str) {
     let e = first_error(text);
     let want = format!("t.toml:{at}: ");
@@ -178,4 +187,10 @@ fn all_mistakes_are_reported_in_file_order() {
     let lines: Vec<(usize, usize, &str)> = e.located();
     assert_eq!(lines.len(), 2);
     assert_eq!((lines[0].0, lines[1].0), (2, 4));
+}
+
+#[test]
+fn a_removed_name_can_be_used_again() {
+    parse("[[container]]\nname = \"ab\"\n[[step]]\ndo = \"remove\"\ncontainer = \"ab\"\n[[step]]\ndo = \"run\"\n[step.container]\nname = \"ab\"\n")
+        .unwrap();
 }

@@ -43,6 +43,14 @@ pub fn valid_container_name(name: &str) -> bool {
         && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// A scenario name usable in file names.
+pub fn valid_scenario_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// What the kernel accepts as an interface name (`dev_valid_name`).
 pub fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
@@ -65,6 +73,8 @@ impl Checker<'_> {
 
 pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     let mut c = Checker { spec, errors: Vec::new() };
+    c.name();
+    c.lab_addresses();
     c.daemon();
     c.host();
     c.networks();
@@ -75,6 +85,52 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
 }
 
 impl Checker<'_> {
+    /// The name ends up in file names (captures, reports): keep it plain.
+    fn name(&mut self) {
+        if let Some(n) = &self.spec.name {
+            if !valid_scenario_name(n.get_ref()) {
+                self.err(
+                    n.span(),
+                    format!(
+                        "invalid scenario name {:?}: use letters, digits, '.', '_' and '-' (at most 64)",
+                        n.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The lab's own uplink (198.51.100.0/24) and loopback belong to the
+    /// lab: scenario addresses and routes must stay clear of them.
+    fn lab_addresses(&mut self) {
+        let reserved: [(ipnetwork::Ipv4Network, &str); 2] = [
+            ("198.51.100.0/24".parse().expect("const"), "the lab's uplink 198.51.100.0/24"),
+            ("127.0.0.0/8".parse().expect("const"), "loopback 127.0.0.0/8"),
+        ];
+        let spec = self.spec;
+        let mut nets: Vec<(Range<usize>, ipnetwork::Ipv4Network, &str)> = Vec::new();
+        for r in spec.host.routes.iter().chain(&spec.external.routes) {
+            nets.push((r.span(), r.get_ref().0, "route"));
+        }
+        if let Some(b) = &spec.daemon.bip {
+            nets.push((b.span(), b.get_ref().network(), "--bip"));
+        }
+        for b in &spec.host.bridges {
+            if let Some(a) = &b.address {
+                nets.push((a.span(), a.get_ref().network(), "bridge address"));
+            }
+        }
+        for (span, net, what) in nets {
+            if net.prefix() == 0 {
+                self.err(span, format!("{what} {net} would replace the lab's default route"));
+                continue;
+            }
+            if let Some((_, name)) = reserved.iter().find(|(r, _)| r.overlaps(net)) {
+                self.err(span, format!("{what} {net} collides with {name}"));
+            }
+        }
+    }
+
     fn daemon(&mut self) {
         let d = &self.spec.daemon;
         if let Some(b) = &d.bridge {
@@ -106,12 +162,6 @@ impl Checker<'_> {
         if let Some(m) = &d.mtu {
             if !(68..=65535).contains(m.get_ref()) {
                 self.err(m.span(), format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()));
-            }
-        }
-        if let Some(bip) = &d.bip {
-            let b = *bip.get_ref();
-            if b.prefix() > 30 || b.ip() == b.0.network() || b.ip() == b.0.broadcast() {
-                self.err(bip.span(), format!("--bip {b}: the bridge address must be a host address in a network with room for containers (prefix /30 or shorter)"));
             }
         }
         if d.firewall() == Firewall::Docker1 {
@@ -239,6 +289,9 @@ impl Checker<'_> {
                     StepContainer::Name(n) => {
                         if !known.iter().any(|c| c.name() == n) {
                             self.err(sc.span(), format!("No such container: {n}"));
+                        } else if a == StepAction::Remove {
+                            // Gone for every later reference, and its name is free again.
+                            known.retain(|c| c.name() != n);
                         }
                     }
                     StepContainer::Inline(_) => self.err(

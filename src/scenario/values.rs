@@ -342,8 +342,9 @@ impl FromStr for PortSpec {
         if container.is_empty() {
             return Err(format!("No port specified: {rest}<empty>"));
         }
-        let container_ports =
-            parse_port_range(container).ok_or_else(|| format!("Invalid containerPort: {container}"))?;
+        let container_ports = parse_port_range(container)
+            .filter(|r| r.start > 0)
+            .ok_or_else(|| format!("Invalid containerPort: {container}"))?;
         let host_ports = if host.is_empty() {
             None
         } else {
@@ -656,6 +657,7 @@ mod tests {
     #[rstest]
     #[case("8000-8002:80-81", "Invalid ranges specified for container and host Ports: 80-81 and 8000-8002")]
     #[case("70000", "Invalid containerPort: 70000")]
+    #[case("8080:0", "Invalid containerPort: 0")]
     #[case("x:80", "Invalid hostPort: x")]
     #[case("80/sctp", "Invalid proto: sctp")]
     #[case("1.2.3:80:80", "Invalid ip address: 1.2.3")]

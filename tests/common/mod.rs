@@ -95,3 +95,12 @@ pub fn udp_echo(lab: &RunningLab, node: &str, to: SocketAddr) -> std::io::Result
     assert_eq!(&buf[..n], b"hello");
     Ok(())
 }
+
+/// A blocked attempt: silence until the timeout, not a refusal or a local error.
+#[track_caller]
+pub fn assert_blocked(r: std::io::Result<()>) {
+    match r {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
+        other => panic!("expected silence (blocked), got {other:?}"),
+    }
+}

@@ -20,36 +20,48 @@ impl FirewallLayout for Docker1 {
     fn daemon_start(&self, r: &mut Ruleset, b: &BridgeFacts) {
         let br = &b.name;
         let net = b.address.network();
-        // setupIPTables, in its order; every call is an -I (insert on top).
+        // setupIPTables, in its order; every call is "-I unless it exists",
+        // so a restarted daemon leaves rules that are there alone.
         if b.ip_masq {
             // iptables -t nat -I POSTROUTING -s 172.17.42.1/16 ! -o docker0 -j MASQUERADE
-            r.insert(
-                Table::Nat,
-                "POSTROUTING",
-                format!("-s {}/{} ! -o {br} -j MASQUERADE", net.network(), net.prefix()),
-            );
+            let masq = format!("-s {}/{} ! -o {br} -j MASQUERADE", net.network(), net.prefix());
+            r.insert_unless_present(Table::Nat, "POSTROUTING", masq);
         }
+        // iptables -D FORWARD -i docker0 -o docker0 -j DROP|ACCEPT (the other one)
         // iptables -I FORWARD -i docker0 -o docker0 -j ACCEPT|DROP
-        let icc = if b.icc { "ACCEPT" } else { "DROP" };
-        r.insert(Table::Filter, "FORWARD", format!("-i {br} -o {br} -j {icc}"));
+        let (icc, other) = if b.icc { ("ACCEPT", "DROP") } else { ("DROP", "ACCEPT") };
+        r.delete(&(Table::Filter, "FORWARD".into(), format!("-i {br} -o {br} -j {other}")));
+        r.insert_unless_present(Table::Filter, "FORWARD", format!("-i {br} -o {br} -j {icc}"));
         // iptables -I FORWARD -i docker0 ! -o docker0 -j ACCEPT
-        r.insert(Table::Filter, "FORWARD", format!("-i {br} ! -o {br} -j ACCEPT"));
+        r.insert_unless_present(Table::Filter, "FORWARD", format!("-i {br} ! -o {br} -j ACCEPT"));
         // iptables -I FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-        r.insert(Table::Filter, "FORWARD", format!("-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
-        // NewChain("DOCKER", bridge, Nat)
+        let established = format!("-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT");
+        r.insert_unless_present(Table::Filter, "FORWARD", established);
+        // RemoveExistingChain("DOCKER", Nat): the jumps and the chain go (on a
+        // restart, with every DNAT rule in it); NewChain makes them again.
+        r.remove_chain(Table::Nat, "DOCKER");
         r.new_chain(Table::Nat, "DOCKER");
         // iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
         r.append(Table::Nat, "PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER".into());
         // iptables -t nat -A OUTPUT -m addrtype --dst-type LOCAL ! --dst 127.0.0.0/8 -j DOCKER
         r.append(Table::Nat, "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER".into());
         // NewChain("DOCKER", bridge, Filter): iptables -I FORWARD -o docker0 -j DOCKER
-        // (an existing filter DOCKER chain is kept as it is)
+        // (an existing filter DOCKER chain is kept as it is, not flushed)
         r.new_chain(Table::Filter, "DOCKER");
         r.insert_unless_present(Table::Filter, "FORWARD", format!("-o {br} -j DOCKER"));
     }
 
-    fn map_port(&self, r: &mut Ruleset, br: &str, m: &PortMapping) -> Vec<RuleRef> {
+    fn map_port(&self, r: &mut Ruleset, br: &str, m: &PortMapping) -> Result<Vec<RuleRef>, String> {
         let p = m.proto;
+        if !r.has_chain(Table::Nat, "DOCKER") || !r.has_chain(Table::Filter, "DOCKER") {
+            // After a firewall reload the port mapper's iptables call fails.
+            let daddr = if m.host_ip.is_unspecified() { "0/0".to_string() } else { m.host_ip.to_string() };
+            return Err(format!(
+                "iptables failed: iptables --wait -t nat -A DOCKER -p {p} -d {daddr} --dport {} ! -i {br} -j DNAT \
+                 --to-destination {}:{}: iptables: No chain/target/match by that name. (exit status 1)",
+                m.host_port, m.container_ip, m.container_port
+            ));
+        }
         // iptables -t nat -A DOCKER -p tcp -d 0/0 --dport 8080 ! -i docker0 -j DNAT --to-destination 172.17.0.1:80
         let daddr = if m.host_ip.is_unspecified() { String::new() } else { format!("-d {}/32 ", m.host_ip) };
         let dnat = r.append(
@@ -76,7 +88,7 @@ impl FirewallLayout for Docker1 {
                 ip = m.container_ip
             ),
         );
-        vec![dnat, accept, hairpin]
+        Ok(vec![dnat, accept, hairpin])
     }
 
     fn link(
@@ -161,7 +173,7 @@ mod tests {
             container_ip: "172.17.0.1".parse().unwrap(),
             container_port: 53,
         };
-        Docker1.map_port(&mut r, "docker0", &m);
+        Docker1.map_port(&mut r, "docker0", &m).unwrap();
         let text = r.render();
         assert!(text.contains("-A DOCKER -d 127.0.0.1/32 ! -i docker0 -p udp -m udp --dport 5353 -j DNAT --to-destination 172.17.0.1:53\n"), "{text}");
         assert!(
@@ -172,6 +184,50 @@ mod tests {
             text.contains("-A POSTROUTING -s 172.17.0.1/32 -d 172.17.0.1/32 -p udp -m udp --dport 53 -j MASQUERADE\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_restarted_daemon_keeps_its_rules_once_and_rebuilds_nat_docker() {
+        let mut r = Ruleset::default();
+        Docker1.daemon_start(&mut r, &facts(true, true));
+        let m = PortMapping {
+            container: "web".into(),
+            proto: Proto::Tcp,
+            host_ip: "0.0.0.0".parse().unwrap(),
+            host_port: 8080,
+            container_ip: "172.17.0.1".parse().unwrap(),
+            container_port: 80,
+        };
+        let first = r.render();
+        Docker1.map_port(&mut r, "docker0", &m).unwrap();
+        Docker1.daemon_start(&mut r, &facts(true, true));
+        let text = r.render();
+        assert!(!text.contains("DNAT"), "the nat DOCKER chain starts empty again: {text}");
+        assert!(text.contains("-A DOCKER -d 172.17.0.1/32"), "the filter DOCKER chain is kept: {text}");
+        for line in first.lines().filter(|l| l.starts_with("-A")) {
+            assert_eq!(text.lines().filter(|l| l == &line).count(), 1, "{line} twice in {text}");
+        }
+        // icc flips the one rule, not both.
+        Docker1.daemon_start(&mut r, &facts(false, true));
+        let text = r.render();
+        assert!(text.contains("-i docker0 -o docker0 -j DROP") && !text.contains("-i docker0 -o docker0 -j ACCEPT"));
+    }
+
+    #[test]
+    fn mapping_a_port_after_a_flush_fails_like_docker() {
+        let mut r = Ruleset::default();
+        Docker1.daemon_start(&mut r, &facts(true, true));
+        r.flush_all();
+        let m = PortMapping {
+            container: "web".into(),
+            proto: Proto::Tcp,
+            host_ip: "0.0.0.0".parse().unwrap(),
+            host_port: 8080,
+            container_ip: "172.17.0.1".parse().unwrap(),
+            container_port: 80,
+        };
+        let e = Docker1.map_port(&mut r, "docker0", &m).unwrap_err();
+        assert!(e.contains("No chain/target/match by that name"), "{e}");
     }
 
     #[test]

@@ -76,10 +76,12 @@ impl Ruleset {
         &mut self.tables[i]
     }
 
+    /// A chain of the table; layouts check for their own chains first (as
+    /// iptables would fail), so a missing one is made rather than a panic.
     fn chain(&mut self, t: Table, chain: &str) -> &mut Chain {
+        self.new_chain(t, chain);
         let table = self.table(t);
-        let i =
-            table.chains.iter().position(|c| c.name == chain).unwrap_or_else(|| panic!("chain {chain} used before -N"));
+        let i = table.chains.iter().position(|c| c.name == chain).expect("just made");
         &mut table.chains[i]
     }
 
@@ -233,7 +235,7 @@ pub trait FirewallLayout {
 
     /// Rules for one published port (the port mapper's `forward`), returned
     /// so they can be deleted when the container stops.
-    fn map_port(&self, rules: &mut Ruleset, bridge: &str, m: &PortMapping) -> Vec<RuleRef>;
+    fn map_port(&self, rules: &mut Ruleset, bridge: &str, m: &PortMapping) -> Result<Vec<RuleRef>, String>;
 
     /// Rules that let `parent` reach `child`'s exposed `port` (legacy links).
     fn link(
