@@ -18,6 +18,10 @@ pub async fn run(file: &Path) -> u8 {
         Err(e) => return fail(&e),
     };
     let namespaces = running.namespaces();
+    let spec = &running.scenario().spec;
+    let in_process = !running.plan().port_mappings.is_empty()
+        || !spec.external.listen.is_empty()
+        || spec.containers.iter().any(|c| !c.listen.is_empty());
     let run_id = match running.detach() {
         Ok(id) => id,
         Err(e) => return fail(&e),
@@ -28,6 +32,9 @@ pub async fn run(file: &Path) -> u8 {
     }
     for m in &mismatches {
         crate::out!("  differs from plan: {m}");
+    }
+    if in_process {
+        crate::out!("note: published ports have no userland proxy and `listen` no responder in a kept lab: both live in bridgelab's own process");
     }
     crate::out!("remove it with: bridgelab down {run_id}");
     if mismatches.is_empty() {
