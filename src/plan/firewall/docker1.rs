@@ -128,6 +128,18 @@ impl FirewallLayout for Docker1 {
 mod tests {
     use super::*;
 
+    /// `-p 8080:80` of a container at 172.17.0.1.
+    fn web_8080() -> PortMapping {
+        PortMapping {
+            container: "web".into(),
+            proto: Proto::Tcp,
+            host_ip: "0.0.0.0".parse().unwrap(),
+            host_port: 8080,
+            container_ip: "172.17.0.1".parse().unwrap(),
+            container_port: 80,
+        }
+    }
+
     fn facts(icc: bool, ip_masq: bool) -> BridgeFacts {
         BridgeFacts { name: "docker0".into(), address: "172.17.42.1/16".parse().unwrap(), icc, ip_masq }
     }
@@ -190,14 +202,7 @@ mod tests {
     fn a_restarted_daemon_keeps_its_rules_once_and_rebuilds_nat_docker() {
         let mut r = Ruleset::default();
         Docker1.daemon_start(&mut r, &facts(true, true));
-        let m = PortMapping {
-            container: "web".into(),
-            proto: Proto::Tcp,
-            host_ip: "0.0.0.0".parse().unwrap(),
-            host_port: 8080,
-            container_ip: "172.17.0.1".parse().unwrap(),
-            container_port: 80,
-        };
+        let m = web_8080();
         let first = r.render();
         Docker1.map_port(&mut r, "docker0", &m).unwrap();
         Docker1.daemon_start(&mut r, &facts(true, true));
@@ -218,14 +223,7 @@ mod tests {
         let mut r = Ruleset::default();
         Docker1.daemon_start(&mut r, &facts(true, true));
         r.flush_all();
-        let m = PortMapping {
-            container: "web".into(),
-            proto: Proto::Tcp,
-            host_ip: "0.0.0.0".parse().unwrap(),
-            host_port: 8080,
-            container_ip: "172.17.0.1".parse().unwrap(),
-            container_port: 80,
-        };
+        let m = web_8080();
         let e = Docker1.map_port(&mut r, "docker0", &m).unwrap_err();
         assert!(e.contains("No chain/target/match by that name"), "{e}");
     }
