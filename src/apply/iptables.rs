@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -35,7 +35,6 @@ fn in_netns(cmd: &mut Command, ns: &File) {
     unsafe {
         cmd.pre_exec(move || setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
     }
-    let _ = ns.as_fd();
 }
 
 fn missing(tool: &str, e: io::Error) -> Error {

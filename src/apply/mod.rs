@@ -377,7 +377,8 @@ impl RunningLab {
     async fn settle(&self) -> Result<()> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
-            let observed = self.observe().await?;
+            // Carrier shows in netlink alone: no iptables-save per poll.
+            let observed = self.read_back(false).await?;
             let mismatches = verify::verify(&self.plan, &observed);
             if mismatches.is_empty() || Instant::now() > deadline {
                 return Ok(());
@@ -392,8 +393,13 @@ impl RunningLab {
         }
     }
 
-    /// Reads every namespace back through netlink.
+    /// Reads every namespace back through netlink, and the host's rules
+    /// through `iptables-save`.
     pub async fn observe(&self) -> Result<Observed> {
+        self.read_back(true).await
+    }
+
+    async fn read_back(&self, with_iptables: bool) -> Result<Observed> {
         let mut nodes = Vec::new();
         for ns in &self.namespaces {
             let nl = &self.netlinks[&ns.node];
@@ -416,7 +422,7 @@ impl RunningLab {
                 addresses,
                 routes,
                 sysctls,
-                iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
+                iptables: if with_iptables && ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
             });
         }
         Ok(Observed { nodes })

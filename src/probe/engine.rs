@@ -60,7 +60,7 @@ static NEXT: AtomicU32 = AtomicU32::new(1);
 /// A process-wide unique (identifier, token) for a probe. Identifiers double
 /// as TCP/UDP source ports, so they stay in 20000..=29999, below the
 /// ephemeral range that kernel sockets and dynamic published ports use.
-fn fresh_ids() -> (u16, u32) {
+pub(crate) fn fresh_ids() -> (u16, u32) {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let ident = 20000 + (n % 10000) as u16;
     let token = (std::process::id() << 16) ^ n.wrapping_mul(0x9e37_79b9);

@@ -284,17 +284,11 @@ async fn follow_up_tcp(lab: &RunningLab, responders: &Responders, netns: &str, t
     let file = lab.netns_file(netns)?;
     let sock = crate::apply::netns::run_in(file, tokio::net::TcpSocket::new_v4).ok()?;
     let mut stream = tokio::time::timeout(Duration::from_secs(2), sock.connect(to)).await.ok()?.ok()?;
-    let token = engine_token();
+    let (_, token) = engine::fresh_ids();
     stream.write_all(token_payload(token).as_bytes()).await.ok()?;
     let seen = wait_for_peer(responders, token, Duration::from_secs(2)).await;
     drop(stream);
     seen
-}
-
-fn engine_token() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    0x8000_0000 | (std::process::id() << 12) ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Waits (bounded) for a responder to record `token`.
