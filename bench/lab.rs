@@ -89,6 +89,7 @@ async fn main() {
                 netns: ns,
                 dst,
                 kind: bridgelab::probe::packets::WireKind::Icmp,
+                patient: false,
             })
         })
         .collect();

@@ -50,6 +50,8 @@ fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
     // Each unshare gives this worker thread a brand-new network namespace.
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare(CLONE_NEWNET): {e}")))?;
+    // This thread is inside the new namespace, so /proc/sys/net is its own.
+    lift_icmp_limits()?;
     fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(path)?;
     if let Err(e) = mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
         let _ = fs::remove_file(path);
@@ -63,6 +65,42 @@ fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
         }
     };
     Ok(NetNs { node: node.to_string(), path: path.to_path_buf(), file })
+}
+
+/// Sysctls bridgelab sets in every namespace it creates, before anything
+/// else happens there: the kernel's ICMP rate limits (per destination and
+/// global) would otherwise eat port-unreachable and other ICMP errors when
+/// many probes run at once, and turn `refused` into `blocked` by chance.
+/// `icmp_ratemask = 0` exempts every ICMP type from both limits; the others
+/// lift the limits themselves. This is bridgelab's change, not Docker's.
+pub const LAB_SYSCTLS: &[(&str, &str)] = &[
+    ("net.ipv4.icmp_ratemask", "0"),
+    ("net.ipv4.icmp_ratelimit", "0"),
+    // Far above any lab's rate, and small enough that the kernel's
+    // `per_sec * jiffies` cannot overflow.
+    ("net.ipv4.icmp_msgs_per_sec", "1000000"),
+    ("net.ipv4.icmp_msgs_burst", "1000000"),
+];
+
+/// Which of [`LAB_SYSCTLS`] a kernel may lack in a namespace: older kernels
+/// keep the global ICMP limit in the initial namespace only (there
+/// `icmp_ratemask = 0` alone exempts ICMP errors from it).
+fn optional(key: &str) -> bool {
+    key.starts_with("net.ipv4.icmp_msgs_")
+}
+
+/// Writes [`LAB_SYSCTLS`] in the namespace of the calling thread, which must
+/// be one the lab has just created (never the one bridgelab started in).
+fn lift_icmp_limits() -> io::Result<()> {
+    for (key, value) in LAB_SYSCTLS {
+        let path = sysctl_path(key);
+        match fs::write(&path, value) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && optional(key) => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            Ok(()) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts and unlinks a named namespace. A namespace that is already gone

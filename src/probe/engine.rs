@@ -6,6 +6,12 @@
 //! answered or the timeout passes; a silent probe is sent again up to
 //! `retries` times. All sources run at the same time, so a run of blocked
 //! probes costs `timeout × (retries + 1)` in total, not per probe.
+//!
+//! A probe that expects an answer ([`ProbeJob::patient`]) is not given up
+//! that soon: on a loaded machine an answer can take longer than the
+//! timeout. It gets further attempts with growing timeouts, up to
+//! [`PATIENCE`] of silence in all (see [`Schedule`]). Probes meant to be
+//! blocked are not slowed down by this.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,6 +36,59 @@ pub struct ProbeJob {
     pub netns: String,
     pub dst: Ipv4Addr,
     pub kind: WireKind,
+    /// An answer is expected (`reachable` or `refused`): silence earns
+    /// further attempts before it counts (see [`Schedule`]).
+    pub patient: bool,
+}
+
+/// How much silence a patient probe sits through before it counts as
+/// blocked (unless `timeout × (retries + 1)` is longer already).
+pub const PATIENCE: Duration = Duration::from_secs(2);
+
+/// How long a probe waits after each of its attempts: `retries + 1` times
+/// `timeout`; then, for a patient probe, further attempts that each wait
+/// twice as long as the one before, until [`PATIENCE`] has passed in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    timeout: Duration,
+    retries: u32,
+    /// The patient probe's further waits (empty for the others).
+    more: Vec<Duration>,
+}
+
+impl Schedule {
+    pub fn new(timeout: Duration, retries: u32, patient: bool) -> Schedule {
+        let mut more = Vec::new();
+        if patient {
+            let mut total = timeout.saturating_mul(retries.saturating_add(1));
+            let mut next = timeout.max(Duration::from_millis(1));
+            while total < PATIENCE {
+                next = (next * 2).min(PATIENCE - total);
+                more.push(next);
+                total += next;
+            }
+        }
+        Schedule { timeout, retries, more }
+    }
+
+    /// The wait after attempt `n` (from 0), or `None` when there is no such
+    /// attempt.
+    pub fn wait(&self, n: u32) -> Option<Duration> {
+        if n <= self.retries {
+            return Some(self.timeout);
+        }
+        self.more.get((n - self.retries - 1) as usize).copied()
+    }
+
+    /// How many attempts there are.
+    pub fn attempts(&self) -> u64 {
+        u64::from(self.retries) + 1 + self.more.len() as u64
+    }
+
+    /// The silence it sits through when nothing ever answers.
+    pub fn total(&self) -> Duration {
+        self.timeout.saturating_mul(self.retries.saturating_add(1)) + self.more.iter().sum::<Duration>()
+    }
 }
 
 /// What happened to a probe.
@@ -41,6 +100,8 @@ pub struct ProbeResult {
     /// The token its payload carried (for responders' logs).
     pub token: u32,
     pub attempts: u16,
+    /// The silence sat through: the waits of every unanswered attempt.
+    pub waited: Duration,
     pub elapsed: Duration,
 }
 
@@ -49,8 +110,11 @@ pub enum Outcome {
     Answered(Answer),
     /// Nothing came back before the timeout, on any attempt.
     Silence,
-    /// The sender has no route to the target.
+    /// The sender has no route to the target (the route lookup or the send
+    /// failed with ENETUNREACH).
     NoRoute,
+    /// The sender's own firewall refused to send it (EPERM from the send).
+    LocalDrop,
     /// The probe could not be carried out (socket error, …).
     Error(String),
 }
@@ -112,7 +176,14 @@ pub fn run(jobs: &[ProbeJob], files: &HashMap<String, &File>, timeout: Duration,
 }
 
 pub(crate) fn failed(msg: String) -> ProbeResult {
-    ProbeResult { outcome: Outcome::Error(msg), src: None, token: 0, attempts: 0, elapsed: Duration::ZERO }
+    ProbeResult {
+        outcome: Outcome::Error(msg),
+        src: None,
+        token: 0,
+        attempts: 0,
+        waited: Duration::ZERO,
+        elapsed: Duration::ZERO,
+    }
 }
 
 struct Sockets {
@@ -145,6 +216,7 @@ impl Sockets {
 struct Pending {
     wire: Option<Wire>,
     result: ProbeResult,
+    schedule: Schedule,
     done: bool,
 }
 
@@ -164,8 +236,14 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
         .iter()
         .map(|j| {
             let (ident, token) = fresh_ids();
-            let mut result =
-                ProbeResult { outcome: Outcome::Silence, src: None, token, attempts: 0, elapsed: Duration::ZERO };
+            let mut result = ProbeResult {
+                outcome: Outcome::Silence,
+                src: None,
+                token,
+                attempts: 0,
+                waited: Duration::ZERO,
+                elapsed: Duration::ZERO,
+            };
             let wire = match source_for(j.dst) {
                 Ok(Some(src)) => {
                     result.src = Some(src);
@@ -181,18 +259,23 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                 }
             };
             let done = wire.is_none();
-            Pending { wire, result, done }
+            Pending { wire, result, schedule: Schedule::new(timeout, retries, j.patient), done }
         })
         .collect();
     let mut buf = vec![0u8; 65536];
-    for attempt in 0..=retries {
+    // Every schedule is a prefix of a patient one, so the probes of a
+    // source share their rounds: attempt n of each waits as long.
+    for attempt in 0u32.. {
+        let Some(wait) = pending.iter().filter(|p| !p.done).find_map(|p| p.schedule.wait(attempt)) else {
+            break;
+        };
         for p in pending.iter_mut().filter(|p| !p.done) {
             let w = p.wire.expect("undone probes have a wire");
             let packet = craft(&w, attempt as u16);
             let sent = socks
                 .sender(w.kind)
                 .send_to(pnet::packet::ipv4::Ipv4Packet::new(&packet).expect("crafted"), IpAddr::V4(w.dst));
-            p.result.attempts += 1;
+            p.result.attempts = p.result.attempts.saturating_add(1);
             match sent {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENETUNREACH as i32) => {
@@ -201,7 +284,7 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                 }
                 // A local firewall rejecting the send (EPERM) is a block, not a tool failure.
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => {
-                    p.result.outcome = Outcome::Answered(Answer::Unreachable(13));
+                    p.result.outcome = Outcome::LocalDrop;
                     p.done = true;
                 }
                 Err(e) => {
@@ -210,7 +293,8 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                 }
             }
         }
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        let deadline = now.checked_add(wait).unwrap_or(now + Duration::from_secs(86400 * 365));
         while pending.iter().any(|p| !p.done) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -248,6 +332,14 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                 }
             }
         }
+        for p in pending.iter_mut().filter(|p| !p.done) {
+            p.result.waited += wait;
+            // Its schedule is over: silence, whatever comes later.
+            if p.schedule.wait(attempt + 1).is_none() {
+                p.result.elapsed = start.elapsed();
+                p.done = true;
+            }
+        }
         if pending.iter().all(|p| p.done) {
             break;
         }
@@ -261,4 +353,50 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
             p.result
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn waits(s: &Schedule) -> Vec<Duration> {
+        (0..).map_while(|n| s.wait(n)).collect()
+    }
+
+    #[test]
+    fn a_probe_meant_to_be_blocked_waits_timeout_times_retries_plus_one() {
+        let s = Schedule::new(ms(200), 1, false);
+        assert_eq!(waits(&s), [ms(200), ms(200)]);
+        assert_eq!((s.attempts(), s.total()), (2, ms(400)));
+    }
+
+    #[test]
+    fn a_patient_probe_waits_longer_and_longer_up_to_the_patience() {
+        let s = Schedule::new(ms(200), 1, true);
+        assert_eq!(waits(&s), [ms(200), ms(200), ms(400), ms(800), ms(400)]);
+        assert_eq!((s.attempts(), s.total()), (5, PATIENCE));
+        // Its first attempts are the impatient schedule: probes share rounds.
+        assert_eq!(waits(&s)[..2], waits(&Schedule::new(ms(200), 1, false))[..]);
+        let tiny = Schedule::new(ms(1), 0, true);
+        assert_eq!(tiny.total(), PATIENCE);
+        assert!(waits(&tiny).windows(2).all(|w| w[1] <= w[0] * 2));
+    }
+
+    #[test]
+    fn patience_never_shortens_a_longer_schedule() {
+        let s = Schedule::new(ms(1000), 3, true);
+        assert_eq!(s, Schedule::new(ms(1000), 3, false));
+        assert_eq!(s.total(), ms(4000));
+    }
+
+    #[test]
+    fn a_huge_retry_count_allocates_nothing() {
+        let s = Schedule::new(ms(1), u32::MAX, true);
+        assert_eq!(s.attempts(), 1 << 32);
+        assert_eq!(s.wait(u32::MAX), Some(ms(1)));
+    }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::engine::ProbeJob;
 use super::{resolve_target, run_jobs, sender_netns, verdict_of, wire_kind};
 use crate::apply::RunningLab;
-use crate::scenario::ProbeSpec;
+use crate::scenario::{ProbeSpec, Verdict};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
@@ -66,7 +66,8 @@ pub async fn run(lab: &RunningLab, probes: &[ProbeSpec]) -> Vec<Cell> {
                 match resolved {
                     Ok((netns, dst)) => {
                         slot.push((index, *probe, expected));
-                        jobs.push(ProbeJob { netns, dst, kind: wire_kind(*probe) });
+                        let patient = expected.is_some_and(|v| v != Verdict::Blocked);
+                        jobs.push(ProbeJob { netns, dst, kind: wire_kind(*probe), patient });
                     }
                     Err(e) => {
                         cells[index].detail = e;
@@ -78,7 +79,7 @@ pub async fn run(lab: &RunningLab, probes: &[ProbeSpec]) -> Vec<Cell> {
     }
     let results = run_jobs(lab, jobs, timeout, settings.retries).await;
     for ((i, probe, expected), r) in slot.into_iter().zip(results) {
-        let (verdict, detail) = verdict_of(&r.outcome, probe, timeout, r.attempts);
+        let (verdict, detail) = verdict_of(&r, probe);
         let c = &mut cells[i];
         c.actual = verdict.map(|v| v.to_string());
         c.detail = detail;

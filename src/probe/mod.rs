@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use engine::{Outcome, ProbeJob, ProbeResult};
 use packets::{token_payload, Answer, WireKind};
-use responder::Responders;
+use responder::{Responders, Wanted};
 
 use crate::apply::RunningLab;
 use crate::plan::{Plan, UPLINK_EXTERNAL, UPLINK_HOST};
@@ -114,9 +114,10 @@ fn wire_kind(p: ProbeSpec) -> WireKind {
     }
 }
 
-/// The verdict an outcome means, with words for the report.
-pub fn verdict_of(o: &Outcome, probe: ProbeSpec, timeout: Duration, attempts: u16) -> (Option<Verdict>, String) {
-    match o {
+/// The verdict a probe's result means, with words for the report that say
+/// what was seen.
+pub fn verdict_of(r: &ProbeResult, probe: ProbeSpec) -> (Option<Verdict>, String) {
+    match &r.outcome {
         Outcome::Answered(Answer::Reachable) => (
             Some(Verdict::Reachable),
             match probe {
@@ -133,18 +134,13 @@ pub fn verdict_of(o: &Outcome, probe: ProbeSpec, timeout: Duration, attempts: u1
             },
         ),
         Outcome::Answered(Answer::Unreachable(code)) => {
-            let what = match code {
-                0 => "network unreachable",
-                1 => "host unreachable",
-                9 | 10 | 13 => "administratively prohibited",
-                _ => "destination unreachable",
-            };
-            (Some(Verdict::Blocked), format!("ICMP {what} (code {code})"))
+            (Some(Verdict::Blocked), format!("ICMP {} (code {code})", packets::unreachable_name(*code)))
         }
         Outcome::Silence => {
-            (Some(Verdict::Blocked), format!("no answer within {} ms ({attempts} attempts)", timeout.as_millis()))
+            (Some(Verdict::Blocked), format!("no answer to {} attempts in {} ms", r.attempts, r.waited.as_millis()))
         }
         Outcome::NoRoute => (Some(Verdict::Blocked), "no route to the target".into()),
+        Outcome::LocalDrop => (Some(Verdict::Blocked), "the sender's own firewall refused to send it (EPERM)".into()),
         Outcome::Error(e) => (None, format!("probe failed: {e}")),
     }
 }
@@ -166,7 +162,8 @@ pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]
         match resolved {
             Ok((netns, dst)) => {
                 slots.push(Ok(jobs.len()));
-                jobs.push(ProbeJob { netns, dst, kind: wire_kind(*e.probe.get_ref()) });
+                let patient = *e.result.get_ref() != Verdict::Blocked;
+                jobs.push(ProbeJob { netns, dst, kind: wire_kind(*e.probe.get_ref()), patient });
             }
             Err(msg) => slots.push(Err(msg)),
         }
@@ -205,7 +202,7 @@ pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]
         let (job, r): (&ProbeJob, &ProbeResult) = (&jobs[i], &results[i]);
         o.target = Some(job.dst);
         o.elapsed_ms = r.elapsed.as_millis() as u64;
-        let (verdict, detail) = verdict_of(&r.outcome, probe, timeout, r.attempts);
+        let (verdict, detail) = verdict_of(r, probe);
         o.actual = verdict.map(|v| v.to_string());
         o.detail = detail;
         o.passed = verdict == Some(*e.result.get_ref());
@@ -308,36 +305,61 @@ async fn wait_for_peer(responders: &Responders, token: u32, limit: Duration) -> 
     }
 }
 
-/// Starts every `listen` of the scenario: containers (in the namespace they
-/// live in) and the external node.
+/// Starts every `listen` of the scenario: running containers (in the
+/// namespace they live in) and the external node.
 pub fn start_responders(lab: &RunningLab) -> crate::Result<Responders> {
     let mut r = Responders::default();
-    sync_responders(lab, &mut r)?;
+    start_all(lab, &mut r, wanted_responders(lab))?;
     Ok(r)
 }
 
-/// Starts the responders the lab's current state wants and lacks (after a
-/// step, for containers that were started or rebuilt).
-pub fn sync_responders(lab: &RunningLab, r: &mut Responders) -> crate::Result<()> {
+/// The responders the lab's current state wants: one per `listen` of each
+/// running container and of `external`. Where containers share a
+/// namespace and a listen spec, the first one in the scenario owns it.
+pub fn wanted_responders(lab: &RunningLab) -> Vec<Wanted> {
     let spec = &lab.scenario().spec;
-    let mut wanted: Vec<(String, crate::scenario::ListenSpec)> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     let inline = spec.steps.iter().filter_map(|s| match s.container.as_ref().map(|c| c.get_ref()) {
         Some(crate::scenario::StepContainer::Inline(c)) => Some(&**c),
         _ => None,
     });
-    for c in spec.containers.iter().chain(inline) {
-        let Some(ns) = lab.plan().container(c.name()).and_then(|cp| cp.netns.clone()) else { continue };
-        wanted.extend(c.listen.iter().map(|l| (ns.clone(), *l.get_ref())));
-    }
-    wanted.extend(spec.external.listen.iter().map(|l| ("external".to_string(), *l.get_ref())));
-    for (ns, l) in wanted {
-        if r.is_listening(&ns, l) {
-            continue;
+    let listens = spec
+        .containers
+        .iter()
+        .chain(inline)
+        .filter_map(|c| {
+            // A stopped or removed container has no namespace in the plan.
+            let ns = lab.plan().container(c.name()).and_then(|cp| cp.netns.clone())?;
+            Some(c.listen.iter().map(move |l| (c.name().to_string(), ns.clone(), *l.get_ref())))
+        })
+        .flatten()
+        .chain(spec.external.listen.iter().map(|l| ("external".to_string(), "external".to_string(), *l.get_ref())));
+    for (owner, netns, spec) in listens {
+        if !wanted.iter().any(|w| w.netns == netns && w.spec == spec) {
+            wanted.push(Wanted { owner, netns, spec });
         }
-        let file = lab.netns_file(&ns).ok_or_else(|| crate::Error::Environment(format!("no namespace for {ns}")))?;
-        r.start(&ns, file, l).map_err(|e| crate::Error::apply(format!("{ns}: responder {l}"), e))?;
+    }
+    wanted
+}
+
+fn start_all(lab: &RunningLab, r: &mut Responders, todo: Vec<Wanted>) -> crate::Result<()> {
+    for w in todo {
+        let ns = &w.netns;
+        let file = lab.netns_file(ns).ok_or_else(|| crate::Error::Environment(format!("no namespace for {ns}")))?;
+        r.start(&w.owner, ns, file, w.spec)
+            .map_err(|e| crate::Error::apply(format!("{}: responder {}", w.owner, w.spec), e))?;
     }
     Ok(())
+}
+
+/// Brings the responders to the lab's current state (after a step): those
+/// of containers that stopped or were removed stop, those of containers
+/// that were started, run or rebuilt start.
+pub async fn sync_responders(lab: &RunningLab, r: &mut Responders) -> crate::Result<()> {
+    let wanted = wanted_responders(lab);
+    let current = |node: &str| lab.netns_file(node).and_then(responder::ns_id);
+    let todo = r.retain_wanted(&wanted, current).await;
+    start_all(lab, r, todo)
 }
 
 /// What checking a whole scenario found: plan mismatches after each step,
@@ -358,7 +380,7 @@ pub async fn check_scenario(lab: &mut RunningLab, responders: &mut Responders) -
         let label = format!("step {}: {}", i + 1, plan.action);
         let gone = lab.apply_step(&plan.after).await?;
         responders.stop_nodes(&gone);
-        sync_responders(lab, responders)?;
+        sync_responders(lab, responders).await?;
         for mut m in lab.verify().await? {
             m.what = format!("after {label}: {}", m.what);
             out.mismatches.push(m);
@@ -371,13 +393,20 @@ pub async fn check_scenario(lab: &mut RunningLab, responders: &mut Responders) -
     Ok(out)
 }
 
-/// Says why a probe that should have got through did not: the host rule
-/// that dropped it (by replaying it alone and watching the rule counters),
-/// forwarding switched off, or no way back.
+/// Says why a probe that should have got through met silence, from what a
+/// replay of it alone shows: the host rule whose drop counter moved,
+/// forwarding switched off, an answer this time, or nothing at all. Only
+/// what was seen is said: silence is never called "no route".
 pub async fn explain_block(lab: &RunningLab, job: &ProbeJob, timeout: Duration) -> String {
     let Some(host) = lab.netns_file("host") else { return String::new() };
+    let probe = match job.kind {
+        WireKind::Icmp => ProbeSpec::Icmp,
+        WireKind::Tcp(p) => ProbeSpec::Tcp(p),
+        WireKind::Udp(p) => ProbeSpec::Udp(p),
+    };
     let before = crate::apply::iptables::counters(host).unwrap_or_default();
-    let _ = run_jobs(lab, vec![job.clone()], timeout, 0).await;
+    let replay = ProbeJob { patient: false, ..job.clone() };
+    let replayed = run_jobs(lab, vec![replay], timeout, 0).await.pop();
     let after = crate::apply::iptables::counters(host).unwrap_or_default();
     let mut droppers: Vec<&String> = after
         .iter()
@@ -398,5 +427,75 @@ pub async fn explain_block(lab: &RunningLab, job: &ProbeJob, timeout: Duration) 
             return "the host does not forward (net.ipv4.ip_forward = 0)".into();
         }
     }
-    "no host rule dropped it: the packet or its answer found no route (no NAT, or no route back?)".into()
+    match replayed.as_ref().map(|r| (r, verdict_of(r, probe))) {
+        Some((r, (Some(v), what))) if r.outcome != Outcome::Silence => {
+            format!("sent again alone, it got {v} ({what}): the silence did not repeat")
+        }
+        _ => "sent again alone, it met silence again and no host rule counted a drop".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn result(outcome: Outcome, attempts: u16, waited: u64) -> ProbeResult {
+        ProbeResult {
+            outcome,
+            src: None,
+            token: 1,
+            attempts,
+            waited: Duration::from_millis(waited),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[rstest]
+    #[case::rst(ProbeSpec::Tcp(80), Answer::Refused, Verdict::Refused, "RST: reached, nothing listening")]
+    #[case::reject_to_a_syn(
+        ProbeSpec::Tcp(80),
+        Answer::Unreachable(3),
+        Verdict::Blocked,
+        "ICMP port unreachable (code 3)"
+    )]
+    #[case::admin(
+        ProbeSpec::Tcp(80),
+        Answer::Unreachable(13),
+        Verdict::Blocked,
+        "ICMP communication administratively prohibited (code 13)"
+    )]
+    #[case::udp_port(
+        ProbeSpec::Udp(53),
+        Answer::Refused,
+        Verdict::Refused,
+        "ICMP port unreachable: reached, nothing listening"
+    )]
+    #[case::host_prohibited(
+        ProbeSpec::Icmp,
+        Answer::Unreachable(10),
+        Verdict::Blocked,
+        "ICMP host administratively prohibited (code 10)"
+    )]
+    fn answers_are_named_for_what_came_back(
+        #[case] probe: ProbeSpec,
+        #[case] answer: Answer,
+        #[case] verdict: Verdict,
+        #[case] detail: &str,
+    ) {
+        assert_eq!(verdict_of(&result(Outcome::Answered(answer), 1, 0), probe), (Some(verdict), detail.to_string()));
+    }
+
+    #[test]
+    fn only_a_failed_route_lookup_is_called_no_route() {
+        let silence = verdict_of(&result(Outcome::Silence, 5, 2000), ProbeSpec::Tcp(80));
+        assert_eq!(silence, (Some(Verdict::Blocked), "no answer to 5 attempts in 2000 ms".to_string()));
+        let local = verdict_of(&result(Outcome::LocalDrop, 1, 0), ProbeSpec::Icmp);
+        assert_eq!(local.0, Some(Verdict::Blocked));
+        for (_, detail) in [silence, local] {
+            assert!(!detail.contains("route"), "{detail}");
+        }
+        let none = verdict_of(&result(Outcome::NoRoute, 0, 0), ProbeSpec::Icmp);
+        assert_eq!(none, (Some(Verdict::Blocked), "no route to the target".to_string()));
+    }
 }

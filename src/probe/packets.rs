@@ -119,10 +119,33 @@ pub fn craft(w: &Wire, attempt: u16) -> Vec<u8> {
 pub enum Answer {
     /// Echo reply, SYN-ACK, or a UDP datagram back.
     Reachable,
-    /// RST, or ICMP port unreachable: reached, nothing listening.
+    /// RST to a SYN, or ICMP port unreachable to a UDP datagram: reached,
+    /// nothing listening.
     Refused,
-    /// ICMP destination unreachable with another code (e.g. 13, admin prohibited).
+    /// Any other ICMP destination unreachable, with its code (13: admin
+    /// prohibited; 3 to a SYN or an echo: a `-j REJECT`).
     Unreachable(u8),
+}
+
+/// The name of an ICMP destination unreachable code (RFC 792, 1122, 1812),
+/// as `iptables -j REJECT --reject-with` knows most of them.
+pub fn unreachable_name(code: u8) -> &'static str {
+    match code {
+        0 => "network unreachable",
+        1 => "host unreachable",
+        2 => "protocol unreachable",
+        3 => "port unreachable",
+        4 => "fragmentation needed",
+        5 => "source route failed",
+        6 => "destination network unknown",
+        7 => "destination host unknown",
+        9 => "network administratively prohibited",
+        10 => "host administratively prohibited",
+        11 => "network unreachable for TOS",
+        12 => "host unreachable for TOS",
+        13 => "communication administratively prohibited",
+        _ => "destination unreachable",
+    }
 }
 
 /// Whether `packet` (a whole IPv4 packet received in the sender's
@@ -145,7 +168,11 @@ pub fn classify(w: &Wire, packet: &[u8]) -> Option<Answer> {
                         return None;
                     }
                     let code = p.get_icmp_code().0;
-                    Some(if code == 3 { Answer::Refused } else { Answer::Unreachable(code) })
+                    // Only for UDP does port unreachable mean "reached, nothing
+                    // listening"; a TCP stack says that with a RST, so an ICMP
+                    // error to a SYN (`-j REJECT`'s default) is a block.
+                    let refused = code == 3 && matches!(w.kind, WireKind::Udp(_));
+                    Some(if refused { Answer::Refused } else { Answer::Unreachable(code) })
                 }
                 _ => None,
             }
@@ -297,18 +324,29 @@ mod tests {
         assert_eq!(classify(&w, &tcp_reply(81, 0x4242, flags)), None);
     }
 
-    #[rstest]
-    #[case::port_unreachable(3, Answer::Refused)]
-    #[case::host_unreachable(1, Answer::Unreachable(1))]
-    #[case::admin_prohibited(13, Answer::Unreachable(13))]
-    fn icmp_errors_quote_the_probe(#[case] code: u8, #[case] want: Answer) {
-        let w = wire(WireKind::Udp(53));
-        let sent = craft(&w, 0);
+    /// ICMP destination unreachable (type 3) with `code`, quoting `sent`.
+    fn unreachable(code: u8, sent: &[u8]) -> Vec<u8> {
         let mut l4 = vec![3, code, 0, 0, 0, 0, 0, 0];
         l4.extend_from_slice(&sent[..28]);
-        assert_eq!(classify(&w, &reply(IpNextHeaderProtocols::Icmp, &l4)), Some(want));
+        reply(IpNextHeaderProtocols::Icmp, &l4)
+    }
+
+    #[rstest]
+    #[case::udp_port_unreachable(WireKind::Udp(53), 3, Answer::Refused)]
+    #[case::udp_host_unreachable(WireKind::Udp(53), 1, Answer::Unreachable(1))]
+    #[case::udp_admin_prohibited(WireKind::Udp(53), 13, Answer::Unreachable(13))]
+    // `-j REJECT` answers a SYN with port unreachable: a block, not a RST.
+    #[case::tcp_port_unreachable(WireKind::Tcp(80), 3, Answer::Unreachable(3))]
+    #[case::tcp_net_unreachable(WireKind::Tcp(80), 0, Answer::Unreachable(0))]
+    #[case::tcp_admin_prohibited(WireKind::Tcp(80), 13, Answer::Unreachable(13))]
+    #[case::icmp_port_unreachable(WireKind::Icmp, 3, Answer::Unreachable(3))]
+    #[case::icmp_host_prohibited(WireKind::Icmp, 10, Answer::Unreachable(10))]
+    fn icmp_errors_quote_the_probe(#[case] kind: WireKind, #[case] code: u8, #[case] want: Answer) {
+        let w = wire(kind);
+        let answer = unreachable(code, &craft(&w, 0));
+        assert_eq!(classify(&w, &answer), Some(want));
         let other = Wire { ident: 1, ..w };
-        assert_eq!(classify(&other, &reply(IpNextHeaderProtocols::Icmp, &l4)), None);
+        assert_eq!(classify(&other, &answer), None);
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! namespace. It records the peer address of every connection or datagram,
 //! keyed by the probe token the client sends, so an expectation's `source`
 //! can say who the packet seemed to come from after NAT or the proxy.
+//!
+//! A responder belongs to the container that `listen`s (or to `external`),
+//! not to the namespace it runs in: a `host`- or `container:`-mode
+//! container's responder stops when that container stops, though the
+//! namespace lives on.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,6 +29,7 @@ pub struct PeerLog(Arc<Mutex<HashMap<u32, SeenPeer>>>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenPeer {
+    /// The node whose namespace the responder listens in.
     pub node: String,
     pub listen: ListenSpec,
     pub peer: SocketAddr,
@@ -38,28 +44,54 @@ impl PeerLog {
     }
 }
 
+/// A responder that should run: who wants it, where, on what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// The container (or `external`) whose `listen` it is.
+    pub owner: String,
+    /// The node whose namespace it listens in.
+    pub netns: String,
+    pub spec: ListenSpec,
+}
+
+#[derive(Debug)]
+struct Running {
+    owner: String,
+    netns: String,
+    /// The namespace's inode: a rebuilt container has a new namespace under
+    /// the same node name, and its responder must follow.
+    ns_id: Option<u64>,
+    spec: ListenSpec,
+    task: JoinHandle<()>,
+}
+
 /// Running responders; they stop when this is dropped.
 #[derive(Debug, Default)]
 pub struct Responders {
     pub log: PeerLog,
-    /// Each running responder: its node, what it listens on, its task.
-    running: Vec<(String, ListenSpec, JoinHandle<()>)>,
+    running: Vec<Running>,
 }
 
 impl Drop for Responders {
     fn drop(&mut self) {
-        for (_, _, t) in &self.running {
-            t.abort();
+        for r in &self.running {
+            r.task.abort();
         }
     }
 }
 
+/// A namespace's identity (its inode).
+pub fn ns_id(ns: &File) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    ns.metadata().ok().map(|m| m.ino())
+}
+
 impl Responders {
-    /// Starts a responder; `node` names the namespace owner for reports.
-    pub fn start(&mut self, node: &str, ns: &File, spec: ListenSpec) -> std::io::Result<()> {
+    /// Starts `owner`'s responder inside the namespace of node `netns`.
+    pub fn start(&mut self, owner: &str, netns: &str, ns: &File, spec: ListenSpec) -> std::io::Result<()> {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, spec.port));
         let log = self.log.clone();
-        let node_name = node.to_string();
+        let node_name = netns.to_string();
         let task = match spec.proto {
             Proto::Tcp => {
                 let l = netns::tcp_listener(ns, addr)?;
@@ -92,23 +124,61 @@ impl Responders {
                 })
             }
         };
-        self.running.push((node.to_string(), spec, task));
+        self.running.push(Running { owner: owner.to_string(), netns: netns.to_string(), ns_id: ns_id(ns), spec, task });
         Ok(())
     }
 
-    pub fn is_listening(&self, node: &str, spec: ListenSpec) -> bool {
-        self.running.iter().any(|(n, s, _)| n == node && *s == spec)
+    /// Whether a responder for `spec` runs in node `netns`'s namespace
+    /// (whoever owns it).
+    pub fn is_listening(&self, netns: &str, spec: ListenSpec) -> bool {
+        self.running.iter().any(|r| r.netns == netns && r.spec == spec)
+    }
+
+    /// The owners of the running responders, with their namespace node and
+    /// what they listen on.
+    pub fn owners(&self) -> Vec<Wanted> {
+        self.running.iter().map(|r| Wanted { owner: r.owner.clone(), netns: r.netns.clone(), spec: r.spec }).collect()
     }
 
     /// Stops the responders of nodes whose namespace went away: their
     /// sockets would keep the namespace alive.
     pub fn stop_nodes(&mut self, nodes: &[String]) {
-        self.running.retain(|(n, _, t)| {
-            let keep = !nodes.contains(n);
+        self.running.retain(|r| {
+            let keep = !nodes.contains(&r.netns);
             if !keep {
-                t.abort();
+                r.task.abort();
             }
             keep
         });
+    }
+
+    /// Brings the running responders to `wanted` (at most one per namespace
+    /// and listen spec): stops those nobody wants any more, or whose
+    /// namespace was replaced (`current` gives a node's namespace now), and
+    /// waits until their sockets are closed, so the next probe meets a
+    /// closed port. What is still wanted keeps running, handed to its
+    /// current owner. Returns what must be started.
+    pub async fn retain_wanted(&mut self, wanted: &[Wanted], current: impl Fn(&str) -> Option<u64>) -> Vec<Wanted> {
+        let mut stopped = Vec::new();
+        let mut kept = Vec::new();
+        for mut r in self.running.drain(..) {
+            let want = wanted.iter().find(|w| w.netns == r.netns && w.spec == r.spec);
+            match want {
+                Some(w) if r.ns_id.is_some() && current(&r.netns) == r.ns_id => {
+                    r.owner = w.owner.clone();
+                    kept.push(r);
+                }
+                _ => {
+                    r.task.abort();
+                    stopped.push(r.task);
+                }
+            }
+        }
+        self.running = kept;
+        // An aborted task has dropped its socket once its handle resolves.
+        for t in stopped {
+            let _ = t.await;
+        }
+        wanted.iter().filter(|w| !self.is_listening(&w.netns, w.spec)).cloned().collect()
     }
 }
