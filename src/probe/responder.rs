@@ -134,12 +134,6 @@ impl Responders {
         self.running.iter().any(|r| r.netns == netns && r.spec == spec)
     }
 
-    /// The owners of the running responders, with their namespace node and
-    /// what they listen on.
-    pub fn owners(&self) -> Vec<Wanted> {
-        self.running.iter().map(|r| Wanted { owner: r.owner.clone(), netns: r.netns.clone(), spec: r.spec }).collect()
-    }
-
     /// Stops the responders of nodes whose namespace went away: their
     /// sockets would keep the namespace alive.
     pub fn stop_nodes(&mut self, nodes: &[String]) {
@@ -165,10 +159,14 @@ impl Responders {
             let want = wanted.iter().find(|w| w.netns == r.netns && w.spec == r.spec);
             match want {
                 Some(w) if r.ns_id.is_some() && current(&r.netns) == r.ns_id => {
-                    r.owner = w.owner.clone();
+                    if r.owner != w.owner {
+                        tracing::debug!("responder {} in {}: handed from {} to {}", r.spec, r.netns, r.owner, w.owner);
+                        r.owner = w.owner.clone();
+                    }
                     kept.push(r);
                 }
                 _ => {
+                    tracing::debug!("responder {} of {} in {}: stopped", r.spec, r.owner, r.netns);
                     r.task.abort();
                     stopped.push(r.task);
                 }
