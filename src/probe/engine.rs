@@ -297,14 +297,18 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
         let deadline = now.checked_add(wait).unwrap_or(now + Duration::from_secs(86400 * 365));
         while pending.iter().any(|p| !p.done) {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
             let fds = socks.fds();
             // SAFETY: the fds belong to `socks`, alive for this whole loop.
             let borrowed: Vec<BorrowedFd> = fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
             let mut pfds: Vec<PollFd> = borrowed.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
-            let ms = PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+            // Past the deadline, still read what is queued: on a loaded
+            // machine this thread may wake late, and an answer that is
+            // already there is no silence.
+            let ms = if left.is_zero() {
+                PollTimeout::ZERO
+            } else {
+                PollTimeout::try_from(left.as_millis().clamp(1, i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            };
             match poll(&mut pfds, ms) {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -330,6 +334,9 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                         }
                     }
                 }
+            }
+            if left.is_zero() {
+                break;
             }
         }
         for p in pending.iter_mut().filter(|p| !p.done) {
