@@ -52,8 +52,10 @@ impl fmt::Display for Plan {
             let state = match (&c.endpoint, &c.netns) {
                 (Some(e), _) => format!("{} mac {} veth {} gateway {}", e.address, e.mac, e.host_veth, e.gateway),
                 (None, None) => "not running".to_string(),
-                (None, Some(ns)) if *ns == c.name => "lo only".to_string(),
-                (None, Some(ns)) => format!("in {ns}'s namespace"),
+                (None, Some(ns)) if ns == "host" || matches!(c.mode, NetworkMode::Container(_)) => {
+                    format!("in {ns}'s namespace")
+                }
+                (None, Some(_)) => "lo only".to_string(),
             };
             writeln!(f, "  {:<w$}  {:<14} {state}", c.name, c.mode.to_string())?;
         }
