@@ -371,9 +371,7 @@ impl<'a> Builder<'a> {
         match (failed, &step.fails) {
             (None, None) => {}
             (Some(d), None) => self.errors.push(d),
-            (Some(d), Some(want)) if d.message == *want.get_ref() => {
-                label = format!("{label}, which fails: {}", d.message)
-            }
+            (Some(d), Some(want)) if d.message == *want.get_ref() => label = format!("{label} (fails: {})", d.message),
             (Some(d), Some(want)) => {
                 self.err(want.span(), format!("Docker fails this step with \"{}\", not as `fails` says", d.message))
             }
@@ -562,6 +560,8 @@ impl<'a> Builder<'a> {
                 let ns = node.name.clone();
                 self.set(name, |cp| cp.netns = Some(ns.clone()));
                 if let (NetworkMode::Bridge, Some(br), Some(ipam)) = (&mode, self.bridge.clone(), self.ipam.as_mut()) {
+                    // `ip` is bridgelab's extension (1.6.2 had no --ip): it is
+                    // requested as RestoreNetwork's RequestedIP is, through RequestIP.
                     let requested = c.ip.as_ref().map(|i| i.get_ref().0);
                     let span = c.ip.as_ref().map(|i| i.span()).unwrap_or_else(|| c.name.span());
                     let ip = ipam.request(requested).map_err(|e| (span, e.to_string()))?;

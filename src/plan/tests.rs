@@ -359,7 +359,7 @@ fn a_failed_start_gives_its_address_back_so_exhaustion_comes_when_docker_says() 
     assert!(after.node("bb").is_none(), "no namespace is left for bb");
     let host = after.node("host").unwrap();
     assert_eq!(host.links.iter().filter(|l| l.master.as_deref() == Some("docker0")).count(), 1, "only aa's veth");
-    assert!(p.steps[0].action.contains("which fails: Cannot start container bb"), "{}", p.steps[0].action);
+    assert!(p.steps[0].action.contains("(fails: Cannot start container bb"), "{}", p.steps[0].action);
     assert_eq!(ips(step_after(&p, 1)), ["10.0.0.5", "-", "10.0.0.6"]);
 }
 
