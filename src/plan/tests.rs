@@ -594,3 +594,27 @@ fn messages_of_later_dockers_are_not_docker1s() {
     let e = invalid(&format!("{later}[[container]]\nname = \"aa\"\nnetwork = \"container:aa\"\nlinks = []\n"));
     assert!(e.contains("cannot join own network namespace"), "{e}");
 }
+
+#[test]
+fn a_container_whose_start_failed_can_be_started_later() {
+    // bb counts as created and stopped: once aa lets 8080 go, `docker start bb` works.
+    let text = "[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n\
+        [[step]]\ndo = \"run\"\nfails = \"Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated\"\n\
+        [step.container]\nname = \"bb\"\npublish = [\"8080:80\"]\n\
+        [[step]]\ndo = \"stop\"\ncontainer = \"aa\"\n\
+        [[step]]\ndo = \"start\"\ncontainer = \"bb\"\n";
+    let p = ok(text);
+    let last = step_after(&p, 2);
+    assert!(last.container("bb").unwrap().running);
+    assert_eq!(mappings(last), ["0.0.0.0:8080/tcp -> 172.17.0.3:80 (bb)"]);
+}
+
+#[test]
+fn a_daemon_restart_ends_shared_namespaces_too() {
+    let p = ok(&format!("{SHARED}[[step]]\ndo = \"restart-daemon\"\n"));
+    let after = step_after(&p, 0);
+    assert!(after.containers.iter().all(|c| !c.running && c.netns.is_none()));
+    let names: Vec<&str> = after.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["host", "external"]);
+    assert!(!after.node("host").unwrap().links.iter().any(|l| l.master.is_some()));
+}
