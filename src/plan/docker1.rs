@@ -632,8 +632,8 @@ impl<'a> Builder<'a> {
         // Docker walks a map here (random order); bridgelab sorts by port.
         wanted.sort_by_key(|w| (w.0, w.1));
         for (cport, proto, hport, hip, span) in wanted {
-            // AllocatePort: a dynamic port is tried up to 10 times when the
-            // proxy cannot bind; an explicit one once.
+            // AllocatePort: a dynamic port is tried up to 10 times when
+            // Map fails (proxy bind, iptables); an explicit one once.
             let hport = hport.filter(|p| *p != 0);
             let attempts = if hport.is_none() { 10 } else { 1 };
             let mut last_err = String::new();
@@ -663,9 +663,11 @@ impl<'a> Builder<'a> {
                     match Docker1.map_port(&mut self.rules, bridge, &m) {
                         Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
                         Err(e) => {
+                            // Map's deferred release; AllocatePort tries a
+                            // dynamic port again whatever the error.
                             self.ports.release(hip, proto, port);
                             last_err = e;
-                            break;
+                            continue;
                         }
                     }
                 }

@@ -618,3 +618,12 @@ fn a_daemon_restart_ends_shared_namespaces_too() {
     assert_eq!(names, ["host", "external"]);
     assert!(!after.node("host").unwrap().links.iter().any(|l| l.master.is_some()));
 }
+
+#[test]
+fn a_dynamic_port_is_tried_ten_times_whatever_fails() {
+    // After a firewall reload each attempt's iptables call fails: AllocatePort
+    // retries with the next port, so Docker's error names the tenth.
+    let text = "[[step]]\ndo = \"flush-iptables\"\n[[step]]\ndo = \"run\"\n[step.container]\nname = \"aa\"\npublish = [\"80\"]\n";
+    let e = err(text);
+    assert!(e.contains("--dport 32777 ! -i docker0 -j DNAT --to-destination 172.17.0.1:80"), "{e}");
+}
