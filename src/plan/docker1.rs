@@ -115,12 +115,18 @@ struct Builder<'a> {
     installed: HashMap<String, Vec<RuleRef>>,
 }
 
+/// A failed start: where it points, and Docker's message without the
+/// "Cannot start container NAME: " that `ContainerStart` puts before it.
+type Failure = (Range<usize>, String);
+
 pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     let mut b = Builder::new(s);
     b.start_daemon();
     for c in &s.spec.containers {
         b.specs.push(c.clone());
-        b.start(c);
+        if let Err(d) = b.start(c, "start") {
+            b.errors.push(d);
+        }
     }
     let mut plan = b.snapshot()?;
     for step in &s.spec.steps {
@@ -318,18 +324,22 @@ impl<'a> Builder<'a> {
         self.ports = PortAllocator::new(NETNS_EPHEMERAL_RANGE);
     }
 
-    /// One `[[step]]`; returns what it did, for reports.
+    /// One `[[step]]`; returns what it did, for reports. A start that fails
+    /// is an error unless the step says it `fails` with Docker's message:
+    /// either way the daemon has rolled the container back and goes on.
     fn step(&mut self, step: &crate::scenario::Step) -> String {
         use crate::scenario::{StepAction, StepContainer};
         let action = *step.action.get_ref();
         let span = step.action.span();
         let name = step.container.as_ref().map(|c| c.get_ref().name().to_string()).unwrap_or_default();
+        let mut failed = None;
         match action {
             StepAction::Stop => self.stop(&name, span),
-            StepAction::Start => self.start_named(&name, span),
+            StepAction::Start => failed = self.start_named(&name, span, "start").err(),
             StepAction::Restart => {
+                // Container.Restart: Stop, then Start; ContainerRestart words the error.
                 self.stop(&name, span.clone());
-                self.start_named(&name, span);
+                failed = self.start_named(&name, span, "restart").err();
             }
             StepAction::Remove => {
                 self.stop(&name, span);
@@ -339,7 +349,7 @@ impl<'a> Builder<'a> {
             StepAction::Run => {
                 if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
                     self.specs.push((**c).clone());
-                    self.start(c);
+                    failed = self.start(c, "start").err();
                 }
             }
             StepAction::FlushIptables => self.rules.flush_all(),
@@ -357,46 +367,56 @@ impl<'a> Builder<'a> {
                 self.err(span, format!("`{action}` came with libnetwork: it needs firewall = \"docker20\""));
             }
         }
-        match (action, name.is_empty()) {
-            (_, true) => action.to_string(),
-            (_, false) => format!("{action} {name}"),
+        let mut label = if name.is_empty() { action.to_string() } else { format!("{action} {name}") };
+        match (failed, &step.fails) {
+            (None, None) => {}
+            (Some(d), None) => self.errors.push(d),
+            (Some(d), Some(want)) if d.message == *want.get_ref() => label = format!("{label} (fails: {})", d.message),
+            (Some(d), Some(want)) => {
+                self.err(want.span(), format!("Docker fails this step with \"{}\", not as `fails` says", d.message))
+            }
+            (None, Some(want)) => self.err(want.span(), "Docker does not fail this step, as `fails` says it does"),
         }
+        label
     }
 
-    fn start_named(&mut self, name: &str, span: Range<usize>) {
+    /// `docker start NAME` (and the start of `docker restart`).
+    fn start_named(&mut self, name: &str, span: Range<usize>, verb: &str) -> Result<(), Diagnostic> {
         match self.specs.iter().find(|c| c.name() == name).cloned() {
             Some(mut c) => {
                 if self.containers.iter().any(|x| x.name == name && x.running) {
-                    return; // `docker start` on a running container changes nothing
+                    return Ok(()); // `docker start` on a running container changes nothing
                 }
                 c.running = true;
-                self.start(&c);
+                self.start(&c, verb)
             }
-            None => self.err(span, format!("No such container: {name}")),
+            None => Err(Diagnostic::new(span, format!("No such container: {name}"))),
         }
     }
 
-    /// `docker stop`: the sandbox goes, and with it the endpoint; Docker
-    /// releases the IP and the ports and removes their rules.
+    /// `docker stop`: the container's `cleanup` gives back what it holds.
     fn stop(&mut self, name: &str, span: Range<usize>) {
-        let Some(i) = self.containers.iter().position(|c| c.name == name) else {
-            return self.err(span, format!("No such container: {name}"));
-        };
-        if !self.containers[i].running {
-            return;
+        match self.containers.iter().find(|c| c.name == name) {
+            None => self.err(span, format!("No such container: {name}")),
+            Some(c) if c.running => self.release(name),
+            Some(_) => {}
         }
-        if self.containers.iter().any(|o| o.name != name && o.running && o.netns.as_deref() == Some(name)) {
-            return self.err(span, format!("stopping {name} while containers share its namespace is not simulated"));
-        }
-        let cp = &mut self.containers[i];
+    }
+
+    /// `Container.cleanup`, after a stop or a failed start: `ReleaseNetwork`
+    /// (the bridge driver's `Release`: the port mapper's `Unmap` of each
+    /// port, with its rules, and the address) and each link's `Disable`.
+    /// The namespace goes with its last process: a `container:` container
+    /// may keep it, with `eth0` and its address, after its maker stopped.
+    fn release(&mut self, name: &str) {
+        let Some(cp) = self.containers.iter_mut().find(|c| c.name == name) else { return };
+        cp.running = false;
+        let netns = cp.netns.take();
         if let Some(ep) = cp.endpoint.take() {
             if let Some(a) = self.ipam.as_mut() {
                 a.release(ep.address.ip());
             }
-            self.host.links.retain(|l| l.name != ep.host_veth);
         }
-        cp.running = false;
-        cp.netns = None;
         for m in self.mappings.iter().filter(|m| m.container == name) {
             self.ports.release(m.host_ip, m.proto, m.host_port);
         }
@@ -404,7 +424,11 @@ impl<'a> Builder<'a> {
         for r in self.installed.remove(name).unwrap_or_default() {
             self.rules.delete(&r);
         }
-        self.nodes.retain(|n| n.name != name);
+        let Some(ns) = netns.filter(|ns| ns != "host") else { return };
+        if !self.containers.iter().any(|o| o.running && o.netns.as_deref() == Some(ns.as_str())) {
+            self.nodes.retain(|n| n.name != ns);
+            self.host.links.retain(|l| !matches!(&l.kind, LinkKind::Veth { peer_node, .. } if *peer_node == ns));
+        }
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
@@ -432,75 +456,147 @@ impl<'a> Builder<'a> {
             .expect("a free name")
     }
 
-    /// `container.Start`'s network part.
-    /// `docker start` (or `run`): the container's network as Docker 1.6.2
-    /// sets it up, replacing the container's previous state.
-    fn start(&mut self, c: &Container) {
-        let bridge = self.bridge.clone();
-        let bridge = bridge.as_ref();
+    /// A new namespace for a container, named after it; while its previous
+    /// namespace lives on (kept by a `container:` container), `NAME+2`,
+    /// `NAME+3`, … (`+` is never part of a container name).
+    fn new_node(&self, name: &str) -> NodePlan {
+        let free = |n: &str| self.nodes.iter().all(|x| x.name != n);
+        let node_name = if free(name) {
+            name.to_string()
+        } else {
+            (2u32..).map(|i| format!("{name}+{i}")).find(|n| free(n)).expect("a free name")
+        };
+        NodePlan { name: node_name, links: vec![loopback()], routes: vec![], sysctls: vec![] }
+    }
+
+    /// `docker start` (or `run`), in `Container.Start`'s order: the network
+    /// (`initializeNetworking`: `AllocateNetwork` takes the address, then
+    /// each published port), the links (`setupLinkedContainers`), then the
+    /// exec driver, which sets the MAC on `eth0`. Start's deferred `cleanup`
+    /// undoes all of it on the first error: the container is not running,
+    /// and the containers after it find it so. Docker's error names `verb`
+    /// (`ContainerStart`: "Cannot start container %s: %s").
+    fn start(&mut self, c: &Container, verb: &str) -> Result<(), Diagnostic> {
         let name = c.name().to_string();
         let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
-        let mut cp =
-            ContainerPlan { name: name.clone(), mode: mode.clone(), running: c.running, netns: None, endpoint: None };
+        self.put(ContainerPlan { name: name.clone(), mode, running: false, netns: None, endpoint: None });
         if !c.running {
-            self.put(cp);
-            return;
+            return Ok(());
         }
-        let mut node = NodePlan { name: name.clone(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
-        match &mode {
-            NetworkMode::Host => cp.netns = Some("host".into()),
-            NetworkMode::Container(other) => {
-                match self.containers.iter().find(|o| o.name == *other).and_then(|o| o.netns.clone()) {
-                    Some(ns) => cp.netns = Some(ns),
-                    None => self.err(
-                        c.network_span(),
-                        format!(
-                            "Cannot start container {name}: cannot join network of a non running container: {other}"
-                        ),
-                    ),
+        let links = self.register_links(c)?;
+        match self.bring_up(c, &links) {
+            Ok(()) => {
+                if let Some(cp) = self.containers.iter_mut().find(|x| x.name == name) {
+                    cp.running = true;
                 }
+                Ok(())
             }
-            NetworkMode::Bridge => {
-                if let (Some(br), Some(ipam)) = (bridge, self.ipam.as_mut()) {
-                    let requested = c.ip.as_ref().map(|i| i.get_ref().0);
-                    match ipam.request(requested) {
-                        Ok(ip) => {
-                            let ep = self.endpoint(c, br, ip);
-                            self.wire(&mut node, &ep);
-                            cp.endpoint = Some(ep);
-                        }
-                        Err(e) => {
-                            let span = c.ip.as_ref().map(|i| i.span()).unwrap_or_else(|| c.name.span());
-                            self.err(span, format!("Cannot start container {name}: {e}"));
-                        }
-                    }
-                }
-                // With `bridge = "none"` (or a failed allocation) only lo remains.
-                cp.netns = Some(name.clone());
+            Err((span, e)) => {
+                self.release(&name);
+                Err(Diagnostic::new(span, format!("Cannot {verb} container {name}: {e}")))
             }
-            NetworkMode::None | NetworkMode::Named(_) => cp.netns = Some(name.clone()),
         }
-        if let (Some(ep), Some(br)) = (&cp.endpoint, bridge) {
-            self.map_ports(c, ep.address.ip(), &br.name);
-            self.link(c, ep.address.ip(), &br.name);
-        }
+    }
+
+    /// `Daemon.RegisterLinks`, at create. A link is stored under its alias
+    /// (`RegisterLink` keeps a path that exists), so of two links with one
+    /// alias only the first counts. A link to a `container:` container is a
+    /// link to the container whose namespace it joins, and one that ends in
+    /// host mode is refused. Returns (alias, child, span) in file order.
+    fn register_links(&self, c: &Container) -> Result<Vec<(String, String, Range<usize>)>, Diagnostic> {
+        let mut out: Vec<(String, String, Range<usize>)> = Vec::new();
         for l in &c.links {
-            let target = &l.get_ref().container;
-            if self.containers.iter().any(|o| o.name == *target && !o.running) {
-                self.err(
-                    l.span(),
-                    format!(
-                        "Cannot start container {name}: Cannot link to a non running container: /{target} AS /{name}/{}",
-                        l.get_ref().alias
-                    ),
-                );
+            let spec = l.get_ref();
+            let mut child = spec.container.clone();
+            // Bounded: a container may name itself in `container:` (Docker would loop).
+            for _ in 0..=self.specs.len() {
+                let Some(k) = self.specs.iter().find(|k| k.name() == child) else {
+                    if child != spec.container {
+                        return Err(Diagnostic::new(l.span(), format!("Could not get container for {child}")));
+                    }
+                    break; // removed since: `docker rm` purged the link
+                };
+                match k.networks().into_iter().next() {
+                    Some(NetworkMode::Container(next)) => child = next,
+                    Some(NetworkMode::Host) => {
+                        return Err(Diagnostic::new(
+                            l.span(),
+                            "Conflicting options: --net=host can't be used with links. This would result in undefined behavior.",
+                        ))
+                    }
+                    _ => break,
+                }
+            }
+            if !out.iter().any(|(alias, ..)| *alias == spec.alias) {
+                out.push((spec.alias.clone(), child, l.span()));
             }
         }
-        if cp.netns.as_deref() == Some(name.as_str()) {
-            self.nodes.retain(|n| n.name != name);
-            self.nodes.push(node);
+        Ok(out)
+    }
+
+    /// What `start` does, up to the first error: where it points and
+    /// Docker's message.
+    fn bring_up(&mut self, c: &Container, links: &[(String, String, Range<usize>)]) -> Result<(), Failure> {
+        let name = c.name();
+        let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
+        let netns = match &mode {
+            NetworkMode::Host => "host".to_string(),
+            NetworkMode::Container(other) => {
+                // getNetworkedContainer; Daemon.Get's "no such id" for an unknown name.
+                match self.containers.iter().find(|o| o.name == *other) {
+                    None => return Err((c.network_span(), format!("no such id: {other}"))),
+                    Some(o) => match (&o.netns, o.running) {
+                        (Some(ns), true) => ns.clone(),
+                        _ => {
+                            let e = format!("cannot join network of a non running container: {other}");
+                            return Err((c.network_span(), e));
+                        }
+                    },
+                }
+            }
+            // With `bridge = "none"` (NetworkDisabled), or none mode, only lo.
+            NetworkMode::Bridge | NetworkMode::None | NetworkMode::Named(_) => {
+                let mut node = self.new_node(name);
+                let ns = node.name.clone();
+                self.set(name, |cp| cp.netns = Some(ns.clone()));
+                if let (NetworkMode::Bridge, Some(br), Some(ipam)) = (&mode, self.bridge.clone(), self.ipam.as_mut()) {
+                    // `ip` is bridgelab's extension (1.6.2 had no --ip): it is
+                    // requested as RestoreNetwork's RequestedIP is, through RequestIP.
+                    let requested = c.ip.as_ref().map(|i| i.get_ref().0);
+                    let span = c.ip.as_ref().map(|i| i.span()).unwrap_or_else(|| c.name.span());
+                    let ip = ipam.request(requested).map_err(|e| (span, e.to_string()))?;
+                    let ep = self.endpoint(c, &br, ip);
+                    self.wire(&mut node, &ep);
+                    self.set(name, |cp| cp.endpoint = Some(ep));
+                    self.nodes.push(node);
+                    self.map_ports(c, ip, &br.name)?;
+                } else {
+                    self.nodes.push(node);
+                }
+                ns
+            }
+        };
+        self.set(name, |cp| cp.netns = Some(netns));
+        let parent_ip = self.containers.iter().find(|x| x.name == name).and_then(|cp| cp.ip());
+        self.link_all(c, links, parent_ip)?;
+        // The exec driver: libcontainer's NetworkSetMacAddress refuses a
+        // multicast MAC inside the new namespace; the error comes back as a
+        // libcontainer SystemError (code 8).
+        if let (Some(mac), Some(_)) = (&c.mac, parent_ip) {
+            if mac.get_ref().is_multicast() {
+                let shown = mac.get_ref().allocated().unwrap_or_default();
+                let e = format!("[8] System error: Multicast MAC Address is not supported: {shown}");
+                return Err((mac.span(), e));
+            }
         }
-        self.put(cp);
+        Ok(())
+    }
+
+    /// Changes a known container's record.
+    fn set(&mut self, name: &str, f: impl FnOnce(&mut ContainerPlan)) {
+        if let Some(cp) = self.containers.iter_mut().find(|x| x.name == name) {
+            f(cp);
+        }
     }
 
     /// Records a container's state, in place if the daemon knew it.
@@ -520,7 +616,8 @@ impl<'a> Builder<'a> {
 
     /// `allocatePort` for each published port, in container-port order, then
     /// the port mapper: allocator, iptables `forward`, userland proxy.
-    fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) {
+    /// `AllocateNetwork` returns at the first port that fails.
+    fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) -> Result<(), Failure> {
         let name = c.name();
         let mut wanted = Vec::new();
         for spec in &c.publish {
@@ -535,52 +632,54 @@ impl<'a> Builder<'a> {
         // Docker walks a map here (random order); bridgelab sorts by port.
         wanted.sort_by_key(|w| (w.0, w.1));
         for (cport, proto, hport, hip, span) in wanted {
-            // Dynamic ports are retried (Docker: up to 10 times) when the proxy cannot bind.
+            // AllocatePort: a dynamic port is tried up to 10 times when
+            // Map fails (proxy bind, iptables); an explicit one once.
             let hport = hport.filter(|p| *p != 0);
             let attempts = if hport.is_none() { 10 } else { 1 };
-            let mut last_err = None;
+            let mut last_err = String::new();
+            let mut mapped = false;
             for _ in 0..attempts {
                 let port = match self.ports.request(hip, proto, hport) {
                     Ok(p) => p,
                     Err(e) => {
-                        last_err = Some(e.to_string());
+                        last_err = e.to_string();
                         break;
                     }
                 };
-                match self.proxy_bind_error(hip, proto, port) {
-                    None => {
-                        let m = PortMapping {
-                            container: name.into(),
-                            proto,
-                            host_ip: hip,
-                            host_port: port,
-                            container_ip,
-                            container_port: cport,
-                        };
-                        if self.s.spec.daemon.iptables() {
-                            match Docker1.map_port(&mut self.rules, bridge, &m) {
-                                Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
-                                Err(e) => {
-                                    self.ports.release(hip, proto, port);
-                                    last_err = Some(e);
-                                    break;
-                                }
-                            }
+                if let Some(e) = self.proxy_bind_error(hip, proto, port) {
+                    self.ports.release(hip, proto, port);
+                    last_err = e;
+                    continue;
+                }
+                let m = PortMapping {
+                    container: name.into(),
+                    proto,
+                    host_ip: hip,
+                    host_port: port,
+                    container_ip,
+                    container_port: cport,
+                };
+                if self.s.spec.daemon.iptables() {
+                    match Docker1.map_port(&mut self.rules, bridge, &m) {
+                        Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
+                        Err(e) => {
+                            // Map's deferred release; AllocatePort tries a
+                            // dynamic port again whatever the error.
+                            self.ports.release(hip, proto, port);
+                            last_err = e;
+                            continue;
                         }
-                        self.mappings.push(m);
-                        last_err = None;
-                        break;
-                    }
-                    Some(e) => {
-                        self.ports.release(hip, proto, port);
-                        last_err = Some(e);
                     }
                 }
+                self.mappings.push(m);
+                mapped = true;
+                break;
             }
-            if let Some(e) = last_err {
-                self.err(span, format!("Cannot start container {name}: {e}"));
+            if !mapped {
+                return Err((span, last_err));
             }
         }
+        Ok(())
     }
 
     /// Why `docker-proxy` could not listen on `ip:port`, as Go says it.
@@ -599,29 +698,39 @@ impl<'a> Builder<'a> {
             .then(|| format!("Error starting userland proxy: listen {proto} {ip}:{port}: bind: address already in use"))
     }
 
-    /// Legacy links: the linked container's exposed ports, both directions.
-    fn link(&mut self, c: &Container, parent: Ipv4Addr, bridge: &str) {
-        for l in &c.links {
-            let target = &l.get_ref().container;
+    /// `setupLinkedContainers`: for each child (Docker walks a map; bridgelab
+    /// goes in file order), the running check, then `Link.Enable`, i.e. the
+    /// bridge driver's `link` job (`LinkContainers`): both addresses must
+    /// parse, then `Chain.Link` opens each exposed port of the child, both ways.
+    fn link_all(
+        &mut self,
+        c: &Container,
+        links: &[(String, String, Range<usize>)],
+        parent_ip: Option<Ipv4Addr>,
+    ) -> Result<(), Failure> {
+        let parent = c.name();
+        for (alias, target, span) in links {
             let Some(child) = self.containers.iter().find(|o| o.name == *target) else { continue };
             if !child.running {
-                continue; // reported by the caller with Docker's words
+                let e = format!("Cannot link to a non running container: /{target} AS /{parent}/{alias}");
+                return Err((span.clone(), e));
             }
-            let Some(child_ip) = child.ip() else {
-                self.err(l.span(), format!("Cannot start container {}: Child IP '' is invalid", c.name()));
-                continue;
+            let child_ip = child.ip();
+            // Without a bridge (`-b none`) InitDriver never registered the `link` job.
+            let Some(bridge) = self.bridge.as_ref().map(|b| b.name.clone()) else {
+                return Err((span.clone(), "link: command not found".into()));
             };
-            let spec = self.specs.iter().find(|k| k.name() == target).expect("validated link").clone();
+            let Some(parent_ip) = parent_ip else { return Err((span.clone(), "Parent IP '' is invalid".into())) };
+            let Some(child_ip) = child_ip else { return Err((span.clone(), "Child IP '' is invalid".into())) };
+            let spec = self.specs.iter().find(|k| k.name() == target).expect("a known child").clone();
             for (proto, port) in exposed_ports(&spec) {
-                match Docker1.link(&mut self.rules, bridge, parent, child_ip, proto, port) {
-                    Ok(refs) => self.installed.entry(c.name().to_string()).or_default().extend(refs),
-                    Err(e) => {
-                        self.err(l.span(), format!("Cannot start container {}: {e}", c.name()));
-                        return;
-                    }
-                }
+                let refs = Docker1
+                    .link(&mut self.rules, &bridge, parent_ip, child_ip, proto, port)
+                    .map_err(|e| (span.clone(), e))?;
+                self.installed.entry(parent.to_string()).or_default().extend(refs);
             }
         }
+        Ok(())
     }
 
     fn endpoint(&mut self, c: &Container, br: &BridgePlan, ip: Ipv4Addr) -> Endpoint {
@@ -631,7 +740,7 @@ impl<'a> Builder<'a> {
             host_veth: self.veth_name(c.name()),
             address,
             gateway: br.address.ip(),
-            mac: c.mac.as_ref().map(|m| *m.get_ref()).unwrap_or(MacAddr::from_ipv4(ip)),
+            mac: c.mac.as_ref().and_then(|m| m.get_ref().interface_mac()).unwrap_or(MacAddr::from_ipv4(ip)),
             mtu: self.s.spec.daemon.mtu(),
         }
     }

@@ -225,6 +225,25 @@ impl Plan {
     pub fn container(&self, name: &str) -> Option<&ContainerPlan> {
         self.containers.iter().find(|c| c.name == name)
     }
+
+    /// The address of a container namespace's `eth0`: where whoever lives
+    /// in it is reached. A `container:` container shares it, and keeps it
+    /// when the container that made the namespace stops.
+    pub fn netns_address(&self, ns: &str) -> Option<Ipv4Addr> {
+        if ns == "host" || ns == "external" {
+            return None;
+        }
+        self.node(ns)?.link("eth0")?.addresses.first().map(|a| a.ip())
+    }
+
+    /// The gateway of a container namespace's default route: the bridge's
+    /// address, which is the host as the namespace sees it.
+    pub fn netns_gateway(&self, ns: &str) -> Option<Ipv4Addr> {
+        if ns == "host" || ns == "external" {
+            return None;
+        }
+        self.node(ns)?.routes.iter().find(|r| r.dst.is_none()).and_then(|r| r.via)
+    }
 }
 
 /// Computes the plan for a scenario: Docker's own errors (no free range, a

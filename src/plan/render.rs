@@ -28,6 +28,27 @@ impl fmt::Display for LinkPlan {
     }
 }
 
+/// Where a container without an address of its own lives.
+fn whereabouts(plan: &Plan, c: &ContainerPlan) -> String {
+    match &c.netns {
+        None => "not running".to_string(),
+        Some(ns) if ns == "host" || matches!(c.mode, NetworkMode::Container(_)) => match plan.netns_address(ns) {
+            Some(a) => format!("in {ns}'s namespace ({a})"),
+            None => format!("in {ns}'s namespace"),
+        },
+        Some(_) => "lo only".to_string(),
+    }
+}
+
+/// A container's namespace when it is not named after the container (its
+/// first one lives on, kept by a `container:` container).
+fn own_namespace(c: &ContainerPlan) -> String {
+    match &c.netns {
+        Some(ns) if *ns != c.name => format!(" in namespace {ns}"),
+        _ => String::new(),
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "scenario {} (firewall {})", self.scenario, self.firewall)?;
@@ -49,11 +70,16 @@ impl fmt::Display for Plan {
         }
         let w = self.containers.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
         for c in &self.containers {
-            let state = match (&c.endpoint, &c.netns) {
-                (Some(e), _) => format!("{} mac {} veth {} gateway {}", e.address, e.mac, e.host_veth, e.gateway),
-                (None, None) => "not running".to_string(),
-                (None, Some(ns)) if *ns == c.name => "lo only".to_string(),
-                (None, Some(ns)) => format!("in {ns}'s namespace"),
+            let state = match &c.endpoint {
+                Some(e) => format!(
+                    "{} mac {} veth {} gateway {}{}",
+                    e.address,
+                    e.mac,
+                    e.host_veth,
+                    e.gateway,
+                    own_namespace(c)
+                ),
+                None => whereabouts(self, c),
             };
             writeln!(f, "  {:<w$}  {:<14} {state}", c.name, c.mode.to_string())?;
         }
@@ -80,8 +106,8 @@ impl fmt::Display for Plan {
             writeln!(f, "\nafter step {}: {}", i + 1, step.action)?;
             for c in &after.containers {
                 let state = match (&c.endpoint, c.running) {
-                    (Some(e), _) => format!("{} mac {}", e.address, e.mac),
-                    (None, true) => "running, no address of its own".to_string(),
+                    (Some(e), _) => format!("{} mac {}{}", e.address, e.mac, own_namespace(c)),
+                    (None, true) => format!("running, {}", whereabouts(after, c)),
                     (None, false) => "stopped".to_string(),
                 };
                 writeln!(f, "  {:<12} {state}", c.name)?;

@@ -321,3 +321,309 @@ fn ip_masq_follows_iptables_and_the_bridge_name() {
     let none = ok("[daemon]\nbridge = \"none\"\n");
     assert!(none.iptables.is_empty());
 }
+
+/// A scenario that does not even load: its validation errors.
+fn invalid(text: &str) -> String {
+    Scenario::parse("p.toml".into(), text.to_string()).expect_err("validation should fail").to_string()
+}
+
+fn step_after(p: &Plan, i: usize) -> &Plan {
+    &p.steps[i].after
+}
+
+/// A /30 `--fixed-cidr` holds two addresses: aa takes .5, bb .6.
+const TWO_ADDRESSES: &str = "[daemon]\nbip = \"10.0.0.1/24\"\nfixed_cidr = \"10.0.0.4/30\"\n";
+
+#[test]
+fn a_failed_start_gives_its_address_back_so_exhaustion_comes_when_docker_says() {
+    // bb fails on its port, so cc gets the address bb had taken: Docker
+    // reports bb alone, not an exhausted pool for cc as well.
+    let text = format!(
+        "{TWO_ADDRESSES}[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"cc\"\n"
+    );
+    assert_eq!(
+        err(&text),
+        "p.toml:9:12: Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+    // The same with the failure expected: cc really has bb's address.
+    let text = format!(
+        "{TWO_ADDRESSES}[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n\
+         [[step]]\ndo = \"run\"\nfails = \"Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated\"\n\
+         [step.container]\nname = \"bb\"\npublish = [\"8080:80\"]\n\
+         [[step]]\ndo = \"run\"\n[step.container]\nname = \"cc\"\n"
+    );
+    let p = ok(&text);
+    let after = step_after(&p, 0);
+    let bb = after.container("bb").unwrap();
+    assert!(!bb.running && bb.netns.is_none() && bb.endpoint.is_none());
+    assert!(after.node("bb").is_none(), "no namespace is left for bb");
+    let host = after.node("host").unwrap();
+    assert_eq!(host.links.iter().filter(|l| l.master.as_deref() == Some("docker0")).count(), 1, "only aa's veth");
+    assert!(p.steps[0].action.contains("(fails: Cannot start container bb"), "{}", p.steps[0].action);
+    assert_eq!(ips(step_after(&p, 1)), ["10.0.0.5", "-", "10.0.0.6"]);
+}
+
+#[test]
+fn a_failed_start_unmaps_the_ports_it_had_mapped() {
+    // bb maps 9090 (port 70 comes first), then fails on 8080: 9090 and its
+    // rules go, so cc can take 9090.
+    let text = "[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n\
+        [[step]]\ndo = \"run\"\nfails = \"Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated\"\n\
+        [step.container]\nname = \"bb\"\npublish = [\"9090:70\", \"8080:80\"]\n\
+        [[step]]\ndo = \"run\"\n[step.container]\nname = \"cc\"\npublish = [\"9090:90\"]\n";
+    let p = ok(text);
+    let after = step_after(&p, 0);
+    assert_eq!(mappings(after), ["0.0.0.0:8080/tcp -> 172.17.0.1:80 (aa)"]);
+    assert_eq!(after.iptables.render(), p.iptables.render(), "bb's rules are gone again");
+    assert_eq!(mappings(step_after(&p, 1))[1], "0.0.0.0:9090/tcp -> 172.17.0.3:90 (cc)");
+}
+
+#[test]
+fn one_error_per_container_at_its_first_failing_port() {
+    let text = "[[container]]\nname = \"aa\"\npublish = [\"8080:80\", \"8081:81\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:80\", \"8081:81\"]\n";
+    assert_eq!(
+        err(text),
+        "p.toml:6:12: Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+}
+
+#[test]
+fn containers_after_a_failed_start_meet_dockers_errors() {
+    // bb fails (its link target is stopped) and counts as not running: cc
+    // cannot join it, dd cannot link to it, and ee gets the address bb had.
+    let text = "[[container]]\nname = \"db\"\nrunning = false\n\
+        [[container]]\nname = \"bb\"\nlinks = [\"db:d\"]\npublish = [\"8080:80\"]\n\
+        [[container]]\nname = \"cc\"\nnetwork = \"container:bb\"\n\
+        [[container]]\nname = \"dd\"\nlinks = [\"bb:x\"]\npublish = [\"8080:80\"]\n";
+    assert_eq!(
+        err(text),
+        "p.toml:6:10: Cannot start container bb: Cannot link to a non running container: /db AS /bb/d\n\
+         p.toml:10:11: Cannot start container cc: cannot join network of a non running container: bb\n\
+         p.toml:13:10: Cannot start container dd: Cannot link to a non running container: /bb AS /dd/x"
+    );
+    // bb's address and port 8080 were given back: dd took both before its link failed.
+    let text = "[[container]]\nname = \"db\"\nrunning = false\n\
+        [[step]]\ndo = \"run\"\nfails = \"Cannot start container bb: Cannot link to a non running container: /db AS /bb/d\"\n\
+        [step.container]\nname = \"bb\"\nlinks = [\"db:d\"]\npublish = [\"8080:80\"]\n\
+        [[step]]\ndo = \"run\"\n[step.container]\nname = \"ee\"\npublish = [\"8080:80\"]\n";
+    let p = ok(text);
+    assert!(step_after(&p, 0).port_mappings.is_empty());
+    assert_eq!(mappings(step_after(&p, 1)), ["0.0.0.0:8080/tcp -> 172.17.0.2:80 (ee)"]);
+}
+
+#[test]
+fn a_step_that_fails_must_say_so_and_say_it_as_docker_does() {
+    let run = |fails: &str| {
+        format!(
+            "[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[step]]\ndo = \"run\"\n{fails}[step.container]\nname = \"bb\"\npublish = [\"8080:80\"]\n"
+        )
+    };
+    assert_eq!(
+        err(&run("")),
+        "p.toml:8:12: Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+    let e = err(&run("fails = \"Cannot start container bb: no\"\n"));
+    assert!(e.starts_with("p.toml:6:9: Docker fails this step with \"Cannot start container bb: Bind for"), "{e}");
+    let e = err("[[container]]\nname = \"aa\"\n[[step]]\ndo = \"stop\"\ncontainer = \"aa\"\nfails = \"x\"\n");
+    assert_eq!(e, "p.toml:6:9: Docker does not fail this step, as `fails` says it does");
+    // docker restart words it its own way.
+    let text = "[[container]]\nname = \"db\"\n[[container]]\nname = \"aa\"\nlinks = [\"db:d\"]\n\
+        [[step]]\ndo = \"stop\"\ncontainer = \"db\"\n\
+        [[step]]\ndo = \"restart\"\ncontainer = \"aa\"\nfails = \"Cannot restart container aa: Cannot link to a non running container: /db AS /aa/d\"\n";
+    let p = ok(text);
+    assert!(!step_after(&p, 1).container("aa").unwrap().running);
+}
+
+#[test]
+fn of_two_links_with_one_alias_only_the_first_counts() {
+    // RegisterLink keeps /aa/db once it exists: c1 (stopped) is neither
+    // checked nor linked, and only c3's port is opened.
+    let text = "[daemon]\nicc = false\n\
+        [[container]]\nname = \"c1\"\nexpose = [\"1111\"]\nrunning = false\n\
+        [[container]]\nname = \"c3\"\nexpose = [\"3333\"]\n\
+        [[container]]\nname = \"aa\"\nlinks = [\"c3:db\", \"c1:db\"]\n";
+    let rules = ok(text).iptables.render();
+    assert!(
+        rules.contains(
+            "-A DOCKER -s 172.17.0.2/32 -d 172.17.0.1/32 -i docker0 -o docker0 -p tcp -m tcp --dport 3333 -j ACCEPT\n"
+        ),
+        "{rules}"
+    );
+    assert!(!rules.contains("1111"), "{rules}");
+    assert_eq!(rules.matches("-i docker0 -o docker0 -p tcp").count(), 2, "{rules}");
+}
+
+#[test]
+fn a_link_to_a_sidecar_is_a_link_to_its_namespace_owner() {
+    // RegisterLinks follows --net=container: to the container that owns the namespace.
+    let text = "[daemon]\nicc = false\n[[container]]\nname = \"db\"\nexpose = [\"5432\"]\n\
+        [[container]]\nname = \"side\"\nnetwork = \"container:db\"\n\
+        [[container]]\nname = \"aa\"\nlinks = [\"side:d\"]\n";
+    let rules = ok(text).iptables.render();
+    assert!(
+        rules
+            .contains("-s 172.17.0.2/32 -d 172.17.0.1/32 -i docker0 -o docker0 -p tcp -m tcp --dport 5432 -j ACCEPT\n"),
+        "{rules}"
+    );
+    let host = "[[container]]\nname = \"hn\"\nnetwork = \"host\"\n[[container]]\nname = \"aa\"\nlinks = [\"hn:h\"]\n";
+    assert_eq!(
+        err(host),
+        "p.toml:6:10: Conflicting options: --net=host can't be used with links. This would result in undefined behavior."
+    );
+}
+
+#[test]
+fn links_without_addresses_fail_in_dockers_link_job() {
+    let none = "[[container]]\nname = \"db\"\n[[container]]\nname = \"aa\"\nnetwork = \"none\"\nlinks = [\"db:d\"]\n";
+    assert_eq!(err(none), "p.toml:6:10: Cannot start container aa: Parent IP '' is invalid");
+    let child = "[[container]]\nname = \"db\"\nnetwork = \"none\"\n[[container]]\nname = \"aa\"\nlinks = [\"db:d\"]\n";
+    assert_eq!(err(child), "p.toml:6:10: Cannot start container aa: Child IP '' is invalid");
+    // -b none: InitDriver never ran, so there is no `link` job at all.
+    let disabled = format!("[daemon]\nbridge = \"none\"\n{}", &child[..child.find("network").unwrap()]);
+    let disabled = format!("{disabled}[[container]]\nname = \"aa\"\nlinks = [\"db:d\"]\n");
+    assert_eq!(err(&disabled), "p.toml:7:10: Cannot start container aa: link: command not found");
+}
+
+#[rstest]
+#[case::dashes("02-42-0a-00-00-d2", "02:42:0a:00:00:d2")]
+#[case::dots("0242.0a00.00d2", "02:42:0a:00:00:d2")]
+#[case::upper_case("02:42:0A:00:00:D2", "02:42:0a:00:00:d2")]
+#[case::eui64("02:42:0a:00:00:d2:ff:01", "02:42:0a:00:00:d2")]
+#[case::eui64_dots("0242.0a00.00d2.ff01", "02:42:0a:00:00:d2")]
+#[case::infiniband("02-42-0a-00-00-d2-00-00-fe-80-00-00-00-00-00-00-02-00-5e-10", "02:42:0a:00:00:d2")]
+fn a_mac_in_any_form_go_reads_is_taken_and_normalised(#[case] given: &str, #[case] on_eth0: &str) {
+    let p = ok(&format!("[[container]]\nname = \"aa\"\nmac = \"{given}\"\n"));
+    assert_eq!(p.container("aa").unwrap().endpoint.as_ref().unwrap().mac.to_string(), on_eth0);
+    assert_eq!(p.node("aa").unwrap().link("eth0").unwrap().mac.unwrap().to_string(), on_eth0);
+}
+
+#[test]
+fn macs_docker_refuses_or_ignores() {
+    let e = invalid("[[container]]\nname = \"aa\"\nmac = \"02:42-0a:00:00:d2\"\n");
+    assert_eq!(e, "p.toml:3:7: 02:42-0a:00:00:d2 is not a valid mac address");
+    // Allowed by `docker run`, refused by libcontainer in the new namespace: a failed start.
+    let e = err("[[container]]\nname = \"aa\"\nmac = \"01-00-5E-00-00-01\"\npublish = [\"80\"]\n");
+    assert_eq!(
+        e,
+        "p.toml:3:7: Cannot start container aa: [8] System error: Multicast MAC Address is not supported: 01:00:5e:00:00:01"
+    );
+    // `docker run` trims spaces before it checks; Allocate does not, and
+    // falls back to the generated MAC.
+    let p = ok("[[container]]\nname = \"aa\"\nmac = \" 02:42:0a:00:00:d2\"\n");
+    assert_eq!(p.container("aa").unwrap().endpoint.as_ref().unwrap().mac.to_string(), "02:42:ac:11:00:01");
+}
+
+/// web owns a namespace that side shares.
+const SHARED: &str = "[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"side\"\nnetwork = \"container:web\"\n";
+
+#[test]
+fn stopping_a_shared_namespace_leaves_it_to_whoever_shares_it() {
+    let text = format!(
+        "{SHARED}[[step]]\ndo = \"stop\"\ncontainer = \"web\"\n[[step]]\ndo = \"start\"\ncontainer = \"web\"\n\
+         [[step]]\ndo = \"stop\"\ncontainer = \"side\"\n"
+    );
+    let p = ok(&text);
+    let veth = p.container("web").unwrap().endpoint.as_ref().unwrap().host_veth.clone();
+    // Stopped: web's address and port are released, but side still runs in
+    // the namespace, whose eth0 keeps the address on the bridge.
+    let stopped = step_after(&p, 0);
+    assert!(!stopped.container("web").unwrap().running);
+    assert_eq!(stopped.container("side").unwrap().netns.as_deref(), Some("web"));
+    assert!(stopped.port_mappings.is_empty() && !stopped.iptables.render().contains("DNAT"));
+    let json = |n: &NodePlan| serde_json::to_string(n).unwrap();
+    assert_eq!(json(stopped.node("web").unwrap()), json(p.node("web").unwrap()), "the namespace is untouched");
+    assert!(stopped.node("host").unwrap().link(&veth).is_some());
+    assert_eq!(stopped.netns_address("web").unwrap().to_string(), "172.17.0.1");
+    // Started again: a new namespace and the next address; side stays behind.
+    let started = step_after(&p, 1);
+    let web = started.container("web").unwrap();
+    assert_eq!(web.netns.as_deref(), Some("web+2"));
+    assert_eq!(web.ip().unwrap().to_string(), "172.17.0.2");
+    assert_eq!(started.netns_address("web").unwrap().to_string(), "172.17.0.1");
+    assert_eq!(mappings(started), ["0.0.0.0:8080/tcp -> 172.17.0.2:80 (web)"]);
+    // side's stop ends the old namespace: its veth goes with it.
+    let last = step_after(&p, 2);
+    assert!(last.node("web").is_none() && last.node("web+2").is_some());
+    assert!(last.node("host").unwrap().link(&veth).is_none());
+}
+
+#[test]
+fn a_released_address_is_free_while_a_sidecar_still_holds_it() {
+    // Docker's allocator forgot 172.17.0.1 when web stopped.
+    let text = format!(
+        "{SHARED}[[step]]\ndo = \"stop\"\ncontainer = \"web\"\n[[step]]\ndo = \"run\"\n[step.container]\nname = \"late\"\nip = \"172.17.0.1\"\n"
+    );
+    let p = ok(&text);
+    assert_eq!(step_after(&p, 1).container("late").unwrap().ip().unwrap().to_string(), "172.17.0.1");
+    assert_eq!(step_after(&p, 1).netns_address("web").unwrap().to_string(), "172.17.0.1");
+}
+
+#[rstest]
+#[case::docker0("docker0")]
+#[case::none("none")]
+fn b_and_bip_are_refused_for_every_bridge_name(#[case] bridge: &str) {
+    let e = invalid(&format!("[daemon]\nbridge = \"{bridge}\"\nbip = \"10.1.0.1/24\"\n"));
+    assert_eq!(e, "p.toml:3:7: You specified -b & --bip, mutually exclusive options. Please specify only one.");
+}
+
+#[test]
+fn messages_of_later_dockers_are_not_docker1s() {
+    // Docker 1.6.2 ignores -p and --mac-address without a network of its own.
+    let p = ok("[[container]]\nname = \"web\"\n[[container]]\nname = \"side\"\nnetwork = \"container:web\"\npublish = [\"8080:80\"]\nmac = \"02:00:00:00:00:01\"\n[[container]]\nname = \"hn\"\nnetwork = \"host\"\nmac = \"02:00:00:00:00:02\"\n");
+    assert!(p.port_mappings.is_empty());
+    assert_eq!(ips(&p), ["172.17.0.1", "-", "-"]);
+    // No "cannot join own network", no "Cannot link to itself", no "No such
+    // container" before the start: the start fails as 1.6.2's did.
+    assert_eq!(
+        err("[[container]]\nname = \"aa\"\nnetwork = \"container:aa\"\n"),
+        "p.toml:3:11: Cannot start container aa: cannot join network of a non running container: aa"
+    );
+    assert_eq!(
+        err("[[container]]\nname = \"aa\"\nlinks = [\"aa:me\"]\n"),
+        "p.toml:3:10: Cannot start container aa: Cannot link to a non running container: /aa AS /aa/me"
+    );
+    assert_eq!(
+        err("[[container]]\nname = \"aa\"\nnetwork = \"container:later\"\n[[container]]\nname = \"later\"\n"),
+        "p.toml:3:11: Cannot start container aa: no such id: later"
+    );
+    // Later layouts keep them.
+    let later = "[daemon]\nfirewall = \"docker20\"\n";
+    let e = invalid(&format!("{later}[[container]]\nname = \"web\"\n[[container]]\nname = \"side\"\nnetwork = \"container:web\"\npublish = [\"8080:80\"]\nmac = \"02:00:00:00:00:01\"\n"));
+    assert!(e.contains("Conflicting options: --mac-address and the network mode"), "{e}");
+    assert!(e.contains("Conflicting options: -p, -P, --publish-all, --publish and the network mode"), "{e}");
+    let e = invalid(&format!("{later}[[container]]\nname = \"aa\"\nnetwork = \"container:aa\"\nlinks = []\n"));
+    assert!(e.contains("cannot join own network namespace"), "{e}");
+}
+
+#[test]
+fn a_container_whose_start_failed_can_be_started_later() {
+    // bb counts as created and stopped: once aa lets 8080 go, `docker start bb` works.
+    let text = "[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n\
+        [[step]]\ndo = \"run\"\nfails = \"Cannot start container bb: Bind for 0.0.0.0:8080 failed: port is already allocated\"\n\
+        [step.container]\nname = \"bb\"\npublish = [\"8080:80\"]\n\
+        [[step]]\ndo = \"stop\"\ncontainer = \"aa\"\n\
+        [[step]]\ndo = \"start\"\ncontainer = \"bb\"\n";
+    let p = ok(text);
+    let last = step_after(&p, 2);
+    assert!(last.container("bb").unwrap().running);
+    assert_eq!(mappings(last), ["0.0.0.0:8080/tcp -> 172.17.0.3:80 (bb)"]);
+}
+
+#[test]
+fn a_daemon_restart_ends_shared_namespaces_too() {
+    let p = ok(&format!("{SHARED}[[step]]\ndo = \"restart-daemon\"\n"));
+    let after = step_after(&p, 0);
+    assert!(after.containers.iter().all(|c| !c.running && c.netns.is_none()));
+    let names: Vec<&str> = after.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["host", "external"]);
+    assert!(!after.node("host").unwrap().links.iter().any(|l| l.master.is_some()));
+}
+
+#[test]
+fn a_dynamic_port_is_tried_ten_times_whatever_fails() {
+    // After a firewall reload each attempt's iptables call fails: AllocatePort
+    // retries with the next port, so Docker's error names the tenth.
+    let text = "[[step]]\ndo = \"flush-iptables\"\n[[step]]\ndo = \"run\"\n[step.container]\nname = \"aa\"\npublish = [\"80\"]\n";
+    let e = err(text);
+    assert!(e.contains("--dport 32777 ! -i docker0 -j DNAT --to-destination 172.17.0.1:80"), "{e}");
+}

@@ -64,12 +64,7 @@ fn sender_netns(plan: &Plan, node: &str) -> Result<String, String> {
 /// The host's address as a sender in `from_ns` sees it: the bridge gateway
 /// from a bridged container, the uplink address from anywhere else.
 fn host_address(plan: &Plan, from_ns: &str) -> Ipv4Addr {
-    plan.containers
-        .iter()
-        .find(|c| c.name == from_ns)
-        .and_then(|c| c.endpoint.as_ref())
-        .map(|e| e.gateway)
-        .unwrap_or(UPLINK_HOST.ip())
+    plan.netns_gateway(from_ns).unwrap_or(UPLINK_HOST.ip())
 }
 
 /// The address a probe from `from_ns` to `to` goes to.
@@ -87,9 +82,7 @@ pub fn resolve_target(plan: &Plan, from_ns: &str, to: &str) -> Result<Ipv4Addr, 
             if ns == "host" {
                 return Ok(host_address(plan, from_ns));
             }
-            plan.container(ns)
-                .and_then(|owner| owner.ip())
-                .ok_or_else(|| format!("container {c} has no address (network {})", cp.mode))
+            plan.netns_address(ns).ok_or_else(|| format!("container {c} has no address (network {})", cp.mode))
         }
     }
 }

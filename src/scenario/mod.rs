@@ -228,7 +228,7 @@ pub struct Container {
     pub name: Sp<String>,
     pub network: Option<Sp<NetworkList>>,
     pub ip: Option<Sp<Ip>>,
-    pub mac: Option<Sp<MacAddr>>,
+    pub mac: Option<Sp<RequestedMac>>,
     #[serde(default)]
     pub publish: Vec<Sp<PortSpec>>,
     #[serde(default)]
@@ -331,6 +331,9 @@ pub struct Step {
     pub action: Sp<StepAction>,
     pub container: Option<Sp<StepContainer>>,
     pub network: Option<Sp<String>>,
+    /// Docker's error for a `start`, `restart` or `run` that is meant to
+    /// fail; the daemon rolls the container back and the lab goes on.
+    pub fails: Option<Sp<String>>,
     #[serde(default, rename = "expect")]
     pub expects: Vec<Expect>,
 }

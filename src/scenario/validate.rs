@@ -142,16 +142,15 @@ impl Checker<'_> {
                         "invalid bridge name {name:?}: an interface name has 1 to 15 characters, no '/', ':' or spaces"
                     ),
                 );
-            } else if name != DEFAULT_BRIDGE && name != "none" {
-                if !self.spec.host.bridges.iter().any(|hb| hb.name.get_ref() == name) {
-                    self.err(b.span(), format!("bridge not found: {name} (-b names a bridge that must already exist: add it as [[host.bridge]])"));
-                }
-                if let Some(bip) = &d.bip {
-                    self.err(
-                        bip.span(),
-                        "You specified -b & --bip, mutually exclusive options. Please specify only one.",
-                    );
-                }
+            } else if name != DEFAULT_BRIDGE
+                && name != "none"
+                && !self.spec.host.bridges.iter().any(|hb| hb.name.get_ref() == name)
+            {
+                self.err(b.span(), format!("bridge not found: {name} (-b names a bridge that must already exist: add it as [[host.bridge]])"));
+            }
+            // NewDaemonFromDirectory: any -b at all, docker0 and none included.
+            if let Some(bip) = &d.bip {
+                self.err(bip.span(), "You specified -b & --bip, mutually exclusive options. Please specify only one.");
             }
         }
         if let (Some(ipt), Some(icc)) = (&d.iptables, &d.icc) {
@@ -322,6 +321,7 @@ impl Checker<'_> {
 
     fn container(&mut self, c: &Container, known: &[&Container]) {
         let name = c.name();
+        let docker1 = self.spec.daemon.firewall() == Firewall::Docker1;
         if !valid_container_name(name) {
             self.err(
                 c.name.span(),
@@ -338,6 +338,9 @@ impl Checker<'_> {
         let modes = c.networks();
         for m in &modes {
             match m {
+                // Docker 1.6.2 looks the container up only at start
+                // (getNetworkedContainer): the plan reports it there.
+                NetworkMode::Container(_) if docker1 => {}
                 NetworkMode::Container(other) => {
                     if other == name {
                         self.err(c.network_span(), "cannot join own network namespace (--net=container:<self>)");
@@ -365,7 +368,10 @@ impl Checker<'_> {
         for l in &c.links {
             let target = &l.get_ref().container;
             if target == name {
-                self.err(l.span(), "Cannot link to itself");
+                // Docker 1.6.2 registers it; the start then finds the child not running.
+                if !docker1 {
+                    self.err(l.span(), "Cannot link to itself");
+                }
             } else if !known.iter().any(|k| k.name() == target) {
                 self.err(l.span(), format!("Could not get container for {target}"));
             }
@@ -375,12 +381,15 @@ impl Checker<'_> {
                 self.err(ip.span(), format!("ip: a container on network {first} gets no address of its own"));
             }
         }
-        if let Some(mac) = &c.mac {
+        // These conflicts came with Docker 1.7 and 1.8 (runconfig.Parse);
+        // Docker 1.6.2 ignores the MAC and the ports of a container that
+        // has no network of its own.
+        if let (Some(mac), false) = (&c.mac, docker1) {
             if matches!(first, NetworkMode::Host | NetworkMode::Container(_)) {
                 self.err(mac.span(), "Conflicting options: --mac-address and the network mode (--net).");
             }
         }
-        if let (Some(p), NetworkMode::Container(_)) = (c.publish.first(), &first) {
+        if let (Some(p), NetworkMode::Container(_), false) = (c.publish.first(), &first, docker1) {
             self.err(p.span(), "Conflicting options: -p, -P, --publish-all, --publish and the network mode (--net).");
         }
     }

@@ -33,6 +33,7 @@ string_value!(
     IfaceAddr,
     Ip,
     MacAddr,
+    RequestedMac,
     NetworkMode,
     PortSpec,
     ListenSpec,
@@ -135,23 +136,107 @@ impl MacAddr {
 
 impl FromStr for MacAddr {
     type Err = String;
+    /// Six bytes in any form Go's `net.ParseMAC` reads, unicast only.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s} is not a valid mac address");
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() != 6 {
-            return Err(bad());
+        match go_parse_mac(s) {
+            Some(hw) if hw.len() == 6 && hw[0] & 1 == 0 => Ok(MacAddr(hw.try_into().expect("six bytes"))),
+            Some(hw) if hw.len() == 6 => Err(format!("{s} is a multicast mac address, not usable on an interface")),
+            _ => Err(format!("{s} is not a valid mac address")),
         }
-        let mut mac = [0u8; 6];
-        for (b, p) in mac.iter_mut().zip(parts) {
-            if p.len() != 2 {
-                return Err(bad());
+    }
+}
+
+/// Go 1.4's `net.ParseMAC` (Docker 1.6.2 was built with Go 1.4.2):
+/// `xx:xx:…`, `xx-xx-…` or `xxxx.xxxx.…`, for 6, 8 or 20 bytes, one
+/// separator throughout, hex digits in either case.
+pub fn go_parse_mac(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    // xtoi2: two hex digits, then (when there is more) the separator.
+    let xtoi2 = |at: usize, sep: Option<u8>| -> Option<u8> {
+        let digits = b.get(at..at + 2)?;
+        if let (Some(sep), Some(&next)) = (sep, b.get(at + 2)) {
+            if next != sep {
+                return None;
             }
-            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
         }
-        if mac[0] & 1 == 1 {
-            return Err(format!("{s} is a multicast mac address, not usable on an interface"));
+        let hex = std::str::from_utf8(digits).ok().filter(|d| d.bytes().all(|c| c.is_ascii_hexdigit()))?;
+        u8::from_str_radix(hex, 16).ok()
+    };
+    if b.len() < 14 {
+        return None;
+    }
+    let n_ok = |n: usize| matches!(n, 6 | 8 | 20);
+    if b[2] == b':' || b[2] == b'-' {
+        if !(b.len() + 1).is_multiple_of(3) || !n_ok((b.len() + 1) / 3) {
+            return None;
         }
-        Ok(MacAddr(mac))
+        (0..(b.len() + 1) / 3).map(|i| xtoi2(i * 3, Some(b[2]))).collect()
+    } else if b[4] == b'.' {
+        if !(b.len() + 1).is_multiple_of(5) || !n_ok(2 * (b.len() + 1) / 5) {
+            return None;
+        }
+        let mut hw = Vec::new();
+        for x in (0..b.len()).step_by(5) {
+            hw.push(xtoi2(x, None)?);
+            hw.push(xtoi2(x + 2, Some(b[4]))?);
+        }
+        Some(hw)
+    } else {
+        None
+    }
+}
+
+/// Go's `HardwareAddr.String()`: lower-case hex bytes joined by `:`.
+fn hardware_addr_string(hw: &[u8]) -> String {
+    hw.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// A container's `mac` (Docker's `--mac-address`), as Docker 1.6.2 takes
+/// it: `docker run` accepts what `net.ParseMAC` reads once spaces are
+/// trimmed (`opts.ValidateMACAddress`), while the bridge driver's
+/// `Allocate` parses the value as given and, when that fails, quietly
+/// falls back to the generated `02:42` MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestedMac {
+    raw: String,
+    /// What `Allocate` got from `net.ParseMAC`: 6, 8 or 20 bytes.
+    hw: Option<Vec<u8>>,
+}
+
+impl RequestedMac {
+    /// The address `Allocate` takes, normalised as Go prints it
+    /// (`02-42-0A-00-00-D2` becomes `02:42:0a:00:00:d2`); `None` when it
+    /// falls back to the generated MAC.
+    pub fn allocated(&self) -> Option<String> {
+        self.hw.as_deref().map(hardware_addr_string)
+    }
+
+    /// What lands on the interface: libcontainer's `NetworkSetMacAddress`
+    /// copies the first six bytes of a longer (EUI-64, InfiniBand) address.
+    pub fn interface_mac(&self) -> Option<MacAddr> {
+        let hw = self.hw.as_deref()?;
+        Some(MacAddr(hw[..6].try_into().expect("at least six bytes")))
+    }
+
+    /// `NetworkSetMacAddress` refuses a multicast address when the
+    /// container's interface is set up.
+    pub fn is_multicast(&self) -> bool {
+        self.hw.as_ref().is_some_and(|hw| hw[0] & 1 == 1)
+    }
+}
+
+impl FromStr for RequestedMac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // runconfig.Parse: "%s is not a valid mac address", with the value as given.
+        go_parse_mac(s.trim()).ok_or_else(|| format!("{s} is not a valid mac address"))?;
+        Ok(RequestedMac { raw: s.to_string(), hw: go_parse_mac(s) })
+    }
+}
+
+impl fmt::Display for RequestedMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
     }
 }
 
@@ -676,6 +761,35 @@ mod tests {
         assert!("172.17.0.0".parse::<Cidr>().is_err());
         assert!("172.17.0.0/33".parse::<Cidr>().is_err());
         assert!("172.17.0.0/+8".parse::<Cidr>().is_err());
+    }
+
+    #[rstest]
+    #[case("02:42:ac:11:00:02", Some(&[2, 0x42, 0xac, 0x11, 0, 2][..]))]
+    #[case("02-42-AC-11-00-02", Some(&[2, 0x42, 0xac, 0x11, 0, 2][..]))]
+    #[case("0242.ac11.0002", Some(&[2, 0x42, 0xac, 0x11, 0, 2][..]))]
+    #[case("02:42:ac:11:00:02:03:04", Some(&[2, 0x42, 0xac, 0x11, 0, 2, 3, 4][..]))]
+    #[case("02:42:ac:11:00", None)] // 5 bytes
+    #[case("02:42:ac:11:00:02:03", None)] // 7 bytes
+    #[case("02:42-ac:11:00:02", None)] // one separator throughout
+    #[case("0242.ac11-0002", None)]
+    #[case("02:42:ac:11:00:0g", None)]
+    #[case("024:2a:c1:10:00:2x", None)]
+    #[case("0242ac110002", None)] // no bare form in Go 1.4
+    #[case("02:42:ac:11:00:é", None)]
+    fn macs_parse_as_go_1_4_does(#[case] s: &str, #[case] want: Option<&[u8]>) {
+        assert_eq!(go_parse_mac(s).as_deref(), want);
+    }
+
+    #[test]
+    fn a_requested_mac_keeps_what_docker_keeps() {
+        let m: RequestedMac = "02:42:AC:11:00:02:ff:fe".parse().unwrap();
+        assert_eq!(m.allocated().unwrap(), "02:42:ac:11:00:02:ff:fe");
+        assert_eq!(m.interface_mac().unwrap().to_string(), "02:42:ac:11:00:02");
+        assert_eq!(m.to_string(), "02:42:AC:11:00:02:ff:fe");
+        assert!("01:00:5e:00:00:01".parse::<RequestedMac>().unwrap().is_multicast());
+        let spaced: RequestedMac = "02:42:ac:11:00:02 ".parse().unwrap();
+        assert_eq!(spaced.interface_mac(), None);
+        assert_eq!("nope".parse::<RequestedMac>().unwrap_err(), "nope is not a valid mac address");
     }
 
     #[test]
