@@ -77,29 +77,35 @@ start=$(ms)
 failures=0 finished=0 ready_kills=0 child_kills=0 kept=0
 declare -A modes=()
 
-for ((i = 1; i <= KILLS; i++)); do
+killed=0
+# Until KILLS runs were really killed: a run that ended before its kill is
+# checked all the same, but does not count.
+for ((i = 1; killed < KILLS; i++)); do
     scenario=${SCENARIOS[RANDOM % ${#SCENARIOS[@]}]}
     case $((RANDOM % 3)) in
         0) mode=run; args=(run) ;;
         1) mode=hold; args=(run --hold) ;;
         2) mode=up; args=(up) ;;
     esac
-    modes[$mode]=$((${modes[$mode]:-0} + 1))
     # Most kills land while the lab is built (labs take ~0.1 s), the rest
     # while it is probed, stepped, held or torn down.
-    if ((RANDOM % 10 < 7)); then delay=$((RANDOM % 120)); else delay=$((RANDOM % 900)); fi
+    if ((RANDOM % 10 < 8)); then delay=$((RANDOM % 120)); else delay=$((RANDOM % 900)); fi
     # stdin is a FIFO opened read-write: never at end, so --hold holds.
     env "$TAG" "$BIN" "${args[@]}" "$scenario" 0<>"$work/hold" >"$work/out" 2>"$work/err" &
     pid=$!
     sleep "$(printf '0.%03d' "$delay")"
     children=$(cat /proc/$pid/task/*/children 2>/dev/null | tr ' ' '\n' | grep -v '^$' | tr '\n' ' ')
-    if kill -KILL $pid 2>/dev/null; then
+    kill -KILL $pid 2>/dev/null
+    wait $pid
+    status=$?
+    if [ $status -eq 137 ]; then
+        killed=$((killed + 1))
+        modes[$mode]=$((${modes[$mode]:-0} + 1))
         [ -n "$children" ] && child_kills=$((child_kills + 1))
         grep -q '^ready ' "$work/out" && ready_kills=$((ready_kills + 1))
+    else
+        finished=$((finished + 1))
     fi
-    { wait $pid; } 2>/dev/null
-    status=$?
-    [ $status -ne 137 ] && finished=$((finished + 1))
     ids=$(run_ids_of $pid)
     # A lab that `up` got to keep (its record says so, even if the kill came
     # before `up` could say it) is kept on purpose: that is `down`'s job.
@@ -134,8 +140,8 @@ for ((i = 1; i <= KILLS; i++)); do
 done 2>/dev/null
 
 secs=$((($(ms) - start) / 1000))
-echo "kills: $KILLS (run ${modes[run]:-0}, run --hold ${modes[hold]:-0}, up ${modes[up]:-0}) in ${secs} s"
-echo "  killed while an iptables tool ran: $child_kills; after ready (held): $ready_kills"
-echo "  ended before the kill: $finished; kept by up (then removed with down): $kept"
-echo "  iterations with leftovers: $failures"
+echo "kills: $killed (run ${modes[run]:-0}, run --hold ${modes[hold]:-0}, up ${modes[up]:-0}) in ${secs} s"
+echo "  killed while an iptables tool ran: $child_kills; held after ready: $ready_kills"
+echo "  runs that ended before their kill (checked too): $finished; labs kept by up, removed with down: $kept"
+echo "  iterations: $((i - 1)); with leftovers: $failures"
 [ $failures -eq 0 ]

@@ -245,6 +245,9 @@ fn xml(s: &str) -> String {
 /// One JUnit testcase.
 struct Case {
     name: String,
+    /// The case of a stage (the lab against its plan, a step), which that
+    /// stage's error fails; not an expectation, whatever its name.
+    stage: bool,
     ms: u64,
     /// `message` attribute and body of a failure.
     failure: Option<(String, String)>,
@@ -253,7 +256,7 @@ struct Case {
 impl Case {
     fn error(e: &RunError) -> Case {
         let first = e.message.lines().next().unwrap_or_default().to_string();
-        Case { name: e.stage.clone(), ms: e.elapsed_ms, failure: Some((first, e.message.clone())) }
+        Case { name: e.stage.clone(), stage: true, ms: e.elapsed_ms, failure: Some((first, e.message.clone())) }
     }
 
     /// Adds an error to the failure this case already has, if any.
@@ -289,21 +292,26 @@ fn cases(r: &ScenarioReport) -> Vec<Case> {
             let body = format!("{}\n{msg}", e.location);
             (msg, body)
         });
-        Case { name, ms: e.elapsed_ms, failure }
+        Case { name, stage: false, ms: e.elapsed_ms, failure }
     };
     if let Some(ms) = r.build_ms {
-        cases.push(Case { name: STAGE_MATCHES_PLAN.into(), ms, failure: mismatch_failure(&r.mismatches) });
+        cases.push(Case { name: STAGE_MATCHES_PLAN.into(), stage: true, ms, failure: mismatch_failure(&r.mismatches) });
     }
     cases.extend(r.expectations.iter().filter(|e| e.step.is_none()).map(expectation));
     for st in &r.steps {
-        cases.push(Case { name: st.label.clone(), ms: st.elapsed_ms, failure: mismatch_failure(&st.mismatches) });
+        cases.push(Case {
+            name: st.label.clone(),
+            stage: true,
+            ms: st.elapsed_ms,
+            failure: mismatch_failure(&st.mismatches),
+        });
         cases.extend(r.expectations.iter().filter(|e| e.step.as_deref() == Some(&st.label)).map(expectation));
     }
     // An error fails the case of its stage where there is one (a step, the
     // lab against its plan), and is a case of its own otherwise.
     let fixed = cases.len();
     for e in &r.errors {
-        match cases[..fixed].iter_mut().find(|c| c.name == e.stage) {
+        match cases[..fixed].iter_mut().find(|c| c.stage && c.name == e.stage) {
             Some(c) => c.fail_with(e),
             None => cases.push(Case::error(e)),
         }

@@ -17,5 +17,5 @@ fn ten_random_sigkills_then_cleanup_leave_nothing() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("kills: 10 ") && stdout.contains("iterations with leftovers: 0"), "{stdout}");
+    assert!(stdout.contains("kills: 10 ") && stdout.contains("; with leftovers: 0\n"), "{stdout}");
 }
