@@ -24,13 +24,19 @@ pub enum Error {
     /// A `run id` that names no lab.
     #[error("no such run: {0} (see `bridgelab ls`)")]
     NoSuchRun(String),
+    /// A tool bridgelab ran was ended by a signal meant for bridgelab (a
+    /// Ctrl-C, a `kill` of the job): an interruption, not a broken host.
+    #[error("interrupted: {what} was killed by {signal}")]
+    Interrupted { what: String, signal: nix::sys::signal::Signal },
 }
 
 impl Error {
-    /// The CLI's exit code: 2 bad input, 3 environment or apply problems.
+    /// The CLI's exit code: 2 bad input, 3 environment or apply problems,
+    /// 128 + the signal for an interruption (as a shell reports it).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Scenario(_) | Error::NoSuchRun(_) => 2,
+            Error::Interrupted { signal, .. } => 128 + *signal as i32,
             _ => 3,
         }
     }

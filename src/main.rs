@@ -32,5 +32,9 @@ fn main() -> ExitCode {
         }
     };
     let code = rt.block_on(commands::dispatch(cli));
+    // Every lab is gone by now: it lived in the future just finished. Do
+    // not wait for blocking work still running (a probe's retries after a
+    // signal): exit at once.
+    rt.shutdown_background();
     ExitCode::from(code)
 }

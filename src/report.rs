@@ -2,28 +2,76 @@
 //! JUnit XML: one testcase per expectation, the reason on failure).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::apply::Mismatch;
-use crate::probe::ExpectOutcome;
+use crate::probe::{Checked, ExpectOutcome};
+
+/// The stage of a scenario that did not load.
+pub const STAGE_LOAD: &str = "load";
+/// The stage of building the lab (`up`).
+pub const STAGE_BUILD: &str = "build";
+/// Reading the built lab back: an error there fails this testcase.
+pub const STAGE_MATCHES_PLAN: &str = "lab matches plan";
+pub const STAGE_RESPONDERS: &str = "responders";
+pub const STAGE_CAPTURE: &str = "capture";
+pub const STAGE_MATRIX: &str = "matrix";
+pub const STAGE_TEARDOWN: &str = "teardown";
 
 /// Everything a run found out about one scenario file.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioReport {
     pub file: PathBuf,
+    /// The scenario's name (the file's stem when it did not load).
     pub scenario: String,
     pub run_id: Option<String>,
-    /// Where the built lab differs from its plan.
+    /// Where the built lab differs from its plan, before any step.
     pub mismatches: Vec<Mismatch>,
+    /// Every verdict, steps included, even when a later stage failed.
     pub expectations: Vec<ExpectOutcome>,
-    /// A failure that stopped the run (bad input, environment).
-    pub error: Option<String>,
+    /// The `[[step]]`s carried out; a step that failed is the last.
+    pub steps: Vec<StepReport>,
+    /// Failures that are not verdicts, in the order they happened; each is
+    /// a failed testcase of its own, or of the step it stopped.
+    pub errors: Vec<RunError>,
     /// The all-pairs table, when asked for (`--matrix`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matrix: Vec<crate::probe::matrix::Cell>,
     pub passed: bool,
+    /// How long building the lab and reading it back took; `None` when
+    /// no lab was built.
+    pub build_ms: Option<u64>,
+    /// The whole scenario, from loading the file to teardown.
+    pub elapsed_ms: u64,
+}
+
+/// One `[[step]]` carried out.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// `step N: action`.
+    pub label: String,
+    /// Where the lab then differs from the step's plan.
+    pub mismatches: Vec<Mismatch>,
+    /// Performing the step and reading the lab back (not its probes).
+    pub elapsed_ms: u64,
+}
+
+/// A failure that is not a verdict: the file did not load, or building,
+/// reading back, a step, a capture or the teardown failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunError {
+    /// What was being done: one of the `STAGE_*` names, or a step's label.
+    pub stage: String,
+    pub message: String,
+    pub elapsed_ms: u64,
+}
+
+/// Whole milliseconds of a duration, for reports.
+pub fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 impl ScenarioReport {
@@ -34,15 +82,57 @@ impl ScenarioReport {
             run_id: None,
             mismatches: vec![],
             expectations: vec![],
-            error: None,
+            steps: vec![],
+            errors: vec![],
             matrix: vec![],
             passed: false,
+            build_ms: None,
+            elapsed_ms: 0,
         }
+    }
+
+    /// A file that did not load (or plan): a failed suite of its own.
+    pub fn not_loaded(file: &Path, error: &crate::Error, elapsed: Duration) -> ScenarioReport {
+        let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut r = ScenarioReport::new(file.to_path_buf(), name);
+        r.error(STAGE_LOAD, error, elapsed);
+        r.elapsed_ms = millis(elapsed);
+        r.conclude();
+        r
+    }
+
+    /// Records a failure of `stage` that took `elapsed`.
+    pub fn error(&mut self, stage: &str, message: impl ToString, elapsed: Duration) {
+        self.errors.push(RunError {
+            stage: stage.to_string(),
+            message: message.to_string(),
+            elapsed_ms: millis(elapsed),
+        });
+    }
+
+    /// Takes in what checking the scenario found, its failed step included.
+    pub fn add_checked(&mut self, checked: Checked) {
+        self.expectations.extend(checked.expectations);
+        let mut failed_after = None;
+        for s in checked.steps {
+            failed_after = Some(s.elapsed);
+            self.steps.push(StepReport { label: s.label, mismatches: s.mismatches, elapsed_ms: millis(s.elapsed) });
+        }
+        if let Some(f) = checked.failure {
+            self.error(&f.step, &f.error, failed_after.unwrap_or_default());
+        }
+    }
+
+    pub fn not_loaded_error(&self) -> Option<&RunError> {
+        self.errors.iter().find(|e| e.stage == STAGE_LOAD)
     }
 
     /// Sets `passed` from what was found.
     pub fn conclude(&mut self) {
-        self.passed = self.error.is_none() && self.mismatches.is_empty() && self.expectations.iter().all(|e| e.passed);
+        self.passed = self.errors.is_empty()
+            && self.mismatches.is_empty()
+            && self.steps.iter().all(|s| s.mismatches.is_empty())
+            && self.expectations.iter().all(|e| e.passed);
     }
 }
 
@@ -67,6 +157,11 @@ impl Paint {
     }
 }
 
+/// Indents the lines after the first of a multi-line message.
+fn indented(s: &str, indent: &str) -> String {
+    s.lines().collect::<Vec<_>>().join(&format!("\n{indent}"))
+}
+
 /// The human report.
 pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
     let p = Paint(colour);
@@ -74,6 +169,11 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
     for r in reports {
         let head = if r.passed { p.green("PASS") } else { p.red("FAIL") };
         let passed = r.expectations.iter().filter(|e| e.passed).count();
+        if let Some(e) = r.not_loaded_error() {
+            let _ = writeln!(s, "{head}  {} ({}): not loaded", r.scenario, r.file.display());
+            let _ = writeln!(s, "      {}", p.red(&indented(&e.message, "      ")));
+            continue;
+        }
         let _ = writeln!(
             s,
             "{head}  {} ({}): {passed}/{} expectations met",
@@ -81,33 +181,42 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
             r.file.display(),
             r.expectations.len()
         );
-        if let Some(e) = &r.error {
-            let _ = writeln!(s, "      {}", p.red(e));
+        let in_step = |e: &RunError| r.steps.iter().any(|st| st.label == e.stage);
+        for e in r.errors.iter().filter(|e| !in_step(e)) {
+            let _ = writeln!(s, "      {}", p.red(&indented(&format!("{}: {}", e.stage, e.message), "      ")));
         }
         for m in &r.mismatches {
             let _ = writeln!(s, "      {} {m}", p.red("differs from plan:"));
         }
-        let mut step: Option<&str> = None;
-        for e in &r.expectations {
-            if e.step.as_deref() != step {
-                step = e.step.as_deref();
-                if let Some(label) = step {
-                    let _ = writeln!(s, "  after {label}:");
+        let expectations = |s: &mut String, step: Option<&str>| {
+            for e in r.expectations.iter().filter(|e| e.step.as_deref() == step) {
+                let mark = if e.passed { p.green("ok  ") } else { p.red("FAIL") };
+                let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
+                let actual = e.actual.as_deref().unwrap_or("error");
+                let mut line = format!(
+                    "  {mark} {} -> {}{target} {}: expected {}, got {actual}",
+                    e.from, e.to, e.probe, e.expected
+                );
+                if let Some(src) = &e.source_expected {
+                    let seen = e.source_seen.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+                    let _ = write!(line, ", source {src} (saw {seen})");
+                }
+                let _ = writeln!(s, "{line}");
+                if !e.passed {
+                    let _ = writeln!(s, "         {} {}", p.dim(&e.location), e.detail);
                 }
             }
-            let mark = if e.passed { p.green("ok  ") } else { p.red("FAIL") };
-            let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
-            let actual = e.actual.as_deref().unwrap_or("error");
-            let mut line =
-                format!("  {mark} {} -> {}{target} {}: expected {}, got {actual}", e.from, e.to, e.probe, e.expected);
-            if let Some(src) = &e.source_expected {
-                let seen = e.source_seen.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
-                let _ = write!(line, ", source {src} (saw {seen})");
+        };
+        expectations(&mut s, None);
+        for st in &r.steps {
+            let _ = writeln!(s, "  after {}:", st.label);
+            for e in r.errors.iter().filter(|e| e.stage == st.label) {
+                let _ = writeln!(s, "      {}", p.red(&indented(&format!("failed: {}", e.message), "      ")));
             }
-            let _ = writeln!(s, "{line}");
-            if !e.passed {
-                let _ = writeln!(s, "         {} {}", p.dim(&e.location), e.detail);
+            for m in &st.mismatches {
+                let _ = writeln!(s, "      {} {m}", p.red("differs from plan:"));
             }
+            expectations(&mut s, Some(&st.label));
         }
     }
     let failed = reports.iter().filter(|r| !r.passed).count();
@@ -115,56 +224,179 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
     s
 }
 
+/// Text for XML (attributes are double-quoted): markup characters escaped,
+/// and characters XML 1.0 does not allow (most control characters) replaced.
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-/// JUnit XML: a testsuite per scenario, a testcase per expectation (plus one
-/// for the lab matching its plan).
-pub fn junit(reports: &[ScenarioReport]) -> String {
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"bridgelab\">\n");
-    for r in reports {
-        let cases = r.expectations.len() + 1;
-        let failures = r.expectations.iter().filter(|e| !e.passed).count()
-            + usize::from(!r.mismatches.is_empty() || r.error.is_some());
-        let _ = writeln!(s, "  <testsuite name=\"{}\" tests=\"{cases}\" failures=\"{failures}\">", xml(&r.scenario));
-        let _ = write!(s, "    <testcase classname=\"{}\" name=\"lab matches plan\"", xml(&r.scenario));
-        match (&r.error, r.mismatches.is_empty()) {
-            (None, true) => s.push_str("/>\n"),
-            (err, _) => {
-                let mut msg: Vec<String> = r.mismatches.iter().map(|m| m.to_string()).collect();
-                msg.extend(err.iter().cloned());
-                let _ = writeln!(
-                    s,
-                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                    xml(&msg[0]),
-                    xml(&msg.join("\n"))
-                );
+/// One JUnit testcase.
+struct Case {
+    name: String,
+    /// The case of a stage (the lab against its plan, a step), which that
+    /// stage's error fails; not an expectation, whatever its name.
+    stage: bool,
+    ms: u64,
+    /// `message` attribute and body of a failure.
+    failure: Option<(String, String)>,
+}
+
+impl Case {
+    fn error(e: &RunError) -> Case {
+        let first = e.message.lines().next().unwrap_or_default().to_string();
+        Case { name: e.stage.clone(), stage: true, ms: e.elapsed_ms, failure: Some((first, e.message.clone())) }
+    }
+
+    /// Adds an error to the failure this case already has, if any.
+    fn fail_with(&mut self, e: &RunError) {
+        self.ms = self.ms.max(e.elapsed_ms);
+        match &mut self.failure {
+            None => self.failure = Some((e.message.lines().next().unwrap_or_default().to_string(), e.message.clone())),
+            Some((_, body)) => {
+                body.push('\n');
+                body.push_str(&e.message);
             }
         }
-        for e in &r.expectations {
+    }
+}
+
+fn mismatch_failure(ms: &[Mismatch]) -> Option<(String, String)> {
+    let msg: Vec<String> = ms.iter().map(|m| m.to_string()).collect();
+    (!msg.is_empty()).then(|| (msg[0].clone(), msg.join("\n")))
+}
+
+/// The testcases of one scenario, in the order things happened: the lab
+/// against its plan, the top-level expectations, then each step and its
+/// expectations, then errors of their own (load, build, teardown...).
+fn cases(r: &ScenarioReport) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let expectation = |e: &ExpectOutcome| {
+        let name = match &e.step {
+            Some(label) => format!("{label}: {}", e.name),
+            None => e.name.clone(),
+        };
+        let failure = (!e.passed).then(|| {
+            let msg = format!("expected {}, got {}: {}", e.expected, e.actual.as_deref().unwrap_or("error"), e.detail);
+            let body = format!("{}\n{msg}", e.location);
+            (msg, body)
+        });
+        Case { name, stage: false, ms: e.elapsed_ms, failure }
+    };
+    if let Some(ms) = r.build_ms {
+        cases.push(Case { name: STAGE_MATCHES_PLAN.into(), stage: true, ms, failure: mismatch_failure(&r.mismatches) });
+    }
+    cases.extend(r.expectations.iter().filter(|e| e.step.is_none()).map(expectation));
+    for st in &r.steps {
+        cases.push(Case {
+            name: st.label.clone(),
+            stage: true,
+            ms: st.elapsed_ms,
+            failure: mismatch_failure(&st.mismatches),
+        });
+        cases.extend(r.expectations.iter().filter(|e| e.step.as_deref() == Some(&st.label)).map(expectation));
+    }
+    // An error fails the case of its stage where there is one (a step, the
+    // lab against its plan), and is a case of its own otherwise.
+    let fixed = cases.len();
+    for e in &r.errors {
+        match cases[..fixed].iter_mut().find(|c| c.stage && c.name == e.stage) {
+            Some(c) => c.fail_with(e),
+            None => cases.push(Case::error(e)),
+        }
+    }
+    // Names are unique within a suite: a repeated one gets ` (2)`, ` (3)`...
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for c in &mut cases {
+        let n = seen.entry(c.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            c.name = format!("{} ({n})", c.name);
+        }
+    }
+    cases
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.3}", ms as f64 / 1000.0)
+}
+
+/// JUnit XML: a testsuite per scenario file (a file that did not load is a
+/// failed suite), a testcase per expectation, per step and per error, plus
+/// one for the lab matching its plan. Every testcase and suite has its time.
+pub fn junit(reports: &[ScenarioReport]) -> String {
+    let suites: Vec<(&ScenarioReport, Vec<Case>)> = reports.iter().map(|r| (r, cases(r))).collect();
+    let tests: usize = suites.iter().map(|(_, c)| c.len()).sum();
+    let failures: usize = suites.iter().map(|(_, c)| c.iter().filter(|c| c.failure.is_some()).count()).sum();
+    let total: u64 = reports.iter().map(|r| r.elapsed_ms).sum();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuites name=\"bridgelab\" tests=\"{tests}\" failures=\"{failures}\" time=\"{}\">",
+        seconds(total)
+    );
+    for (r, cases) in &suites {
+        let failures = cases.iter().filter(|c| c.failure.is_some()).count();
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{}\" file=\"{}\">",
+            xml(&r.scenario),
+            cases.len(),
+            seconds(r.elapsed_ms),
+            xml(&r.file.display().to_string())
+        );
+        for c in cases {
             let _ = write!(
                 s,
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{}\"",
                 xml(&r.scenario),
-                xml(&e.name),
-                e.elapsed_ms as f64 / 1000.0
+                xml(&c.name),
+                seconds(c.ms)
             );
-            if e.passed {
-                s.push_str("/>\n");
-            } else {
-                let msg =
-                    format!("expected {}, got {}: {}", e.expected, e.actual.as_deref().unwrap_or("error"), e.detail);
-                let _ = writeln!(
-                    s,
-                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                    xml(&msg),
-                    xml(&format!("{}\n{msg}", e.location))
-                );
+            match &c.failure {
+                None => s.push_str("/>\n"),
+                Some((msg, body)) => {
+                    let _ = writeln!(
+                        s,
+                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                        xml(msg),
+                        xml(body)
+                    );
+                }
             }
         }
         s.push_str("  </testsuite>\n");
     }
     s.push_str("</testsuites>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn junit_stays_valid_xml_whatever_the_messages_hold() {
+        let e = crate::Error::Environment("a <tool> & \"quotes\"\u{1}\u{1b}[31m said\nno".into());
+        let r = ScenarioReport::not_loaded(Path::new("odd.toml"), &e, Duration::from_millis(3));
+        let x = junit(&[r]);
+        let doc = roxmltree::Document::parse(&x).unwrap_or_else(|e| panic!("{e}: {x}"));
+        let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+        assert_eq!(failure.attribute("message"), Some("a <tool> & \"quotes\"\u{FFFD}\u{FFFD}[31m said"));
+        assert_eq!(failure.text(), Some("a <tool> & \"quotes\"\u{FFFD}\u{FFFD}[31m said\nno"));
+        let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+        assert_eq!(suite.attribute("time"), Some("0.003"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+    }
 }

@@ -76,7 +76,14 @@ fn bad_input_exits_2_with_its_location_and_creates_nothing(#[case] toml: &str, #
         let err = text(&out.stderr);
         assert!(err.starts_with(&format!("{p}:")), "{verb}: {err}");
         assert!(err.contains(message), "{verb}: {err:?} lacks {message:?}");
-        assert!(text(&out.stdout).is_empty(), "{verb} printed {}", text(&out.stdout));
+        let stdout = text(&out.stdout);
+        if verb == "run" {
+            // The report has the file as a failed scenario, with the same words.
+            assert!(stdout.starts_with(&format!("FAIL  bad ({p}): not loaded\n")), "{stdout}");
+            assert!(stdout.contains(message) && stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
+        } else {
+            assert!(stdout.is_empty(), "{verb} printed {stdout}");
+        }
     }
     // `run` failed before creating anything: no namespace appeared that is
     // not accounted for by labs other tests hold right now.
@@ -131,6 +138,23 @@ fn help_explains_verbs_and_exit_codes() {
     let t = text(&out.stdout);
     for word in ["check", "plan", "run", "up", "down", "ls", "cleanup", "Exit codes", "3 environment problem"] {
         assert!(t.contains(word), "--help lacks {word:?}:\n{t}");
+    }
+    for code in ["129 SIGHUP", "130 SIGINT", "131 SIGQUIT", "143 SIGTERM"] {
+        assert!(t.contains(code), "--help lacks {code:?}:\n{t}");
+    }
+}
+
+#[test]
+fn run_help_explains_files_format_and_hold() {
+    let out = bridgelab(&["run", "--help"]);
+    let t = text(&out.stdout);
+    for words in [
+        "<FILES>...\n          Scenario files (TOML), run one after another",
+        "`text`: a PASS/FAIL line per scenario",
+        "`json`: an array with one object per scenario",
+        "Enter (or end of input) goes on to probe and tear the lab down",
+    ] {
+        assert!(t.contains(words), "run --help lacks {words:?}:\n{t}");
     }
 }
 
@@ -202,7 +226,7 @@ fn a_failed_expectation_exits_1_and_says_why_in_every_format() {
     assert!(t.contains("ok   bb -> external"), "{t}");
     assert!(t.ends_with("0 passed, 1 failed\n"), "{t}");
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert!(x.contains("<testsuite name=\"wrong\" tests=\"3\" failures=\"1\">"), "{x}");
+    assert!(x.contains("<testsuite name=\"wrong\" tests=\"3\" failures=\"1\" time=\""), "{x}");
     assert!(
         x.contains(
             "<failure message=\"expected reachable, got blocked: no answer to 5 attempts in 2000 ms; \

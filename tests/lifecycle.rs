@@ -92,8 +92,10 @@ fn interrupt_run(signal: nix::sys::signal::Signal, want_code: i32) {
     let run_id = line.strip_prefix("ready ").unwrap_or_else(|| panic!("unexpected output {line:?}")).trim().to_string();
     assert_eq!(common::namespaces_of(&run_id).len(), 4);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(want_code));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(want_code), "{signal}: {:?}", out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("({signal}); lab removed")), "{err}");
     assert!(common::namespaces_of(&run_id).is_empty(), "namespaces survived {signal}");
     assert!(Registry::default().get(&run_id).is_none(), "record survived {signal}");
 }
@@ -109,6 +111,55 @@ fn sigterm_tears_the_lab_down() {
 }
 
 #[test]
+fn sighup_tears_the_lab_down() {
+    interrupt_run(nix::sys::signal::Signal::SIGHUP, 129);
+}
+
+#[test]
+fn sigquit_tears_the_lab_down() {
+    interrupt_run(nix::sys::signal::Signal::SIGQUIT, 131);
+}
+
+/// Ctrl-C at the `--hold` prompt, sent as a terminal does (to the whole
+/// process group), with stdin still open: bridgelab ends at once instead of
+/// waiting for an Enter that never comes.
+#[test]
+fn ctrl_c_at_the_hold_prompt_ends_at_once() {
+    use std::os::unix::process::CommandExt;
+    common::require_root();
+    let mut child = Command::new(common::bridgelab_bin())
+        .args(["run", "--hold"])
+        .arg(common::scenario_path("existing-bridge.toml"))
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    while !lines.last().is_some_and(|l: &String| l.starts_with("press Enter")) {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no prompt: {lines:?}");
+        lines.push(line);
+    }
+    assert_eq!(lines.last().unwrap(), "press Enter to probe and tear the lab down\n");
+    let run_id = lines[0].strip_prefix("ready ").unwrap().trim().to_string();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let Some(done) = common::wait_at_most(child, std::time::Duration::from_secs(30)) else {
+        drop(stdin);
+        panic!("Ctrl-C at the prompt did not end bridgelab: it still waits for Enter");
+    };
+    assert_eq!(done.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(err.contains("interrupted (SIGINT); lab removed"), "{err}");
+    assert!(common::namespaces_of(&run_id).is_empty());
+    assert!(Registry::default().get(&run_id).is_none());
+    drop(stdin);
+}
+
+#[test]
 fn end_of_input_ends_a_held_run_normally() {
     common::require_root();
     let out = Command::new(common::bridgelab_bin())
@@ -120,6 +171,7 @@ fn end_of_input_ends_a_held_run_normally() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let run_id = stdout.lines().next().unwrap().strip_prefix("ready ").unwrap().to_string();
+    assert!(stdout.contains("\npress Enter to probe and tear the lab down\n"), "{stdout}");
     assert!(stdout.contains("PASS  existing-bridge"), "{stdout}");
     assert!(common::namespaces_of(&run_id).is_empty());
 }

@@ -56,8 +56,11 @@ async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
     // after each step the lab still matches that step's plan.
     let mut running = running;
     let mut responders = bridgelab::probe::start_responders(&running).unwrap();
-    let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await.unwrap();
-    assert!(checked.mismatches.is_empty(), "{}: {:#?}", path.display(), checked.mismatches);
+    let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await;
+    assert!(checked.failure.is_none(), "{}: {:?}", path.display(), checked.failure);
+    for step in &checked.steps {
+        assert!(step.mismatches.is_empty(), "{} after {}: {:#?}", path.display(), step.label, step.mismatches);
+    }
     let outcomes = checked.expectations;
     assert!(!outcomes.is_empty(), "{} has no expectations", path.display());
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();

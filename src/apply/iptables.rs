@@ -8,14 +8,20 @@
 //! `iptables-legacy-*` or `iptables-nft-*`; unset, the system's
 //! `iptables-restore` (Debian's default is the nft variant). Both print the
 //! same `iptables-save` text for Docker's rules.
+//!
+//! The tools run in a process group of their own and die with bridgelab
+//! (see [`child_of_lab`]), so neither a Ctrl-C nor a SIGKILL of bridgelab
+//! can leave one half-way or behind.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
 
 use nix::sched::{setns, CloneFlags};
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::plan::firewall::{normalize_save, Ruleset};
@@ -29,11 +35,28 @@ pub fn tools() -> (String, String) {
     }
 }
 
-fn in_netns(cmd: &mut Command, ns: &File) {
+/// Prepares a child: joins the lab's namespace between fork and exec, in
+/// a process group of its own (a terminal's Ctrl-C goes to the whole
+/// foreground group, and must reach only bridgelab, which then tears down
+/// in order), and dies with bridgelab (a SIGKILLed run must leave no tool
+/// behind holding a lab's namespace).
+fn child_of_lab(cmd: &mut Command, ns: &File) {
     let fd = ns.as_raw_fd();
-    // SAFETY: only the async-signal-safe setns(2) runs between fork and exec.
+    let parent = nix::unistd::getpid();
+    cmd.process_group(0);
+    // SAFETY: only async-signal-safe syscalls (prctl, getppid, setns) run
+    // between fork and exec.
     unsafe {
-        cmd.pre_exec(move || setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
+        cmd.pre_exec(move || {
+            // Fires when the thread that forked exits; that thread waits
+            // for the child, so it outlives it unless the process dies.
+            set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died before the line above took effect.
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::other("bridgelab exited"));
+            }
+            setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        });
     }
 }
 
@@ -43,6 +66,51 @@ fn missing(tool: &str, e: io::Error) -> Error {
     } else {
         Error::Environment(format!("cannot run {tool}: {e}"))
     }
+}
+
+/// What a finished child means: `what` is the tool with its context. A
+/// child ended by a signal that ends jobs is an interruption, not a fault
+/// of the host; a failure keeps the tool's own words (or its status).
+fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Error>) -> Result<()> {
+    let interrupting = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGKILL];
+    if let Some(signal) = status.signal().and_then(|s| Signal::try_from(s).ok()) {
+        if interrupting.contains(&signal) {
+            return Err(Error::Interrupted { what, signal });
+        }
+    }
+    let written = write.map(|e| format!("writing its input failed: {e}"));
+    if status.success() {
+        return match written {
+            None => Ok(()),
+            Some(w) => Err(Error::apply(what, io::Error::other(w))),
+        };
+    }
+    let mut msg = String::from_utf8_lossy(stderr).trim().to_string();
+    if msg.is_empty() {
+        msg = status.to_string();
+    }
+    if let Some(w) = written {
+        msg = format!("{msg} ({w})");
+    }
+    Err(Error::apply(what, io::Error::other(msg)))
+}
+
+/// Runs `cmd` with `input` on its stdin. The input is written on its own
+/// thread while this one collects stderr and waits, so neither pipe can
+/// stall the other, and the child is reaped with its stderr kept whatever
+/// happens to the write.
+fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> Result<()> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| missing(tool, e))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let (written, out) = std::thread::scope(|s| {
+        // Dropping `stdin` at the end of the write closes it: end of input.
+        let writer = s.spawn(move || stdin.write_all(input));
+        let out = child.wait_with_output();
+        (writer.join().unwrap_or_else(|_| Err(io::Error::other("writer panicked"))), out)
+    });
+    let out = out.map_err(|e| Error::apply(what.clone(), e))?;
+    outcome(what, out.status, &out.stderr, written.err())
 }
 
 /// Installs every table of `rules`, one `iptables-restore` per table:
@@ -56,17 +124,8 @@ pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
         if noflush {
             cmd.arg("--noflush");
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-        in_netns(&mut cmd, ns);
-        let mut child = cmd.spawn().map_err(|e| missing(&restore, e))?;
-        child.stdin.take().expect("piped").write_all(text.as_bytes()).map_err(|e| missing(&restore, e))?;
-        let out = child.wait_with_output().map_err(|e| missing(&restore, e))?;
-        if !out.status.success() {
-            return Err(Error::apply(
-                format!("host: {restore} (table {})", t.table.name()),
-                io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-            ));
-        }
+        child_of_lab(&mut cmd, ns);
+        feed(cmd, &restore, format!("host: {restore} (table {})", t.table.name()), text.as_bytes())?;
     }
     Ok(())
 }
@@ -81,15 +140,11 @@ pub fn save(ns: &File) -> Result<String> {
 fn raw_save(ns: &File, args: &[&str]) -> Result<String> {
     let (_, save) = tools();
     let mut cmd = Command::new(&save);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    in_netns(&mut cmd, ns);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    child_of_lab(&mut cmd, ns);
     let out = cmd.output().map_err(|e| missing(&save, e))?;
-    if !out.status.success() {
-        return Err(Error::apply(
-            format!("host: {save}"),
-            io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        ));
-    }
+    let what = std::iter::once(save.as_str()).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    outcome(format!("host: {what}"), out.status, &out.stderr, None)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -144,6 +199,42 @@ fn canonical_tables(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_keeps_the_tools_words_and_reaps_it() {
+        // The tool closes its input at once and fails: more input than a
+        // pipe holds makes the write fail too.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exec 0<&-; echo 'line 1: bad rule' >&2; exit 4"]);
+        let err = feed(cmd, "sh", "host: tool".into(), &vec![b'#'; 1 << 20]).unwrap_err().to_string();
+        assert!(err.starts_with("host: tool: line 1: bad rule"), "{err}");
+        assert!(err.contains("writing its input failed"), "{err}");
+    }
+
+    #[test]
+    fn a_silent_failure_says_its_status() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat >/dev/null; exit 3"]);
+        let err = feed(cmd, "sh", "host: tool".into(), b"*filter\nCOMMIT\n").unwrap_err().to_string();
+        assert_eq!(err, "host: tool: exit status: 3");
+    }
+
+    #[test]
+    fn a_tool_killed_by_a_job_signal_is_an_interruption() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -INT $$"]);
+        let err = feed(cmd, "sh", "host: tool".into(), b"").unwrap_err();
+        assert!(matches!(err, Error::Interrupted { signal: Signal::SIGINT, .. }), "{err}");
+        assert_eq!(err.exit_code(), 130);
+        assert_eq!(err.to_string(), "interrupted: host: tool was killed by SIGINT");
+        // A crash is the tool's fault, not an interruption.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -SEGV $$"]);
+        let err = feed(cmd, "sh", "host: tool".into(), b"").unwrap_err();
+        assert_eq!(err.exit_code(), 3, "{err}");
+    }
+
     #[test]
     fn empty_tables_are_dropped_and_the_rest_ordered() {
         let t = "*nat\n:PREROUTING ACCEPT\n:DOCKER -\nCOMMIT\n*mangle\n:INPUT ACCEPT\nCOMMIT\n*filter\n:INPUT ACCEPT\n-A INPUT -j DROP\nCOMMIT\n";

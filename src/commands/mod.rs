@@ -1,5 +1,5 @@
-//! CLI verbs. Each returns the process exit code:
-//! 0 pass, 1 an expectation failed, 2 bad input, 3 environment problem.
+//! CLI verbs. Each returns the process exit code: 0 pass, 1 an expectation
+//! failed, 2 bad input, 3 environment problem, 128 + N stopped by signal N.
 
 mod check;
 mod cleanup;
@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// network namespaces, from a scenario file; checks it; and removes it again.
 ///
 /// Exit codes: 0 pass, 1 an expectation failed, 2 bad scenario or arguments,
-/// 3 environment problem (not root, missing kernel feature or tool).
+/// 3 environment problem (not root, missing kernel feature or tool);
+/// stopped by a signal, after removing its lab: 129 SIGHUP, 130 SIGINT
+/// (Ctrl-C), 131 SIGQUIT, 143 SIGTERM.
 #[derive(Debug, Parser)]
 #[command(name = "bridgelab", version, about, long_about)]
 pub struct Cli {
@@ -43,16 +45,29 @@ pub enum Command {
     },
     /// Build each scenario, check it against its plan, probe its [[expect]]s,
     /// report, and tear it down (root).
+    ///
+    /// Every file gets a PASS or FAIL: one that does not load, or whose lab
+    /// cannot be built, is a failed scenario in every report format, and
+    /// the verdicts gathered before any failure are kept.
     Run {
-        #[arg(required = true)]
+        /// Scenario files (TOML), run one after another. Each builds its own
+        /// lab, which is removed before the next file starts.
+        #[arg(required = true, value_name = "FILES")]
         files: Vec<PathBuf>,
+        /// The report on stdout. `text`: a PASS/FAIL line per scenario and a
+        /// line per expectation, with the reason for each failure. `json`: an
+        /// array with one object per scenario (file, scenario, run_id,
+        /// mismatches, expectations, steps, errors, passed, build_ms,
+        /// elapsed_ms).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// After building each lab, print `ready RUN_ID` and wait for Enter
-        /// (or end of input, or Ctrl-C) before probing and tearing it down.
+        /// After building each lab, print `ready RUN_ID` and wait: Enter (or
+        /// end of input) goes on to probe and tear the lab down; Ctrl-C tears
+        /// it down at once (exit 130).
         #[arg(long)]
         hold: bool,
-        /// Also write a JUnit XML report (one testcase per expectation).
+        /// Also write a JUnit XML report: a testsuite per file, a testcase
+        /// per expectation, per step and per error, each with its time.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
         /// Also probe every pair of nodes (host, external, containers) and
@@ -118,20 +133,37 @@ pub async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-/// Runs `fut` until it ends or SIGINT/SIGTERM arrives. On a signal the
-/// future is dropped, and with it every lab it holds: their `Drop` removes
-/// them before the process exits.
+/// Runs `fut` until it ends or a signal that ends jobs arrives (SIGINT,
+/// SIGTERM, SIGHUP, SIGQUIT). On a signal the future is dropped, and with
+/// it every lab it holds: their `Drop` removes them before this returns
+/// 128 + the signal, as a shell reports a job ended by it.
 async fn interruptible(fut: impl std::future::Future<Output = u8>) -> u8 {
+    use nix::sys::signal::Signal;
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+    ) else {
         eprintln!("bridgelab: cannot install signal handlers");
         return 3;
     };
-    tokio::select! {
-        code = fut => code,
-        _ = int.recv() => { eprintln!("bridgelab: interrupted; lab removed"); 130 }
-        _ = term.recv() => { eprintln!("bridgelab: terminated; lab removed"); 143 }
-    }
+    let mut fut = Box::pin(fut);
+    // Signals first: a run that ends in the same poll as a signal (a tool
+    // that the signal also reached) still counts as interrupted.
+    let (sig, what) = tokio::select! {
+        biased;
+        _ = int.recv() => (Signal::SIGINT, "interrupted"),
+        _ = term.recv() => (Signal::SIGTERM, "terminated"),
+        _ = hup.recv() => (Signal::SIGHUP, "hung up"),
+        _ = quit.recv() => (Signal::SIGQUIT, "quit"),
+        code = &mut fut => return code,
+    };
+    // Removes the labs now, before saying so.
+    drop(fut);
+    eprintln!("bridgelab: {what} ({sig}); lab removed");
+    128 + sig as u8
 }
 
 fn parse_probe(s: &str) -> Result<bridgelab::scenario::ProbeSpec, String> {
@@ -144,7 +176,7 @@ pub fn fail(e: &bridgelab::Error) -> u8 {
     e.exit_code() as u8
 }
 
-fn render_error(e: &bridgelab::Error) -> String {
+pub(crate) fn render_error(e: &bridgelab::Error) -> String {
     match e {
         // Scenario mistakes are already `path:line:col: message` lines.
         bridgelab::Error::Scenario(d) => d.to_string(),

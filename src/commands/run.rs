@@ -1,12 +1,17 @@
 //! `bridgelab run FILE…`: build, check against the plan, probe every
 //! expectation, report, tear down.
+//!
+//! Nothing found is ever dropped: a stage that fails adds an error to the
+//! scenario's report (a failed testcase) and the stages that can still run
+//! do, so every verdict gathered before the failure is reported.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use bridgelab::report::{self, ScenarioReport};
+use bridgelab::report::{self, millis, ScenarioReport};
 
-use super::{fail, print_json, Format};
+use super::{print_json, render_error, Format};
 
 pub struct RunArgs {
     pub format: Format,
@@ -22,13 +27,14 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     for f in files {
         let (code, r) = run_one(f, &args).await;
         worst = worst.max(code);
-        if let Some(r) = r {
-            reports.push(r);
+        reports.push(r);
+        // An interrupted tool means bridgelab itself is being stopped:
+        // report what was found, and run no further scenario.
+        if code > 128 {
+            break;
         }
     }
     match args.format {
-        // Bad input has said so on stderr already; there is no lab to report on.
-        Format::Text if reports.is_empty() => {}
         Format::Text => crate::out!("{}", report::text(&reports, std::io::stdout().is_terminal()).trim_end()),
         Format::Json => print_json(&reports),
     }
@@ -41,53 +47,64 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     worst
 }
 
-async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
+/// The exit code and report of one scenario. Each error is said on stderr
+/// as it happens and kept in the report; the exit code is the worst of
+/// them (2 bad input, 3 environment, 128 + N a signal), or 1 for a verdict
+/// that failed.
+async fn run_one(f: &Path, args: &RunArgs) -> (u8, ScenarioReport) {
+    let started = Instant::now();
     let lab = match bridgelab::Lab::load(f) {
         Ok(l) => l,
-        Err(e) => return (fail(&e), None),
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            return (e.exit_code() as u8, ScenarioReport::not_loaded(f, &e, started.elapsed()));
+        }
     };
     let mut report = ScenarioReport::new(f.to_path_buf(), lab.plan().scenario.clone());
+    let mut code = 0u8;
+    let building = Instant::now();
     let running = match lab.up().await {
         Ok(r) => r,
         Err(e) => {
-            let code = fail(&e);
-            report.error = Some(e.to_string());
-            report.conclude();
-            return (code, Some(report));
+            fail(&mut report, &mut code, report::STAGE_BUILD, &e, building);
+            return (conclude(&mut report, code, started), report);
         }
     };
     report.run_id = Some(running.run_id().to_string());
     match running.verify().await {
         Ok(m) => report.mismatches = m,
-        Err(e) => report.error = Some(e.to_string()),
+        Err(e) => fail(&mut report, &mut code, report::STAGE_MATCHES_PLAN, &e, building),
     }
+    report.build_ms = Some(millis(building.elapsed()));
     let mut running = running;
+    let capturing = Instant::now();
     let capture = match &args.pcap {
         None => None,
         Some(dir) => match bridgelab::capture::Capture::start(&running, dir).await {
             Ok(c) => Some(c),
             Err(e) => {
-                report.error = Some(e.to_string());
+                fail(&mut report, &mut code, report::STAGE_CAPTURE, &e, capturing);
                 None
             }
         },
     };
+    let responding = Instant::now();
     match bridgelab::probe::start_responders(&running) {
         Ok(mut responders) => {
             if args.hold {
                 wait_for_enter(&running).await;
             }
-            match bridgelab::probe::check_scenario(&mut running, &mut responders).await {
-                Ok(checked) => {
-                    report.mismatches.extend(checked.mismatches);
-                    report.expectations = checked.expectations;
-                }
-                Err(e) => report.error = Some(e.to_string()),
+            let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await;
+            if let Some(f) = &checked.failure {
+                eprintln!("{}", render_error(&f.error));
+                code = code.max(f.error.exit_code() as u8);
             }
+            report.add_checked(checked);
             if !args.matrix.is_empty() {
+                let probing = Instant::now();
                 let cells = bridgelab::probe::matrix::run(&running, &args.matrix).await;
                 if bridgelab::probe::matrix::any_differs(&cells) {
-                    report.error.get_or_insert_with(|| "the matrix contradicts an [[expect]]".into());
+                    report.error(report::STAGE_MATRIX, "the matrix contradicts an [[expect]]", probing.elapsed());
                 }
                 if args.format == Format::Text {
                     let names = bridgelab::probe::matrix::nodes(&running);
@@ -96,7 +113,7 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
                 report.matrix = cells;
             }
         }
-        Err(e) => report.error = Some(e.to_string()),
+        Err(e) => fail(&mut report, &mut code, report::STAGE_RESPONDERS, &e, responding),
     }
     if let Some(c) = capture {
         match c.stop() {
@@ -105,29 +122,54 @@ async fn run_one(f: &Path, args: &RunArgs) -> (u8, Option<ScenarioReport>) {
                     eprintln!("capture: {}", f.display());
                 }
             }
-            Err(e) => report.error = Some(format!("capture: {e}")),
+            Err(e) => {
+                let e = bridgelab::Error::Environment(format!("capture: {e}"));
+                fail(&mut report, &mut code, report::STAGE_CAPTURE, &e, capturing);
+            }
         }
     }
-    let mut code = 0;
+    let tearing = Instant::now();
     if let Err(e) = running.down() {
-        code = fail(&e);
-        report.error.get_or_insert(e.to_string());
+        fail(&mut report, &mut code, report::STAGE_TEARDOWN, &e, tearing);
     }
+    (conclude(&mut report, code, started), report)
+}
+
+/// Says an error on stderr and keeps it in the report.
+fn fail(report: &mut ScenarioReport, code: &mut u8, stage: &str, e: &bridgelab::Error, since: Instant) {
+    eprintln!("{}", render_error(e));
+    *code = (*code).max(e.exit_code() as u8);
+    report.error(stage, e, since.elapsed());
+}
+
+fn conclude(report: &mut ScenarioReport, code: u8, started: Instant) -> u8 {
+    report.elapsed_ms = millis(started.elapsed());
     report.conclude();
-    if !report.passed {
-        code = code.max(1);
+    if report.passed {
+        code
+    } else {
+        code.max(1)
     }
-    (code, Some(report))
 }
 
 /// Keeps the lab until a line (or end of input) arrives on stdin.
+///
+/// stdin is read on a detached thread, not tokio's: tokio reads it on a
+/// blocking-pool thread that the runtime waits for when it shuts down, so
+/// a Ctrl-C here would hang until Enter.
 async fn wait_for_enter(lab: &bridgelab::RunningLab) {
-    use tokio::io::AsyncBufReadExt;
     crate::out!("ready {}", lab.run_id());
     for ns in lab.namespaces() {
         crate::out!("  ip netns exec {ns} ip addr");
     }
-    crate::out!("press Enter to tear the lab down");
-    let mut line = String::new();
-    let _ = tokio::io::BufReader::new(tokio::io::stdin()).read_line(&mut line).await;
+    crate::out!("press Enter to probe and tear the lab down");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reader = std::thread::Builder::new().name("hold-stdin".into()).spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    if reader.is_ok() {
+        let _ = rx.await;
+    }
 }

@@ -355,35 +355,75 @@ pub async fn sync_responders(lab: &RunningLab, r: &mut Responders) -> crate::Res
     start_all(lab, r, todo)
 }
 
-/// What checking a whole scenario found: plan mismatches after each step,
-/// and every expectation's verdict, steps included.
+/// What checking a whole scenario found: every expectation's verdict,
+/// steps included, and what each step did.
 #[derive(Debug, Default)]
 pub struct Checked {
-    pub mismatches: Vec<crate::apply::Mismatch>,
     pub expectations: Vec<ExpectOutcome>,
+    /// The steps carried out, in order; a step that failed is the last.
+    pub steps: Vec<StepOutcome>,
+    /// The step that could not be carried out or read back. The verdicts
+    /// gathered before it are kept; later steps did not run.
+    pub failure: Option<StepFailure>,
+}
+
+/// One `[[step]]` performed: where the lab then differs from the step's
+/// plan, and how long performing and reading it back took.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// `step N: action`.
+    pub label: String,
+    pub mismatches: Vec<crate::apply::Mismatch>,
+    pub elapsed: Duration,
+}
+
+/// The error that stopped a step.
+#[derive(Debug)]
+pub struct StepFailure {
+    /// `step N: action`, as in [`StepOutcome::label`].
+    pub step: String,
+    pub error: crate::Error,
 }
 
 /// Probes the top-level `[[expect]]`s, then performs each `[[step]]` on the
 /// lab, checks the lab against the step's plan and probes its expectations.
-pub async fn check_scenario(lab: &mut RunningLab, responders: &mut Responders) -> crate::Result<Checked> {
+/// A step that fails ends the walk, and everything found before it stays.
+pub async fn check_scenario(lab: &mut RunningLab, responders: &mut Responders) -> Checked {
     let spec = lab.scenario().spec.clone();
     let mut out = Checked { expectations: check(lab, responders, &spec.expects).await, ..Default::default() };
     let steps = lab.plan().steps.clone();
     for (i, (step, plan)) in spec.steps.iter().zip(steps).enumerate() {
         let label = format!("step {}: {}", i + 1, plan.action);
-        let gone = lab.apply_step(&plan.after).await?;
-        responders.stop_nodes(&gone);
-        sync_responders(lab, responders).await?;
-        for mut m in lab.verify().await? {
-            m.what = format!("after {label}: {}", m.what);
-            out.mismatches.push(m);
+        let started = Instant::now();
+        let performed = perform_step(lab, responders, &plan.after).await;
+        let (mismatches, failed) = match performed {
+            Ok(m) => (m, None),
+            Err(e) => (vec![], Some(e)),
+        };
+        out.steps.push(StepOutcome { label: label.clone(), mismatches, elapsed: started.elapsed() });
+        if let Some(error) = failed {
+            out.failure = Some(StepFailure { step: label, error });
+            break;
         }
         for mut o in check(lab, responders, &step.expects).await {
             o.step = Some(label.clone());
             out.expectations.push(o);
         }
     }
-    Ok(out)
+    out
+}
+
+/// Brings the lab to a step's plan, restarts the responders it needs, and
+/// reads it back.
+async fn perform_step(
+    lab: &mut RunningLab,
+    responders: &mut Responders,
+    next: &Plan,
+) -> crate::Result<Vec<crate::apply::Mismatch>> {
+    let gone = lab.apply_step(next).await?;
+    responders.stop_nodes(&gone);
+    sync_responders(lab, responders).await?;
+    lab.verify().await
 }
 
 /// Says why a probe that should have got through met silence, from what a
@@ -397,10 +437,17 @@ pub async fn explain_block(lab: &RunningLab, job: &ProbeJob, timeout: Duration) 
         WireKind::Tcp(p) => ProbeSpec::Tcp(p),
         WireKind::Udp(p) => ProbeSpec::Udp(p),
     };
-    let before = crate::apply::iptables::counters(host).unwrap_or_default();
+    let unreadable = |e: crate::Error| format!("cannot tell which host rule dropped it: {e}");
+    let before = match crate::apply::iptables::counters(host) {
+        Ok(c) => c,
+        Err(e) => return unreadable(e),
+    };
     let replay = ProbeJob { patient: false, ..job.clone() };
     let replayed = run_jobs(lab, vec![replay], timeout, 0).await.pop();
-    let after = crate::apply::iptables::counters(host).unwrap_or_default();
+    let after = match crate::apply::iptables::counters(host) {
+        Ok(c) => c,
+        Err(e) => return unreadable(e),
+    };
     let mut droppers: Vec<&String> = after
         .iter()
         .filter(|(rule, n)| {

@@ -104,3 +104,51 @@ pub fn assert_blocked(r: std::io::Result<()>) {
         other => panic!("expected silence (blocked), got {other:?}"),
     }
 }
+
+/// Stand-ins for system tools (`iptables-restore`...), put first on the
+/// PATH of a bridgelab under test to make a tool fail, block or report.
+pub struct FakeTools {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeTools {
+    pub fn new() -> FakeTools {
+        FakeTools { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// Adds `name` as a shell script; in it, `$REAL` is the real tool.
+    pub fn add(&self, name: &str, script: &str) -> &FakeTools {
+        use std::os::unix::fs::PermissionsExt;
+        let real = real_tool(name);
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\nREAL='{}'\n{script}\n", real.display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    /// A bridgelab command that finds these tools first.
+    pub fn bridgelab(&self) -> std::process::Command {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut cmd = std::process::Command::new(bridgelab_bin());
+        cmd.env("PATH", format!("{}:{path}", self.dir.path().display())).env_remove("BRIDGELAB_IPTABLES");
+        cmd
+    }
+}
+
+/// Where `name` is found on PATH.
+pub fn real_tool(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH"))
+}
+
+/// Waits for a child to end, at most `limit`: `None` if it is still running.
+pub fn wait_at_most(child: std::process::Child, limit: Duration) -> Option<std::process::Output> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(limit).ok().map(|r| r.unwrap())
+}
