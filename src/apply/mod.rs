@@ -45,6 +45,8 @@ pub struct UpOptions {
 
 /// How long the kernel may take to report carrier on new bridge ports.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often settling looks again.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 /// A lab that exists: its namespaces, netlink sockets and run record.
 pub struct RunningLab {
@@ -193,7 +195,7 @@ impl RunningLab {
         let host_ns = &self.ns("host").file;
         iptables::restore(host_ns, &plan.iptables, true)?;
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
-        self.settle().await
+        self.settle(&all).await
     }
 
     fn ns(&self, node: &str) -> &NetNs {
@@ -353,7 +355,10 @@ impl RunningLab {
             self.proxies = proxy::start(&host_ns, &next.port_mappings).await?;
         }
         self.plan = next.clone();
-        self.settle().await?;
+        // Carrier changes only on the host's bridges and in rebuilt nodes.
+        let mut changed = fresh;
+        changed.push("host".into());
+        self.settle(&changed).await?;
         Ok(gone)
     }
 
@@ -371,35 +376,42 @@ impl RunningLab {
         Ok(())
     }
 
-    /// Waits (bounded) until every planned bridge port has carrier, which
-    /// the kernel reports asynchronously; until then a bridge drops frames
-    /// and its routes say `linkdown`.
-    async fn settle(&self) -> Result<()> {
+    /// Waits (bounded) until the `linkdown` flag of every planned route in
+    /// `nodes` is what the plan says. The kernel reports carrier changes
+    /// asynchronously: a bridge that gains its first port or loses its last
+    /// one, and a veth whose peer comes up, flag their routes up to a second
+    /// later. Each poll is one route dump per watched namespace; any other
+    /// difference is final, and left to the caller's verify.
+    async fn settle(&self, nodes: &[String]) -> Result<()> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut watched = Vec::new();
+        for np in self.plan.nodes.iter().filter(|n| nodes.contains(&n.name) && !n.routes.is_empty()) {
+            let nl = &self.netlinks[&np.name];
+            // Indexes do not change while settling: one link dump each.
+            let indexes = nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
+            watched.push((np, nl, indexes));
+        }
         loop {
-            // Carrier shows in netlink alone: no iptables-save per poll.
-            let observed = self.read_back(false).await?;
-            let mismatches = verify::verify(&self.plan, &observed);
-            if mismatches.is_empty() || Instant::now() > deadline {
+            let mut pending = Vec::new();
+            for (np, nl, indexes) in &watched {
+                let seen =
+                    nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))?;
+                pending.extend(verify::carrier_pending(np, indexes, &seen));
+            }
+            if pending.is_empty() {
                 return Ok(());
             }
-            // Only carrier (seen in routes' `linkdown`) is worth waiting for;
-            // anything else is final and reported by the caller's verify.
-            let waiting = mismatches.iter().all(|m| m.what.contains("route"));
-            if !waiting {
+            if Instant::now() > deadline {
+                tracing::warn!("carrier did not settle within {SETTLE_TIMEOUT:?}: {pending:?}");
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(SETTLE_POLL).await;
         }
     }
 
     /// Reads every namespace back through netlink, and the host's rules
     /// through `iptables-save`.
     pub async fn observe(&self) -> Result<Observed> {
-        self.read_back(true).await
-    }
-
-    async fn read_back(&self, with_iptables: bool) -> Result<Observed> {
         let mut nodes = Vec::new();
         for ns in &self.namespaces {
             let nl = &self.netlinks[&ns.node];
@@ -422,7 +434,7 @@ impl RunningLab {
                 addresses,
                 routes,
                 sysctls,
-                iptables: if with_iptables && ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
+                iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
             });
         }
         Ok(Observed { nodes })
