@@ -24,13 +24,16 @@ pub enum Error {
     /// A `run id` that names no lab.
     #[error("no such run: {0} (see `bridgelab ls`)")]
     NoSuchRun(String),
+    /// A run id that cannot be one: it must be 1 to 16 letters and digits.
+    #[error("invalid run id {0}: a run id is 1 to 16 ASCII letters and digits (see `bridgelab ls`)")]
+    InvalidRunId(String),
 }
 
 impl Error {
     /// The CLI's exit code: 2 bad input, 3 environment or apply problems.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Scenario(_) | Error::NoSuchRun(_) => 2,
+            Error::Scenario(_) | Error::NoSuchRun(_) | Error::InvalidRunId(_) => 2,
             _ => 3,
         }
     }

@@ -259,3 +259,100 @@ fn the_namespace_bridgelab_starts_in_is_never_touched() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "forwarding was switched on where bridgelab started");
 }
+
+/// `down` takes the run id as `up` does: a path or any other name that is
+/// not 1 to 16 letters and digits is refused before it names a file, so a
+/// record elsewhere on disk is never read or removed.
+#[test]
+fn down_refuses_a_run_id_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("victim.json");
+    let rec = RunRecord {
+        run_id: "victim".into(),
+        scenario: "s".into(),
+        scenario_path: "s.toml".into(),
+        pid: 1,
+        pid_start: 0,
+        kept: true,
+        nodes: vec![],
+    };
+    std::fs::write(&target, serde_json::to_vec(&rec).unwrap()).unwrap();
+    // From /run/bridgelab/runs up to / and down to the temporary directory.
+    let id = format!("../../..{}/victim", dir.path().display());
+    for bad in [id.as_str(), "", "a-b", "0123456789abcdefX"] {
+        let out = Command::new(common::bridgelab_bin()).args(["down", bad]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("invalid run id") && stderr.contains("letters and digits"), "{bad:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+    }
+    assert!(target.exists(), "down removed a file outside the registry");
+}
+
+// The guard serializes whole tests across threads, awaits included.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_leaves_a_lab_whose_record_does_not_parse_alone() {
+    common::require_root();
+    let _serial = registry_wide();
+    let id = format!("torn{}", std::process::id());
+    let lab = Lab::load(common::scenario_path("default.toml")).unwrap();
+    let running = lab.up_with(UpOptions { run_id: Some(id.clone()), ..Default::default() }).await.unwrap();
+    let record = Registry::default().dir().join(format!("{id}.json"));
+    let text = std::fs::read(&record).unwrap();
+    // A record cut short: which process owns the lab cannot be told.
+    std::fs::write(&record, &text[..text.len() / 2]).unwrap();
+
+    for all in [false, true] {
+        let report = bridgelab::cleanup::cleanup(&Registry::default(), all).unwrap();
+        assert!(!report.removed.contains(&id), "{report:?}");
+        assert!(report.unreadable.iter().any(|u| u.run_id == id && u.path == record), "{report:?}");
+        assert_eq!(common::namespaces_of(&id).len(), 4, "cleanup removed a lab it cannot read the record of");
+        assert!(record.exists(), "cleanup removed a record it cannot read");
+    }
+    let out = Command::new(common::bridgelab_bin()).arg("cleanup").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("left lab {id} alone: its record")), "{stdout}");
+    assert_eq!(common::namespaces_of(&id).len(), 4);
+    // A second lab cannot take the id while the record is there.
+    let again = Lab::load(common::scenario_path("default.toml")).unwrap();
+    let err = again.up_with(UpOptions { run_id: Some(id.clone()), ..Default::default() }).await.unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    assert!(running.verify().await.unwrap().is_empty());
+    running.down().unwrap();
+    assert!(!record.exists());
+    assert!(common::namespaces_of(&id).is_empty());
+}
+
+#[test]
+fn cleanup_removes_half_written_records_of_dead_runs_only() {
+    common::require_root();
+    let _serial = registry_wide();
+    let reg = Registry::default();
+    std::fs::create_dir_all(reg.dir()).unwrap();
+    let tmp = |id: &str| reg.dir().join(format!("{id}.json.tmp"));
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    let dead_start = bridgelab::registry::process_start_time(dead_pid).unwrap_or(1);
+    child.wait().unwrap();
+    let me = std::process::id();
+    let rec = |id: &str, pid: u32, pid_start: u64| RunRecord {
+        run_id: id.into(),
+        scenario: "s".into(),
+        scenario_path: "s.toml".into(),
+        pid,
+        pid_start,
+        kept: false,
+        nodes: vec!["host".into()],
+    };
+    let (dead, live) = (format!("tmpdead{me}"), format!("tmplive{me}"));
+    std::fs::write(tmp(&dead), serde_json::to_vec(&rec(&dead, dead_pid, dead_start)).unwrap()).unwrap();
+    let me_start = bridgelab::registry::process_start_time(me).unwrap();
+    std::fs::write(tmp(&live), serde_json::to_vec(&rec(&live, me, me_start)).unwrap()).unwrap();
+
+    let report = bridgelab::cleanup::cleanup(&reg, false).unwrap();
+    assert!(report.stale_tmp.contains(&tmp(&dead)), "{report:?}");
+    assert!(!tmp(&dead).exists());
+    assert!(tmp(&live).exists(), "a live writer's temporary record was removed");
+    std::fs::remove_file(tmp(&live)).unwrap();
+}

@@ -101,15 +101,15 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
     check_environment()?;
     let registry = Registry::default();
     let run_id = match opts.run_id.clone() {
-        Some(id) if !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            if registry.get(&id).is_some()
-                || !registry::lab_namespaces().iter().all(|n| registry::run_id_of(n) != Some(id.as_str()))
+        Some(id) => {
+            registry::check_run_id(&id)?;
+            // A record that does not parse still holds its id.
+            if registry.contains(&id) || registry::lab_namespaces().iter().any(|n| registry::run_id_of(n) == Some(&id))
             {
                 return Err(Error::Environment(format!("run id {id} is already in use (see `bridgelab ls`)")));
             }
             id
         }
-        Some(id) => return Err(Error::Environment(format!("invalid run id {id:?}: use 1 to 16 letters and digits"))),
         None => registry::new_run_id(),
     };
     let pid = std::process::id();
