@@ -356,3 +356,99 @@ fn cleanup_removes_half_written_records_of_dead_runs_only() {
     assert!(tmp(&live).exists(), "a live writer's temporary record was removed");
     std::fs::remove_file(tmp(&live)).unwrap();
 }
+
+/// The mount entries of `/proc/thread-self/mountinfo` as (id, parent, mount point, optional fields).
+fn mountinfo() -> Vec<(String, String, String, String)> {
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-").unwrap();
+            (f[0].into(), f[1].into(), f[4].into(), f[6..sep].join(" "))
+        })
+        .collect()
+}
+
+/// A lab's namespaces show in a mount namespace made after `/run/netns`
+/// became shared, even one made before the lab (propagation), and leave it
+/// with the lab: `/run/netns` is a shared mount, as `ip netns add` makes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labs_show_in_other_mount_namespaces() {
+    common::require_root();
+    let first = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
+    let netns = mountinfo().into_iter().filter(|m| m.2 == bridgelab::registry::NETNS_DIR).collect::<Vec<_>>();
+    assert_eq!(netns.len(), 1, "{netns:?}");
+    assert!(netns[0].3.contains("shared:"), "/run/netns is not shared: {netns:?}");
+
+    // A mount namespace that receives propagation but sends none.
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "slave", "sh", "-c"])
+        .arg("while read x; do cat /proc/self/mountinfo; echo END; done")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap());
+    let mut seen_by_child = |lab: &str| {
+        use std::io::Write;
+        writeln!(to_child).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(from_child.read_line(&mut line).unwrap() > 0, "the child ended");
+            if line.trim() == "END" {
+                break seen;
+            }
+            if line.contains(&format!("/run/netns/bl-{lab}-")) {
+                seen.push(line);
+            }
+        }
+    };
+    assert_eq!(seen_by_child(first.run_id()).len(), 4);
+    let second = Lab::load(common::scenario_path("icc-off.toml")).unwrap().up().await.unwrap();
+    let id = second.run_id().to_string();
+    assert_eq!(seen_by_child(&id).len(), 4, "a lab made later does not show in the other mount namespace");
+    second.down().unwrap();
+    assert!(seen_by_child(&id).is_empty(), "a removed lab still shows in the other mount namespace");
+    first.down().unwrap();
+    drop(to_child);
+    child.wait().unwrap();
+}
+
+/// Making a directory shared when namespaces were mounted in it before
+/// (by another tool, or an older bridgelab) keeps them mounted once, and
+/// removable; doing it again stacks nothing. In a private mount namespace,
+/// on a directory of its own.
+#[test]
+fn sharing_a_netns_directory_keeps_earlier_namespaces_removable() {
+    common::require_root();
+    use nix::mount::{mount, MsFlags};
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("netns");
+        std::fs::create_dir(&dir).unwrap();
+        let early = dir.join("early");
+        std::fs::write(&early, b"").unwrap();
+        mount(Some("/proc/thread-self/ns/net"), &early, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        let at =
+            |p: &std::path::Path| mountinfo().into_iter().filter(|m| m.2 == p.to_string_lossy()).collect::<Vec<_>>();
+        for _ in 0..2 {
+            bridgelab::apply::netns::share_dir(&dir).unwrap();
+            let d = at(&dir);
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert!(d[0].3.contains("shared:"), "{d:?}");
+            let e = at(&early);
+            assert_eq!(e.len(), 1, "mounted twice: {e:?}");
+            assert_eq!(e[0].1, d[0].0, "not in the shared mount: {e:?}");
+        }
+        bridgelab::apply::netns::remove(&early).unwrap();
+        assert!(!early.exists());
+        assert!(at(&early).is_empty());
+    })
+    .join()
+    .unwrap();
+}
