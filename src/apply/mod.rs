@@ -222,7 +222,7 @@ impl RunningLab {
     }
 
     /// Creates and configures the `(node, link)` pairs in `wanted`: links
-    /// that stand alone (bridges, dummies), then veth pairs from their
+    /// that stand alone (bridges), then veth pairs from their
     /// creating end, then addresses and link state; static routes only for
     /// the `fresh` nodes, whose namespaces were just made.
     async fn wire(
@@ -237,9 +237,9 @@ impl RunningLab {
         for node in &plan.nodes {
             let nl = &self.netlinks[&node.name];
             for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
-                if matches!(l.kind, LinkKind::Bridge | LinkKind::Dummy) {
+                if l.kind == LinkKind::Bridge {
                     spend(&mut budget)?;
-                    nl.create_local(l)
+                    nl.create_bridge(l)
                         .await
                         .map_err(|e| Error::apply(format!("{}: create {}", node.name, l.name), e))?;
                 }

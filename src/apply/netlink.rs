@@ -15,10 +15,10 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::netns;
-use crate::plan::{LinkKind, LinkPlan, RoutePlan};
+use crate::plan::{LinkPlan, RoutePlan};
 
 /// A netlink handle bound to one namespace.
 #[derive(Clone)]
@@ -49,13 +49,9 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge or dummy link (down, no address yet).
-    pub async fn create_local(&self, l: &LinkPlan) -> NlResult<()> {
-        let mut msg = match l.kind {
-            LinkKind::Bridge => LinkBridge::new(&l.name).build(),
-            LinkKind::Dummy => LinkDummy::new(&l.name).build(),
-            _ => return Ok(()),
-        };
+    /// Creates a bridge (down, no address yet).
+    pub async fn create_bridge(&self, l: &LinkPlan) -> NlResult<()> {
+        let mut msg = LinkBridge::new(&l.name).build();
         if let Some(mac) = l.mac {
             msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
         }

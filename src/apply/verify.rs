@@ -62,7 +62,6 @@ fn kind_matches(plan: &LinkKind, seen: Option<&InfoKind>) -> bool {
     match plan {
         LinkKind::Loopback => seen.is_none(),
         LinkKind::Bridge => seen == Some(&InfoKind::Bridge),
-        LinkKind::Dummy => seen == Some(&InfoKind::Dummy),
         LinkKind::Veth { .. } => seen == Some(&InfoKind::Veth),
     }
 }
