@@ -15,6 +15,7 @@ pub mod iptables;
 mod netlink;
 pub mod netns;
 pub mod proxy;
+pub mod snapshot;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -438,6 +439,12 @@ impl RunningLab {
             });
         }
         Ok(Observed { nodes })
+    }
+
+    /// The lab as normalized text, holding what the scenario's `[snapshot]`
+    /// selects: see [`snapshot::render`].
+    pub async fn snapshot(&self) -> Result<String> {
+        Ok(snapshot::render(&self.plan, &self.scenario.spec.snapshot, &self.observe().await?))
     }
 
     /// Differences between the plan and what the kernel reports.
