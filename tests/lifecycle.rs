@@ -452,3 +452,14 @@ fn sharing_a_netns_directory_keeps_earlier_namespaces_removable() {
     .join()
     .unwrap();
 }
+
+/// `up --help` says what is kept, what is not, and how to remove it.
+#[test]
+fn up_help_says_what_a_kept_lab_is_and_how_it_goes() {
+    let out = Command::new(common::bridgelab_bin()).args(["up", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in ["ip netns exec", "bridgelab down RUN_ID", "--all", "The scenario file", "Exit codes", "responders"] {
+        assert!(help.contains(want), "`up --help` lacks {want:?}:\n{help}");
+    }
+}
