@@ -44,8 +44,11 @@ pub struct UpOptions {
     pub run_id: Option<String>,
 }
 
-/// How long the kernel may take to report carrier on new bridge ports.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the kernel may take to report carrier. Its linkwatch work runs
+/// at most once a second and needs the RTNL lock, which many labs built and
+/// removed at once hold for long: generous, since it only costs time when
+/// something is really wrong.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often settling looks again.
 const SETTLE_POLL: Duration = Duration::from_millis(5);
 
