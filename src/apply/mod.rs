@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use futures::future::try_join_all;
 use tokio::task::JoinHandle;
 
-pub use netlink::{LinkState, Netlink};
+pub use netlink::{LinkState, Netlink, RouteCarrier};
 use netns::NetNs;
-pub use verify::{Mismatch, Observed, ObservedNode};
+pub use verify::{CarrierPending, Mismatch, Observed, ObservedNode};
 
 use crate::error::{Error, Result};
 use crate::plan::{LinkKind, LinkPlan, NodePlan, Plan};
