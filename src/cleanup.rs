@@ -1,11 +1,11 @@
 //! Removing what dead runs left behind, never a live run's namespaces.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::apply::remove_namespaces;
 use crate::error::{Error, Result};
-use crate::registry::{lab_namespaces, run_id_of, Registry, NETNS_DIR};
+use crate::registry::{lab_namespaces, run_id_of, Registry, Unreadable, NETNS_DIR, STALE_TMP_AGE};
 
 /// What `cleanup` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -14,6 +14,11 @@ pub struct CleanupReport {
     pub removed: Vec<String>,
     /// Run ids left alone because their owner is alive (or they are kept).
     pub live: Vec<String>,
+    /// Records that do not parse: their labs are left alone, since whether
+    /// their owner lives cannot be told.
+    pub unreadable: Vec<Unreadable>,
+    /// Half-written records (`*.json.tmp`) that no writer will finish.
+    pub stale_tmp: Vec<PathBuf>,
 }
 
 /// Removes every dead run: a record whose owner is gone, and namespaces
@@ -32,7 +37,13 @@ pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport>
     }
     let mut report = CleanupReport::default();
     let mut errors = Vec::new();
-    for rec in registry.list() {
+    let (records, unreadable) = registry.scan();
+    for u in &unreadable {
+        // Its namespaces are not orphans: their record exists, unread.
+        by_run.remove(&u.run_id);
+    }
+    report.unreadable = unreadable;
+    for rec in records {
         let live = if include_kept { rec.owner_alive() } else { rec.is_live() };
         let mut names = by_run.remove(&rec.run_id).unwrap_or_default();
         if live {
@@ -47,6 +58,7 @@ pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport>
     for (id, names) in by_run {
         remove(registry, &id, &names, &mut report, &mut errors);
     }
+    report.stale_tmp = registry.sweep_tmp(STALE_TMP_AGE);
     if errors.is_empty() {
         Ok(report)
     } else {

@@ -10,8 +10,11 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// Where records live: tmpfs, so a reboot (which also drops every namespace)
 /// clears them too.
@@ -62,6 +65,40 @@ fn record_path(dir: &Path, run_id: &str) -> PathBuf {
     dir.join(format!("{run_id}.json"))
 }
 
+/// Longest run id: it is part of every namespace name of the lab.
+pub const MAX_RUN_ID: usize = 16;
+
+/// Whether `id` can be a run id: 1 to 16 ASCII letters and digits. Run ids
+/// become file and namespace names, so nothing else (no `/`, no `.`, no
+/// `-`, which ends the run id in `bl-<run id>-<node>`) is accepted.
+pub fn valid_run_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_RUN_ID && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// [`valid_run_id`] as an error for the user (exit code 2).
+pub fn check_run_id(id: &str) -> Result<()> {
+    if valid_run_id(id) {
+        return Ok(());
+    }
+    // The id comes from the command line: quote only its start.
+    let shown: String = id.chars().take(24).collect();
+    let more = if shown.len() < id.len() { "…" } else { "" };
+    Err(Error::InvalidRunId(format!("{shown:?}{more}")))
+}
+
+/// A record file that does not parse: `cleanup` leaves its lab alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// From the file name, `<run id>.json`.
+    pub run_id: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// How old a `*.json.tmp` without a live owner must be before it counts as
+/// left behind: a writer renames its temporary file at once.
+pub const STALE_TMP_AGE: Duration = Duration::from_secs(10);
+
 /// Field 22 of `/proc/PID/stat`: when the process started.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -87,8 +124,15 @@ impl Registry {
         Registry { dir: dir.into() }
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes a record atomically (write then rename).
     pub fn write(&self, rec: &RunRecord) -> io::Result<()> {
+        if !valid_run_id(&rec.run_id) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid run id {:?}", rec.run_id)));
+        }
         fs::create_dir_all(&self.dir)?;
         let path = record_path(&self.dir, &rec.run_id);
         let tmp = path.with_extension("json.tmp");
@@ -97,29 +141,97 @@ impl Registry {
     }
 
     pub fn remove(&self, run_id: &str) -> io::Result<()> {
+        if !valid_run_id(run_id) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid run id {run_id:?}")));
+        }
         match fs::remove_file(record_path(&self.dir, run_id)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             r => r,
         }
     }
 
+    /// The record of `run_id`, if there is one and it parses.
     pub fn get(&self, run_id: &str) -> Option<RunRecord> {
+        if !valid_run_id(run_id) {
+            return None;
+        }
         let text = fs::read(record_path(&self.dir, run_id)).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
-    /// All records, sorted by run id; unreadable files are skipped.
+    /// Whether a record file exists for `run_id`, parsing or not.
+    pub fn contains(&self, run_id: &str) -> bool {
+        valid_run_id(run_id) && record_path(&self.dir, run_id).exists()
+    }
+
+    /// All records that parse, sorted by run id.
     pub fn list(&self) -> Vec<RunRecord> {
+        self.scan().0
+    }
+
+    /// All records, sorted by run id: those that parse, and those that do
+    /// not (or that name another run than their file does).
+    pub fn scan(&self) -> (Vec<RunRecord>, Vec<Unreadable>) {
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return (good, bad);
+        };
+        for e in dir.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let run_id = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let text = match fs::read(&path) {
+                Ok(t) => t,
+                // Removed since the listing: its run is gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    bad.push(Unreadable { run_id, path, reason: e.to_string() });
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<RunRecord>(&text) {
+                Ok(rec) if rec.run_id == run_id => good.push(rec),
+                Ok(rec) => {
+                    let reason = format!("it names run {:?}", rec.run_id);
+                    bad.push(Unreadable { run_id, path, reason });
+                }
+                Err(e) => bad.push(Unreadable { run_id, path, reason: e.to_string() }),
+            }
+        }
+        good.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        bad.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        (good, bad)
+    }
+
+    /// Removes `*.json.tmp` files that no writer will rename any more: those
+    /// whose owner is dead, and those that do not parse and are older than
+    /// `max_age`. A live owner's file is never touched. Returns what was removed.
+    pub fn sweep_tmp(&self, max_age: Duration) -> Vec<PathBuf> {
         let Ok(dir) = fs::read_dir(&self.dir) else {
             return vec![];
         };
-        let mut v: Vec<RunRecord> = dir
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| serde_json::from_slice(&fs::read(e.path()).ok()?).ok())
-            .collect();
-        v.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        v
+        let mut removed = Vec::new();
+        for e in dir.flatten() {
+            let path = e.path();
+            if !path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".json.tmp")) {
+                continue;
+            }
+            let stale = match fs::read(&path).ok().and_then(|t| serde_json::from_slice::<RunRecord>(&t).ok()) {
+                Some(rec) => !rec.owner_alive(),
+                // Half written: only its writer could finish it, and a
+                // writer finishes at once.
+                None => {
+                    e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > max_age))
+                }
+            };
+            if stale && fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        removed.sort();
+        removed
     }
 }
 
@@ -179,6 +291,86 @@ mod tests {
         reg.remove("0a1b2c3d").unwrap();
         reg.remove("0a1b2c3d").unwrap();
         assert!(reg.list().is_empty());
+    }
+
+    fn record(run_id: &str, pid: u32, pid_start: u64) -> RunRecord {
+        RunRecord {
+            run_id: run_id.into(),
+            scenario: "s".into(),
+            scenario_path: "s.toml".into(),
+            pid,
+            pid_start,
+            kept: false,
+            nodes: vec!["host".into()],
+        }
+    }
+
+    /// A pid and start time that belonged to a process that has exited.
+    fn dead_owner() -> (u32, u64) {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = process_start_time(pid).unwrap_or(1);
+        child.wait().unwrap();
+        (pid, start)
+    }
+
+    #[test]
+    fn run_ids_are_letters_and_digits_only() {
+        for ok in ["a", "0a1b2c3d", "ABCdef0123456789"] {
+            assert!(valid_run_id(ok), "{ok}");
+            assert!(check_run_id(ok).is_ok());
+        }
+        for bad in ["", "../x", "a/b", "a-b", "a.b", "a b", "0123456789abcdefg", "é"] {
+            assert!(!valid_run_id(bad), "{bad}");
+            let e = check_run_id(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().starts_with("invalid run id"), "{e}");
+        }
+        // A long id is quoted only in part.
+        assert!(check_run_id(&"x".repeat(100_000)).unwrap_err().to_string().len() < 200);
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::at(dir.path().join("runs"));
+        assert!(reg.get("../x").is_none());
+        assert_eq!(reg.remove("../x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(reg.write(&record("../x", 1, 1)).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert!(!dir.path().join("x.json").exists());
+    }
+
+    #[test]
+    fn records_that_do_not_parse_are_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::at(dir.path());
+        reg.write(&record("good", 1, 1)).unwrap();
+        fs::write(dir.path().join("torn.json"), b"{\"run_id\": \"torn\", \"pi").unwrap();
+        fs::write(dir.path().join("other.json"), serde_json::to_vec(&record("good", 1, 1)).unwrap()).unwrap();
+        let (good, bad) = reg.scan();
+        assert_eq!(good.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["good"]);
+        assert_eq!(bad.iter().map(|u| u.run_id.as_str()).collect::<Vec<_>>(), ["other", "torn"]);
+        assert!(bad[0].reason.contains("names run \"good\""), "{:?}", bad[0]);
+        assert!(reg.contains("torn") && reg.get("torn").is_none());
+    }
+
+    #[test]
+    fn only_stale_temporary_records_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::at(dir.path());
+        let tmp = |id: &str| dir.path().join(format!("{id}.json.tmp"));
+        let me = std::process::id();
+        let (dead_pid, dead_start) = dead_owner();
+        fs::write(tmp("mine"), serde_json::to_vec(&record("mine", me, process_start_time(me).unwrap())).unwrap())
+            .unwrap();
+        fs::write(tmp("dead"), serde_json::to_vec(&record("dead", dead_pid, dead_start)).unwrap()).unwrap();
+        fs::write(tmp("young"), b"{\"run_id").unwrap();
+        fs::write(tmp("old"), b"{\"run_id").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options().write(true).open(tmp("old")).unwrap().set_modified(an_hour_ago).unwrap();
+        // A record proper is never swept, whatever its age.
+        reg.write(&record("kept", dead_pid, dead_start)).unwrap();
+
+        assert_eq!(reg.sweep_tmp(STALE_TMP_AGE), [tmp("dead"), tmp("old")]);
+        assert!(tmp("mine").exists() && tmp("young").exists());
+        assert!(reg.get("kept").is_some());
+        assert!(reg.sweep_tmp(STALE_TMP_AGE).is_empty());
     }
 
     #[test]

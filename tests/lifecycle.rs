@@ -311,3 +311,207 @@ fn the_namespace_bridgelab_starts_in_is_never_touched() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "forwarding was switched on where bridgelab started");
 }
+
+/// `down` takes the run id as `up` does: a path or any other name that is
+/// not 1 to 16 letters and digits is refused before it names a file, so a
+/// record elsewhere on disk is never read or removed.
+#[test]
+fn down_refuses_a_run_id_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("victim.json");
+    let rec = RunRecord {
+        run_id: "victim".into(),
+        scenario: "s".into(),
+        scenario_path: "s.toml".into(),
+        pid: 1,
+        pid_start: 0,
+        kept: true,
+        nodes: vec![],
+    };
+    std::fs::write(&target, serde_json::to_vec(&rec).unwrap()).unwrap();
+    // From /run/bridgelab/runs up to / and down to the temporary directory.
+    let id = format!("../../..{}/victim", dir.path().display());
+    for bad in [id.as_str(), "", "a-b", "0123456789abcdefX"] {
+        let out = Command::new(common::bridgelab_bin()).args(["down", bad]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("invalid run id") && stderr.contains("letters and digits"), "{bad:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+    }
+    assert!(target.exists(), "down removed a file outside the registry");
+}
+
+// The guard serializes whole tests across threads, awaits included.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_leaves_a_lab_whose_record_does_not_parse_alone() {
+    common::require_root();
+    let _serial = registry_wide();
+    let id = format!("torn{}", std::process::id());
+    let lab = Lab::load(common::scenario_path("default.toml")).unwrap();
+    let running = lab.up_with(UpOptions { run_id: Some(id.clone()), ..Default::default() }).await.unwrap();
+    let record = Registry::default().dir().join(format!("{id}.json"));
+    let text = std::fs::read(&record).unwrap();
+    // A record cut short: which process owns the lab cannot be told.
+    std::fs::write(&record, &text[..text.len() / 2]).unwrap();
+
+    for all in [false, true] {
+        let report = bridgelab::cleanup::cleanup(&Registry::default(), all).unwrap();
+        assert!(!report.removed.contains(&id), "{report:?}");
+        assert!(report.unreadable.iter().any(|u| u.run_id == id && u.path == record), "{report:?}");
+        assert_eq!(common::namespaces_of(&id).len(), 4, "cleanup removed a lab it cannot read the record of");
+        assert!(record.exists(), "cleanup removed a record it cannot read");
+    }
+    let out = Command::new(common::bridgelab_bin()).arg("cleanup").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("left lab {id} alone: its record")), "{stdout}");
+    assert_eq!(common::namespaces_of(&id).len(), 4);
+    // A second lab cannot take the id while the record is there.
+    let again = Lab::load(common::scenario_path("default.toml")).unwrap();
+    let err = again.up_with(UpOptions { run_id: Some(id.clone()), ..Default::default() }).await.unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    assert!(running.verify().await.unwrap().is_empty());
+    running.down().unwrap();
+    assert!(!record.exists());
+    assert!(common::namespaces_of(&id).is_empty());
+}
+
+#[test]
+fn cleanup_removes_half_written_records_of_dead_runs_only() {
+    common::require_root();
+    let _serial = registry_wide();
+    let reg = Registry::default();
+    std::fs::create_dir_all(reg.dir()).unwrap();
+    let tmp = |id: &str| reg.dir().join(format!("{id}.json.tmp"));
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    let dead_start = bridgelab::registry::process_start_time(dead_pid).unwrap_or(1);
+    child.wait().unwrap();
+    let me = std::process::id();
+    let rec = |id: &str, pid: u32, pid_start: u64| RunRecord {
+        run_id: id.into(),
+        scenario: "s".into(),
+        scenario_path: "s.toml".into(),
+        pid,
+        pid_start,
+        kept: false,
+        nodes: vec!["host".into()],
+    };
+    let (dead, live) = (format!("tmpdead{me}"), format!("tmplive{me}"));
+    std::fs::write(tmp(&dead), serde_json::to_vec(&rec(&dead, dead_pid, dead_start)).unwrap()).unwrap();
+    let me_start = bridgelab::registry::process_start_time(me).unwrap();
+    std::fs::write(tmp(&live), serde_json::to_vec(&rec(&live, me, me_start)).unwrap()).unwrap();
+
+    let report = bridgelab::cleanup::cleanup(&reg, false).unwrap();
+    assert!(report.stale_tmp.contains(&tmp(&dead)), "{report:?}");
+    assert!(!tmp(&dead).exists());
+    assert!(tmp(&live).exists(), "a live writer's temporary record was removed");
+    std::fs::remove_file(tmp(&live)).unwrap();
+}
+
+/// The mount entries of `/proc/thread-self/mountinfo` as (id, parent, mount point, optional fields).
+fn mountinfo() -> Vec<(String, String, String, String)> {
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-").unwrap();
+            (f[0].into(), f[1].into(), f[4].into(), f[6..sep].join(" "))
+        })
+        .collect()
+}
+
+/// A lab's namespaces show in a mount namespace made after `/run/netns`
+/// became shared, even one made before the lab (propagation), and leave it
+/// with the lab: `/run/netns` is a shared mount, as `ip netns add` makes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labs_show_in_other_mount_namespaces() {
+    common::require_root();
+    let first = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
+    let netns = mountinfo().into_iter().filter(|m| m.2 == bridgelab::registry::NETNS_DIR).collect::<Vec<_>>();
+    assert_eq!(netns.len(), 1, "{netns:?}");
+    assert!(netns[0].3.contains("shared:"), "/run/netns is not shared: {netns:?}");
+
+    // A mount namespace that receives propagation but sends none.
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "slave", "sh", "-c"])
+        .arg("while read x; do cat /proc/self/mountinfo; echo END; done")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap());
+    let mut seen_by_child = |lab: &str| {
+        use std::io::Write;
+        writeln!(to_child).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(from_child.read_line(&mut line).unwrap() > 0, "the child ended");
+            if line.trim() == "END" {
+                break seen;
+            }
+            if line.contains(&format!("/run/netns/bl-{lab}-")) {
+                seen.push(line);
+            }
+        }
+    };
+    assert_eq!(seen_by_child(first.run_id()).len(), 4);
+    let second = Lab::load(common::scenario_path("icc-off.toml")).unwrap().up().await.unwrap();
+    let id = second.run_id().to_string();
+    assert_eq!(seen_by_child(&id).len(), 4, "a lab made later does not show in the other mount namespace");
+    second.down().unwrap();
+    assert!(seen_by_child(&id).is_empty(), "a removed lab still shows in the other mount namespace");
+    first.down().unwrap();
+    drop(to_child);
+    child.wait().unwrap();
+}
+
+/// Making a directory shared when namespaces were mounted in it before
+/// (by another tool, or an older bridgelab) keeps them mounted once, and
+/// removable; doing it again stacks nothing. In a private mount namespace,
+/// on a directory of its own.
+#[test]
+fn sharing_a_netns_directory_keeps_earlier_namespaces_removable() {
+    common::require_root();
+    use nix::mount::{mount, MsFlags};
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("netns");
+        std::fs::create_dir(&dir).unwrap();
+        let early = dir.join("early");
+        std::fs::write(&early, b"").unwrap();
+        mount(Some("/proc/thread-self/ns/net"), &early, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        let at =
+            |p: &std::path::Path| mountinfo().into_iter().filter(|m| m.2 == p.to_string_lossy()).collect::<Vec<_>>();
+        for _ in 0..2 {
+            bridgelab::apply::netns::share_dir(&dir).unwrap();
+            let d = at(&dir);
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert!(d[0].3.contains("shared:"), "{d:?}");
+            let e = at(&early);
+            assert_eq!(e.len(), 1, "mounted twice: {e:?}");
+            assert_eq!(e[0].1, d[0].0, "not in the shared mount: {e:?}");
+        }
+        bridgelab::apply::netns::remove(&early).unwrap();
+        assert!(!early.exists());
+        assert!(at(&early).is_empty());
+    })
+    .join()
+    .unwrap();
+}
+
+/// `up --help` says what is kept, what is not, and how to remove it.
+#[test]
+fn up_help_says_what_a_kept_lab_is_and_how_it_goes() {
+    let out = Command::new(common::bridgelab_bin()).args(["up", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in ["ip netns exec", "bridgelab down RUN_ID", "--all", "The scenario file", "Exit codes", "responders"] {
+        assert!(help.contains(want), "`up --help` lacks {want:?}:\n{help}");
+    }
+}

@@ -23,8 +23,9 @@ fn plan_snapshot(#[files("scenarios/*.toml")] path: PathBuf) {
 }
 
 /// Built for real: what netlink and iptables-save report equals the plan
-/// (the simulator is right), and the host's rules and every namespace's
-/// routes match their committed snapshot.
+/// (the simulator is right), and what its `[snapshot]` selects (by default
+/// the host's rules and every namespace's routes) matches the committed
+/// snapshot.
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
@@ -41,15 +42,8 @@ async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
     let host = observed.node("host").unwrap();
     let rules = host.iptables.as_deref().unwrap();
     assert_eq!(rules, running.plan().iptables.render(), "iptables-save differs from the plan");
-    let mut snap = String::from("## iptables-save (host)\n");
-    snap.push_str(if rules.is_empty() { "(no rules)\n" } else { rules });
-    for node in &observed.nodes {
-        snap.push_str(&format!("\n## routes ({})\n", node.name));
-        for r in &node.routes {
-            snap.push_str(r);
-            snap.push('\n');
-        }
-    }
+    // What the scenario's [snapshot] selects, normalized so it is the same on every run.
+    let snap = bridgelab::apply::snapshot::render(running.plan(), &running.scenario().spec.snapshot, &observed);
     insta::assert_snapshot!(format!("lab-{}", snapshot_name(&path)), snap);
 
     // Every expectation of the file holds on the wire, steps included, and

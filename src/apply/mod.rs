@@ -15,6 +15,7 @@ pub mod iptables;
 mod netlink;
 pub mod netns;
 pub mod proxy;
+pub mod snapshot;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -24,9 +25,9 @@ use std::time::{Duration, Instant};
 use futures::future::try_join_all;
 use tokio::task::JoinHandle;
 
-pub use netlink::{LinkState, Netlink};
+pub use netlink::{LinkState, Netlink, RouteCarrier};
 use netns::NetNs;
-pub use verify::{Mismatch, Observed, ObservedNode};
+pub use verify::{CarrierPending, Mismatch, Observed, ObservedNode};
 
 use crate::error::{Error, Result};
 use crate::plan::{LinkKind, LinkPlan, NodePlan, Plan};
@@ -43,8 +44,13 @@ pub struct UpOptions {
     pub run_id: Option<String>,
 }
 
-/// How long the kernel may take to report carrier on new bridge ports.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the kernel may take to report carrier. Its linkwatch work runs
+/// at most once a second and needs the RTNL lock, which many labs built and
+/// removed at once hold for long: generous, since it only costs time when
+/// something is really wrong.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often settling looks again.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 /// A lab that exists: its namespaces, netlink sockets and run record.
 pub struct RunningLab {
@@ -99,15 +105,15 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
     check_environment()?;
     let registry = Registry::default();
     let run_id = match opts.run_id.clone() {
-        Some(id) if !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            if registry.get(&id).is_some()
-                || !registry::lab_namespaces().iter().all(|n| registry::run_id_of(n) != Some(id.as_str()))
+        Some(id) => {
+            registry::check_run_id(&id)?;
+            // A record that does not parse still holds its id.
+            if registry.contains(&id) || registry::lab_namespaces().iter().any(|n| registry::run_id_of(n) == Some(&id))
             {
                 return Err(Error::Environment(format!("run id {id} is already in use (see `bridgelab ls`)")));
             }
             id
         }
-        Some(id) => return Err(Error::Environment(format!("invalid run id {id:?}: use 1 to 16 letters and digits"))),
         None => registry::new_run_id(),
     };
     let pid = std::process::id();
@@ -193,7 +199,7 @@ impl RunningLab {
         let host_ns = &self.ns("host").file;
         iptables::restore(host_ns, &plan.iptables, true)?;
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
-        self.settle().await
+        self.settle(&all).await
     }
 
     fn ns(&self, node: &str) -> &NetNs {
@@ -220,7 +226,7 @@ impl RunningLab {
     }
 
     /// Creates and configures the `(node, link)` pairs in `wanted`: links
-    /// that stand alone (bridges, dummies), then veth pairs from their
+    /// that stand alone (bridges), then veth pairs from their
     /// creating end, then addresses and link state; static routes only for
     /// the `fresh` nodes, whose namespaces were just made.
     async fn wire(
@@ -235,9 +241,9 @@ impl RunningLab {
         for node in &plan.nodes {
             let nl = &self.netlinks[&node.name];
             for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
-                if matches!(l.kind, LinkKind::Bridge | LinkKind::Dummy) {
+                if l.kind == LinkKind::Bridge {
                     spend(&mut budget)?;
-                    nl.create_local(l)
+                    nl.create_bridge(l)
                         .await
                         .map_err(|e| Error::apply(format!("{}: create {}", node.name, l.name), e))?;
                 }
@@ -353,7 +359,10 @@ impl RunningLab {
             self.proxies = proxy::start(&host_ns, &next.port_mappings).await?;
         }
         self.plan = next.clone();
-        self.settle().await?;
+        // Carrier changes only on the host's bridges and in rebuilt nodes.
+        let mut changed = fresh;
+        changed.push("host".into());
+        self.settle(&changed).await?;
         Ok(gone)
     }
 
@@ -371,35 +380,42 @@ impl RunningLab {
         Ok(())
     }
 
-    /// Waits (bounded) until every planned bridge port has carrier, which
-    /// the kernel reports asynchronously; until then a bridge drops frames
-    /// and its routes say `linkdown`.
-    async fn settle(&self) -> Result<()> {
+    /// Waits (bounded) until the `linkdown` flag of every planned route in
+    /// `nodes` is what the plan says. The kernel reports carrier changes
+    /// asynchronously: a bridge that gains its first port or loses its last
+    /// one, and a veth whose peer comes up, flag their routes up to a second
+    /// later. Each poll is one route dump per watched namespace; any other
+    /// difference is final, and left to the caller's verify.
+    async fn settle(&self, nodes: &[String]) -> Result<()> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut watched = Vec::new();
+        for np in self.plan.nodes.iter().filter(|n| nodes.contains(&n.name) && !n.routes.is_empty()) {
+            let nl = &self.netlinks[&np.name];
+            // Indexes do not change while settling: one link dump each.
+            let indexes = nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
+            watched.push((np, nl, indexes));
+        }
         loop {
-            // Carrier shows in netlink alone: no iptables-save per poll.
-            let observed = self.read_back(false).await?;
-            let mismatches = verify::verify(&self.plan, &observed);
-            if mismatches.is_empty() || Instant::now() > deadline {
+            let mut pending = Vec::new();
+            for (np, nl, indexes) in &watched {
+                let seen =
+                    nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))?;
+                pending.extend(verify::carrier_pending(np, indexes, &seen));
+            }
+            if pending.is_empty() {
                 return Ok(());
             }
-            // Only carrier (seen in routes' `linkdown`) is worth waiting for;
-            // anything else is final and reported by the caller's verify.
-            let waiting = mismatches.iter().all(|m| m.what.contains("route"));
-            if !waiting {
+            if Instant::now() > deadline {
+                tracing::warn!("carrier did not settle within {SETTLE_TIMEOUT:?}: {pending:?}");
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(SETTLE_POLL).await;
         }
     }
 
     /// Reads every namespace back through netlink, and the host's rules
     /// through `iptables-save`.
     pub async fn observe(&self) -> Result<Observed> {
-        self.read_back(true).await
-    }
-
-    async fn read_back(&self, with_iptables: bool) -> Result<Observed> {
         let mut nodes = Vec::new();
         for ns in &self.namespaces {
             let nl = &self.netlinks[&ns.node];
@@ -422,10 +438,16 @@ impl RunningLab {
                 addresses,
                 routes,
                 sysctls,
-                iptables: if with_iptables && ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
+                iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
             });
         }
         Ok(Observed { nodes })
+    }
+
+    /// The lab as normalized text, holding what the scenario's `[snapshot]`
+    /// selects: see [`snapshot::render`].
+    pub async fn snapshot(&self) -> Result<String> {
+        Ok(snapshot::render(&self.plan, &self.scenario.spec.snapshot, &self.observe().await?))
     }
 
     /// Differences between the plan and what the kernel reports.

@@ -15,10 +15,10 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::netns;
-use crate::plan::{LinkKind, LinkPlan, RoutePlan};
+use crate::plan::{LinkPlan, RoutePlan};
 
 /// A netlink handle bound to one namespace.
 #[derive(Clone)]
@@ -49,13 +49,9 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge or dummy link (down, no address yet).
-    pub async fn create_local(&self, l: &LinkPlan) -> NlResult<()> {
-        let mut msg = match l.kind {
-            LinkKind::Bridge => LinkBridge::new(&l.name).build(),
-            LinkKind::Dummy => LinkDummy::new(&l.name).build(),
-            _ => return Ok(()),
-        };
+    /// Creates a bridge (down, no address yet).
+    pub async fn create_bridge(&self, l: &LinkPlan) -> NlResult<()> {
+        let mut msg = LinkBridge::new(&l.name).build();
         if let Some(mac) = l.mac {
             msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
         }
@@ -144,21 +140,67 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The main table's IPv4 routes, rendered like `ip -4 route`.
-    pub async fn routes(&self, names: &HashMap<u32, String>) -> NlResult<Vec<String>> {
+    /// The main table's IPv4 unicast routes, as the kernel sends them.
+    async fn main_routes(&self) -> NlResult<Vec<RouteMessage>> {
         let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let msgs: Vec<RouteMessage> = self.handle.route().get(req).execute().try_collect().await?;
-        let mut routes: Vec<(u32, u8, String)> = msgs
-            .iter()
+        Ok(msgs
+            .into_iter()
             .filter(|m| {
                 m.header.address_family == AddressFamily::Inet
                     && m.header.table == 254
                     && m.header.kind == RouteType::Unicast
             })
-            .map(|m| render_route(m, names))
-            .collect();
+            .collect())
+    }
+
+    /// The main table's IPv4 routes, rendered like `ip -4 route`.
+    pub async fn routes(&self, names: &HashMap<u32, String>) -> NlResult<Vec<String>> {
+        let mut routes: Vec<(u32, u8, String)> =
+            self.main_routes().await?.iter().map(|m| render_route(m, names)).collect();
         routes.sort();
         Ok(routes.into_iter().map(|(_, _, s)| s).collect())
+    }
+
+    /// Each main-table route's carrier flag: one route dump, nothing else.
+    pub async fn route_carriers(&self) -> NlResult<Vec<RouteCarrier>> {
+        Ok(self.main_routes().await?.iter().map(RouteCarrier::from_message).collect())
+    }
+
+    /// Link indexes by name: one link dump.
+    pub async fn link_indexes(&self) -> NlResult<HashMap<String, u32>> {
+        Ok(self.links().await?.iter().map(LinkState::from_message).map(|l| (l.name, l.index)).collect())
+    }
+}
+
+/// A route's destination, output link and `linkdown` flag: what settling
+/// after a change compares with the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCarrier {
+    /// `0.0.0.0/0` for the default route.
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+    pub oif: Option<u32>,
+    /// The kernel's `RTNH_F_LINKDOWN`: the output link has no carrier.
+    pub linkdown: bool,
+}
+
+impl RouteCarrier {
+    fn from_message(m: &RouteMessage) -> RouteCarrier {
+        let mut r = RouteCarrier {
+            dst: Ipv4Addr::UNSPECIFIED,
+            prefix: m.header.destination_prefix_length,
+            oif: None,
+            linkdown: m.header.flags.contains(RouteFlags::Linkdown),
+        };
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => r.dst = *d,
+                RouteAttribute::Oif(i) => r.oif = Some(*i),
+                _ => {}
+            }
+        }
+        r
     }
 }
 

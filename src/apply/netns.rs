@@ -3,13 +3,19 @@
 //!
 //! Only threads ever change namespace, never the calling one, so the rest of
 //! the process (and the tokio runtime) stays in the namespace it started in.
+//!
+//! `/run/netns` is made a shared mount point first, as `ip netns add` makes
+//! it, so that namespaces mounted there show in other mount namespaces (a
+//! container, an `unshare -m` shell) and their removal does too.
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
@@ -30,7 +36,7 @@ pub fn create_all(names: &[(String, String)]) -> (Vec<NetNs>, Option<io::Error>)
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut made = Vec::new();
-            if let Err(e) = fs::create_dir_all(NETNS_DIR) {
+            if let Err(e) = share_dir(Path::new(NETNS_DIR)) {
                 return (made, Some(e));
             }
             for (node, name) in names {
@@ -44,6 +50,84 @@ pub fn create_all(names: &[(String, String)]) -> (Vec<NetNs>, Option<io::Error>)
         .join()
         .unwrap_or_else(|_| (Vec::new(), Some(io::Error::other("namespace worker panicked"))))
     })
+}
+
+/// Makes `dir` a shared mount point, as iproute2's `ip netns add` does:
+/// `mount --make-shared`, and if `dir` is no mount point yet (`EINVAL`),
+/// bind-mount it onto itself first. Under an exclusive `flock` of `dir`, as
+/// iproute2 takes it, so that concurrent callers never stack bind mounts.
+pub fn share_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    let what = |op: &str, e: Errno| io::Error::other(format!("{op} {}: {e}", dir.display()));
+    // Opened before any bind: this handle keeps seeing what lies underneath.
+    let lock = Flock::lock(File::open(dir)?, FlockArg::LockExclusive).map_err(|(_, e)| what("flock", e))?;
+    let make_shared = || mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    match make_shared() {
+        Ok(()) => return Ok(()),
+        Err(Errno::EINVAL) => {}
+        Err(e) => return Err(what("mount --make-shared", e)),
+    }
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| what("mount --rbind", e))?;
+    unmount_covered(dir, &lock)?;
+    make_shared().map_err(|e| what("mount --make-shared", e))
+}
+
+/// After `dir` was bound onto itself, every namespace that was mounted in it
+/// before is mounted twice: a copy in the new mount, and the original
+/// underneath, now out of reach by path. The original would keep its
+/// namespace alive after `ip netns delete` and make unlinking its file fail
+/// (`EBUSY`), so it is unmounted through `below`, a handle on `dir` opened
+/// before the bind. The copy stays: nothing is lost.
+fn unmount_covered(dir: &Path, below: &Flock<File>) -> io::Result<()> {
+    let mounts = fs::read_to_string("/proc/thread-self/mountinfo")?;
+    let mounts: Vec<(&str, &str, String)> = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            Some((*f.first()?, *f.get(1)?, unescape_mountinfo(f.get(4)?)))
+        })
+        .collect();
+    let dir_str = dir.to_string_lossy();
+    // The bind just made; `dir` was no mount point before it.
+    let Some((top, _, _)) = mounts.iter().rev().find(|(_, _, at)| *at == dir_str) else {
+        return Ok(());
+    };
+    for (_, parent, at) in &mounts {
+        let Some(name) = at.strip_prefix(&*dir_str).and_then(|n| n.strip_prefix('/')) else {
+            continue;
+        };
+        if name.contains('/') || parent == top {
+            continue;
+        }
+        let hidden = format!("/proc/thread-self/fd/{}/{name}", below.as_raw_fd());
+        match umount2(hidden.as_str(), MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(io::Error::other(format!("umount {}/{name} below the bind: {e}", dir.display()))),
+        }
+    }
+    Ok(())
+}
+
+/// Mount points in mountinfo escape space, tab, newline and `\` as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
@@ -176,4 +260,16 @@ pub fn udp_socket(
         Ok(s)
     })?;
     tokio::net::UdpSocket::from_std(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/run/netns/bl-1-web"), "/run/netns/bl-1-web");
+        assert_eq!(unescape_mountinfo("/run/my\\040ns\\134x"), "/run/my ns\\x");
+        assert_eq!(unescape_mountinfo("/a\\04"), "/a\\04");
+    }
 }

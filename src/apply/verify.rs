@@ -11,8 +11,8 @@ use std::net::Ipv4Addr;
 use rtnetlink::packet_route::link::InfoKind;
 use serde::Serialize;
 
-use super::netlink::LinkState;
-use crate::plan::{LinkKind, Plan};
+use super::netlink::{LinkState, RouteCarrier};
+use crate::plan::{LinkKind, NodePlan, Plan};
 
 /// One namespace as the kernel reports it.
 #[derive(Debug, Clone)]
@@ -62,7 +62,6 @@ fn kind_matches(plan: &LinkKind, seen: Option<&InfoKind>) -> bool {
     match plan {
         LinkKind::Loopback => seen.is_none(),
         LinkKind::Bridge => seen == Some(&InfoKind::Bridge),
-        LinkKind::Dummy => seen == Some(&InfoKind::Dummy),
         LinkKind::Veth { .. } => seen == Some(&InfoKind::Veth),
     }
 }
@@ -162,4 +161,77 @@ fn addrs(set: &BTreeSet<(Ipv4Addr, u8)>) -> String {
         return "none".into();
     }
     set.iter().map(|(a, p)| format!("{a}/{p}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A planned route that exists but whose `linkdown` flag is not yet what the
+/// plan says. The kernel reports carrier asynchronously (its linkwatch work
+/// runs up to a second after a port comes or goes), so this is the one
+/// difference worth waiting for after a change; any other is final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierPending {
+    pub node: String,
+    /// The route as planned, `linkdown` included.
+    pub route: String,
+}
+
+/// The routes of `plan` whose carrier flag the kernel has not caught up
+/// with, given `indexes` (link name to index) and the routes `seen` in that
+/// namespace. A planned route that is missing is not pending: `verify`
+/// reports it.
+pub fn carrier_pending(plan: &NodePlan, indexes: &HashMap<String, u32>, seen: &[RouteCarrier]) -> Vec<CarrierPending> {
+    plan.routes
+        .iter()
+        .filter(|r| {
+            let (dst, prefix) = r.dst.map(|d| (d.network(), d.prefix())).unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
+            let oif = indexes.get(&r.dev).copied();
+            seen.iter().any(|s| {
+                s.dst == dst && s.prefix == prefix && s.oif == oif && oif.is_some() && s.linkdown != r.linkdown
+            })
+        })
+        .map(|r| CarrierPending { node: plan.name.clone(), route: r.to_string() })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::RoutePlan;
+
+    fn node(routes: Vec<RoutePlan>) -> NodePlan {
+        NodePlan { name: "host".into(), links: vec![], routes, sysctls: vec![] }
+    }
+
+    fn connected(linkdown: bool) -> RoutePlan {
+        RoutePlan {
+            dst: Some("172.17.0.0/16".parse().unwrap()),
+            via: None,
+            dev: "docker0".into(),
+            connected: Some("172.17.42.1".parse().unwrap()),
+            scope_link: false,
+            linkdown,
+        }
+    }
+
+    fn seen(linkdown: bool, oif: u32) -> RouteCarrier {
+        RouteCarrier { dst: "172.17.0.0".parse().unwrap(), prefix: 16, oif: Some(oif), linkdown }
+    }
+
+    #[test]
+    fn only_a_carrier_flag_that_differs_is_pending() {
+        let indexes: HashMap<String, u32> = [("docker0".to_string(), 3)].into();
+        assert!(carrier_pending(&node(vec![connected(true)]), &indexes, &[seen(true, 3)]).is_empty());
+        assert_eq!(
+            carrier_pending(&node(vec![connected(true)]), &indexes, &[seen(false, 3)]),
+            [CarrierPending {
+                node: "host".into(),
+                route: "172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.42.1 linkdown".into()
+            }]
+        );
+        assert_eq!(carrier_pending(&node(vec![connected(false)]), &indexes, &[seen(true, 3)]).len(), 1);
+        // A route on another link, a missing route or a missing link is final,
+        // not pending: waiting would not change it.
+        assert!(carrier_pending(&node(vec![connected(false)]), &indexes, &[seen(true, 4)]).is_empty());
+        assert!(carrier_pending(&node(vec![connected(false)]), &indexes, &[]).is_empty());
+        assert!(carrier_pending(&node(vec![connected(false)]), &HashMap::new(), &[seen(true, 3)]).is_empty());
+    }
 }

@@ -12,7 +12,18 @@ pub fn run(all: bool) -> u8 {
             for id in &report.live {
                 println!("left live lab {id} alone");
             }
-            if report.removed.is_empty() {
+            for u in &report.unreadable {
+                println!(
+                    "left lab {} alone: its record {} does not parse ({}); fix or remove that file, then run cleanup again",
+                    u.run_id,
+                    u.path.display(),
+                    u.reason
+                );
+            }
+            for p in &report.stale_tmp {
+                println!("removed half-written record {}", p.display());
+            }
+            if report.removed.is_empty() && report.stale_tmp.is_empty() {
                 println!("nothing to clean up");
             }
             0

@@ -16,7 +16,7 @@ struct Row {
 
 pub fn run(format: Format) -> u8 {
     let namespaces = lab_namespaces();
-    let records = Registry::default().list();
+    let (records, unreadable) = Registry::default().scan();
     let mut rows: Vec<Row> = records
         .iter()
         .map(|r| Row {
@@ -41,7 +41,8 @@ pub fn run(format: Format) -> u8 {
                 None => rows.push(Row {
                     run_id: id.into(),
                     scenario: "?".into(),
-                    state: "orphaned",
+                    // A record that does not parse is not an orphan: cleanup spares it.
+                    state: if unreadable.iter().any(|u| u.run_id == id) { "unreadable" } else { "orphaned" },
                     pid: None,
                     namespaces: vec![ns.clone()],
                 }),

@@ -80,9 +80,28 @@ pub enum Command {
         pcap: Option<PathBuf>,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
-    Up { file: PathBuf },
+    ///
+    /// Builds the lab of FILE, compares it with its plan, and leaves it in
+    /// place when bridgelab exits. It prints the run id and an
+    /// `ip netns exec` line for each of the lab's namespaces. Expectations
+    /// and steps are not probed, and a kept lab has neither userland proxies
+    /// for published ports nor responders for `listen`: both live in
+    /// bridgelab's own process.
+    ///
+    /// Remove the lab with `bridgelab down RUN_ID`. `bridgelab cleanup` leaves
+    /// kept labs alone unless it is given --all.
+    ///
+    /// Exit codes: 0 the lab equals its plan, 1 it differs (and is kept, for
+    /// a look), 2 bad scenario, 3 environment problem.
+    Up {
+        /// The scenario file (TOML; see docs/scenario-format.md).
+        file: PathBuf,
+    },
     /// Remove a lab kept by `up` (see `ls` for run ids).
-    Down { run_id: String },
+    Down {
+        /// The run id that `up` printed: 1 to 16 letters and digits.
+        run_id: String,
+    },
     /// List labs on this machine and whether their owner is alive.
     Ls {
         #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -150,7 +150,6 @@ pub struct LinkPlan {
 pub enum LinkKind {
     Loopback,
     Bridge,
-    Dummy,
     /// One end of a veth pair. The end with `create = true` is created with
     /// its peer already inside the peer's namespace.
     Veth {

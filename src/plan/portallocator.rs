@@ -13,8 +13,6 @@ use crate::scenario::Proto;
 /// The kernel's `net.ipv4.ip_local_port_range` in a new network namespace,
 /// which is what Docker reads on the simulated host.
 pub const NETNS_EPHEMERAL_RANGE: (u16, u16) = (32768, 60999);
-/// Docker's fallback when that file cannot be read.
-pub const FALLBACK_RANGE: (u16, u16) = (49153, 65535);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {

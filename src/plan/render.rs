@@ -10,7 +10,6 @@ impl fmt::Display for LinkPlan {
         match &self.kind {
             LinkKind::Loopback => s.push_str(" loopback"),
             LinkKind::Bridge => s.push_str(" bridge"),
-            LinkKind::Dummy => s.push_str(" dummy"),
             LinkKind::Veth { peer_node, peer, .. } => write!(s, " veth peer {peer_node}:{peer}")?,
         }
         if let Some(m) = &self.master {

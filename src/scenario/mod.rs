@@ -166,9 +166,6 @@ impl Daemon {
     pub fn ip_masq(&self) -> bool {
         flag(&self.ip_masq, true)
     }
-    pub fn userland_proxy(&self) -> bool {
-        flag(&self.userland_proxy, true)
-    }
     pub fn default_ip(&self) -> std::net::Ipv4Addr {
         self.ip.as_ref().map(|i| i.get_ref().0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
     }
@@ -177,9 +174,6 @@ impl Daemon {
     }
     pub fn firewall(&self) -> Firewall {
         self.firewall.as_ref().map(|f| *f.get_ref()).unwrap_or_default()
-    }
-    pub fn backend(&self) -> Backend {
-        self.backend.as_ref().map(|b| *b.get_ref()).unwrap_or_default()
     }
 }
 
