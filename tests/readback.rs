@@ -26,7 +26,7 @@ async fn links_addresses_macs_and_bridge_ports_are_what_docker_would_make() {
     let host_links: Vec<_> =
         host.links().await.unwrap().iter().map(bridgelab::apply::LinkState::from_message).collect();
     let docker0 = host_links.iter().find(|l| l.name == "docker0").unwrap();
-    let veth = lab.plan().container("first").unwrap().endpoint.as_ref().unwrap().host_veth.clone();
+    let veth = lab.plan().container("first").unwrap().endpoint().unwrap().host_veth.clone();
     let port = host_links.iter().find(|l| l.name == veth).unwrap();
     assert_eq!(port.master, Some(docker0.index));
     assert_eq!(eth0.peer_index, Some(port.index));

@@ -568,6 +568,9 @@ async fn configure(
         if l.up {
             nl.set_up(index).await.map_err(err(format!("set {} up", l.name)))?;
         }
+        if l.hairpin {
+            nl.set_hairpin(index).await.map_err(err(format!("hairpin on {}", l.name)))?;
+        }
     }
     for r in routes.into_iter().filter(|r| r.connected.is_none()) {
         let index = nl.index(&r.dev).await.map_err(err(format!("find {}", r.dev)))?;

@@ -9,13 +9,13 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::netns;
 use crate::plan::{LinkPlan, RoutePlan};
@@ -94,6 +94,15 @@ impl Netlink {
 
     pub async fn del(&self, index: u32) -> NlResult<()> {
         self.handle.link().del(index).execute().await
+    }
+
+    /// Hairpin mode on a bridge port (`ip link set … type bridge_slave
+    /// hairpin on`): frames may leave by the port they came in on, which
+    /// NAT back to the sender needs (Docker sets it with the userland
+    /// proxy off). Port settings need RTM_NEWLINK, not RTM_SETLINK.
+    pub async fn set_hairpin(&self, index: u32) -> NlResult<()> {
+        let msg = LinkBridgePort::new(index).hairpin(true).build();
+        self.handle.link().set_port(msg).execute().await
     }
 
     pub async fn set_up(&self, index: u32) -> NlResult<()> {
@@ -264,6 +273,8 @@ pub struct LinkState {
     pub peer_index: Option<u32>,
     pub up: bool,
     pub oper_up: bool,
+    /// A bridge port's hairpin mode.
+    pub hairpin: bool,
 }
 
 impl LinkState {
@@ -278,6 +289,7 @@ impl LinkState {
             peer_index: None,
             up: m.header.flags.contains(LinkFlags::Up),
             oper_up: false,
+            hairpin: false,
         };
         for a in &m.attributes {
             match a {
@@ -289,8 +301,12 @@ impl LinkState {
                 LinkAttribute::OperState(st) => s.oper_up = matches!(st, State::Up | State::Unknown) && s.up,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
-                        if let LinkInfo::Kind(k) = i {
-                            s.kind = Some(k.clone());
+                        match i {
+                            LinkInfo::Kind(k) => s.kind = Some(k.clone()),
+                            LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                                s.hairpin = port.contains(&InfoBridgePort::HairpinMode(true));
+                            }
+                            _ => {}
                         }
                     }
                 }

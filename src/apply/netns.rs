@@ -234,10 +234,31 @@ fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
 
-/// A non-blocking TCP listener bound inside `ns`, for tokio.
+/// A socket of `kind` bound to an IPv6 address with `IPV6_V6ONLY`, as Go
+/// binds `tcp6`/`udp6` (`docker-proxy` on `::`): it shares no port with
+/// the IPv4 sockets, so `0.0.0.0:P` and `[::]:P` can both be bound.
+fn v6only(kind: nix::sys::socket::SockType, addr: std::net::SocketAddrV6) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockaddrIn6};
+    let fd = socket(AddressFamily::Inet6, kind, SockFlag::SOCK_CLOEXEC, None)?;
+    // std binds its listeners with SO_REUSEADDR; so does Go.
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
+    Ok(fd)
+}
+
+/// A non-blocking TCP listener bound inside `ns`, for tokio (v6-only on
+/// an IPv6 address).
 pub fn tcp_listener(ns: &File, addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
     let l = run_in(ns, move || {
-        let l = std::net::TcpListener::bind(addr)?;
+        let l = match addr {
+            std::net::SocketAddr::V4(_) => std::net::TcpListener::bind(addr)?,
+            std::net::SocketAddr::V6(a) => {
+                let fd = v6only(nix::sys::socket::SockType::Stream, a)?;
+                nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(128)?)?;
+                std::net::TcpListener::from(fd)
+            }
+        };
         l.set_nonblocking(true)?;
         Ok(l)
     })?;
@@ -245,14 +266,17 @@ pub fn tcp_listener(ns: &File, addr: std::net::SocketAddr) -> io::Result<tokio::
 }
 
 /// A non-blocking UDP socket bound inside `ns` (and connected to `peer`
-/// when given), for tokio.
+/// when given), for tokio (v6-only on an IPv6 address).
 pub fn udp_socket(
     ns: &File,
     addr: std::net::SocketAddr,
     peer: Option<std::net::SocketAddr>,
 ) -> io::Result<tokio::net::UdpSocket> {
     let s = run_in(ns, move || {
-        let s = std::net::UdpSocket::bind(addr)?;
+        let s = match addr {
+            std::net::SocketAddr::V4(_) => std::net::UdpSocket::bind(addr)?,
+            std::net::SocketAddr::V6(a) => std::net::UdpSocket::from(v6only(nix::sys::socket::SockType::Datagram, a)?),
+        };
         if let Some(p) = peer {
             s.connect(p)?;
         }

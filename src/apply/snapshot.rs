@@ -121,6 +121,7 @@ mod tests {
             peer_index: peer,
             up: true,
             oper_up: true,
+            hairpin: false,
         }
     }
 

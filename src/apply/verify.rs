@@ -99,6 +99,9 @@ pub fn verify(plan: &Plan, seen: &Observed) -> Vec<Mismatch> {
             if l.up != lp.up {
                 miss(format!("link {} is {}, planned {}", lp.name, updown(l.up), updown(lp.up)));
             }
+            if l.hairpin != lp.hairpin {
+                miss(format!("link {} has hairpin {}, planned {}", lp.name, onoff(l.hairpin), onoff(lp.hairpin)));
+            }
             let want: BTreeSet<(Ipv4Addr, u8)> = lp.addresses.iter().map(|a| (a.ip(), a.prefix())).collect();
             let have: BTreeSet<(Ipv4Addr, u8)> = node.addresses.get(&l.index).into_iter().flatten().copied().collect();
             if want != have {
@@ -146,6 +149,14 @@ pub fn verify(plan: &Plan, seen: &Observed) -> Vec<Mismatch> {
         }
     }
     out
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 fn updown(up: bool) -> &'static str {

@@ -48,6 +48,7 @@ fn loopback() -> LinkPlan {
         // The kernel adds 127.0.0.1/8 when lo comes up.
         addresses: vec![IfaceAddr(ipnet(Ipv4Addr::LOCALHOST, 8))],
         up: true,
+        hairpin: false,
     }
 }
 
@@ -64,6 +65,7 @@ fn uplink_end(address: IfaceAddr, peer_node: &str, create: bool) -> LinkPlan {
         master: None,
         addresses: vec![address],
         up: true,
+        hairpin: false,
     }
 }
 
@@ -220,6 +222,7 @@ impl<'a> Builder<'a> {
             master: None,
             addresses: address.into_iter().collect(),
             up: true,
+            hairpin: false,
         }
     }
 
@@ -303,7 +306,13 @@ impl<'a> Builder<'a> {
         let d = &self.s.spec.daemon;
         if d.iptables() {
             // Docker turns --ip-masq off by itself when --iptables=false.
-            let facts = BridgeFacts { name: br.name.clone(), address: br.address, icc: d.icc(), ip_masq: d.ip_masq() };
+            let facts = BridgeFacts {
+                name: br.name.clone(),
+                address: br.address,
+                icc: d.icc(),
+                ip_masq: d.ip_masq(),
+                internal: false,
+            };
             Docker1.daemon_start(&mut self.rules, &facts);
         }
         self.ipam = match &d.fixed_cidr {
@@ -412,13 +421,15 @@ impl<'a> Builder<'a> {
         let Some(cp) = self.containers.iter_mut().find(|c| c.name == name) else { return };
         cp.running = false;
         let netns = cp.netns.take();
-        if let Some(ep) = cp.endpoint.take() {
+        if let Some(ep) = std::mem::take(&mut cp.endpoints).into_iter().next() {
             if let Some(a) = self.ipam.as_mut() {
                 a.release(ep.address.ip());
             }
         }
         for m in self.mappings.iter().filter(|m| m.container == name) {
-            self.ports.release(m.host_ip, m.proto, m.host_port);
+            if let Some(ip) = m.host_v4() {
+                self.ports.release(ip, m.proto, m.host_port);
+            }
         }
         self.mappings.retain(|m| m.container != name);
         for r in self.installed.remove(name).unwrap_or_default() {
@@ -479,7 +490,7 @@ impl<'a> Builder<'a> {
     fn start(&mut self, c: &Container, verb: &str) -> Result<(), Diagnostic> {
         let name = c.name().to_string();
         let mode = c.networks().into_iter().next().unwrap_or(NetworkMode::Bridge);
-        self.put(ContainerPlan { name: name.clone(), mode, running: false, netns: None, endpoint: None });
+        self.put(ContainerPlan { name: name.clone(), mode, running: false, netns: None, endpoints: vec![] });
         if !c.running {
             return Ok(());
         }
@@ -567,7 +578,7 @@ impl<'a> Builder<'a> {
                     let ip = ipam.request(requested).map_err(|e| (span, e.to_string()))?;
                     let ep = self.endpoint(c, &br, ip);
                     self.wire(&mut node, &ep);
-                    self.set(name, |cp| cp.endpoint = Some(ep));
+                    self.set(name, |cp| cp.endpoints = vec![ep]);
                     self.nodes.push(node);
                     self.map_ports(c, ip, &br.name)?;
                 } else {
@@ -654,7 +665,7 @@ impl<'a> Builder<'a> {
                 let m = PortMapping {
                     container: name.into(),
                     proto,
-                    host_ip: hip,
+                    host_ip: hip.into(),
                     host_port: port,
                     container_ip,
                     container_port: cport,
@@ -692,7 +703,7 @@ impl<'a> Builder<'a> {
         let clash = self.mappings.iter().any(|m| {
             m.proto == proto
                 && m.host_port == port
-                && (m.host_ip.is_unspecified() || ip.is_unspecified() || m.host_ip == ip)
+                && (m.host_ip.is_unspecified() || ip.is_unspecified() || m.host_ip == std::net::IpAddr::from(ip))
         });
         clash
             .then(|| format!("Error starting userland proxy: listen {proto} {ip}:{port}: bind: address already in use"))
@@ -736,6 +747,8 @@ impl<'a> Builder<'a> {
     fn endpoint(&mut self, c: &Container, br: &BridgePlan, ip: Ipv4Addr) -> Endpoint {
         let address = IfaceAddr(Ipv4Network::new(ip, br.address.prefix()).expect("bridge prefix"));
         Endpoint {
+            network: "bridge".into(),
+            iface: "eth0".into(),
             bridge: br.name.clone(),
             host_veth: self.veth_name(c.name()),
             address,
@@ -756,6 +769,7 @@ impl<'a> Builder<'a> {
             master: Some(ep.bridge.clone()),
             addresses: vec![],
             up: true,
+            hairpin: false,
         });
         node.links.push(LinkPlan {
             name: "eth0".into(),
@@ -766,6 +780,7 @@ impl<'a> Builder<'a> {
             master: None,
             addresses: vec![ep.address],
             up: true,
+            hairpin: false,
         });
         node.routes.push(via(None, ep.gateway, "eth0"));
         node.routes.push(connected(ep.address, "eth0"));
@@ -809,6 +824,7 @@ impl<'a> Builder<'a> {
             scenario: self.s.name.clone(),
             firewall: self.s.spec.daemon.firewall(),
             bridge: self.bridge.clone(),
+            networks: vec![],
             containers: self.containers.clone(),
             nodes,
             steps: vec![],

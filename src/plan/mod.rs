@@ -10,7 +10,9 @@
 
 mod docker1;
 pub mod firewall;
+mod host;
 pub mod ipallocator;
+pub mod libnetwork;
 pub mod portallocator;
 mod render;
 
@@ -45,6 +47,10 @@ pub struct Plan {
     pub firewall: Firewall,
     /// The daemon's bridge; `None` with `bridge = "none"`.
     pub bridge: Option<BridgePlan>,
+    /// User-defined networks (`[[network]]`, libnetwork layouts), in
+    /// creation order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkPlan>,
     /// Every container of the scenario, in file order.
     pub containers: Vec<ContainerPlan>,
     /// Every namespace: `host`, `external`, then containers with their own.
@@ -80,6 +86,14 @@ pub struct BridgePlan {
     pub origin: String,
 }
 
+/// A user-defined network and its bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkPlan {
+    pub name: String,
+    pub internal: bool,
+    pub bridge: BridgePlan,
+}
+
 /// One container's network as Docker sets it up.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerPlan {
@@ -90,20 +104,33 @@ pub struct ContainerPlan {
     /// itself, `host`, or another container (`container:` mode).
     /// `None` for a container that is not running.
     pub netns: Option<String>,
-    /// Its interface on the bridge, in bridge mode while running.
-    pub endpoint: Option<Endpoint>,
+    /// Its interfaces on bridges while it runs (`eth0`, `eth1`, … in the
+    /// order they joined); Docker 1.6.2 has at most one.
+    pub endpoints: Vec<Endpoint>,
 }
 
 impl ContainerPlan {
-    /// The container's IPv4 address on the bridge.
+    /// Its first interface, `eth0` while that exists.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints.first()
+    }
+    /// Its interface on a network (`bridge` is the daemon's default one).
+    pub fn endpoint_on(&self, network: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.network == network)
+    }
+    /// The container's IPv4 address on its first network.
     pub fn ip(&self) -> Option<Ipv4Addr> {
-        self.endpoint.as_ref().map(|e| e.address.ip())
+        self.endpoint().map(|e| e.address.ip())
     }
 }
 
-/// A container's `eth0` on the bridge (a sandbox's endpoint, in Docker's words).
+/// A container's interface on a bridge (a sandbox's endpoint, in Docker's words).
 #[derive(Debug, Clone, Serialize)]
 pub struct Endpoint {
+    /// The network's name: `bridge` for the daemon's default one.
+    pub network: String,
+    /// The interface in the container: `eth0`, `eth1`, …
+    pub iface: String,
     pub bridge: String,
     /// Host end of the veth pair, attached to the bridge.
     pub host_veth: String,
@@ -142,6 +169,9 @@ pub struct LinkPlan {
     pub master: Option<String>,
     pub addresses: Vec<IfaceAddr>,
     pub up: bool,
+    /// A bridge port in hairpin mode (Docker 20.10 with the userland proxy off).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hairpin: bool,
 }
 
 /// What kind of interface, and for a veth, where its peer lives.
@@ -232,7 +262,30 @@ impl Plan {
         if ns == "host" || ns == "external" {
             return None;
         }
-        self.node(ns)?.link("eth0")?.addresses.first().map(|a| a.ip())
+        let node = self.node(ns)?;
+        node.link("eth0")
+            .or_else(|| node.links.iter().find(|l| l.name.starts_with("eth")))?
+            .addresses
+            .first()
+            .map(|a| a.ip())
+    }
+
+    /// The networks a namespace's interfaces are on (a namespace's
+    /// containers share them).
+    pub fn netns_networks(&self, ns: &str) -> Vec<String> {
+        self.containers
+            .iter()
+            .filter(|c| c.netns.as_deref() == Some(ns))
+            .flat_map(|c| c.endpoints.iter().map(|e| e.network.clone()))
+            .collect()
+    }
+
+    /// A network by name: `bridge` is the daemon's default one.
+    pub fn network_bridge(&self, network: &str) -> Option<&BridgePlan> {
+        if network == "bridge" {
+            return self.bridge.as_ref();
+        }
+        self.networks.iter().find(|n| n.name == network).map(|n| &n.bridge)
     }
 
     /// The gateway of a container namespace's default route: the bridge's
@@ -249,13 +302,17 @@ impl Plan {
 /// bad `--fixed-cidr`, no address left) come back pointing into the file.
 pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
     let daemon = &scenario.spec.daemon;
+    let libnetwork = libnetwork::version::of(daemon.firewall());
     match daemon.firewall() {
         Firewall::Docker1 => {}
+        _ if libnetwork.is_some() => {}
         other => {
             let span = daemon.firewall.as_ref().map(|f| f.span()).unwrap_or(0..0);
             return Err(scenario.error(
                 span,
-                format!("firewall = \"{other}\" is not implemented yet; only \"docker1\" (Docker 1.6.2) is"),
+                format!(
+                    "firewall = \"{other}\" is not implemented yet; \"docker1\" (Docker 1.6.2) and \"docker20\" (Docker 20.10.24) are"
+                ),
             ));
         }
     }
@@ -264,7 +321,10 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
             return Err(scenario.error(b.span(), "backend = \"nftables\" is not implemented yet; use \"iptables\""));
         }
     }
-    docker1::plan(scenario)
+    match libnetwork {
+        Some(v) => libnetwork::plan(scenario, v),
+        None => docker1::plan(scenario),
+    }
 }
 
 #[cfg(test)]

@@ -63,13 +63,27 @@ impl fmt::Display for Plan {
                 b.pool.prefix()
             )?,
         }
+        for n in &self.networks {
+            let b = &n.bridge;
+            writeln!(
+                f,
+                "network {}: {} {} ({}), containers from {}/{}{}",
+                n.name,
+                b.name,
+                b.address,
+                b.origin,
+                b.pool.network(),
+                b.pool.prefix(),
+                if n.internal { ", internal" } else { "" }
+            )?;
+        }
         writeln!(f, "\ncontainers:")?;
         if self.containers.is_empty() {
             writeln!(f, "  (none)")?;
         }
         let w = self.containers.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
         for c in &self.containers {
-            let state = match &c.endpoint {
+            let state = match c.endpoint() {
                 Some(e) => format!(
                     "{} mac {} veth {} gateway {}{}",
                     e.address,
@@ -81,6 +95,15 @@ impl fmt::Display for Plan {
                 None => whereabouts(self, c),
             };
             writeln!(f, "  {:<w$}  {:<14} {state}", c.name, c.mode.to_string())?;
+            // Further networks (libnetwork), each on a line of its own.
+            for e in c.endpoints.iter().skip(1) {
+                let net = format!("+{}", e.network);
+                writeln!(
+                    f,
+                    "  {:<w$}  {net:<14} {} {} mac {} veth {} gateway {}",
+                    "", e.iface, e.address, e.mac, e.host_veth, e.gateway
+                )?;
+            }
         }
         if !self.port_mappings.is_empty() {
             writeln!(f, "\npublished ports (each with a userland proxy in the host namespace):")?;
@@ -104,8 +127,12 @@ impl fmt::Display for Plan {
             let after = &step.after;
             writeln!(f, "\nafter step {}: {}", i + 1, step.action)?;
             for c in &after.containers {
-                let state = match (&c.endpoint, c.running) {
-                    (Some(e), _) => format!("{} mac {}{}", e.address, e.mac, own_namespace(c)),
+                let state = match (c.endpoint(), c.running) {
+                    (Some(e), _) => {
+                        let more: String =
+                            c.endpoints.iter().skip(1).map(|e| format!(", {} {}", e.network, e.address)).collect();
+                        format!("{} mac {}{}{more}", e.address, e.mac, own_namespace(c))
+                    }
                     (None, true) => format!("running, {}", whereabouts(after, c)),
                     (None, false) => "stopped".to_string(),
                 };

@@ -30,7 +30,7 @@ fn default_host_is_docker0_on_the_first_candidate() {
     assert_eq!(b.name, "docker0");
     assert_eq!(b.address.to_string(), "172.17.42.1/16");
     assert_eq!(ips(&p), ["172.17.0.1", "172.17.0.2"]);
-    let aa = p.container("aa").unwrap().endpoint.as_ref().unwrap();
+    let aa = p.container("aa").unwrap().endpoint().unwrap();
     assert_eq!(aa.mac.to_string(), "02:42:ac:11:00:01");
     assert_eq!(aa.gateway.to_string(), "172.17.42.1");
     assert_eq!(aa.mtu, 1500);
@@ -47,7 +47,7 @@ fn default_host_is_docker0_on_the_first_candidate() {
 fn plans_are_deterministic() {
     assert_eq!(ok(TWO).to_string(), ok(TWO).to_string());
     let a = ok(TWO);
-    let names: Vec<_> = a.containers.iter().map(|c| c.endpoint.as_ref().unwrap().host_veth.clone()).collect();
+    let names: Vec<_> = a.containers.iter().map(|c| c.endpoint().unwrap().host_veth.clone()).collect();
     assert_ne!(names[0], names[1]);
 }
 
@@ -204,12 +204,12 @@ fn ip_forward_is_written_only_when_enabled() {
 #[test]
 fn requested_mac_wins() {
     let p = ok("[[container]]\nname = \"aa\"\nmac = \"02:00:00:00:00:aa\"\n");
-    assert_eq!(p.container("aa").unwrap().endpoint.as_ref().unwrap().mac.to_string(), "02:00:00:00:00:aa");
+    assert_eq!(p.container("aa").unwrap().endpoint().unwrap().mac.to_string(), "02:00:00:00:00:aa");
 }
 
 #[test]
 fn unimplemented_layouts_say_so() {
-    let e = err("[daemon]\nfirewall = \"docker20\"\n");
+    let e = err("[daemon]\nfirewall = \"docker28\"\n");
     assert!(e.contains("not implemented yet"), "{e}");
     let e = err("[daemon]\nbackend = \"nftables\"\n");
     assert!(e.contains("not implemented yet"), "{e}");
@@ -220,7 +220,7 @@ fn json_has_the_same_facts() {
     let p = ok(TWO);
     let v: serde_json::Value = serde_json::to_value(&p).unwrap();
     assert_eq!(v["bridge"]["address"], "172.17.42.1/16");
-    assert_eq!(v["containers"][1]["endpoint"]["address"], "172.17.0.2/16");
+    assert_eq!(v["containers"][1]["endpoints"][0]["address"], "172.17.0.2/16");
     assert_eq!(v["nodes"][0]["name"], "host");
 }
 
@@ -355,7 +355,7 @@ fn a_failed_start_gives_its_address_back_so_exhaustion_comes_when_docker_says() 
     let p = ok(&text);
     let after = step_after(&p, 0);
     let bb = after.container("bb").unwrap();
-    assert!(!bb.running && bb.netns.is_none() && bb.endpoint.is_none());
+    assert!(!bb.running && bb.netns.is_none() && bb.endpoint().is_none());
     assert!(after.node("bb").is_none(), "no namespace is left for bb");
     let host = after.node("host").unwrap();
     assert_eq!(host.links.iter().filter(|l| l.master.as_deref() == Some("docker0")).count(), 1, "only aa's veth");
@@ -493,7 +493,7 @@ fn links_without_addresses_fail_in_dockers_link_job() {
 #[case::infiniband("02-42-0a-00-00-d2-00-00-fe-80-00-00-00-00-00-00-02-00-5e-10", "02:42:0a:00:00:d2")]
 fn a_mac_in_any_form_go_reads_is_taken_and_normalised(#[case] given: &str, #[case] on_eth0: &str) {
     let p = ok(&format!("[[container]]\nname = \"aa\"\nmac = \"{given}\"\n"));
-    assert_eq!(p.container("aa").unwrap().endpoint.as_ref().unwrap().mac.to_string(), on_eth0);
+    assert_eq!(p.container("aa").unwrap().endpoint().unwrap().mac.to_string(), on_eth0);
     assert_eq!(p.node("aa").unwrap().link("eth0").unwrap().mac.unwrap().to_string(), on_eth0);
 }
 
@@ -510,7 +510,7 @@ fn macs_docker_refuses_or_ignores() {
     // `docker run` trims spaces before it checks; Allocate does not, and
     // falls back to the generated MAC.
     let p = ok("[[container]]\nname = \"aa\"\nmac = \" 02:42:0a:00:00:d2\"\n");
-    assert_eq!(p.container("aa").unwrap().endpoint.as_ref().unwrap().mac.to_string(), "02:42:ac:11:00:01");
+    assert_eq!(p.container("aa").unwrap().endpoint().unwrap().mac.to_string(), "02:42:ac:11:00:01");
 }
 
 /// web owns a namespace that side shares.
@@ -523,7 +523,7 @@ fn stopping_a_shared_namespace_leaves_it_to_whoever_shares_it() {
          [[step]]\ndo = \"stop\"\ncontainer = \"side\"\n"
     );
     let p = ok(&text);
-    let veth = p.container("web").unwrap().endpoint.as_ref().unwrap().host_veth.clone();
+    let veth = p.container("web").unwrap().endpoint().unwrap().host_veth.clone();
     // Stopped: web's address and port are released, but side still runs in
     // the namespace, whose eth0 keeps the address on the bridge.
     let stopped = step_after(&p, 0);

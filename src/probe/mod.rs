@@ -67,12 +67,18 @@ fn host_address(plan: &Plan, from_ns: &str) -> Ipv4Addr {
     plan.netns_gateway(from_ns).unwrap_or(UPLINK_HOST.ip())
 }
 
-/// The address a probe from `from_ns` to `to` goes to.
+/// The address a probe from `from_ns` to `to` goes to. A container is
+/// reached on the first of its networks (in the order it joined them)
+/// that the sender is on too, or on its first network; `name@network`
+/// picks the network.
 pub fn resolve_target(plan: &Plan, from_ns: &str, to: &str) -> Result<Ipv4Addr, String> {
     if let Ok(ip) = to.parse::<Ipv4Addr>() {
         return Ok(ip);
     }
-    let name = to.split_once('@').map(|(n, _)| n).unwrap_or(to);
+    let (name, network) = match to.split_once('@') {
+        Some((n, net)) => (n, Some(net)),
+        None => (to, None),
+    };
     match name {
         "host" => Ok(host_address(plan, from_ns)),
         "external" => Ok(UPLINK_EXTERNAL.ip()),
@@ -81,6 +87,16 @@ pub fn resolve_target(plan: &Plan, from_ns: &str, to: &str) -> Result<Ipv4Addr, 
             let ns = cp.netns.as_deref().ok_or_else(|| format!("container {c} is not running"))?;
             if ns == "host" {
                 return Ok(host_address(plan, from_ns));
+            }
+            if let Some(net) = network {
+                return cp
+                    .endpoint_on(net)
+                    .map(|e| e.address.ip())
+                    .ok_or_else(|| format!("container {c} is not connected to network {net}"));
+            }
+            let shared = plan.netns_networks(from_ns);
+            if let Some(e) = cp.endpoints.iter().find(|e| shared.contains(&e.network)).or(cp.endpoints.first()) {
+                return Ok(e.address.ip());
             }
             plan.netns_address(ns).ok_or_else(|| format!("container {c} has no address (network {})", cp.mode))
         }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use serde_spanned::Spanned as Sp;
 
 pub use diag::{Diagnostic, Diagnostics, Source};
+pub use validate::container_id;
 pub use values::*;
 
 /// A loaded and validated scenario.
@@ -187,6 +188,10 @@ pub struct Host {
     pub routes: Vec<Sp<Cidr>>,
     #[serde(default, rename = "bridge")]
     pub bridges: Vec<HostBridge>,
+    /// Whether `net.ipv4.ip_forward` was already 1 before the daemon
+    /// started (Docker 20.10 sets the FORWARD policy to DROP only when it
+    /// turns forwarding on itself).
+    pub forwarding: Option<Sp<bool>>,
 }
 
 /// `[[host.bridge]]`: a bridge that exists before the daemon starts.
@@ -213,6 +218,9 @@ pub struct Network {
     pub ip_masq: bool,
     pub mtu: Option<Sp<u32>>,
     pub bridge: Option<Sp<String>>,
+    /// `com.docker.network.bridge.host_binding_ipv4`: the default host
+    /// address of ports published on this network.
+    pub host_ip: Option<Sp<Ip>>,
 }
 
 /// `[[container]]`, and the inline container of a `run` step.
@@ -222,6 +230,10 @@ pub struct Container {
     pub name: Sp<String>,
     pub network: Option<Sp<NetworkList>>,
     pub ip: Option<Sp<Ip>>,
+    /// Requested addresses on the networks after the first
+    /// (`docker network connect --ip`), by network name.
+    #[serde(default)]
+    pub ips: std::collections::BTreeMap<String, Sp<Ip>>,
     pub mac: Option<Sp<RequestedMac>>,
     #[serde(default)]
     pub publish: Vec<Sp<PortSpec>>,
@@ -325,6 +337,8 @@ pub struct Step {
     pub action: Sp<StepAction>,
     pub container: Option<Sp<StepContainer>>,
     pub network: Option<Sp<String>>,
+    /// For `connect`: the address to ask for (`docker network connect --ip`).
+    pub ip: Option<Sp<Ip>>,
     /// Docker's error for a `start`, `restart` or `run` that is meant to
     /// fail; the daemon rolls the container back and the lab goes on.
     pub fails: Option<Sp<String>>,

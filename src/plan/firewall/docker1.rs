@@ -141,7 +141,13 @@ mod tests {
     }
 
     fn facts(icc: bool, ip_masq: bool) -> BridgeFacts {
-        BridgeFacts { name: "docker0".into(), address: "172.17.42.1/16".parse().unwrap(), icc, ip_masq }
+        BridgeFacts {
+            name: "docker0".into(),
+            address: "172.17.42.1/16".parse().unwrap(),
+            icc,
+            ip_masq,
+            internal: false,
+        }
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! Each Docker version's rule layout is one module behind [`FirewallLayout`].
 
 pub mod docker1;
+pub mod docker20;
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -45,6 +46,9 @@ impl Table {
 pub struct Chain {
     pub name: String,
     pub rules: Vec<String>,
+    /// A built-in chain's policy when it is not ACCEPT (`iptables -P`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// One rule where it was put: enough to delete it again (`iptables -D`).
@@ -69,7 +73,8 @@ impl Ruleset {
         if let Some(i) = self.tables.iter().position(|x| x.table == t) {
             return &mut self.tables[i];
         }
-        let chains = t.builtin_chains().iter().map(|c| Chain { name: c.to_string(), rules: vec![] }).collect();
+        let chains =
+            t.builtin_chains().iter().map(|c| Chain { name: c.to_string(), rules: vec![], policy: None }).collect();
         self.tables.push(TableRules { table: t, chains });
         self.tables.sort_by_key(|x| x.table);
         let i = self.tables.iter().position(|x| x.table == t).expect("just added");
@@ -89,7 +94,7 @@ impl Ruleset {
     pub fn new_chain(&mut self, t: Table, chain: &str) {
         let table = self.table(t);
         if !table.chains.iter().any(|c| c.name == chain) {
-            table.chains.push(Chain { name: chain.to_string(), rules: vec![] });
+            table.chains.push(Chain { name: chain.to_string(), rules: vec![], policy: None });
         }
     }
 
@@ -107,6 +112,57 @@ impl Ruleset {
     pub fn insert_unless_present(&mut self, t: Table, chain: &str, rule: String) {
         if !self.chain(t, chain).rules.contains(&rule) {
             self.insert(t, chain, rule);
+        }
+    }
+
+    /// `-A` unless the rule is there (libnetwork's `ProgramRule`, `AddReturnRule`).
+    pub fn append_unless_present(&mut self, t: Table, chain: &str, rule: String) {
+        if !self.chain(t, chain).rules.contains(&rule) {
+            self.append(t, chain, rule);
+        }
+    }
+
+    /// Whether `-C` finds the rule.
+    pub fn contains(&self, t: Table, chain: &str, rule: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|x| x.table == t && x.chains.iter().any(|c| c.name == chain && c.rules.iter().any(|r| r == rule)))
+    }
+
+    /// `iptables -t T -P CHAIN POLICY` on a built-in chain.
+    pub fn set_policy(&mut self, t: Table, chain: &str, policy: &str) {
+        let c = self.chain(t, chain);
+        c.policy = (policy != "ACCEPT").then(|| policy.to_string());
+    }
+
+    /// `iptables -t T -F CHAIN`: a missing chain is not an error here (Docker ignores it).
+    pub fn flush_chain(&mut self, t: Table, chain: &str) {
+        if let Some(c) =
+            self.tables.iter_mut().find(|x| x.table == t).and_then(|x| x.chains.iter_mut().find(|c| c.name == chain))
+        {
+            c.rules.clear();
+        }
+    }
+
+    /// `iptables -t T -X CHAIN`: only an empty user chain no rule jumps to
+    /// goes; otherwise iptables refuses, and Docker ignores that.
+    pub fn delete_chain(&mut self, t: Table, chain: &str) -> bool {
+        let Some(table) = self.tables.iter_mut().find(|x| x.table == t) else { return false };
+        let jump = format!("-j {chain}");
+        let referenced = table.chains.iter().any(|c| c.rules.iter().any(|r| r.ends_with(&jump)));
+        match table.chains.iter().position(|c| c.name == chain) {
+            Some(i) if !referenced && table.chains[i].rules.is_empty() && !t.builtin_chains().contains(&chain) => {
+                table.chains.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`delete`](Self::delete) of each rule in turn.
+    pub fn delete_all(&mut self, refs: &[RuleRef]) {
+        for r in refs {
+            self.delete(r);
         }
     }
 
@@ -139,7 +195,8 @@ impl Ruleset {
         }
     }
 
-    /// What a firewall reload does: every rule and user chain gone.
+    /// What a firewall reload does: every rule and user chain gone (the
+    /// built-in chains keep their policies).
     pub fn flush_all(&mut self) {
         for t in &mut self.tables {
             let builtin = t.table.builtin_chains();
@@ -163,7 +220,11 @@ impl Ruleset {
         user.sort_by(|a, b| a.name.cmp(&b.name));
         let ordered: Vec<&Chain> = t.chains.iter().filter(|c| builtin.contains(&c.name.as_str())).chain(user).collect();
         for c in &ordered {
-            let policy = if builtin.contains(&c.name.as_str()) { "ACCEPT" } else { "-" };
+            let policy = match &c.policy {
+                Some(p) => p.as_str(),
+                None if builtin.contains(&c.name.as_str()) => "ACCEPT",
+                None => "-",
+            };
             let _ = writeln!(s, ":{} {policy} [0:0]", c.name);
         }
         for c in &ordered {
@@ -181,7 +242,7 @@ impl Ruleset {
     pub fn render(&self) -> String {
         let used = |t: &&TableRules| {
             let builtin = t.table.builtin_chains();
-            t.chains.iter().any(|c| !c.rules.is_empty() || !builtin.contains(&c.name.as_str()))
+            t.chains.iter().any(|c| !c.rules.is_empty() || !builtin.contains(&c.name.as_str()) || c.policy.is_some())
         };
         normalize_save(&self.tables.iter().filter(used).map(|t| self.table_text(t)).collect::<String>())
     }
@@ -207,8 +268,9 @@ pub fn normalize_save(text: &str) -> String {
 pub struct PortMapping {
     pub container: String,
     pub proto: Proto,
-    /// `0.0.0.0` for every address.
-    pub host_ip: Ipv4Addr,
+    /// `0.0.0.0` for every IPv4 address (`::`, for IPv6, is the other
+    /// `docker-proxy` Docker 20.10 starts for the same port).
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
     pub container_port: u16,
@@ -224,14 +286,36 @@ impl std::fmt::Display for PortMapping {
     }
 }
 
+impl PortMapping {
+    /// The host address when it is IPv4.
+    pub fn host_v4(&self) -> Option<Ipv4Addr> {
+        match self.host_ip {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
 /// What a Docker version does to the firewall at each moment of its life.
 pub trait FirewallLayout {
     /// The `firewall` value that selects this layout.
     fn name(&self) -> &'static str;
 
     /// Rules the daemon installs when it starts (with `--iptables=true`);
-    /// on a restart, over what is already there.
+    /// on a restart, over what is already there. libnetwork layouts make
+    /// these for each bridge network they create.
     fn daemon_start(&self, rules: &mut Ruleset, bridge: &BridgeFacts);
+
+    /// libnetwork: the bridge driver's `configure` at each daemon start,
+    /// before any network (its own chains, made fresh).
+    fn driver_start(&self, _rules: &mut Ruleset) {}
+
+    /// libnetwork: the controller's `arrangeUserFilterRule` after it made
+    /// a network.
+    fn arrange_user_chain(&self, _rules: &mut Ruleset) {}
+
+    /// libnetwork: the rules of one bridge network go (network delete).
+    fn network_remove(&self, _rules: &mut Ruleset, _bridge: &BridgeFacts) {}
 
     /// Rules for one published port (the port mapper's `forward`), returned
     /// so they can be deleted when the container stops.
@@ -257,6 +341,8 @@ pub struct BridgeFacts {
     pub address: crate::scenario::IfaceAddr,
     pub icc: bool,
     pub ip_masq: bool,
+    /// `--internal` (libnetwork): no way out, no NAT.
+    pub internal: bool,
 }
 
 #[cfg(test)]

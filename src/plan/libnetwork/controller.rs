@@ -1,0 +1,1092 @@
+//! The daemon with libnetwork's controller: daemon start
+//! (`initNetworkController`, `initBridgeDriver`, the bridge driver's
+//! `configure`), `docker network create`, and per container
+//! `allocateNetwork`/`connectToNetwork` (endpoint create, sandbox, join,
+//! external connectivity) and `releaseNetwork` (leave, delete), with the
+//! rules of the version's firewall layout.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+
+use ipnetwork::Ipv4Network;
+
+use super::endpoint::{mac_from_ip, sandbox_ports, Endpoint, Mapped, PortBinding};
+use super::ipam::Ipam;
+use super::network::{allocate, hex_id, HostRoutes, Network};
+use super::portallocator::PortAllocator;
+use super::sandbox::{Sandbox, SortKey};
+use super::version::Version;
+use crate::plan::firewall::docker20::Docker20;
+use crate::plan::firewall::{FirewallLayout, PortMapping, Ruleset, Table};
+use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
+use crate::plan::{host, MacAddr};
+use crate::scenario::{Container, Diagnostic, IfaceAddr, NetworkMode, Proto, Scenario, DEFAULT_BRIDGE};
+
+/// A failed operation: where it points and Docker's message.
+pub type Failure = (Range<usize>, String);
+
+/// `container.NetworkSettings.Networks`: a network the container is
+/// attached to, kept while it is stopped.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub network: String,
+    /// `--ip` (`IPAMConfig.IPv4Address`).
+    pub ip: Option<Ipv4Addr>,
+    pub span: Range<usize>,
+}
+
+/// A container the daemon knows.
+#[derive(Debug, Clone)]
+pub struct Ctr {
+    pub spec: Container,
+    pub running: bool,
+    /// The namespace its processes live in while it runs: its own node,
+    /// `host`, or another container's node.
+    pub netns: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+impl Ctr {
+    pub fn name(&self) -> &str {
+        self.spec.name()
+    }
+    pub fn mode(&self) -> NetworkMode {
+        self.spec.networks().into_iter().next().unwrap_or(NetworkMode::Bridge)
+    }
+}
+
+/// A network namespace of a container, with the sandbox libnetwork made
+/// for it (gone once its maker stops; the namespace lives on while a
+/// `container:` container runs in it).
+#[derive(Debug, Clone)]
+pub struct Netns {
+    pub name: String,
+    pub sandbox: Option<Sandbox>,
+}
+
+/// A bridge device on the host.
+#[derive(Debug, Clone)]
+pub struct BridgeDev {
+    pub name: String,
+    pub addresses: Vec<IfaceAddr>,
+    pub mac: MacAddr,
+    /// Made by the bridge driver (`setupDevice`), not by the administrator.
+    pub by_docker: bool,
+}
+
+/// A listening socket of the port mapper: `docker-proxy` or, with the
+/// userland proxy off, the dummy listener that holds the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bind {
+    ip: IpAddr,
+    proto: Proto,
+    port: u16,
+}
+
+pub struct Controller<'a> {
+    pub s: &'a Scenario,
+    pub v: &'static Version,
+    pub layout: Docker20,
+    pub iptables: bool,
+    pub proxy: bool,
+    pub rules: Ruleset,
+    pub ipam: Ipam,
+    pub ports: PortAllocator,
+    /// Bridge devices of the host, administrator's first.
+    pub bridges: Vec<BridgeDev>,
+    /// Networks in creation order.
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+    pub containers: Vec<Ctr>,
+    pub namespaces: Vec<Netns>,
+    /// The relays (`docker-proxy`) running, in the order they started.
+    pub proxies: Vec<PortMapping>,
+    binds: Vec<Bind>,
+    veth_names: BTreeSet<String>,
+    serial: u64,
+    pub errors: Vec<Diagnostic>,
+}
+
+/// `ErrConflictSharedNetwork`.
+const SHARED_NETWORK: &str =
+    "container sharing network namespace with another container or host cannot be connected to any other network";
+/// `ErrConflictNoNetwork`.
+const NO_NETWORK: &str =
+    "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+
+impl<'a> Controller<'a> {
+    pub fn new(s: &'a Scenario, v: &'static Version) -> Controller<'a> {
+        let d = &s.spec.daemon;
+        let proxy = d.userland_proxy.as_ref().map(|u| *u.get_ref()).unwrap_or(true);
+        let bridges = s
+            .spec
+            .host
+            .bridges
+            .iter()
+            .map(|hb| BridgeDev {
+                name: hb.name.get_ref().clone(),
+                addresses: hb.address.iter().map(|a| *a.get_ref()).collect(),
+                mac: host::admin_bridge_mac(&s.name, hb.name.get_ref()),
+                by_docker: false,
+            })
+            .collect();
+        Controller {
+            s,
+            v,
+            layout: Docker20 { userland_proxy: proxy },
+            iptables: d.iptables(),
+            proxy,
+            rules: Ruleset::default(),
+            ipam: Ipam::new(v.predefined_pools()),
+            ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
+            bridges,
+            networks: vec![],
+            endpoints: vec![],
+            containers: vec![],
+            namespaces: vec![],
+            proxies: vec![],
+            binds: vec![],
+            veth_names: BTreeSet::new(),
+            serial: 0,
+            errors: vec![],
+        }
+    }
+
+    pub fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.errors.push(Diagnostic::new(span, msg));
+    }
+
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.id == id)
+    }
+
+    fn endpoint_mut(&mut self, id: &str) -> Option<&mut Endpoint> {
+        self.endpoints.iter_mut().find(|e| e.id == id)
+    }
+
+    pub fn ctr(&self, name: &str) -> Option<&Ctr> {
+        self.containers.iter().find(|c| c.name() == name)
+    }
+
+    fn ctr_mut(&mut self, name: &str) -> Option<&mut Ctr> {
+        self.containers.iter_mut().find(|c| c.name() == name)
+    }
+
+    fn sandbox_mut(&mut self, container: &str) -> Option<&mut Sandbox> {
+        self.namespaces.iter_mut().filter_map(|n| n.sandbox.as_mut()).find(|sb| sb.container == container)
+    }
+
+    pub fn sandbox(&self, container: &str) -> Option<&Sandbox> {
+        self.namespaces.iter().filter_map(|n| n.sandbox.as_ref()).find(|sb| sb.container == container)
+    }
+
+    // ----- the host as the daemon sees it -------------------------------
+
+    /// Nameservers and link-scope routes of the host namespace now (the
+    /// kernel's connected routes of every addressed bridge included).
+    fn host_routes(&self) -> HostRoutes {
+        let spec = &self.s.spec;
+        let mut link_routes: Vec<Ipv4Network> = spec.host.routes.iter().map(|r| r.get_ref().0).collect();
+        link_routes.push(crate::plan::UPLINK_HOST.network());
+        for b in &self.bridges {
+            link_routes.extend(b.addresses.iter().map(|a| a.network()));
+        }
+        HostRoutes { nameservers: spec.host.nameservers.iter().map(|n| n.get_ref().0).collect(), link_routes }
+    }
+
+    /// Addresses a socket can be bound to in the host namespace.
+    fn host_address(&self, ip: Ipv4Addr) -> bool {
+        ip.is_unspecified()
+            || ip.is_loopback()
+            || ip == crate::plan::UPLINK_HOST.ip()
+            || self.bridges.iter().any(|b| b.addresses.iter().any(|a| a.ip() == ip))
+    }
+
+    // ----- daemon ---------------------------------------------------------
+
+    /// The daemon starts: `libnetwork.New` (the bridge driver's
+    /// `configure`; on a restart the networks it finds in its store come
+    /// back), then `initNetworkController`. On a restart the default bridge
+    /// network is deleted and made again, so its rules go back to the top
+    /// of every chain.
+    pub fn start_daemon(&mut self, restart: bool) {
+        let d = &self.s.spec.daemon;
+        if self.iptables {
+            self.layout.driver_start(&mut self.rules);
+        }
+        // setupIPForwarding: only a daemon that turns forwarding on sets the
+        // FORWARD policy to DROP (and a restarted one finds it on).
+        if !restart && d.ip_forward() && self.iptables && !host::forwarding_before(self.s) {
+            self.rules.set_policy(Table::Filter, "FORWARD", "DROP");
+        }
+        if restart {
+            self.ipam.restart();
+            self.ports = PortAllocator::new(NETNS_EPHEMERAL_RANGE);
+            // populateNetworks: Docker walks a Go map, bridgelab goes in creation order.
+            if self.iptables {
+                for n in self.networks.iter().filter(|n| !n.default) {
+                    self.layout.daemon_start(&mut self.rules, &n.facts());
+                }
+            }
+            // "Clear stale bridge network": its rules and pool go, the device stays.
+            if let Some(i) = self.networks.iter().position(|n| n.default) {
+                let n = self.networks.remove(i);
+                if self.iptables {
+                    self.layout.network_remove(&mut self.rules, &n.facts());
+                }
+                self.ipam.release_address(n.pool, n.gateway.ip());
+                self.ipam.release_pool(n.pool);
+            }
+        } else if self.iptables {
+            // The `none` and `host` networks come first, each followed by
+            // arrangeUserFilterRule.
+            self.layout.arrange_user_chain(&mut self.rules);
+            self.layout.arrange_user_chain(&mut self.rules);
+        }
+        if !d.networking_disabled() {
+            if let Err((span, e)) = self.init_bridge_driver() {
+                self.err(span, e);
+            }
+        }
+    }
+
+    /// `initBridgeDriver`: the default bridge's pool and gateway, then the
+    /// network. Without `--bip` an existing bridge keeps its address;
+    /// otherwise the first default pool that clashes with no nameserver and
+    /// no link-scope route.
+    fn init_bridge_driver(&mut self) -> Result<(), Failure> {
+        let d = &self.s.spec.daemon;
+        let name = d.bridge_name().to_string();
+        let bridge_span = d.bridge.as_ref().map(|b| b.span()).unwrap_or(0..0);
+        let existing = self.bridges.iter().find(|b| b.name == name).and_then(|b| b.addresses.first().copied());
+        let fixed = d.fixed_cidr.as_ref().map(|f| f.get_ref().0);
+        // ElectInterfaceAddresses.
+        let (nw, origin) = match existing {
+            Some(a) => (a.0, "the bridge's address".to_string()),
+            None => {
+                let pools = self.v.predefined_pools();
+                match self.host_routes().find_available(&pools) {
+                    Some(p) => (p, "first default pool free of host routes and nameservers".to_string()),
+                    None => {
+                        let list: Vec<String> = pools.iter().map(|p| p.to_string()).collect();
+                        let span = self
+                            .s
+                            .spec
+                            .host
+                            .routes
+                            .first()
+                            .map(|r| r.span())
+                            .or_else(|| self.s.spec.host.nameservers.first().map(|n| n.span()))
+                            .unwrap_or(0..0);
+                        return Err((
+                            span,
+                            format!(
+                                "list bridge addresses failed: PredefinedLocalScopeDefaultNetworks List: [{}]: no available network",
+                                list.join(" ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let mut preferred = Ipv4Network::new(nw.network(), nw.prefix()).expect("valid");
+        // The host part of the address must be a unicast address to be the gateway.
+        let mut gateway = (nw.ip() != nw.network() && nw.ip() != nw.broadcast()).then_some(nw.ip());
+        let mut origin = origin;
+        if let Some(bip) = &d.bip {
+            preferred = bip.get_ref().network();
+            gateway = Some(bip.get_ref().ip());
+            origin = "--bip".into();
+        }
+        let bip_span = d.bip.as_ref().map(|b| b.span()).unwrap_or(bridge_span.clone());
+        let host = self.host_routes();
+        let (pool, gw) = allocate(&mut self.ipam, &host, Some(preferred), fixed, gateway)
+            .map_err(|e| (bip_span.clone(), format!("Error creating default \"bridge\" network: {e}")))?;
+        let net = Network {
+            name: "bridge".into(),
+            id: hex_id(&["network", &self.s.name, "bridge", &self.networks.len().to_string()]),
+            default: true,
+            bridge: name.clone(),
+            gateway: IfaceAddr(Ipv4Network::new(gw, pool.subnet.prefix()).expect("valid")),
+            pool,
+            internal: false,
+            icc: d.icc(),
+            // verifyDaemonSettings turns --ip-masq off with --iptables=false.
+            ip_masq: d.ip_masq() && self.iptables,
+            mtu: d.mtu(),
+            host_binding: d.ip.as_ref().map(|i| i.get_ref().0),
+            created_bridge: false,
+            origin,
+        };
+        if name != DEFAULT_BRIDGE && !self.bridges.iter().any(|b| b.name == name) {
+            self.ipam.release_address(pool, gw);
+            self.ipam.release_pool(pool);
+            return Err((bridge_span, format!("bridge device with non default name {name} must be created manually")));
+        }
+        self.create_driver_network(net, true);
+        Ok(())
+    }
+
+    /// The bridge driver's `createNetwork` (the device, its address, the
+    /// rules) and the controller's `arrangeUserFilterRule` after it.
+    fn create_driver_network(&mut self, mut net: Network, default: bool) {
+        match self.bridges.iter_mut().find(|b| b.name == net.bridge) {
+            // setupBridgeIPv4: the address is replaced when it differs.
+            Some(b) => b.addresses = vec![net.gateway],
+            None => {
+                net.created_bridge = true;
+                let mac = host::docker_bridge_mac(self.v.bridge_mac_prefix, &self.s.name, &net.bridge);
+                self.bridges.push(BridgeDev {
+                    name: net.bridge.clone(),
+                    addresses: vec![net.gateway],
+                    mac,
+                    by_docker: true,
+                });
+            }
+        }
+        if default {
+            net.created_bridge = self.bridges.iter().any(|b| b.name == net.bridge && b.by_docker);
+        }
+        if self.iptables {
+            self.layout.daemon_start(&mut self.rules, &net.facts());
+        }
+        self.networks.push(net);
+        if self.iptables {
+            self.layout.arrange_user_chain(&mut self.rules);
+        }
+    }
+
+    /// `docker network create` for a `[[network]]`, after the daemon started.
+    pub fn create_network(&mut self, spec: &crate::scenario::Network) -> Result<(), Failure> {
+        let name = spec.name.get_ref().clone();
+        let span = spec.name.span();
+        let subnet = spec.subnet.as_ref().map(|s| s.get_ref().0);
+        let range = spec.ip_range.as_ref().map(|r| r.get_ref().0);
+        let gateway = spec.gateway.as_ref().map(|g| g.get_ref().0);
+        let where_ = spec.subnet.as_ref().map(|s| s.span()).unwrap_or(span.clone());
+        let host = self.host_routes();
+        let (pool, gw) = allocate(&mut self.ipam, &host, subnet, range, gateway).map_err(|e| {
+            let at = match (&e, &spec.gateway) {
+                (super::network::AllocError::Gateway(..), Some(g)) => g.span(),
+                _ => where_.clone(),
+            };
+            (at, e.to_string())
+        })?;
+        let id = hex_id(&["network", &self.s.name, &name]);
+        let bridge = spec.bridge.as_ref().map(|b| b.get_ref().clone()).unwrap_or_else(|| format!("br-{}", &id[..12]));
+        let net = Network {
+            name: name.clone(),
+            id: id.clone(),
+            default: false,
+            bridge: bridge.clone(),
+            gateway: IfaceAddr(Ipv4Network::new(gw, pool.subnet.prefix()).expect("valid")),
+            pool,
+            internal: spec.internal,
+            icc: spec.icc,
+            ip_masq: spec.ip_masq,
+            mtu: spec.mtu.as_ref().map(|m| *m.get_ref()).unwrap_or(0),
+            host_binding: spec.host_ip.as_ref().map(|h| h.get_ref().0),
+            created_bridge: false,
+            origin: if subnet.is_some() { "--subnet".into() } else { "next default pool".into() },
+        };
+        // checkConflict against the networks the driver has.
+        for other in &self.networks {
+            let why = if other.bridge == bridge {
+                Some("networks have same bridge name")
+            } else if super::network::overlaps(other.subnet(), pool.subnet) {
+                Some("networks have overlapping IPv4")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let msg = format!(
+                    "cannot create network {id} ({bridge}): conflicts with network {} ({}): {why}",
+                    other.id, other.bridge
+                );
+                self.ipam.release_address(pool, gw);
+                self.ipam.release_pool(pool);
+                return Err((spec.bridge.as_ref().map(|b| b.span()).unwrap_or(span), msg));
+            }
+        }
+        self.create_driver_network(net, false);
+        Ok(())
+    }
+
+    // ----- containers -----------------------------------------------------
+
+    /// `docker create`: the daemon's record, with the networks the
+    /// container is attached to (`--network` first, then the others, which
+    /// `docker network connect` adds after the start).
+    pub fn create(&mut self, c: &Container) {
+        let mut attachments = Vec::new();
+        for (i, m) in c.networks().into_iter().enumerate() {
+            let network = match m {
+                NetworkMode::Bridge => "bridge".to_string(),
+                NetworkMode::Named(n) => n,
+                _ => continue,
+            };
+            // `--ip` goes to the network given with `--network`; without
+            // one the CLI files it under "default", which the daemon never
+            // looks up: the address is ignored.
+            let ip = if i == 0 && c.network.is_some() { c.ip.as_ref().map(|ip| ip.get_ref().0) } else { None };
+            let span =
+                if i == 0 { c.ip.as_ref().map(|ip| ip.span()).unwrap_or(c.network_span()) } else { c.network_span() };
+            attachments.push(Attachment { network, ip, span });
+        }
+        let ctr = Ctr { spec: c.clone(), running: false, netns: None, attachments };
+        match self.containers.iter_mut().find(|x| x.name() == c.name()) {
+            Some(slot) => *slot = ctr,
+            None => self.containers.push(ctr),
+        }
+    }
+
+    /// `docker start`: `containerStart`; on failure its deferred `Cleanup`
+    /// gives back what the start took.
+    pub fn start(&mut self, name: &str) -> Result<(), Failure> {
+        let Some(ctr) = self.ctr(name).cloned() else { return Ok(()) };
+        if ctr.running {
+            return Ok(());
+        }
+        match self.bring_up(&ctr) {
+            Ok(()) => {
+                if let Some(c) = self.ctr_mut(name) {
+                    c.running = true;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.release_network(name);
+                Err(e)
+            }
+        }
+    }
+
+    /// A new namespace for a container, named after it; while its earlier
+    /// one lives on (kept by a `container:` container), `NAME+2`, `NAME+3`, …
+    fn new_netns(&mut self, name: &str, sandbox: Option<Sandbox>) -> String {
+        let free = |n: &str, spaces: &[Netns]| spaces.iter().all(|x| x.name != n);
+        let node = if free(name, &self.namespaces) {
+            name.to_string()
+        } else {
+            (2u32..).map(|i| format!("{name}+{i}")).find(|n| free(n, &self.namespaces)).expect("a free name")
+        };
+        self.namespaces.push(Netns { name: node.clone(), sandbox });
+        node
+    }
+
+    fn bring_up(&mut self, ctr: &Ctr) -> Result<(), Failure> {
+        let name = ctr.name().to_string();
+        let c = &ctr.spec;
+        match ctr.mode() {
+            NetworkMode::Host => {
+                self.ctr_mut(&name).expect("known").netns = Some("host".into());
+            }
+            NetworkMode::Container(other) => {
+                let ns = match self.ctr(&other) {
+                    Some(o) if o.running => o.netns.clone().expect("a running container has a namespace"),
+                    Some(_) => {
+                        let e = format!("cannot join network of a non running container: {other}");
+                        return Err((c.network_span(), e));
+                    }
+                    None => return Err((c.network_span(), format!("No such container: {other}"))),
+                };
+                self.ctr_mut(&name).expect("known").netns = Some(ns);
+            }
+            NetworkMode::None => {
+                let ns = self.new_netns(&name, Some(Sandbox::new(&name)));
+                self.ctr_mut(&name).expect("known").netns = Some(ns);
+            }
+            NetworkMode::Bridge | NetworkMode::Named(_) => {
+                // allocateNetwork: the default network first, then the others.
+                let mut order: Vec<Attachment> =
+                    ctr.attachments.iter().filter(|a| a.network == "bridge").cloned().collect();
+                order.extend(ctr.attachments.iter().filter(|a| a.network != "bridge").cloned());
+                let disabled = self.s.spec.daemon.networking_disabled();
+                for a in &order {
+                    if a.network == "bridge" && disabled {
+                        continue; // NetworkDisabled: no endpoint at all
+                    }
+                    self.connect_to_network(&name, a)?;
+                }
+                if self.sandbox(&name).is_none() {
+                    let ns = self.new_netns(&name, Some(Sandbox::new(&name)));
+                    self.ctr_mut(&name).expect("known").netns = Some(ns);
+                }
+            }
+        }
+        // createSpec → setupLinkedContainers, after the network.
+        if self.on_bridge(&name) {
+            for l in &c.links {
+                let spec = l.get_ref();
+                let Some(child) = self.ctr(&spec.container) else { continue };
+                if !child.running {
+                    let e = format!(
+                        "Cannot link to a non running container: /{} AS /{name}/{}",
+                        spec.container, spec.alias
+                    );
+                    return Err((l.span(), e));
+                }
+                if !self.on_bridge(&spec.container) {
+                    let id = crate::scenario::container_id(&spec.container);
+                    return Err((l.span(), format!("container {id} not attached to default bridge network")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a container has an endpoint on the default bridge now.
+    fn on_bridge(&self, name: &str) -> bool {
+        self.endpoints.iter().any(|e| e.container == name && e.network == "bridge")
+    }
+
+    /// `connectToNetwork` for a running container (or one being started):
+    /// `validateNetworkingConfig`, `CreateEndpoint`, the sandbox when it is
+    /// the first endpoint, then `Join`.
+    fn connect_to_network(&mut self, name: &str, a: &Attachment) -> Result<(), Failure> {
+        let span = a.span.clone();
+        let Some(net) = self.network(&a.network).cloned() else {
+            return Err((span, format!("network {} not found", a.network)));
+        };
+        if let Some(_ip) = a.ip {
+            if net.default {
+                return Err((span, "user specified IP address is supported on user defined networks only".into()));
+            }
+            if !self.user_subnet(&net) {
+                return Err((
+                    span,
+                    "user specified IP address is supported only when connecting to networks with user configured subnets"
+                        .into(),
+                ));
+            }
+        }
+        let ctr = self.ctr(name).cloned().expect("known container");
+        // The MAC given at `docker run` is for the network given with `--network`.
+        let first = ctr.attachments.first().map(|x| x.network.as_str());
+        let mac = if first == Some(net.name.as_str()) {
+            ctr.spec.mac.as_ref().and_then(|m| m.get_ref().interface_mac())
+        } else {
+            None
+        };
+        if let Some(m) = &ctr.spec.mac {
+            if first == Some(net.name.as_str()) && m.get_ref().is_multicast() {
+                return Err((
+                    m.span(),
+                    format!(
+                    "failed to set the MAC address of the container's interface to {}: cannot assign requested address",
+                    m.get_ref().allocated().unwrap_or_default()
+                ),
+                ));
+            }
+        }
+        if self.endpoints.iter().any(|e| e.container == name && e.network == net.name) {
+            return Err((span, format!("endpoint with name {name} already exists in network {}", net.name)));
+        }
+        // CreateEndpoint: the address first.
+        let ip = match self.ipam.request_address(net.pool, a.ip) {
+            Ok(ip) => ip,
+            Err(e) => {
+                let msg = match (a.ip, &e) {
+                    (_, super::ipam::IpamError::NoAvailableIps) if a.ip.is_none() => format!(
+                        "no available IPv4 addresses on this network's address pools: {} ({})",
+                        net.name, net.id
+                    ),
+                    (Some(ip), super::ipam::IpamError::OutOfRange) => {
+                        format!("Invalid address {ip}: It does not belong to any of this network's subnets")
+                    }
+                    _ => e.to_string(),
+                };
+                return Err((span, msg));
+            }
+        };
+        self.serial += 1;
+        let id = hex_id(&["endpoint", &self.s.name, name, &net.name, &self.serial.to_string()]);
+        let host_veth = self.veth_name(name, &net.name);
+        let mtu = if net.mtu == 0 { crate::scenario::DEFAULT_MTU } else { net.mtu };
+        let ep = Endpoint {
+            id: id.clone(),
+            network: net.name.clone(),
+            container: name.to_string(),
+            iface: String::new(),
+            host_veth,
+            address: IfaceAddr(Ipv4Network::new(ip, net.pool.subnet.prefix()).expect("valid")),
+            mac: mac.unwrap_or_else(|| mac_from_ip(ip)),
+            gateway: net.gateway.ip(),
+            mtu,
+            exposed: None,
+            mapped: vec![],
+            link_children: vec![],
+            link_parents: vec![],
+        };
+        self.endpoints.push(ep);
+        if self.sandbox(name).is_none() {
+            let mut sb = Sandbox::new(name);
+            let (children, parents) = self.link_endpoints(name);
+            sb.link_children = children;
+            sb.link_parents = parents;
+            let ns = self.new_netns(name, Some(sb));
+            self.ctr_mut(name).expect("known").netns = Some(ns);
+        }
+        if let Err(e) = self.join(&id) {
+            self.delete_endpoint(&id);
+            return Err((span, e));
+        }
+        Ok(())
+    }
+
+    /// Whether a network's pool was given by the user (`PreferredPool`).
+    fn user_subnet(&self, net: &Network) -> bool {
+        self.s.spec.networks.iter().any(|n| *n.name.get_ref() == net.name && n.subnet.is_some())
+    }
+
+    /// `buildSandboxOptions`' legacy links: the endpoints of the children
+    /// on the default bridge; and, through Docker's own slip, for each
+    /// parent the last child's endpoint again (`parentEndpoints` takes
+    /// `cEndpointID`).
+    fn link_endpoints(&self, name: &str) -> (Vec<String>, Vec<String>) {
+        if !self.on_bridge(name) {
+            return (vec![], vec![]);
+        }
+        let ctr = self.ctr(name).expect("known");
+        let mut children = Vec::new();
+        let mut last = None;
+        let mut seen = Vec::new();
+        for l in &ctr.spec.links {
+            let spec = l.get_ref();
+            // A link is stored under its alias: the first of one alias counts.
+            if seen.contains(&spec.alias) {
+                continue;
+            }
+            seen.push(spec.alias.clone());
+            if let Some(ep) = self.endpoints.iter().find(|e| e.container == spec.container && e.network == "bridge") {
+                children.push(ep.id.clone());
+                last = Some(ep.id.clone());
+            }
+        }
+        let mut parents = Vec::new();
+        if let Some(last) = last {
+            for p in self.containers.iter().filter(|p| p.spec.links.iter().any(|l| l.get_ref().container == name)) {
+                let _ = p;
+                parents.push(last.clone());
+            }
+        }
+        (children, parents)
+    }
+
+    /// `endpoint.sbJoin`: the interface goes into the sandbox; when this
+    /// endpoint becomes the gateway endpoint, external connectivity moves
+    /// to it (revoked on the old one, programmed here unless internal).
+    fn join(&mut self, id: &str) -> Result<(), String> {
+        let ep = self.endpoint(id).cloned().expect("known endpoint");
+        let net = self.network(&ep.network).cloned().expect("known network");
+        let sb = self.sandbox(&ep.container).expect("a sandbox").clone();
+        let before = sb.gateway_endpoint().map(str::to_string);
+        let key = SortKey { internal: net.internal, network: net.name.clone() };
+        let (children, parents) = (sb.link_children.clone(), sb.link_parents.clone());
+        {
+            let sb = self.sandbox_mut(&ep.container).expect("a sandbox");
+            let iface = sb.next_iface();
+            sb.add(id, key);
+            let e = self.endpoint_mut(id).expect("known");
+            e.iface = iface;
+            e.link_children = children;
+            e.link_parents = parents;
+        }
+        let after = self.sandbox(&ep.container).and_then(|s| s.gateway_endpoint()).map(str::to_string);
+        if after.as_deref() == Some(id) && before.as_deref() != Some(id) {
+            if let Some(old) = &before {
+                self.revoke(old);
+            }
+            if !net.internal {
+                if let Err(e) = self.program(id) {
+                    // The join rolls back: out of the sandbox, and the old
+                    // endpoint gets its connectivity back.
+                    self.driver_leave(id);
+                    if let Some(sb) = self.sandbox_mut(&ep.container) {
+                        sb.remove(id);
+                    }
+                    if let Some(old) = &before {
+                        let _ = self.program(old);
+                    }
+                    return Err(format!(
+                        "driver failed programming external connectivity on endpoint {} ({id}): {e}",
+                        ep.container
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ProgramExternalConnectivity`: the sandbox's ports mapped on this
+    /// endpoint, then (icc off) its legacy links.
+    fn program(&mut self, id: &str) -> Result<(), String> {
+        let ep = self.endpoint(id).cloned().expect("known endpoint");
+        let net = self.network(&ep.network).cloned().expect("known network");
+        let spec = self.ctr(&ep.container).expect("known").spec.clone();
+        let (bindings, exposed) = sandbox_ports(&spec);
+        self.endpoint_mut(id).expect("known").exposed = Some(exposed);
+        let mapped = self.allocate_ports(&ep, &net, &bindings)?;
+        self.endpoint_mut(id).expect("known").mapped = mapped;
+        if !net.icc {
+            if let Err(e) = self.link(id, true) {
+                self.release_ports(id);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `RevokeExternalConnectivity`: the ports go (the exposed ports stay known).
+    fn revoke(&mut self, id: &str) {
+        self.release_ports(id);
+    }
+
+    /// The bridge driver's `Leave`: with icc off, the links go.
+    fn driver_leave(&mut self, id: &str) {
+        let Some(ep) = self.endpoint(id) else { return };
+        let icc = self.network(&ep.network).is_none_or(|n| n.icc);
+        if !icc {
+            let _ = self.link(id, false);
+        }
+    }
+
+    /// The bridge driver's `link`: rules for each parent (its address to
+    /// this endpoint's exposed ports) and each child (this address to the
+    /// child's exposed ports), added or removed. A link whose endpoint is
+    /// gone is an error that ends the walk, as in libnetwork.
+    fn link(&mut self, id: &str, enable: bool) -> Result<(), String> {
+        let ep = self.endpoint(id).cloned().expect("known endpoint");
+        let Some(exposed) = ep.exposed.clone() else { return Ok(()) };
+        let bridge = self.network(&ep.network).map(|n| n.bridge.clone()).unwrap_or_default();
+        // (parent address, child address, the child's exposed ports)
+        type Pair = (Ipv4Addr, Ipv4Addr, Vec<(Proto, u16)>);
+        let mut pairs: Vec<Pair> = Vec::new();
+        if !exposed.is_empty() {
+            for p in &ep.link_parents {
+                let parent = self.endpoint(p).ok_or_else(|| format!("invalid endpoint id: {p}"))?;
+                pairs.push((parent.address.ip(), ep.address.ip(), exposed.clone()));
+            }
+        }
+        for c in &ep.link_children {
+            let child = self.endpoint(c).ok_or_else(|| format!("invalid endpoint id: {c}"))?;
+            match &child.exposed {
+                Some(x) if !x.is_empty() => pairs.push((ep.address.ip(), child.address.ip(), x.clone())),
+                _ => {}
+            }
+        }
+        for (parent, child, ports) in pairs {
+            for (proto, port) in ports {
+                if enable {
+                    self.layout.link(&mut self.rules, &bridge, parent, child, proto, port)?;
+                } else {
+                    let there = format!(
+                        "-s {parent}/32 -d {child}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {port} -j ACCEPT"
+                    );
+                    let back = format!(
+                        "-s {child}/32 -d {parent}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} --sport {port} -j ACCEPT"
+                    );
+                    self.rules.delete(&(Table::Filter, "DOCKER".into(), there));
+                    self.rules.delete(&(Table::Filter, "DOCKER".into(), back));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `allocatePorts`: each binding on IPv4 (the host address given, or
+    /// the network's default binding address), then, with the userland
+    /// proxy on and a default binding address of 0.0.0.0, on `::`.
+    fn allocate_ports(
+        &mut self,
+        ep: &Endpoint,
+        net: &Network,
+        bindings: &[PortBinding],
+    ) -> Result<Vec<Mapped>, String> {
+        let default_ip = net.host_binding.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut done: Vec<Mapped> = Vec::new();
+        for b in bindings {
+            let mut wanted = vec![IpAddr::V4(b.host_ip.unwrap_or(default_ip))];
+            if self.v.proxy_on_ipv6_any && self.proxy && b.host_ip.is_none() && default_ip.is_unspecified() {
+                wanted.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+            }
+            for host_ip in wanted {
+                match self.allocate_port(ep, net, b, host_ip) {
+                    Ok(m) => done.push(m),
+                    Err(e) => {
+                        for m in done {
+                            self.unmap(&ep.container, &m);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// `allocatePort` → `MapRange`: the allocator, the forwarding rules,
+    /// then the proxy (or the dummy listener). A dynamic port is tried up
+    /// to 10 times; an explicit one once.
+    fn allocate_port(
+        &mut self,
+        ep: &Endpoint,
+        net: &Network,
+        b: &PortBinding,
+        host_ip: IpAddr,
+    ) -> Result<Mapped, String> {
+        let dynamic = b.host_port == 0;
+        let range = (!dynamic).then_some((b.host_port, b.host_port_end.max(b.host_port)));
+        let mut last = String::new();
+        for _ in 0..if dynamic { 10 } else { 1 } {
+            let port = match self.ports.request(host_ip, b.proto, range) {
+                Ok(p) => p,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let m = PortMapping {
+                container: ep.container.clone(),
+                proto: b.proto,
+                host_ip,
+                host_port: port,
+                container_ip: ep.address.ip(),
+                container_port: b.port,
+            };
+            let rules = if self.iptables {
+                match self.layout.map_port(&mut self.rules, &net.bridge, &m) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.ports.release(host_ip, b.proto, port);
+                        last = e;
+                        continue;
+                    }
+                }
+            } else {
+                vec![]
+            };
+            if let Some(e) = self.bind_error(host_ip, b.proto, port) {
+                self.rules.delete_all(&rules);
+                self.ports.release(host_ip, b.proto, port);
+                last = if self.proxy { format!("Error starting userland proxy: {e}") } else { e };
+                continue;
+            }
+            self.binds.push(Bind { ip: host_ip, proto: b.proto, port });
+            if self.proxy {
+                self.proxies.push(m.clone());
+            }
+            return Ok(Mapped {
+                proto: b.proto,
+                host_ip,
+                host_port: port,
+                container_ip: m.container_ip,
+                container_port: b.port,
+                rules,
+            });
+        }
+        Err(last)
+    }
+
+    /// Why a listener on `ip:port` cannot bind, in Go's words. IPv6
+    /// listeners are v6-only (Go's `tcp6`), so they meet only each other.
+    fn bind_error(&self, ip: IpAddr, proto: Proto, port: u16) -> Option<String> {
+        let (net, shown) = match ip {
+            IpAddr::V4(v4) => (format!("{proto}4"), format!("{v4}:{port}")),
+            IpAddr::V6(v6) => (format!("{proto}6"), format!("[{v6}]:{port}")),
+        };
+        if let IpAddr::V4(v4) = ip {
+            if !self.host_address(v4) {
+                return Some(format!("listen {net} {shown}: bind: cannot assign requested address"));
+            }
+        }
+        let clash = self.binds.iter().any(|b| {
+            b.proto == proto
+                && b.port == port
+                && b.ip.is_ipv4() == ip.is_ipv4()
+                && (b.ip.is_unspecified() || ip.is_unspecified() || b.ip == ip)
+        });
+        clash.then(|| format!("listen {net} {shown}: bind: address already in use"))
+    }
+
+    /// The port mapper's `Unmap`: proxy stopped, rules deleted if there,
+    /// port released.
+    fn unmap(&mut self, container: &str, m: &Mapped) {
+        let bind = Bind { ip: m.host_ip, proto: m.proto, port: m.host_port };
+        if let Some(i) = self.binds.iter().position(|b| *b == bind) {
+            self.binds.remove(i);
+        }
+        self.proxies.retain(|p| {
+            !(p.container == container && p.host_ip == m.host_ip && p.proto == m.proto && p.host_port == m.host_port)
+        });
+        self.rules.delete_all(&m.rules);
+        self.ports.release(m.host_ip, m.proto, m.host_port);
+    }
+
+    /// `releasePorts` of an endpoint.
+    fn release_ports(&mut self, id: &str) {
+        let Some(ep) = self.endpoint_mut(id) else { return };
+        let mapped = std::mem::take(&mut ep.mapped);
+        let container = ep.container.clone();
+        for m in &mapped {
+            self.unmap(&container, m);
+        }
+    }
+
+    /// `endpoint.sbLeave`: connectivity revoked when it was the gateway
+    /// endpoint, the driver's `Leave`, out of the sandbox, and
+    /// connectivity programmed on the next gateway endpoint.
+    fn leave(&mut self, id: &str) {
+        let Some(ep) = self.endpoint(id).cloned() else { return };
+        let was_gateway = self.sandbox(&ep.container).and_then(|s| s.gateway_endpoint()) == Some(id);
+        if was_gateway {
+            self.revoke(id);
+        }
+        self.driver_leave(id);
+        if let Some(sb) = self.sandbox_mut(&ep.container) {
+            sb.remove(id);
+        }
+        if was_gateway {
+            // Programmed whatever the network (libnetwork checks `internal`
+            // only when joining); a failure is only logged.
+            if let Some(next) = self.sandbox(&ep.container).and_then(|s| s.gateway_endpoint()).map(str::to_string) {
+                let _ = self.program(&next);
+            }
+        }
+    }
+
+    /// `endpoint.Delete`: the veth goes, the address is released.
+    fn delete_endpoint(&mut self, id: &str) {
+        let Some(i) = self.endpoints.iter().position(|e| e.id == id) else { return };
+        let ep = self.endpoints.remove(i);
+        if let Some(n) = self.network(&ep.network) {
+            let pool = n.pool;
+            self.ipam.release_address(pool, ep.address.ip());
+        }
+    }
+
+    /// `releaseNetwork`: `sandbox.Delete` leaves and deletes every endpoint,
+    /// in the sandbox's order. The namespace goes with its last process.
+    pub fn release_network(&mut self, name: &str) {
+        let ids: Vec<String> =
+            self.sandbox(name).map(|sb| sb.endpoints.iter().map(|(id, _)| id.clone()).collect()).unwrap_or_default();
+        for id in &ids {
+            self.leave(id);
+            self.delete_endpoint(id);
+        }
+        // An endpoint made but never joined (a failed join) goes too.
+        let strays: Vec<String> =
+            self.endpoints.iter().filter(|e| e.container == name && e.iface.is_empty()).map(|e| e.id.clone()).collect();
+        for id in strays {
+            self.delete_endpoint(&id);
+        }
+        let netns = match self.ctr_mut(name) {
+            Some(c) => {
+                c.running = false;
+                c.netns.take()
+            }
+            None => None,
+        };
+        if let Some(ns) = self.namespaces.iter_mut().find(|n| n.sandbox.as_ref().is_some_and(|s| s.container == name)) {
+            ns.sandbox = None;
+        }
+        let Some(ns) = netns.filter(|ns| ns != "host") else { return };
+        let used = self.containers.iter().any(|o| o.running && o.netns.as_deref() == Some(ns.as_str()));
+        if !used {
+            self.namespaces.retain(|n| n.name != ns);
+        }
+    }
+
+    /// `docker stop` (and the stop of `restart` and `rm -f`).
+    pub fn stop(&mut self, name: &str) {
+        if self.ctr(name).is_some_and(|c| c.running) {
+            self.release_network(name);
+        }
+    }
+
+    /// `docker network connect`: a running container joins at once; a
+    /// stopped one only records the network.
+    pub fn connect(
+        &mut self,
+        name: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        span: Range<usize>,
+    ) -> Result<(), Failure> {
+        let ctr = self.ctr(name).cloned().ok_or_else(|| (span.clone(), format!("No such container: {name}")))?;
+        let Some(net) = self.network(network).cloned() else {
+            return Err((span, format!("network {network} not found")));
+        };
+        match ctr.mode() {
+            NetworkMode::Host | NetworkMode::Container(_) => return Err((span, SHARED_NETWORK.into())),
+            NetworkMode::None => return Err((span, NO_NETWORK.into())),
+            _ => {}
+        }
+        let a = Attachment { network: net.name.clone(), ip, span: span.clone() };
+        if !ctr.running {
+            if ip.is_some() && (net.default || !self.user_subnet(&net)) {
+                let e = if net.default {
+                    "user specified IP address is supported on user defined networks only"
+                } else {
+                    "user specified IP address is supported only when connecting to networks with user configured subnets"
+                };
+                return Err((span, e.into()));
+            }
+            let c = self.ctr_mut(name).expect("known");
+            if !c.attachments.iter().any(|x| x.network == a.network) {
+                c.attachments.push(a);
+            }
+            return Ok(());
+        }
+        self.connect_to_network(name, &a)?;
+        self.ctr_mut(name).expect("known").attachments.push(a);
+        Ok(())
+    }
+
+    /// `docker network disconnect`.
+    pub fn disconnect(&mut self, name: &str, network: &str, span: Range<usize>) -> Result<(), Failure> {
+        let ctr = self.ctr(name).cloned().ok_or_else(|| (span.clone(), format!("No such container: {name}")))?;
+        let id = crate::plan::libnetwork::long_container_id(name);
+        if !ctr.running {
+            if !ctr.attachments.iter().any(|a| a.network == network) {
+                return Err((span, format!("container {id} is not connected to the network {network}")));
+            }
+            self.ctr_mut(name).expect("known").attachments.retain(|a| a.network != network);
+            return Ok(());
+        }
+        let ep = self.endpoints.iter().find(|e| e.container == name && e.network == network).map(|e| e.id.clone());
+        let Some(ep) = ep else {
+            return Err((span, format!("container {id} is not connected to network {network}")));
+        };
+        self.leave(&ep);
+        self.delete_endpoint(&ep);
+        self.ctr_mut(name).expect("known").attachments.retain(|a| a.network != network);
+        Ok(())
+    }
+
+    /// Forgets a removed container.
+    pub fn forget(&mut self, name: &str) {
+        self.containers.retain(|c| c.name() != name);
+    }
+
+    fn veth_name(&mut self, container: &str, network: &str) -> String {
+        // Docker picks "veth" + 7 random hex digits; bridgelab's are stable.
+        (0u32..)
+            .map(|i| {
+                let h = crate::stable_hash::fnv1a(&["veth", container, network, &i.to_string()]);
+                format!("veth{:07x}", h & 0xfff_ffff)
+            })
+            .find(|n| self.veth_names.insert(n.clone()))
+            .expect("a free name")
+    }
+
+    /// Every published port's `docker-proxy`, for the plan.
+    pub fn relays(&self) -> Vec<PortMapping> {
+        self.proxies.clone()
+    }
+}

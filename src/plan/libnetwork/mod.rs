@@ -1,0 +1,298 @@
+//! One model of libnetwork, the networking of Docker 17.06 and later:
+//! the controller and the daemon's calls into it ([`controller`]),
+//! networks ([`network`]), endpoints ([`endpoint`]), sandboxes
+//! ([`sandbox`]), the default IPAM driver ([`ipam`]) and the port
+//! allocator ([`portallocator`]). What differs between Docker releases is
+//! data in [`version`]; the rules come from the release's firewall layout
+//! (`plan/firewall/docker20.rs`) through `FirewallLayout`.
+//!
+//! The model replays what the daemon does, in its order: start (driver
+//! configuration, the default bridge), `docker network create` for each
+//! `[[network]]`, `docker run` for each container, then each `[[step]]`;
+//! after the start and after every step the state is written out as a
+//! [`Plan`].
+
+pub mod controller;
+pub mod endpoint;
+pub mod ipam;
+pub mod network;
+pub mod portallocator;
+pub mod sandbox;
+pub mod version;
+
+use controller::Controller;
+use version::Version;
+
+use super::host;
+use super::*;
+use crate::scenario::{Diagnostic, Scenario, Step, StepAction, StepContainer};
+
+/// Docker's 64-hex container ID, stable per container name; its first 12
+/// digits are the short ID the scenario checks quote.
+pub fn long_container_id(name: &str) -> String {
+    let short = crate::scenario::container_id(name);
+    let rest = network::hex_id(&["container-id-long", name]);
+    format!("{short}{}", &rest[..52])
+}
+
+/// Plans a scenario for a libnetwork release.
+pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
+    let mut c = Controller::new(s, v);
+    c.start_daemon(false);
+    if c.errors.is_empty() {
+        for n in &s.spec.networks {
+            if let Err((span, e)) = c.create_network(n) {
+                c.err(span, e);
+            }
+        }
+    }
+    if c.errors.is_empty() {
+        for spec in &s.spec.containers {
+            c.create(spec);
+            if spec.running {
+                if let Err((span, e)) = c.start(spec.name()) {
+                    c.err(span, e);
+                }
+            }
+        }
+    }
+    let mut plan = snapshot(&mut c)?;
+    for step in &s.spec.steps {
+        let action = run_step(&mut c, step);
+        plan.steps.push(StepPlan { action, after: snapshot(&mut c)? });
+    }
+    Ok(plan)
+}
+
+/// One `[[step]]`; returns what it did, for reports. A failure is an
+/// error unless the step says it `fails` with Docker's message.
+fn run_step(c: &mut Controller, step: &Step) -> String {
+    let action = *step.action.get_ref();
+    let span = step.action.span();
+    let name = step.container.as_ref().map(|x| x.get_ref().name().to_string()).unwrap_or_default();
+    let network = step.network.as_ref().map(|n| n.get_ref().clone()).unwrap_or_default();
+    let unknown = |c: &Controller| c.ctr(&name).is_none();
+    let result: Result<(), controller::Failure> = match action {
+        StepAction::Stop if unknown(c) => Err((span, format!("No such container: {name}"))),
+        StepAction::Stop => {
+            c.stop(&name);
+            Ok(())
+        }
+        StepAction::Start if unknown(c) => Err((span, format!("No such container: {name}"))),
+        StepAction::Start => c.start(&name),
+        StepAction::Restart if unknown(c) => Err((span, format!("No such container: {name}"))),
+        StepAction::Restart => {
+            c.stop(&name);
+            c.start(&name)
+        }
+        StepAction::Remove => {
+            c.stop(&name);
+            c.forget(&name);
+            Ok(())
+        }
+        StepAction::Run => match step.container.as_ref().map(|x| x.get_ref()) {
+            Some(StepContainer::Inline(spec)) => {
+                c.create(spec);
+                if spec.running {
+                    c.start(spec.name())
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        },
+        StepAction::FlushIptables => {
+            c.rules.flush_all();
+            Ok(())
+        }
+        StepAction::RestartDaemon => {
+            // Shutting down stops every container (none has a restart policy
+            // here, so none comes back by itself).
+            let running: Vec<String> =
+                c.containers.iter().filter(|x| x.running).map(|x| x.name().to_string()).collect();
+            for n in running.iter().rev() {
+                c.stop(n);
+            }
+            c.start_daemon(true);
+            Ok(())
+        }
+        StepAction::Connect => {
+            let at = step.network.as_ref().map(|n| n.span()).unwrap_or(span);
+            c.connect(&name, &network, None, at)
+        }
+        StepAction::Disconnect => {
+            let at = step.network.as_ref().map(|n| n.span()).unwrap_or(span);
+            c.disconnect(&name, &network, at)
+        }
+    };
+    let mut label = match (name.is_empty(), network.is_empty()) {
+        (true, _) => action.to_string(),
+        (false, true) => format!("{action} {name}"),
+        (false, false) => format!("{action} {name} {network}"),
+    };
+    match (result, &step.fails) {
+        (Ok(()), None) => {}
+        (Err((span, e)), None) => c.errors.push(Diagnostic::new(span, e)),
+        (Err((_, e)), Some(want)) if e == *want.get_ref() => label = format!("{label} (fails: {e})"),
+        (Err((_, e)), Some(want)) => {
+            c.err(want.span(), format!("Docker fails this step with \"{e}\", not as `fails` says"))
+        }
+        (Ok(()), Some(want)) => c.err(want.span(), "Docker does not fail this step, as `fails` says it does"),
+    }
+    label
+}
+
+/// The model's state as a plan.
+fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
+    let s = c.s;
+    if !c.errors.is_empty() {
+        let mut errors = std::mem::take(&mut c.errors);
+        errors.sort_by_key(|d| d.span.start);
+        return Err(Diagnostics::new(s.source.clone(), errors));
+    }
+    let (mut hostnode, external) = host::base_nodes(s);
+    for b in &c.bridges {
+        hostnode.links.push(host::bridge_link(&b.name, b.mac, b.addresses.clone()));
+        for a in &b.addresses {
+            hostnode.routes.push(host::connected(*a, &b.name));
+        }
+    }
+    // Host ends of the veths, then the container namespaces.
+    let mut nodes = Vec::new();
+    for ns in &c.namespaces {
+        let mut node =
+            NodePlan { name: ns.name.clone(), links: vec![host::loopback()], routes: vec![], sysctls: vec![] };
+        if let Some(sb) = &ns.sandbox {
+            let mut eps: Vec<&endpoint::Endpoint> =
+                sb.endpoints.iter().filter_map(|(id, _)| c.endpoints.iter().find(|e| e.id == *id)).collect();
+            eps.sort_by_key(|e| e.iface.trim_start_matches("eth").parse::<u32>().unwrap_or(0));
+            for ep in eps {
+                let net = c.network(&ep.network).expect("an endpoint's network");
+                let mtu = (net.mtu != 0).then_some(ep.mtu);
+                hostnode.links.push(LinkPlan {
+                    name: ep.host_veth.clone(),
+                    kind: LinkKind::Veth { peer_node: ns.name.clone(), peer: ep.iface.clone(), create: true },
+                    mac: None,
+                    mtu,
+                    mtu_expected: ep.mtu,
+                    master: Some(net.bridge.clone()),
+                    addresses: vec![],
+                    up: true,
+                    hairpin: !c.proxy,
+                });
+                node.links.push(LinkPlan {
+                    name: ep.iface.clone(),
+                    kind: LinkKind::Veth { peer_node: "host".into(), peer: ep.host_veth.clone(), create: false },
+                    mac: Some(ep.mac),
+                    mtu,
+                    mtu_expected: ep.mtu,
+                    master: None,
+                    addresses: vec![ep.address],
+                    up: true,
+                    hairpin: false,
+                });
+                node.routes.push(host::connected(ep.address, &ep.iface));
+            }
+            if let Some(gw) = sb.gateway_endpoint().and_then(|id| c.endpoints.iter().find(|e| e.id == id)) {
+                node.routes.push(host::via(None, gw.gateway, &gw.iface));
+            }
+        }
+        nodes.push(node);
+    }
+    // Sysctls: what the daemon writes, and what it relies on.
+    let d = &s.spec.daemon;
+    let forward = d.ip_forward() || host::forwarding_before(s);
+    hostnode.sysctls.push(Sysctl {
+        key: "net.ipv4.ip_forward".into(),
+        value: if forward { "1" } else { "0" }.into(),
+        write: forward,
+    });
+    hostnode.sysctls.push(Sysctl {
+        key: "net.ipv4.ip_local_port_range".into(),
+        value: format!("{}\t{}", portallocator_range().0, portallocator_range().1),
+        write: false,
+    });
+    hostnode.sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: false });
+    for n in &c.networks {
+        if n.created_bridge || n.default {
+            // setupDefaultSysctl: no IPv6 router advertisements on the bridge.
+            hostnode.sysctls.push(Sysctl {
+                key: format!("net.ipv6.conf.{}.accept_ra", n.bridge),
+                value: "0".into(),
+                write: true,
+            });
+        }
+        if !c.proxy {
+            // setupLoopbackAddressesRouting, for hairpin NAT to 127.0.0.1.
+            hostnode.sysctls.push(Sysctl {
+                key: format!("net.ipv4.conf.{}.route_localnet", n.bridge),
+                value: "1".into(),
+                write: true,
+            });
+        }
+    }
+    host::settle_kernel(&mut hostnode);
+    let mut all = vec![hostnode, external];
+    all.extend(nodes);
+    for n in &mut all {
+        n.routes.sort_by_key(|r| r.sort_key());
+    }
+    let bridge_plan = |n: &network::Network| BridgePlan {
+        name: n.bridge.clone(),
+        address: n.gateway,
+        pool: n.pool.range.unwrap_or(n.pool.subnet),
+        origin: n.origin.clone(),
+    };
+    let containers = c
+        .containers
+        .iter()
+        .map(|x| {
+            let mut eps: Vec<Endpoint> = c
+                .endpoints
+                .iter()
+                .filter(|e| e.container == x.name() && !e.iface.is_empty())
+                .map(|e| Endpoint {
+                    network: e.network.clone(),
+                    iface: e.iface.clone(),
+                    bridge: c.network(&e.network).map(|n| n.bridge.clone()).unwrap_or_default(),
+                    host_veth: e.host_veth.clone(),
+                    address: e.address,
+                    gateway: e.gateway,
+                    mac: e.mac,
+                    mtu: e.mtu,
+                })
+                .collect();
+            eps.sort_by_key(|e| e.iface.trim_start_matches("eth").parse::<u32>().unwrap_or(0));
+            ContainerPlan {
+                name: x.name().to_string(),
+                mode: x.mode(),
+                running: x.running,
+                netns: x.netns.clone(),
+                endpoints: eps,
+            }
+        })
+        .collect();
+    Ok(Plan {
+        scenario: s.name.clone(),
+        firewall: d.firewall(),
+        bridge: c.networks.iter().find(|n| n.default).map(bridge_plan),
+        networks: c
+            .networks
+            .iter()
+            .filter(|n| !n.default)
+            .map(|n| NetworkPlan { name: n.name.clone(), internal: n.internal, bridge: bridge_plan(n) })
+            .collect(),
+        containers,
+        nodes: all,
+        iptables: c.rules.clone(),
+        port_mappings: c.relays(),
+        steps: vec![],
+    })
+}
+
+fn portallocator_range() -> (u16, u16) {
+    super::portallocator::NETNS_EPHEMERAL_RANGE
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,378 @@
+//! The libnetwork model against a real dockerd 20.10.24.
+//!
+//! `captures/` holds `iptables-save` of Debian 12's dockerd 20.10.24 run in
+//! a network namespace, one file per configuration (counters dropped; each
+//! `br-<id>` written as `{network name}`, since Docker's IDs are random and
+//! bridgelab's are stable; the capture host's 203.0.113.0/24 uplink written
+//! as the lab's 198.51.100.0/24). Each test plans the same configuration
+//! as a scenario and compares the rules byte for byte.
+
+use super::*;
+use crate::scenario::Scenario;
+
+fn plan_of(text: &str) -> Result<Plan, Diagnostics> {
+    let text = format!("[daemon]\nfirewall = \"docker20\"\n{text}");
+    let s = Scenario::parse("p.toml".into(), text).unwrap_or_else(|e| panic!("{e}"));
+    crate::plan::plan(&s)
+}
+
+fn ok(text: &str) -> Plan {
+    plan_of(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> String {
+    plan_of(text).expect_err("plan should fail").to_string()
+}
+
+/// A capture with `{network}` replaced by the plan's bridge of that network.
+fn capture(plan: &Plan, text: &str) -> String {
+    let mut t = text.to_string();
+    if let Some(b) = &plan.bridge {
+        t = t.replace("{bridge}", &b.name);
+    }
+    for n in &plan.networks {
+        t = t.replace(&format!("{{{}}}", n.name), &n.bridge.name);
+    }
+    assert!(!t.contains('{'), "a network of the capture is not in the plan:\n{t}");
+    t
+}
+
+fn same_rules(plan: &Plan, text: &str) {
+    let want = capture(plan, text);
+    let got = plan.iptables.render();
+    assert_eq!(got, want, "\n--- plan ---\n{got}\n--- dockerd 20.10.24 ---\n{want}");
+}
+
+fn ips(p: &Plan) -> Vec<String> {
+    p.containers.iter().map(|c| c.ip().map(|i| i.to_string()).unwrap_or_else(|| "-".into())).collect()
+}
+
+const WEB_AND_DNS: &str = r#"
+[[container]]
+name = "web"
+publish = ["8080:80"]
+[[container]]
+name = "dns"
+publish = ["5353:53/udp"]
+"#;
+
+#[test]
+fn a_fresh_daemon_has_dockers_chains_in_dockers_order() {
+    let p = ok("");
+    same_rules(&p, include_str!("captures/1-default-empty.txt"));
+    let b = p.bridge.as_ref().unwrap();
+    assert_eq!((b.name.as_str(), b.address.to_string()), ("docker0", "172.17.0.1/16".to_string()));
+}
+
+#[test]
+fn published_ports_get_dnat_accept_and_hairpin_masquerade() {
+    let p = ok(WEB_AND_DNS);
+    same_rules(&p, include_str!("captures/2-default-two-containers.txt"));
+    assert_eq!(ips(&p), ["172.17.0.2", "172.17.0.3"]);
+    let web = &p.container("web").unwrap().endpoints[0];
+    assert_eq!(web.mac.to_string(), "02:42:ac:11:00:02");
+    assert_eq!(web.gateway.to_string(), "172.17.0.1");
+    // docker-proxy listens on 0.0.0.0 and on :: for each port.
+    let proxies: Vec<String> = p.port_mappings.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        proxies,
+        [
+            "0.0.0.0:8080/tcp -> 172.17.0.2:80 (web)",
+            ":::8080/tcp -> 172.17.0.2:80 (web)",
+            "0.0.0.0:5353/udp -> 172.17.0.3:53 (dns)",
+            ":::5353/udp -> 172.17.0.3:53 (dns)",
+        ]
+    );
+}
+
+#[test]
+fn publish_forms_in_dockers_binding_order() {
+    // Capture 2b without its `-P` and `[::]:` containers (p3, and p4's `::` port).
+    let p = ok(r#"
+[[container]]
+name = "p1"
+publish = ["8080:80", "127.0.0.1:8081:80", "8082:80/udp", "8083:80/tcp", "8083:80/udp"]
+[[container]]
+name = "p2"
+publish = ["80", "9000-9001:90-91", "127.0.0.1::80"]
+"#);
+    let nat = p.iptables.render();
+    let dnat: Vec<&str> = nat.lines().filter(|l| l.contains("DNAT")).collect();
+    let want: Vec<&str> =
+        include_str!("captures/2b-default-publish-forms.txt").lines().filter(|l| l.contains("DNAT")).take(9).collect();
+    assert_eq!(dnat, want);
+    // 127.0.0.1:32768 first; 0.0.0.0:32768 then fails to bind and the
+    // mapper retries on 32769; :: has a table of its own.
+    let p2: Vec<String> = p
+        .port_mappings
+        .iter()
+        .filter(|m| m.container == "p2" && m.container_port == 80)
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(
+        p2,
+        [
+            "127.0.0.1:32768/tcp -> 172.17.0.3:80 (p2)",
+            "0.0.0.0:32769/tcp -> 172.17.0.3:80 (p2)",
+            ":::32768/tcp -> 172.17.0.3:80 (p2)"
+        ]
+    );
+}
+
+#[test]
+fn icc_off_drops_and_a_link_opens_the_exposed_ports() {
+    let p = ok(r#"icc = false
+[[container]]
+name = "web"
+expose = ["80"]
+[[container]]
+name = "client"
+links = ["web:db"]
+[[container]]
+name = "other"
+[[step]]
+do = "remove"
+container = "client"
+"#);
+    same_rules(&p, include_str!("captures/3-icc-false-link.txt"));
+    same_rules(&p.steps[0].after, include_str!("captures/3-icc-false-link--after-rm-client.txt"));
+}
+
+#[test]
+fn userland_proxy_off_uses_hairpin_nat_and_route_localnet() {
+    let p = ok("userland_proxy = false\n[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"client\"\n");
+    same_rules(&p, include_str!("captures/4-userland-proxy-false.txt"));
+    assert!(p.port_mappings.is_empty(), "no docker-proxy relays");
+    let host = p.node("host").unwrap();
+    assert!(host.sysctls.iter().any(|s| s.key == "net.ipv4.conf.docker0.route_localnet" && s.value == "1"));
+    let veth = &p.container("web").unwrap().endpoints[0].host_veth;
+    assert!(host.link(veth).unwrap().hairpin, "hairpin mode on the bridge port");
+}
+
+#[test]
+fn iptables_off_leaves_no_rules_but_the_proxies_run() {
+    let p = ok("iptables = false\n[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n");
+    same_rules(&p, include_str!("captures/6-iptables-false.txt"));
+    assert_eq!(p.port_mappings.len(), 2);
+    let fwd = p.node("host").unwrap().sysctls.iter().find(|s| s.key == "net.ipv4.ip_forward").cloned().unwrap();
+    assert_eq!((fwd.value.as_str(), fwd.write), ("1", true));
+}
+
+#[test]
+fn the_forward_policy_drops_only_when_the_daemon_turned_forwarding_on() {
+    same_rules(&ok(""), include_str!("captures/7-forward-0-before.txt"));
+    same_rules(&ok("[host]\nforwarding = true\n"), include_str!("captures/7-forward-1-before.txt"));
+}
+
+#[test]
+fn bip_fixed_cidr_and_mtu() {
+    let p = ok(r#"bip = "10.66.0.1/24"
+fixed_cidr = "10.66.0.128/25"
+mtu = 1400
+[[network]]
+name = "usr"
+[[container]]
+name = "ca"
+[[container]]
+name = "cb"
+publish = ["8080:80"]
+[[container]]
+name = "cc"
+network = "usr"
+"#);
+    same_rules(&p, include_str!("captures/8-bip-fixed-cidr-mtu.txt"));
+    assert_eq!(ips(&p), ["10.66.0.128", "10.66.0.129", "172.17.0.2"]);
+    let ca = &p.container("ca").unwrap().endpoints[0];
+    assert_eq!((ca.mtu, ca.mac.to_string()), (1400, "02:42:0a:42:00:80".to_string()));
+    // --mtu is the default bridge's only.
+    assert_eq!(p.container("cc").unwrap().endpoints[0].mtu, 1500);
+    let host = p.node("host").unwrap();
+    assert_eq!(host.link("docker0").unwrap().mtu_expected, 1400);
+}
+
+#[test]
+fn ip_masq_off_with_ip_and_per_network_options() {
+    let p = ok(r#"ip_masq = false
+ip = "198.51.100.1"
+[[network]]
+name = "masq"
+ip_masq = true
+[[network]]
+name = "noicc"
+icc = false
+bridge = "noicc0"
+host_ip = "127.0.0.1"
+[[container]]
+name = "web"
+publish = ["8080:80", "127.0.0.1:8081:80"]
+[[container]]
+name = "n1"
+network = "noicc"
+publish = ["8090:80"]
+[[container]]
+name = "n2"
+network = "noicc"
+"#);
+    same_rules(&p, include_str!("captures/9-ip-masq-false-ip.txt"));
+    // --ip (and host_binding_ipv4) make one proxy, none on ::.
+    assert_eq!(p.port_mappings.len(), 3);
+}
+
+#[test]
+fn a_container_restart_moves_its_port_rules_behind_the_others() {
+    let text = r#"
+[[network]]
+name = "usr"
+[[container]]
+name = "web"
+publish = ["8080:80"]
+[[container]]
+name = "always"
+publish = ["8081:80"]
+[[container]]
+name = "u1"
+network = "usr"
+[[step]]
+do = "restart"
+container = "web"
+[[step]]
+do = "flush-iptables"
+[[step]]
+do = "restart-daemon"
+[[step]]
+do = "start"
+container = "always"
+"#;
+    let p = ok(text);
+    same_rules(&p, include_str!("captures/10-restart-and-flush--0-before.txt"));
+    same_rules(&p.steps[0].after, include_str!("captures/10-restart-and-flush--1-after-container-restart.txt"));
+    // After a flush Docker notices nothing; the FORWARD policy stays.
+    assert_eq!(p.steps[1].after.iptables.render(), "*filter\n:INPUT ACCEPT\n:FORWARD DROP\n:OUTPUT ACCEPT\nCOMMIT\n");
+    // The restarted daemon rebuilds its chains, docker0 first; `always`
+    // (restarted by its policy in the capture, by a step here) gets .2.
+    same_rules(&p.steps[3].after, include_str!("captures/10-restart-and-flush--4-after-daemon-restart.txt"));
+    assert_eq!(p.steps[3].after.container("always").unwrap().ip().unwrap().to_string(), "172.17.0.2");
+}
+
+#[test]
+fn a_daemon_restart_keeps_user_network_rules_in_place_and_puts_docker0_on_top() {
+    let text = r#"
+[[network]]
+name = "usr"
+[[network]]
+name = "usr2"
+[[container]]
+name = "web"
+publish = ["8080:80"]
+[[container]]
+name = "always"
+publish = ["8081:80"]
+[[container]]
+name = "unless"
+[[container]]
+name = "u1"
+network = "usr"
+[[step]]
+do = "restart-daemon"
+[[step]]
+do = "start"
+container = "unless"
+[[step]]
+do = "start"
+container = "always"
+[[step]]
+do = "start"
+container = "u1"
+"#;
+    let p = ok(text);
+    // In the capture the networks were made after web, always and unless;
+    // the order of rules does not depend on it.
+    same_rules(&p, include_str!("captures/10b-daemon-restart--0-before.txt"));
+    same_rules(&p.steps[3].after, include_str!("captures/10b-daemon-restart--2-after-daemon-restart.txt"));
+}
+
+#[test]
+fn the_default_pool_skips_link_routes() {
+    let p = ok(r#"
+[host]
+routes = ["172.17.0.0/16", "172.19.0.0/16"]
+[[network]]
+name = "usr"
+[[network]]
+name = "usr2"
+[[container]]
+name = "ca"
+"#);
+    same_rules(&p, include_str!("captures/11b-default-pool-route-scope-link.txt"));
+    assert_eq!(ips(&p), ["172.18.0.2"]);
+}
+
+#[test]
+fn addresses_are_the_lowest_free_again_after_a_stop() {
+    let p = ok(r#"
+[[container]]
+name = "s1"
+[[container]]
+name = "s2"
+[[container]]
+name = "s3"
+[[step]]
+do = "remove"
+container = "s2"
+[[step]]
+do = "run"
+[step.container]
+name = "s4"
+[[step]]
+do = "run"
+[step.container]
+name = "s5"
+[[step]]
+do = "stop"
+container = "s1"
+[[step]]
+do = "start"
+container = "s1"
+"#);
+    assert_eq!(ips(&p), ["172.17.0.2", "172.17.0.3", "172.17.0.4"]);
+    assert_eq!(ips(&p.steps[1].after), ["172.17.0.2", "172.17.0.4", "172.17.0.3"]);
+    assert_eq!(ips(&p.steps[2].after), ["172.17.0.2", "172.17.0.4", "172.17.0.3", "172.17.0.5"]);
+    assert_eq!(ips(&p.steps[4].after), ["172.17.0.2", "172.17.0.4", "172.17.0.3", "172.17.0.5"]);
+}
+
+#[test]
+fn ip_without_network_is_ignored_and_mac_is_kept() {
+    // Capture 13: `docker run --ip 172.17.0.9` without --network gets .2.
+    let p = ok("[[container]]\nname = \"ipd\"\nip = \"172.17.0.9\"\n[[container]]\nname = \"macd\"\nmac = \"02:00:00:00:00:09\"\n");
+    assert_eq!(ips(&p), ["172.17.0.2", "172.17.0.3"]);
+    assert_eq!(p.container("macd").unwrap().endpoints[0].mac.to_string(), "02:00:00:00:00:09");
+    let e = err("[[container]]\nname = \"ipb\"\nnetwork = \"bridge\"\nip = \"172.17.0.9\"\n");
+    assert!(e.contains("user specified IP address is supported on user defined networks only"), "{e}");
+}
+
+#[test]
+fn a_taken_port_fails_the_start_with_dockers_words() {
+    let e = err("[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:81\"]\n");
+    assert!(e.contains("driver failed programming external connectivity on endpoint bb ("), "{e}");
+    assert!(e.ends_with("): Bind for 0.0.0.0:8080 failed: port is already allocated"), "{e}");
+    // 127.0.0.1:8081 and then 0.0.0.0:8081: the allocator allows it, the bind does not.
+    let e = err("[[container]]\nname = \"aa\"\npublish = [\"127.0.0.1:8081:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8081:80\"]\n");
+    assert!(
+        e.ends_with("Error starting userland proxy: listen tcp4 0.0.0.0:8081: bind: address already in use"),
+        "{e}"
+    );
+}
+
+#[test]
+fn veth_and_bridge_names_have_dockers_shape_and_are_stable() {
+    let text = "[[network]]\nname = \"usr\"\n[[container]]\nname = \"aa\"\nnetwork = \"usr\"\n";
+    let (a, b) = (ok(text), ok(text));
+    assert_eq!(a.to_string(), b.to_string());
+    let br = &a.networks[0].bridge.name;
+    assert!(br.starts_with("br-") && br.len() == 15 && br[3..].bytes().all(|c| c.is_ascii_hexdigit()), "{br}");
+    let veth = &a.container("aa").unwrap().endpoints[0].host_veth;
+    assert!(veth.starts_with("veth") && veth.len() == 11, "{veth}");
+    // Bridges the daemon makes have 02:42 MACs.
+    let mac = a.node("host").unwrap().link(br).unwrap().mac.unwrap().to_string();
+    assert!(mac.starts_with("02:42:"), "{mac}");
+}
