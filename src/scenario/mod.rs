@@ -237,6 +237,9 @@ pub struct Container {
     pub mac: Option<Sp<RequestedMac>>,
     #[serde(default)]
     pub publish: Vec<Sp<PortSpec>>,
+    /// `-P`: every exposed port without a `publish` goes on a dynamic host port.
+    #[serde(default)]
+    pub publish_all: bool,
     #[serde(default)]
     pub expose: Vec<Sp<ExposeSpec>>,
     #[serde(default)]

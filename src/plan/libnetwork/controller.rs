@@ -433,9 +433,16 @@ impl<'a> Controller<'a> {
             // `--ip` goes to the network given with `--network`; without
             // one the CLI files it under "default", which the daemon never
             // looks up: the address is ignored.
-            let ip = if i == 0 && c.network.is_some() { c.ip.as_ref().map(|ip| ip.get_ref().0) } else { None };
-            let span =
-                if i == 0 { c.ip.as_ref().map(|ip| ip.span()).unwrap_or(c.network_span()) } else { c.network_span() };
+            // The others get theirs from `ips` (`docker network connect --ip`).
+            let (ip, span) = if i == 0 {
+                let ip = if c.network.is_some() { c.ip.as_ref().map(|ip| ip.get_ref().0) } else { None };
+                (ip, c.ip.as_ref().map(|ip| ip.span()).unwrap_or(c.network_span()))
+            } else {
+                match c.ips.get(&network) {
+                    Some(ip) => (Some(ip.get_ref().0), ip.span()),
+                    None => (None, c.network_span()),
+                }
+            };
             attachments.push(Attachment { network, ip, span });
         }
         let ctr = Ctr { spec: c.clone(), running: false, netns: None, attachments };

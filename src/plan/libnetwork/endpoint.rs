@@ -97,9 +97,15 @@ pub fn sandbox_ports(c: &Container) -> (Vec<PortBinding>, Vec<Port>) {
     }
     let mut out = Vec::new();
     for key in &ports {
+        let mut bound = false;
         for (_, b) in s.iter().filter(|(k, b)| k == key && b.is_some()) {
             let (host_ip, host_port, host_port_end) = b.expect("filtered");
             out.push(PortBinding { proto: key.0, port: key.1, host_ip, host_port, host_port_end });
+            bound = true;
+        }
+        // `-P`: a dynamic port on every address for an exposed port without binding.
+        if c.publish_all && !bound {
+            out.push(PortBinding { proto: key.0, port: key.1, host_ip: None, host_port: 0, host_port_end: 0 });
         }
     }
     (out, ports)

@@ -118,7 +118,7 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
         }
         StepAction::Connect => {
             let at = step.network.as_ref().map(|n| n.span()).unwrap_or(span);
-            c.connect(&name, &network, None, at)
+            c.connect(&name, &network, step.ip.as_ref().map(|i| i.get_ref().0), at)
         }
         StepAction::Disconnect => {
             let at = step.network.as_ref().map(|n| n.span()).unwrap_or(span);
