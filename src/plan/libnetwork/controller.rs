@@ -452,6 +452,18 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// `docker run --network FIRST` and then `docker network connect` for
+    /// each further network, in order.
+    pub fn run(&mut self, name: &str) -> Result<(), Failure> {
+        let Some(ctr) = self.ctr_mut(name) else { return Ok(()) };
+        let rest: Vec<Attachment> = ctr.attachments.drain(1.min(ctr.attachments.len())..).collect();
+        self.start(name)?;
+        for a in rest {
+            self.connect(name, &a.network, a.ip, a.span)?;
+        }
+        Ok(())
+    }
+
     /// `docker start`: `containerStart`; on failure its deferred `Cleanup`
     /// gives back what the start took.
     pub fn start(&mut self, name: &str) -> Result<(), Failure> {

@@ -50,7 +50,7 @@ pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
         for spec in &s.spec.containers {
             c.create(spec);
             if spec.running {
-                if let Err((span, e)) = c.start(spec.name()) {
+                if let Err((span, e)) = c.run(spec.name()) {
                     c.err(span, e);
                 }
             }
@@ -94,7 +94,7 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
             Some(StepContainer::Inline(spec)) => {
                 c.create(spec);
                 if spec.running {
-                    c.start(spec.name())
+                    c.run(spec.name())
                 } else {
                     Ok(())
                 }

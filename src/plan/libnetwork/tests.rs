@@ -376,3 +376,202 @@ fn veth_and_bridge_names_have_dockers_shape_and_are_stable() {
     let mac = a.node("host").unwrap().link(br).unwrap().mac.unwrap().to_string();
     assert!(mac.starts_with("02:42:"), "{mac}");
 }
+
+/// The containers' addresses per network, as `docker inspect` lists them.
+fn addresses(p: &Plan, name: &str) -> Vec<String> {
+    let mut v: Vec<String> =
+        p.container(name).unwrap().endpoints.iter().map(|e| format!("{} {}", e.network, e.address)).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn user_networks_connect_disconnect_stop_start_and_remove() {
+    // Capture 5, step by step.
+    let p = ok(r#"
+[[network]]
+name = "neta"
+subnet = "10.20.0.0/24"
+gateway = "10.20.0.1"
+[[network]]
+name = "netb"
+[[network]]
+name = "netc"
+internal = true
+[[container]]
+name = "multi"
+network = ["neta", "netb"]
+[[container]]
+name = "onb"
+network = "netb"
+[[container]]
+name = "onc"
+network = "netc"
+[[container]]
+name = "onc2"
+network = "netc"
+[[container]]
+name = "ondef"
+publish = ["8080:80"]
+[[step]]
+do = "disconnect"
+container = "multi"
+network = "netb"
+[[step]]
+do = "stop"
+container = "multi"
+[[step]]
+do = "run"
+[step.container]
+name = "taker"
+network = "neta"
+[[step]]
+do = "start"
+container = "multi"
+[[step]]
+do = "connect"
+container = "onb"
+network = "neta"
+ip = "10.20.0.50"
+[[step]]
+do = "connect"
+container = "multi"
+network = "netb"
+[[step]]
+do = "remove"
+container = "multi"
+"#);
+    same_rules(&p, include_str!("captures/5-user-networks--1-multi-on-a-and-b.txt"));
+    assert_eq!(addresses(&p, "multi"), ["neta 10.20.0.2/24", "netb 172.18.0.2/16"]);
+    assert_eq!(addresses(&p, "onc2"), ["netc 172.19.0.3/16"]);
+    // An internal network's containers still have a default route (capture 5, container-onc).
+    assert_eq!(p.node("onc").unwrap().routes[0].to_string(), "default via 172.19.0.1 dev eth0");
+    same_rules(&p.steps[0].after, include_str!("captures/5-user-networks--2-after-disconnect-b.txt"));
+    same_rules(&p.steps[1].after, include_str!("captures/5-user-networks--3-after-stop.txt"));
+    // taker takes multi's old address; multi comes back with the next one.
+    let started = &p.steps[3].after;
+    same_rules(started, include_str!("captures/5-user-networks--4-after-start.txt"));
+    assert_eq!(addresses(started, "taker"), ["neta 10.20.0.2/24"]);
+    assert_eq!(addresses(started, "multi"), ["neta 10.20.0.3/24"]);
+    let connected = &p.steps[5].after;
+    same_rules(connected, include_str!("captures/5-user-networks--5-after-connect-ip-and-reconnect.txt"));
+    assert_eq!(addresses(connected, "onb"), ["neta 10.20.0.50/24", "netb 172.18.0.3/16"]);
+    assert_eq!(addresses(connected, "multi"), ["neta 10.20.0.3/24", "netb 172.18.0.2/16"]);
+    // onb joined neta second: it is eth1, with 02:42 + its address.
+    let onb = connected.container("onb").unwrap().endpoint_on("neta").unwrap();
+    assert_eq!((onb.iface.as_str(), onb.mac.to_string()), ("eth1", "02:42:0a:14:00:32".to_string()));
+    same_rules(&p.steps[6].after, include_str!("captures/5-user-networks--6-after-rm.txt"));
+}
+
+#[test]
+fn ports_and_the_default_route_follow_the_gateway_endpoint() {
+    // Capture 15: the network whose name sorts first carries both.
+    let p = ok(r#"
+[[network]]
+name = "abc"
+[[network]]
+name = "zzz"
+[[container]]
+name = "web"
+publish = ["8080:80"]
+[[step]]
+do = "connect"
+container = "web"
+network = "abc"
+[[step]]
+do = "connect"
+container = "web"
+network = "zzz"
+[[step]]
+do = "disconnect"
+container = "web"
+network = "abc"
+[[step]]
+do = "run"
+[step.container]
+name = "onz"
+network = ["zzz", "abc"]
+publish = ["8081:80"]
+[[step]]
+do = "disconnect"
+container = "web"
+network = "bridge"
+"#);
+    same_rules(&p, include_str!("captures/15-gateway-endpoint-order--0-web-on-bridge.txt"));
+    let gw = |p: &Plan, n: &str| p.node(n).unwrap().routes[0].to_string();
+    assert_eq!(gw(&p, "web"), "default via 172.17.0.1 dev eth0");
+    let abc = &p.steps[0].after;
+    same_rules(abc, include_str!("captures/15-gateway-endpoint-order--1-connect-abc.txt"));
+    assert_eq!(gw(abc, "web"), "default via 172.18.0.1 dev eth1");
+    same_rules(&p.steps[1].after, include_str!("captures/15-gateway-endpoint-order--2-connect-zzz.txt"));
+    same_rules(&p.steps[2].after, include_str!("captures/15-gateway-endpoint-order--3-disconnect-abc.txt"));
+    same_rules(&p.steps[3].after, include_str!("captures/15-gateway-endpoint-order--4-onz-connect-abc.txt"));
+    let last = &p.steps[4].after;
+    same_rules(last, include_str!("captures/15-gateway-endpoint-order--5-web-disconnect-bridge.txt"));
+    assert_eq!(gw(last, "web"), "default via 172.19.0.1 dev eth2");
+}
+
+#[test]
+fn interface_names_are_never_reused_while_the_sandbox_lives() {
+    // Capture 16: eth1 disconnected and connected again comes back as eth3.
+    let p = ok(r#"userland_proxy = false
+[[network]]
+name = "usr"
+[[network]]
+name = "usr2"
+[[container]]
+name = "web"
+network = ["usr", "usr2", "bridge"]
+publish = ["8080:80"]
+[[step]]
+do = "disconnect"
+container = "web"
+network = "usr2"
+[[step]]
+do = "connect"
+container = "web"
+network = "usr2"
+"#);
+    let last = &p.steps[1].after;
+    same_rules(last, include_str!("captures/16-proxy-false-usernet-ifnames.txt"));
+    let ifaces: Vec<&str> = last.container("web").unwrap().endpoints.iter().map(|e| e.iface.as_str()).collect();
+    assert_eq!(ifaces, ["eth0", "eth2", "eth3"]);
+    let host = last.node("host").unwrap();
+    for n in ["docker0", &last.networks[0].bridge.name, &last.networks[1].bridge.name] {
+        let key = format!("net.ipv4.conf.{n}.route_localnet");
+        assert!(host.sysctls.iter().any(|s| s.key == key && s.value == "1"), "{key}");
+    }
+}
+
+#[test]
+fn network_mistakes_get_dockers_words() {
+    let many: String = (0..32).map(|i| format!("[[network]]\nname = \"n{i}\"\n")).collect();
+    let e = err(&many);
+    assert!(
+        e.contains("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"),
+        "{e}"
+    );
+    // The /30 fits one container (capture 5b).
+    let e = err("[[network]]\nname = \"tiny\"\nsubnet = \"10.40.0.0/30\"\n[[container]]\nname = \"t1\"\nnetwork = \"tiny\"\n[[container]]\nname = \"t2\"\nnetwork = \"tiny\"\n");
+    assert!(e.contains("no available IPv4 addresses on this network's address pools: tiny ("), "{e}");
+    let e = err("[[network]]\nname = \"x1\"\nsubnet = \"10.30.0.0/24\"\n[[container]]\nname = \"r5\"\nnetwork = \"x1\"\nip = \"10.99.0.9\"\n");
+    assert!(e.contains("Invalid address 10.99.0.9: It does not belong to any of this network's subnets"), "{e}");
+    let e = err("[[network]]\nname = \"x1\"\nsubnet = \"10.30.0.0/24\"\n[[container]]\nname = \"r2\"\nnetwork = \"x1\"\nip = \"10.30.0.9\"\n[[container]]\nname = \"r3\"\nnetwork = \"x1\"\nip = \"10.30.0.9\"\n");
+    assert!(e.ends_with("Address already in use"), "{e}");
+    let e = err("[[network]]\nname = \"usr\"\n[[container]]\nname = \"aa\"\n[[step]]\ndo = \"connect\"\ncontainer = \"aa\"\nnetwork = \"usr\"\nip = \"172.18.0.77\"\n");
+    assert!(
+        e.contains(
+            "user specified IP address is supported only when connecting to networks with user configured subnets"
+        ),
+        "{e}"
+    );
+    let e = err("[[network]]\nname = \"usr\"\n[[container]]\nname = \"aa\"\nnetwork = \"none\"\n[[step]]\ndo = \"connect\"\ncontainer = \"aa\"\nnetwork = \"usr\"\n");
+    assert!(
+        e.contains(
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+        ),
+        "{e}"
+    );
+    let e = err("[[network]]\nname = \"usr\"\n[[container]]\nname = \"aa\"\nnetwork = \"host\"\n[[step]]\ndo = \"connect\"\ncontainer = \"aa\"\nnetwork = \"usr\"\n");
+    assert!(e.contains("container sharing network namespace with another container or host cannot be connected to any other network"), "{e}");
+}
