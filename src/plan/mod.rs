@@ -95,7 +95,7 @@ pub struct NetworkPlan {
 }
 
 /// One container's network as Docker sets it up.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ContainerPlan {
     pub name: String,
     pub mode: NetworkMode,
@@ -107,6 +107,22 @@ pub struct ContainerPlan {
     /// Its interfaces on bridges while it runs (`eth0`, `eth1`, … in the
     /// order they joined); Docker 1.6.2 has at most one.
     pub endpoints: Vec<Endpoint>,
+}
+
+/// JSON keeps `endpoint` (the first interface, as before networks came)
+/// next to the list of all of them.
+impl Serialize for ContainerPlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ContainerPlan", 6)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("mode", &self.mode)?;
+        st.serialize_field("running", &self.running)?;
+        st.serialize_field("netns", &self.netns)?;
+        st.serialize_field("endpoint", &self.endpoint())?;
+        st.serialize_field("endpoints", &self.endpoints)?;
+        st.end()
+    }
 }
 
 impl ContainerPlan {

@@ -220,6 +220,7 @@ fn json_has_the_same_facts() {
     let p = ok(TWO);
     let v: serde_json::Value = serde_json::to_value(&p).unwrap();
     assert_eq!(v["bridge"]["address"], "172.17.42.1/16");
+    assert_eq!(v["containers"][1]["endpoint"]["address"], "172.17.0.2/16");
     assert_eq!(v["containers"][1]["endpoints"][0]["address"], "172.17.0.2/16");
     assert_eq!(v["nodes"][0]["name"], "host");
 }

@@ -161,8 +161,34 @@ do = "flush-iptables"
 #[case::predefined_network(
     "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"host\"\n",
     "4:8",
-    "host is a pre-defined network and cannot be created"
+    "operation is not permitted on predefined host network"
 )]
+#[case::gateway_outside_subnet(
+    "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"x4\"\nsubnet = \"10.31.0.0/24\"\ngateway = \"10.32.0.1\"\n",
+    "6:11",
+    "no matching subnet for gateway 10.32.0.1"
+)]
+#[case::range_outside_subnet(
+    "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"x5\"\nsubnet = \"10.33.0.0/24\"\nip_range = \"10.34.0.0/25\"\n",
+    "6:12",
+    "no matching subnet for range 10.34.0.0/25"
+)]
+#[case::gateway_without_subnet(
+    "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"x6\"\ngateway = \"10.32.0.1\"\n",
+    "5:11",
+    "every ip-range or gateway must have a corresponding subnet"
+)]
+#[case::bip_and_bridge_on_docker20(
+    "[daemon]\nfirewall = \"docker20\"\nbridge = \"docker0\"\nbip = \"10.1.0.1/24\"\n",
+    "4:7",
+    "You specified -b & --bip, mutually exclusive options. Please specify only one"
+)]
+#[case::ips_not_a_further_network(
+    "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"aa\"\n[[container]]\nname = \"cc\"\nnetwork = \"aa\"\nips = { aa = \"10.0.0.1\" }\n",
+    "8:14",
+    "ips: aa is not one of the networks after the first"
+)]
+#[case::forwarding_on_docker1("[host]\nforwarding = true\n", "2:14", "Docker 1.6.2 never sets one")]
 #[case::network_needs_docker20("[[network]]\nname = \"n1\"\n", "2:8", "need firewall = \"docker20\"")]
 #[case::bad_toml("[daemon\n", "1:8", "")]
 #[case::route_on_the_uplink("[host]\nroutes = [\"198.51.100.128/25\"]\n", "2:11", "collides with the lab's uplink")]

@@ -133,6 +133,7 @@ impl Checker<'_> {
 
     fn daemon(&mut self) {
         let d = &self.spec.daemon;
+        let libnetwork = crate::plan::libnetwork::version::of(d.firewall());
         if let Some(b) = &d.bridge {
             let name = b.get_ref();
             if name != "none" && !valid_ifname(name) {
@@ -148,14 +149,23 @@ impl Checker<'_> {
             {
                 self.err(b.span(), format!("bridge not found: {name} (-b names a bridge that must already exist: add it as [[host.bridge]])"));
             }
-            // NewDaemonFromDirectory: any -b at all, docker0 and none included.
+            // NewDaemonFromDirectory (verifyDaemonSettings from 17.06 on):
+            // any -b at all, docker0 and none included.
             if let Some(bip) = &d.bip {
-                self.err(bip.span(), "You specified -b & --bip, mutually exclusive options. Please specify only one.");
+                let msg = match libnetwork {
+                    Some(v) => v.msg_bridge_and_bip,
+                    None => "You specified -b & --bip, mutually exclusive options. Please specify only one.",
+                };
+                self.err(bip.span(), msg);
             }
         }
         if let (Some(ipt), Some(icc)) = (&d.iptables, &d.icc) {
             if !ipt.get_ref() && !icc.get_ref() {
-                self.err(icc.span(), "You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true.");
+                let msg = match libnetwork {
+                    Some(v) => v.msg_iptables_and_icc,
+                    None => "You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true.",
+                };
+                self.err(icc.span(), msg);
             }
         }
         if let Some(m) = &d.mtu {
@@ -174,6 +184,12 @@ impl Checker<'_> {
                 self.err(
                     n.name.span(),
                     "user-defined networks ([[network]]) came with libnetwork: they need firewall = \"docker20\"",
+                );
+            }
+            if let Some(f) = &self.spec.host.forwarding {
+                self.err(
+                    f.span(),
+                    "forwarding: the FORWARD policy Docker 20.10 sets depends on it; Docker 1.6.2 never sets one (firewall = \"docker20\")",
                 );
             }
         }
@@ -203,7 +219,7 @@ impl Checker<'_> {
         for n in &self.spec.networks {
             let name = n.name.get_ref().as_str();
             if PREDEFINED_NETWORKS.contains(&name) {
-                self.err(n.name.span(), format!("{name} is a pre-defined network and cannot be created"));
+                self.err(n.name.span(), format!("operation is not permitted on predefined {name} network"));
                 continue;
             }
             if seen.iter().any(|(s, _, _)| *s == name) {
@@ -211,29 +227,23 @@ impl Checker<'_> {
                 continue;
             }
             let subnet = n.subnet.as_ref().map(|s| s.get_ref().0);
+            // The docker CLI's consolidateIpam, in its words.
             if let (Some(sub), Some(gw)) = (subnet, &n.gateway) {
                 if !sub.contains(gw.get_ref().0) {
-                    self.err(
-                        gw.span(),
-                        format!(
-                            "Invalid gateway {}: it is not in subnet {}",
-                            gw.get_ref(),
-                            n.subnet.as_ref().unwrap().get_ref()
-                        ),
-                    );
+                    self.err(gw.span(), format!("no matching subnet for gateway {}", gw.get_ref()));
                 }
             }
             if let Some(r) = &n.ip_range {
                 match subnet {
-                    None => self.err(r.span(), "ip_range needs a subnet"),
+                    None => self.err(r.span(), "every ip-range or gateway must have a corresponding subnet"),
                     Some(sub) if !r.get_ref().0.is_subnet_of(sub) => {
-                        self.err(r.span(), format!("Invalid ip_range {}: it is not in subnet {sub}", r.get_ref()))
+                        self.err(r.span(), format!("no matching subnet for range {}", r.get_ref()))
                     }
                     _ => {}
                 }
             }
             if let (Some(gw), None) = (&n.gateway, subnet) {
-                self.err(gw.span(), "gateway needs a subnet");
+                self.err(gw.span(), "every ip-range or gateway must have a corresponding subnet");
             }
             if let Some(b) = &n.bridge {
                 if !valid_ifname(b.get_ref()) {
@@ -307,6 +317,9 @@ impl Checker<'_> {
                 (Some(n), false) => self.err(n.span(), format!("step {:?} takes no network", action.to_string())),
                 (None, false) => {}
             }
+            if let (Some(ip), false) = (&step.ip, action == StepAction::Connect) {
+                self.err(ip.span(), format!("step {:?} takes no ip (only \"connect\" does)", action.to_string()));
+            }
             for e in &step.expects {
                 self.expect(e, &known);
             }
@@ -358,6 +371,24 @@ impl Checker<'_> {
             self.err(c.network_span(), format!("network mode {m} cannot be combined with other networks"));
         }
         let first = modes.first().cloned().unwrap_or(NetworkMode::Bridge);
+        if docker1 {
+            if c.publish_all {
+                self.err(c.name.span(), "publish_all: -P is modelled for firewall = \"docker20\" only");
+            }
+            if let Some((_, ip)) = c.ips.iter().next() {
+                self.err(ip.span(), "ips: addresses on further networks need firewall = \"docker20\"");
+            }
+        }
+        for (net, ip) in &c.ips {
+            let further = modes.iter().skip(1).any(|m| match m {
+                NetworkMode::Bridge => net == "bridge",
+                NetworkMode::Named(n) => n == net,
+                _ => false,
+            });
+            if !further {
+                self.err(ip.span(), format!("ips: {net} is not one of the networks after the first in `network`"));
+            }
+        }
         if !c.links.is_empty() {
             match first {
                 NetworkMode::Host => self.err(c.links[0].span(), "Conflicting options: --net=host can't be used with links. This would result in undefined behavior."),
