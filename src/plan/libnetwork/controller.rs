@@ -5,7 +5,7 @@
 //! external connectivity) and `releaseNetwork` (leave, delete), with the
 //! rules of the version's firewall layout.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
@@ -75,15 +75,6 @@ pub struct BridgeDev {
     pub by_docker: bool,
 }
 
-/// A listening socket of the port mapper: `docker-proxy` or, with the
-/// userland proxy off, the dummy listener that holds the port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Bind {
-    ip: IpAddr,
-    proto: Proto,
-    port: u16,
-}
-
 pub struct Controller<'a> {
     pub s: &'a Scenario,
     pub v: &'static Version,
@@ -102,7 +93,10 @@ pub struct Controller<'a> {
     pub namespaces: Vec<Netns>,
     /// The relays (`docker-proxy`) running, in the order they started.
     pub proxies: Vec<PortMapping>,
-    binds: Vec<Bind>,
+    /// The port mapper's listening sockets (`docker-proxy`, or with the
+    /// userland proxy off the dummy listener that holds the port), by
+    /// protocol and port: a lookup, so that many ports plan in linear time.
+    binds: HashMap<(Proto, u16), Vec<IpAddr>>,
     veth_names: BTreeSet<String>,
     serial: u64,
     pub errors: Vec<Diagnostic>,
@@ -146,7 +140,7 @@ impl<'a> Controller<'a> {
             containers: vec![],
             namespaces: vec![],
             proxies: vec![],
-            binds: vec![],
+            binds: HashMap::new(),
             veth_names: BTreeSet::new(),
             serial: 0,
             errors: vec![],
@@ -838,9 +832,7 @@ impl<'a> Controller<'a> {
                 match self.allocate_port(ep, net, b, host_ip) {
                     Ok(m) => done.push(m),
                     Err(e) => {
-                        for m in done {
-                            self.unmap(&ep.container, &m);
-                        }
+                        self.unmap(&done);
                         return Err(e);
                     }
                 }
@@ -896,7 +888,7 @@ impl<'a> Controller<'a> {
                 last = if self.proxy { format!("Error starting userland proxy: {e}") } else { e };
                 continue;
             }
-            self.binds.push(Bind { ip: host_ip, proto: b.proto, port });
+            self.binds.entry((b.proto, port)).or_default().push(host_ip);
             if self.proxy {
                 self.proxies.push(m.clone());
             }
@@ -924,37 +916,37 @@ impl<'a> Controller<'a> {
                 return Some(format!("listen {net} {shown}: bind: cannot assign requested address"));
             }
         }
-        let clash = self.binds.iter().any(|b| {
-            b.proto == proto
-                && b.port == port
-                && b.ip.is_ipv4() == ip.is_ipv4()
-                && (b.ip.is_unspecified() || ip.is_unspecified() || b.ip == ip)
+        let clash = self.binds.get(&(proto, port)).is_some_and(|ips| {
+            ips.iter().any(|b| b.is_ipv4() == ip.is_ipv4() && (b.is_unspecified() || ip.is_unspecified() || *b == ip))
         });
         clash.then(|| format!("listen {net} {shown}: bind: address already in use"))
     }
 
-    /// The port mapper's `Unmap`: proxy stopped, rules deleted if there,
-    /// port released.
-    fn unmap(&mut self, container: &str, m: &Mapped) {
-        let bind = Bind { ip: m.host_ip, proto: m.proto, port: m.host_port };
-        if let Some(i) = self.binds.iter().position(|b| *b == bind) {
-            self.binds.remove(i);
+    /// The port mapper's `Unmap` of each binding: proxy stopped, rules
+    /// deleted if there, port released. In one pass over the proxies and
+    /// the rules, however many ports there are.
+    fn unmap(&mut self, mapped: &[Mapped]) {
+        let mut gone: HashSet<(IpAddr, Proto, u16)> = HashSet::new();
+        let mut rules = Vec::new();
+        for m in mapped {
+            if let Some(ips) = self.binds.get_mut(&(m.proto, m.host_port)) {
+                if let Some(i) = ips.iter().position(|ip| *ip == m.host_ip) {
+                    ips.remove(i);
+                }
+            }
+            gone.insert((m.host_ip, m.proto, m.host_port));
+            rules.extend(m.rules.iter().cloned());
+            self.ports.release(m.host_ip, m.proto, m.host_port);
         }
-        self.proxies.retain(|p| {
-            !(p.container == container && p.host_ip == m.host_ip && p.proto == m.proto && p.host_port == m.host_port)
-        });
-        self.rules.delete_all(&m.rules);
-        self.ports.release(m.host_ip, m.proto, m.host_port);
+        self.proxies.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
+        self.rules.delete_all(&rules);
     }
 
     /// `releasePorts` of an endpoint.
     fn release_ports(&mut self, id: &str) {
         let Some(ep) = self.endpoint_mut(id) else { return };
         let mapped = std::mem::take(&mut ep.mapped);
-        let container = ep.container.clone();
-        for m in &mapped {
-            self.unmap(&container, m);
-        }
+        self.unmap(&mapped);
     }
 
     /// `endpoint.sbLeave`: connectivity revoked when it was the gateway
