@@ -575,3 +575,65 @@ fn network_mistakes_get_dockers_words() {
     let e = err("[[network]]\nname = \"usr\"\n[[container]]\nname = \"aa\"\nnetwork = \"host\"\n[[step]]\ndo = \"connect\"\ncontainer = \"aa\"\nnetwork = \"usr\"\n");
     assert!(e.contains("container sharing network namespace with another container or host cannot be connected to any other network"), "{e}");
 }
+
+#[test]
+fn network_modes_and_connects_on_the_default_bridge() {
+    // Capture 13 (without the runs and connects that fail there).
+    let p = ok(r#"
+[[network]]
+name = "usr"
+[[network]]
+name = "usrsub"
+subnet = "10.50.0.0/24"
+[[container]]
+name = "ip-default"
+ip = "172.17.0.9"
+[[container]]
+name = "mac-default"
+mac = "02:00:00:00:00:09"
+[[container]]
+name = "web"
+publish = ["8080:80"]
+[[container]]
+name = "hostmode"
+network = "host"
+[[container]]
+name = "nonemode"
+network = "none"
+[[container]]
+name = "joined"
+network = "container:web"
+[[container]]
+name = "hostpub"
+network = "host"
+publish = ["9999:80"]
+[[step]]
+do = "connect"
+container = "web"
+network = "usr"
+[[step]]
+do = "connect"
+container = "ip-default"
+network = "usrsub"
+ip = "10.50.0.77"
+[[step]]
+do = "run"
+[step.container]
+name = "link-user"
+network = "usr"
+links = ["web:db"]
+[[step]]
+do = "run"
+[step.container]
+name = "link-default"
+links = ["web:db", "mac-default:mac-default"]
+"#);
+    let last = &p.steps[3].after;
+    same_rules(last, include_str!("captures/13-ip-and-netmodes.txt"));
+    assert_eq!(addresses(last, "ip-default"), ["bridge 172.17.0.2/16", "usrsub 10.50.0.77/24"]);
+    assert_eq!(addresses(last, "web"), ["bridge 172.17.0.4/16", "usr 172.18.0.2/16"]);
+    assert_eq!(addresses(last, "link-user"), ["usr 172.18.0.3/16"]);
+    assert_eq!(addresses(last, "link-default"), ["bridge 172.17.0.5/16"]);
+    assert_eq!(last.container("joined").unwrap().netns.as_deref(), Some("web"));
+    assert!(last.port_mappings.iter().all(|m| m.container == "web"), "host mode discards -p");
+}
