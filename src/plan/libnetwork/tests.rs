@@ -637,3 +637,38 @@ links = ["web:db", "mac-default:mac-default"]
     assert_eq!(last.container("joined").unwrap().netns.as_deref(), Some("web"));
     assert!(last.port_mappings.iter().all(|m| m.container == "web"), "host mode discards -p");
 }
+
+#[test]
+fn bridge_nf_call_iptables_is_written_only_for_a_network_without_icc() {
+    // Captures 12, 12b, 12c: icc off (daemon or one network) sets it; the proxy off does not.
+    let written =
+        |p: &Plan| p.node("host").unwrap().sysctls.iter().find(|s| s.key == BR_NETFILTER_SYSCTL).unwrap().write;
+    assert!(written(&ok("icc = false\n")));
+    assert!(written(&ok("[[network]]\nname = \"noicc\"\nicc = false\n")));
+    assert!(!written(&ok("userland_proxy = false\n")));
+    assert!(!written(&ok("")));
+}
+
+#[test]
+fn a_joined_namespace_outlives_its_maker_without_interfaces() {
+    let p = ok(r#"
+[[container]]
+name = "web"
+[[container]]
+name = "side"
+network = "container:web"
+[[step]]
+do = "stop"
+container = "web"
+[[step]]
+do = "start"
+container = "web"
+"#);
+    let stopped = &p.steps[0].after;
+    assert_eq!(stopped.container("side").unwrap().netns.as_deref(), Some("web"));
+    let links: Vec<&str> = stopped.node("web").unwrap().links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(links, ["lo"], "libnetwork removed the interface with the sandbox");
+    let again = &p.steps[1].after;
+    assert_eq!(again.container("web").unwrap().netns.as_deref(), Some("web+2"));
+    assert_eq!(addresses(again, "web"), ["bridge 172.17.0.2/16"]);
+}
