@@ -681,13 +681,17 @@ impl<'a> Controller<'a> {
                 last = Some(ep.id.clone());
             }
         }
-        let mut parents = Vec::new();
-        if let Some(last) = last {
-            for p in self.containers.iter().filter(|p| p.spec.links.iter().any(|l| l.get_ref().container == name)) {
-                let _ = p;
-                parents.push(last.clone());
+        let parents = match last {
+            Some(last) => {
+                let n = self
+                    .containers
+                    .iter()
+                    .filter(|p| p.spec.links.iter().any(|l| l.get_ref().container == name))
+                    .count();
+                vec![last; n]
             }
-        }
+            None => vec![],
+        };
         (children, parents)
     }
 
