@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use ipnetwork::Ipv4Network;
 
+use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
@@ -99,17 +100,23 @@ struct Builder<'a> {
     s: &'a Scenario,
     rules: Ruleset,
     ports: PortAllocator,
-    mappings: Vec<PortMapping>,
+    mappings: Mappings,
     host: NodePlan,
+    /// Addresses of the host namespace's links, known once the daemon has
+    /// started (veths added later have none): where a proxy can bind.
+    host_ips: std::collections::HashSet<Ipv4Addr>,
     external: NodePlan,
-    containers: Vec<ContainerPlan>,
-    nodes: Vec<NodePlan>,
+    containers: ByName<ContainerPlan>,
+    nodes: ByName<NodePlan>,
     veth_names: BTreeSet<String>,
     errors: Vec<Diagnostic>,
     bridge: Option<BridgePlan>,
     ipam: Option<IpAllocator>,
+    /// Containers some `container:` mode names: only their stop needs a
+    /// look at who shares their namespace.
+    netns_shared: std::collections::HashSet<String>,
     /// Every container the daemon knows, as the scenario gave it.
-    specs: Vec<Container>,
+    specs: ByName<Container>,
     /// Rules each container's start installed (ports, links), removed again
     /// when it stops, as Docker's `Unmap` and link `Disable` do.
     installed: HashMap<String, Vec<RuleRef>>,
@@ -190,16 +197,25 @@ impl<'a> Builder<'a> {
             s,
             rules: Ruleset::default(),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
-            mappings: vec![],
+            mappings: Mappings::default(),
             host,
+            host_ips: Default::default(),
             external,
-            containers: vec![],
-            nodes: vec![],
+            containers: ByName::default(),
+            nodes: ByName::default(),
             veth_names: BTreeSet::new(),
             errors: vec![],
             bridge: None,
             ipam: None,
-            specs: vec![],
+            specs: ByName::default(),
+            netns_shared: s
+                .all_containers()
+                .flat_map(|c| c.networks())
+                .filter_map(|m| match m {
+                    NetworkMode::Container(other) => Some(other),
+                    _ => None,
+                })
+                .collect(),
             installed: HashMap::new(),
         }
     }
@@ -293,6 +309,7 @@ impl<'a> Builder<'a> {
         if self.bridge.is_none() {
             self.bridge = self.init_driver();
         }
+        self.host_ips = self.host.links.iter().flat_map(|l| l.addresses.iter().map(|a| a.ip())).collect();
         let Some(br) = self.bridge.clone() else { return };
         let d = &self.s.spec.daemon;
         if d.iptables() {
@@ -333,8 +350,8 @@ impl<'a> Builder<'a> {
             }
             StepAction::Remove => {
                 self.stop(&name, span);
-                self.containers.retain(|c| c.name != name);
-                self.specs.retain(|c| c.name() != name);
+                self.containers.remove(&name);
+                self.specs.remove(&name);
             }
             StepAction::Run => {
                 if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
@@ -364,9 +381,9 @@ impl<'a> Builder<'a> {
     }
 
     fn start_named(&mut self, name: &str, span: Range<usize>) {
-        match self.specs.iter().find(|c| c.name() == name).cloned() {
+        match self.specs.get(name).cloned() {
             Some(mut c) => {
-                if self.containers.iter().any(|x| x.name == name && x.running) {
+                if self.containers.get(name).is_some_and(|x| x.running) {
                     return; // `docker start` on a running container changes nothing
                 }
                 c.running = true;
@@ -379,13 +396,15 @@ impl<'a> Builder<'a> {
     /// `docker stop`: the sandbox goes, and with it the endpoint; Docker
     /// releases the IP and the ports and removes their rules.
     fn stop(&mut self, name: &str, span: Range<usize>) {
-        let Some(i) = self.containers.iter().position(|c| c.name == name) else {
+        let Some(i) = self.containers.position(name) else {
             return self.err(span, format!("No such container: {name}"));
         };
         if !self.containers[i].running {
             return;
         }
-        if self.containers.iter().any(|o| o.name != name && o.running && o.netns.as_deref() == Some(name)) {
+        if self.netns_shared.contains(name)
+            && self.containers.iter().any(|o| o.name != name && o.running && o.netns.as_deref() == Some(name))
+        {
             return self.err(span, format!("stopping {name} while containers share its namespace is not simulated"));
         }
         let cp = &mut self.containers[i];
@@ -397,14 +416,11 @@ impl<'a> Builder<'a> {
         }
         cp.running = false;
         cp.netns = None;
-        for m in self.mappings.iter().filter(|m| m.container == name) {
+        for m in self.mappings.take_container(name) {
             self.ports.release(m.host_ip, m.proto, m.host_port);
         }
-        self.mappings.retain(|m| m.container != name);
-        for r in self.installed.remove(name).unwrap_or_default() {
-            self.rules.delete(&r);
-        }
-        self.nodes.retain(|n| n.name != name);
+        self.rules.delete_all(&self.installed.remove(name).unwrap_or_default());
+        self.nodes.remove(name);
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
@@ -449,17 +465,13 @@ impl<'a> Builder<'a> {
         let mut node = NodePlan { name: name.clone(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
         match &mode {
             NetworkMode::Host => cp.netns = Some("host".into()),
-            NetworkMode::Container(other) => {
-                match self.containers.iter().find(|o| o.name == *other).and_then(|o| o.netns.clone()) {
-                    Some(ns) => cp.netns = Some(ns),
-                    None => self.err(
-                        c.network_span(),
-                        format!(
-                            "Cannot start container {name}: cannot join network of a non running container: {other}"
-                        ),
-                    ),
-                }
-            }
+            NetworkMode::Container(other) => match self.containers.get(other).and_then(|o| o.netns.clone()) {
+                Some(ns) => cp.netns = Some(ns),
+                None => self.err(
+                    c.network_span(),
+                    format!("Cannot start container {name}: cannot join network of a non running container: {other}"),
+                ),
+            },
             NetworkMode::Bridge => {
                 if let (Some(br), Some(ipam)) = (bridge, self.ipam.as_mut()) {
                     let requested = c.ip.as_ref().map(|i| i.get_ref().0);
@@ -486,7 +498,7 @@ impl<'a> Builder<'a> {
         }
         for l in &c.links {
             let target = &l.get_ref().container;
-            if self.containers.iter().any(|o| o.name == *target && !o.running) {
+            if self.containers.get(target).is_some_and(|o| !o.running) {
                 self.err(
                     l.span(),
                     format!(
@@ -497,7 +509,9 @@ impl<'a> Builder<'a> {
             }
         }
         if cp.netns.as_deref() == Some(name.as_str()) {
-            self.nodes.retain(|n| n.name != name);
+            if self.nodes.get(&name).is_some() {
+                self.nodes.retain(|n| n.name != name);
+            }
             self.nodes.push(node);
         }
         self.put(cp);
@@ -505,7 +519,7 @@ impl<'a> Builder<'a> {
 
     /// Records a container's state, in place if the daemon knew it.
     fn put(&mut self, cp: ContainerPlan) {
-        match self.containers.iter_mut().find(|c| c.name == cp.name) {
+        match self.containers.get_mut(&cp.name) {
             Some(slot) => *slot = cp,
             None => self.containers.push(cp),
         }
@@ -513,9 +527,7 @@ impl<'a> Builder<'a> {
 
     /// Addresses a userland proxy can bind in the host namespace.
     fn host_address(&self, ip: Ipv4Addr) -> bool {
-        ip.is_unspecified()
-            || ip.is_loopback()
-            || self.host.links.iter().any(|l| l.addresses.iter().any(|a| a.ip() == ip))
+        ip.is_unspecified() || ip.is_loopback() || self.host_ips.contains(&ip)
     }
 
     /// `allocatePort` for each published port, in container-port order, then
@@ -590,12 +602,8 @@ impl<'a> Builder<'a> {
                 "Error starting userland proxy: listen {proto} {ip}:{port}: bind: cannot assign requested address"
             ));
         }
-        let clash = self.mappings.iter().any(|m| {
-            m.proto == proto
-                && m.host_port == port
-                && (m.host_ip.is_unspecified() || ip.is_unspecified() || m.host_ip == ip)
-        });
-        clash
+        self.mappings
+            .clashes(ip, proto, port)
             .then(|| format!("Error starting userland proxy: listen {proto} {ip}:{port}: bind: address already in use"))
     }
 
@@ -603,7 +611,7 @@ impl<'a> Builder<'a> {
     fn link(&mut self, c: &Container, parent: Ipv4Addr, bridge: &str) {
         for l in &c.links {
             let target = &l.get_ref().container;
-            let Some(child) = self.containers.iter().find(|o| o.name == *target) else { continue };
+            let Some(child) = self.containers.get(target) else { continue };
             if !child.running {
                 continue; // reported by the caller with Docker's words
             }
@@ -611,7 +619,7 @@ impl<'a> Builder<'a> {
                 self.err(l.span(), format!("Cannot start container {}: Child IP '' is invalid", c.name()));
                 continue;
             };
-            let spec = self.specs.iter().find(|k| k.name() == target).expect("validated link").clone();
+            let spec = self.specs.get(target).expect("validated link").clone();
             for (proto, port) in exposed_ports(&spec) {
                 match Docker1.link(&mut self.rules, bridge, parent, child_ip, proto, port) {
                     Ok(refs) => self.installed.entry(c.name().to_string()).or_default().extend(refs),
@@ -665,6 +673,7 @@ impl<'a> Builder<'a> {
     /// The state so far as a plan, with what the kernel does on its own
     /// (bridge MTU, carrier) worked out.
     fn snapshot(&mut self) -> Result<Plan, Diagnostics> {
+        self.check_bridge_ports();
         if !self.errors.is_empty() {
             let mut errors = std::mem::take(&mut self.errors);
             errors.sort_by_key(|d| d.span.start);
@@ -696,14 +705,47 @@ impl<'a> Builder<'a> {
         }
         Ok(Plan {
             iptables: self.rules.clone(),
-            port_mappings: self.mappings.clone(),
+            port_mappings: self.mappings.to_vec(),
             scenario: self.s.name.clone(),
             firewall: self.s.spec.daemon.firewall(),
             bridge: self.bridge.clone(),
-            containers: self.containers.clone(),
+            containers: self.containers.to_vec(),
             nodes,
             steps: vec![],
         })
+    }
+}
+
+/// The kernel's limit on ports per bridge: `BR_MAX_PORTS` is 1024 and port
+/// number 0 is reserved, so adding a 1024th port fails with `EXFULL`.
+pub const BRIDGE_MAX_PORTS: usize = 1023;
+
+impl Builder<'_> {
+    /// A lab the kernel cannot build is refused here, pointing at the
+    /// container whose veth would be a bridge's 1024th port, rather than
+    /// failing in `run`.
+    fn check_bridge_ports(&mut self) {
+        let mut ports: HashMap<&str, usize> = HashMap::new();
+        let mut full = Vec::new();
+        for l in &self.host.links {
+            let (Some(br), LinkKind::Veth { peer_node, .. }) = (&l.master, &l.kind) else { continue };
+            let n = ports.entry(br).or_default();
+            *n += 1;
+            if *n == BRIDGE_MAX_PORTS + 1 {
+                full.push((br.clone(), peer_node.clone()));
+            }
+        }
+        for (br, node) in full {
+            let span = self.specs.get(&node).map(|c| c.name.span()).unwrap_or(0..0);
+            self.err(
+                span,
+                format!(
+                    "Cannot start container {node}: bridge {br} is full: a Linux bridge takes at most \
+                     {BRIDGE_MAX_PORTS} ports (BR_MAX_PORTS), this would be port {}",
+                    BRIDGE_MAX_PORTS + 1
+                ),
+            );
+        }
     }
 }
 

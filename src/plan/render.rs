@@ -4,6 +4,9 @@ use std::fmt::{self, Write as _};
 
 use super::*;
 
+/// The widest the name column of `containers:` grows.
+const NAME_COLUMN: usize = 32;
+
 impl fmt::Display for LinkPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = format!("{:<12}", self.name);
@@ -47,7 +50,10 @@ impl fmt::Display for Plan {
         if self.containers.is_empty() {
             writeln!(f, "  (none)")?;
         }
-        let w = self.containers.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
+        // Names align up to a point: a longer one only pushes its own line
+        // out, rather than padding every line (and padding past 65,535 is
+        // more than `format!` can do).
+        let w = self.containers.iter().map(|c| c.name.len()).filter(|l| *l <= NAME_COLUMN).max().unwrap_or(0).max(4);
         for c in &self.containers {
             let state = match (&c.endpoint, &c.netns) {
                 (Some(e), _) => format!("{} mac {} veth {} gateway {}", e.address, e.mac, e.host_veth, e.gateway),

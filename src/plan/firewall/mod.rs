@@ -10,6 +10,7 @@
 
 pub mod docker1;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -125,6 +126,33 @@ impl Ruleset {
             if let Some(i) = c.rules.iter().position(|r| r == rule) {
                 c.rules.remove(i);
             }
+        }
+    }
+
+    /// [`delete`](Self::delete) of each rule in turn (a rule listed twice
+    /// removes its first two copies), in one pass per chain: a container
+    /// with 65,535 published ports stops in linear time.
+    pub fn delete_all(&mut self, refs: &[RuleRef]) {
+        let mut wanted: HashMap<(Table, &str), HashMap<&str, usize>> = HashMap::new();
+        for (t, chain, rule) in refs {
+            *wanted.entry((*t, chain.as_str())).or_default().entry(rule.as_str()).or_default() += 1;
+        }
+        for ((t, chain), mut left) in wanted {
+            let Some(c) = self
+                .tables
+                .iter_mut()
+                .find(|x| x.table == t)
+                .and_then(|x| x.chains.iter_mut().find(|c| c.name == chain))
+            else {
+                continue;
+            };
+            c.rules.retain(|r| match left.get_mut(r.as_str()) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            });
         }
     }
 
@@ -275,6 +303,27 @@ mod tests {
             r.render(),
             "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n:DOCKER -\n-A FORWARD -j A\n-A FORWARD -j B\n-A FORWARD -j C\nCOMMIT\n"
         );
+    }
+
+    #[test]
+    fn delete_all_is_delete_in_turn() {
+        let mut one = Ruleset::default();
+        for r in ["-j A", "-j B", "-j A", "-j C", "-j A"] {
+            one.append(Table::Filter, "FORWARD", r.into());
+        }
+        one.append(Table::Nat, "POSTROUTING", "-j A".into());
+        let mut all = one.clone();
+        let refs: Vec<RuleRef> =
+            [(Table::Filter, "-j A"), (Table::Filter, "-j C"), (Table::Filter, "-j A"), (Table::Nat, "-j Z")]
+                .into_iter()
+                .map(|(t, r)| (t, if t == Table::Nat { "POSTROUTING" } else { "FORWARD" }.to_string(), r.to_string()))
+                .collect();
+        for r in &refs {
+            one.delete(r);
+        }
+        all.delete_all(&refs);
+        assert_eq!(all.render(), one.render());
+        assert!(all.render().contains("-A FORWARD -j B\n-A FORWARD -j A\n"), "{}", all.render());
     }
 
     #[test]
