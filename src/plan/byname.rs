@@ -4,7 +4,7 @@
 //!
 //! Each keeps its items in order as a plain slice (`Deref`), so iterating,
 //! indexing and `iter().any(..)` work as on a `Vec`; changes go through
-//! `push` and `retain`, which keep the index right.
+//! methods that keep the index right.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -154,24 +154,41 @@ impl Mappings {
         self.items.push(m);
     }
 
-    pub fn retain(&mut self, keep: impl FnMut(&PortMapping) -> bool) {
-        self.items.retain(keep);
-        self.bound.clear();
-        self.per_container.clear();
-        for m in &self.items {
-            self.bound.entry((m.proto, m.host_port)).or_default().push(m.host_ip);
-            *self.per_container.entry(m.container.clone()).or_default() += 1;
-        }
-    }
-
-    /// Removes and returns a container's mappings; nothing to scan for a
-    /// container without any.
+    /// Removes and returns a container's mappings, in order. They are
+    /// looked for from the end, where the newest container's are, and the
+    /// search stops once all are found: nothing to walk for a container
+    /// without any, little for containers stopped newest first.
     pub fn take_container(&mut self, name: &str) -> Vec<PortMapping> {
-        if !self.per_container.contains_key(name) {
+        let Some(count) = self.per_container.remove(name) else {
             return Vec::new();
+        };
+        let mut at: Vec<usize> = Vec::with_capacity(count);
+        for (i, m) in self.items.iter().enumerate().rev() {
+            if at.len() == count {
+                break;
+            }
+            if m.container == name {
+                at.push(i);
+            }
         }
-        let taken: Vec<PortMapping> = self.items.iter().filter(|m| m.container == name).cloned().collect();
-        self.retain(|m| m.container != name);
+        let Some(&from) = at.last() else { return Vec::new() };
+        let mut taken = Vec::with_capacity(count);
+        let tail: Vec<PortMapping> = self.items.drain(from..).collect();
+        for m in tail {
+            if m.container == name {
+                if let Some(ips) = self.bound.get_mut(&(m.proto, m.host_port)) {
+                    if let Some(k) = ips.iter().position(|ip| *ip == m.host_ip) {
+                        ips.swap_remove(k);
+                    }
+                    if ips.is_empty() {
+                        self.bound.remove(&(m.proto, m.host_port));
+                    }
+                }
+                taken.push(m);
+            } else {
+                self.items.push(m);
+            }
+        }
         taken
     }
 
@@ -248,11 +265,24 @@ mod tests {
         assert!(!ms.clashes(any, Proto::Udp, 80));
         ms.push(m("0.0.0.0", 81));
         assert!(ms.clashes("10.0.0.1".parse().unwrap(), Proto::Tcp, 81));
-        ms.retain(|x| x.host_port != 81);
-        assert!(!ms.clashes("10.0.0.1".parse().unwrap(), Proto::Tcp, 81));
-        assert_eq!(ms.len(), 1);
+        assert_eq!(ms.take_container("d").len(), 0);
+        ms.push(PortMapping { container: "d".into(), ..m("0.0.0.0", 82) });
+        assert_eq!(ms.take_container("d").len(), 1);
+        assert!(ms.clashes("10.0.0.1".parse().unwrap(), Proto::Tcp, 81));
+        assert_eq!(ms.len(), 2);
         assert!(ms.take_container("other").is_empty());
-        assert_eq!(ms.take_container("c").len(), 1);
-        assert!(ms.is_empty() && !ms.clashes(any, Proto::Tcp, 80));
+        assert_eq!(ms.take_container("c").len(), 2);
+        assert!(ms.is_empty() && !ms.clashes(any, Proto::Tcp, 80) && !ms.clashes(any, Proto::Tcp, 81));
+        // Interleaved containers: each takes exactly its own, in order.
+        let of = |c: &str, port| PortMapping { container: c.into(), ..m("0.0.0.0", port) };
+        for (c, port) in [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)] {
+            ms.push(of(c, port));
+        }
+        let ports = |v: &[PortMapping]| v.iter().map(|m| m.host_port).collect::<Vec<_>>();
+        assert_eq!(ports(&ms.take_container("a")), [1, 3]);
+        assert_eq!(ports(&ms), [2, 4, 5]);
+        assert!(!ms.clashes(any, Proto::Tcp, 3) && ms.clashes(any, Proto::Tcp, 4));
+        assert_eq!(ports(&ms.take_container("b")), [2, 5]);
+        assert_eq!(ports(&ms), [4]);
     }
 }

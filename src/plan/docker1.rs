@@ -412,7 +412,10 @@ impl<'a> Builder<'a> {
             if let Some(a) = self.ipam.as_mut() {
                 a.release(ep.address.ip());
             }
-            self.host.links.retain(|l| l.name != ep.host_veth);
+            // From the end: a daemon stops its newest containers first.
+            if let Some(i) = self.host.links.iter().rposition(|l| l.name == ep.host_veth) {
+                self.host.links.remove(i);
+            }
         }
         cp.running = false;
         cp.netns = None;

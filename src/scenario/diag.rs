@@ -53,22 +53,25 @@ impl Source {
 
 /// How many characters of a long value a message keeps.
 pub const SHORT_VALUE: usize = 60;
+/// Values up to this long are quoted whole.
+const LONG_VALUE: usize = SHORT_VALUE + 20;
 /// A message longer than this is cut in the middle, whatever it quotes.
 const LONG_MESSAGE: usize = 400;
 
 /// A user's value for a message: the first [`SHORT_VALUE`] characters of a
 /// long one, and how long it was, so a 1 MB name does not make a 1 MB line.
 pub fn short(value: &str) -> Cow<'_, str> {
-    match value.char_indices().nth(SHORT_VALUE) {
-        None => Cow::Borrowed(value),
-        Some((cut, _)) => Cow::Owned(format!("{}… ({} characters)", &value[..cut], value.chars().count())),
+    if value.chars().nth(LONG_VALUE).is_none() {
+        return Cow::Borrowed(value);
     }
+    let cut = value.char_indices().nth(SHORT_VALUE).map(|(i, _)| i).unwrap_or(value.len());
+    Cow::Owned(format!("{}… ({} characters)", &value[..cut], value.chars().count()))
 }
 
 /// A word of a message, [`short`]ened if long, keeping the punctuation
 /// around it (`"name",` stays quoted and followed by its comma).
 fn short_word(word: &str) -> Cow<'_, str> {
-    if word.chars().nth(SHORT_VALUE + 20).is_none() {
+    if word.chars().nth(LONG_VALUE).is_none() {
         return Cow::Borrowed(word);
     }
     let punct = |c: char| "\"'`(),:;.".contains(c);
@@ -185,6 +188,7 @@ mod tests {
     #[test]
     fn long_values_are_cut_and_their_length_said() {
         assert_eq!(short("web"), "web");
+        assert_eq!(short(&"b".repeat(80)), "b".repeat(80));
         let name = "a".repeat(1 << 20);
         let cut = short(&name);
         assert_eq!(cut, format!("{}… (1048576 characters)", "a".repeat(60)));
