@@ -53,42 +53,12 @@ fn check_and_plan_refuse_it_with_its_location(#[files("tests/invalid/*.toml")] p
     assert_eq!(text(&plan.stderr), err);
 }
 
-/// Runs `script` (`sh -c`, arguments in `$@`, `$BRIDGELAB` the binary) as
-/// root in a private mount namespace with a fresh tmpfs on /run, so every
-/// namespace file (`/run/netns`) and run record (`/run/bridgelab`) a run
-/// makes stays there to be seen, whatever other tests do meanwhile. The
-/// script calls `list_run` to record what /run holds; returns the output and
-/// that list.
-fn in_fresh_run_dir(script: &str, args: &[&str]) -> (Output, Vec<String>) {
-    common::require_root();
-    let listing = tempfile::NamedTempFile::new().unwrap();
-    let script = format!(
-        "set -e\nmount -t tmpfs bridgelab-test /run\nset +e\n\
-         list_run() {{ find /run -mindepth 1 -not -type d > \"$LISTING\"; }}\n{script}"
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
-        .args(args)
-        .env("LISTING", listing.path())
-        .env("BRIDGELAB", common::bridgelab_bin())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let left = std::fs::read_to_string(listing.path()).unwrap();
-    (out, left.lines().map(String::from).collect())
-}
-
-/// `bridgelab ARGS` in a fresh /run: its output and the files it left there.
-pub fn run_in_fresh_run_dir(args: &[&str]) -> (Output, Vec<String>) {
-    in_fresh_run_dir("\"$BRIDGELAB\" \"$@\"\nrc=$?\nlist_run\nexit $rc", args)
-}
-
 #[rstest]
 fn run_creates_nothing_for_it(#[files("tests/invalid/*.toml")] path: PathBuf) {
     let rel = relative(&path);
     let check = text(&bridgelab(&["check", &rel]).stderr);
     let first = check.lines().next().unwrap();
-    let (out, left) = run_in_fresh_run_dir(&["run", &rel]);
+    let (out, left) = common::run_in_fresh_run_dir(&["run", &rel]);
     assert_eq!(out.status.code(), Some(2), "{rel}: {}{}", text(&out.stdout), text(&out.stderr));
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(said.contains(first), "{rel}: run does not say {first:?}: {said}");
@@ -103,7 +73,7 @@ fn the_fresh_run_dir_sees_what_a_lab_makes() {
     let script = "\"$BRIDGELAB\" up \"$1\" || exit 9\nlist_run\n\
                   for r in /run/bridgelab/runs/*.json; do id=$(basename \"$r\" .json); done\n\
                   \"$BRIDGELAB\" down \"$id\"";
-    let (out, left) = in_fresh_run_dir(script, &[scenario.to_str().unwrap()]);
+    let (out, left) = common::in_fresh_run_dir(script, &[scenario.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     let netns: Vec<&String> = left.iter().filter(|f| f.starts_with("/run/netns/bl-")).collect();
     let records: Vec<&String> = left.iter().filter(|f| f.starts_with("/run/bridgelab/runs/")).collect();
@@ -131,7 +101,7 @@ fn the_1024th_container_on_a_bridge_is_refused_and_nothing_is_made() {
         assert_eq!(out.status.code(), Some(2), "{verb}");
         assert_eq!(text(&out.stderr), want, "{verb}");
     }
-    let (out, left) = run_in_fresh_run_dir(&["run", p]);
+    let (out, left) = common::run_in_fresh_run_dir(&["run", p]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(want.trim_end()), "{}", text(&out.stderr));
     assert!(left.is_empty(), "run left {left:?}");

@@ -238,3 +238,44 @@ async fn a_container_with_a_250_character_name_builds_and_goes() {
     assert!(common::namespaces_of(&run_id).is_empty(), "{:?}", common::namespaces_of(&run_id));
     assert!(bridgelab::registry::Registry::default().get(&run_id).is_none());
 }
+
+/// Each published port is a proxy socket in `run`. Under systemd's usual
+/// soft limit of 1,024 open files a lab with 3,000 ports still builds (the
+/// soft limit is raised to the hard one); under a hard limit too low for it,
+/// `run` says so before it builds anything.
+#[test]
+fn a_lab_with_thousands_of_published_ports_gets_its_open_files() {
+    common::require_root();
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    assert!(hard >= 4096, "this test needs a hard limit of 4096 open files or more, not {hard}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(
+        &dir,
+        "ports",
+        "[[container]]\nname = \"aa\"\npublish = [\"1-3000:1-3000\"]\nlisten = [\"tcp:2999\"]\n\
+         [[expect]]\nfrom = \"external\"\nto = \"host\"\nprobe = \"tcp:2999\"\nresult = \"reachable\"\n",
+    );
+    let p = path.to_str().unwrap();
+    let limited = |soft: u64, hard: u64| {
+        Command::new("prlimit")
+            .arg(format!("--nofile={soft}:{hard}"))
+            .arg(common::bridgelab_bin())
+            .args(["run", p])
+            .output()
+            .unwrap()
+    };
+    let out = limited(1024, hard);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    // Too few even at the hard limit: an environment problem, said up front.
+    let (out, left) = common::in_fresh_run_dir(
+        "prlimit --nofile=1024:2048 \"$BRIDGELAB\" run \"$1\"; rc=$?; list_run; exit $rc",
+        &[p],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("3000 published ports (a userland proxy each): it needs about 3268 open files, and this process may open 2048"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(left.is_empty(), "{left:?}");
+}

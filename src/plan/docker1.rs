@@ -13,6 +13,7 @@ use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
+use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
 use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
@@ -130,9 +131,13 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
         b.start(c);
     }
     let mut plan = b.snapshot()?;
-    for step in &s.spec.steps {
+    let mut size = PlanSize::default();
+    size.add(s, &plan, "the start", s.spec.containers.last().map(|c| c.name.span()).unwrap_or(0..0))?;
+    for (i, step) in s.spec.steps.iter().enumerate() {
         let action = b.step(step);
-        plan.steps.push(StepPlan { action, after: b.snapshot()? });
+        let after = b.snapshot()?;
+        size.add(s, &after, &format!("step {}", i + 1), step.action.span())?;
+        plan.steps.push(StepPlan { action, after });
     }
     Ok(plan)
 }
@@ -537,19 +542,12 @@ impl<'a> Builder<'a> {
     /// the port mapper: allocator, iptables `forward`, userland proxy.
     fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) {
         let name = c.name();
-        let mut wanted = Vec::new();
-        for spec in &c.publish {
-            let p = spec.get_ref();
-            for i in 0..p.container_ports.len() {
-                let cport = p.container_ports.start + i as u16;
-                let hport = p.host_ports.map(|h| h.start + i as u16);
-                let hip = p.host_ip.unwrap_or(self.s.spec.daemon.default_ip());
-                wanted.push((cport, p.proto, hport, hip, spec.span()));
+        for (cport, proto, hport, hip, span) in published_in_port_order(c, self.s.spec.daemon.default_ip()) {
+            if self.mappings.len() >= MAX_PUBLISHED_PORTS {
+                let why =
+                    format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a proxy");
+                return self.err(span, format!("Cannot start container {name}: {why}"));
             }
-        }
-        // Docker walks a map here (random order); bridgelab sorts by port.
-        wanted.sort_by_key(|w| (w.0, w.1));
-        for (cport, proto, hport, hip, span) in wanted {
             // Dynamic ports are retried (Docker: up to 10 times) when the proxy cannot bind.
             let hport = hport.filter(|p| *p != 0);
             let attempts = if hport.is_none() { 10 } else { 1 };
@@ -593,7 +591,9 @@ impl<'a> Builder<'a> {
                 }
             }
             if let Some(e) = last_err {
-                self.err(span, format!("Cannot start container {name}: {e}"));
+                // Docker's start fails at the first port that fails: one
+                // error, not one per remaining port of a 65,535-port range.
+                return self.err(span, format!("Cannot start container {name}: {e}"));
             }
         }
     }
@@ -719,10 +719,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The kernel's limit on ports per bridge: `BR_MAX_PORTS` is 1024 and port
-/// number 0 is reserved, so adding a 1024th port fails with `EXFULL`.
-pub const BRIDGE_MAX_PORTS: usize = 1023;
-
 impl Builder<'_> {
     /// A lab the kernel cannot build is refused here, pointing at the
     /// container whose veth would be a bridge's 1024th port, rather than
@@ -750,6 +746,34 @@ impl Builder<'_> {
             );
         }
     }
+}
+
+/// Each port `-p` publishes, as (container port, protocol, host port, host
+/// address, span of its spec). Docker walks a map here (random order);
+/// bridgelab goes by container port and protocol, ties in file order. The
+/// specs' ranges are merged lazily: a start that fails at its first port
+/// does not expand all 65,535 of a range first.
+fn published_in_port_order(
+    c: &Container,
+    default_ip: Ipv4Addr,
+) -> impl Iterator<Item = (u16, Proto, Option<u16>, Ipv4Addr, Range<usize>)> + '_ {
+    use std::cmp::Reverse;
+    let mut next: std::collections::BinaryHeap<Reverse<(u16, Proto, usize, u16)>> = c
+        .publish
+        .iter()
+        .enumerate()
+        .map(|(k, spec)| Reverse((spec.get_ref().container_ports.start, spec.get_ref().proto, k, 0)))
+        .collect();
+    std::iter::from_fn(move || {
+        let Reverse((cport, proto, k, i)) = next.pop()?;
+        let spec = &c.publish[k];
+        let p = spec.get_ref();
+        if cport < p.container_ports.end {
+            next.push(Reverse((cport + 1, proto, k, i + 1)));
+        }
+        let hport = p.host_ports.map(|h| h.start + i);
+        Some((cport, proto, hport, p.host_ip.unwrap_or(default_ip), spec.span()))
+    })
 }
 
 /// A container's exposed ports (`expose` plus the container side of

@@ -12,6 +12,7 @@ mod byname;
 mod docker1;
 pub mod firewall;
 pub mod ipallocator;
+pub mod limits;
 pub mod portallocator;
 mod render;
 

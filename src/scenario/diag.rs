@@ -90,6 +90,13 @@ fn short_word(word: &str) -> Cow<'_, str> {
 /// TOML parser quoting a value): long words are [`short`]ened, and a message
 /// still too long (a value full of spaces) keeps its head and tail.
 fn bound_message(message: String) -> String {
+    // One mistake, one line: a value with a newline (or another control
+    // character) shows it escaped.
+    if message.contains(char::is_control) {
+        let escaped =
+            message.chars().map(|c| if c.is_control() { c.escape_default().collect() } else { c.to_string() });
+        return bound_message(escaped.collect());
+    }
     if message.split(' ').any(|w| matches!(short_word(w), Cow::Owned(_))) {
         return bound_message(message.split(' ').map(short_word).collect::<Vec<_>>().join(" "));
     }
@@ -207,6 +214,9 @@ mod tests {
         assert!(d.message.starts_with("Invalid container name (a a "), "{}", d.message);
         assert!(d.message.ends_with("a ), only [a-z] are allowed"), "{}", d.message);
         assert!(d.message.contains("(1048325 characters cut)"), "{}", d.message);
+        // A value with a line break stays on one line.
+        let d = Diagnostic::new(0..0, "Invalid container name (a\nb\u{7}), only [a-z]");
+        assert_eq!(d.message, "Invalid container name (a\\nb\\u{7}), only [a-z]");
         // Punctuation alone is not a value: the line is still bounded.
         let d = Diagnostic::new(0..0, "(".repeat(10_000));
         assert!(d.message.chars().count() < 500);
