@@ -21,7 +21,10 @@ fn valid(text: &str) -> Plan {
 }
 
 fn refused(text: &str) -> String {
-    plan(text).expect_err("must be refused").to_string()
+    match plan(text) {
+        Ok(p) => panic!("must be refused; planned {} containers, {} steps", p.containers.len(), p.steps.len()),
+        Err(e) => e.to_string(),
+    }
 }
 
 fn text(b: &[u8]) -> String {
@@ -278,4 +281,33 @@ fn a_lab_with_thousands_of_published_ports_gets_its_open_files() {
         text(&out.stderr)
     );
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn published_ports_and_plan_size_are_bounded_with_a_location() {
+    // Every port of both protocols (131,070), then one more.
+    let e = refused(
+        "[[container]]\nname = \"aa\"\npublish = [\"1-65535:1-65535\", \"1-65535:1-65535/udp\"]\n\
+         [[container]]\nname = \"bb\"\npublish = [\"127.0.0.1:80:80\"]\n",
+    );
+    assert_eq!(
+        e,
+        "t.toml:6:12: Cannot start container bb: bridgelab publishes at most 131070 ports in one lab, each with a proxy"
+    );
+    // The plan keeps the lab after every step: 1,000 containers restarted
+    // one at a time would hold about 2,000,000 things.
+    let mut text = String::new();
+    for i in 0..1000 {
+        text.push_str(&format!("[[container]]\nname = \"c{i}\"\nnetwork = \"none\"\n"));
+    }
+    for i in 0..1000 {
+        text.push_str(&format!("[[step]]\ndo = \"restart\"\ncontainer = \"c{i}\"\n"));
+    }
+    // Refused at the step that crosses the bound, the 496th (line 4487).
+    assert_eq!(
+        refused(&text),
+        "t.toml:4487:6: too big to plan: after step 496 the plan holds 1001952 containers, links, routes, port \
+         mappings and rules, more than bridgelab's 1000000 (it keeps the whole lab after every step): use fewer \
+         steps or a smaller lab"
+    );
 }
