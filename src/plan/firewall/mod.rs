@@ -60,7 +60,7 @@ pub struct TableRules {
 }
 
 /// Every table Docker touched, in `iptables-save` order.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Ruleset {
     pub tables: Vec<TableRules>,
     /// How many copies of each rule its chain holds, by a hash of table,
@@ -70,6 +70,18 @@ pub struct Ruleset {
     /// instead of walking the whole chain for each container.
     #[serde(skip)]
     copies: HashMap<u64, usize>,
+}
+
+/// A plan keeps a copy of the rules after every step: a copy's index is as
+/// big as its rules, not as the table it was cut from (a derived `clone`
+/// keeps a hash table's capacity, 2 MB for each copy of an emptied lab that
+/// once had 28,000 ports).
+impl Clone for Ruleset {
+    fn clone(&self) -> Ruleset {
+        let mut copies = HashMap::with_capacity(self.copies.len());
+        copies.extend(self.copies.iter().map(|(k, v)| (*k, *v)));
+        Ruleset { tables: self.tables.clone(), copies }
+    }
 }
 
 fn rule_key(t: Table, chain: &str, rule: &str) -> u64 {
