@@ -22,7 +22,8 @@
 //! `BRIDGELAB_FUZZ_CASES` sets a number of cases instead, and
 //! `BRIDGELAB_FUZZ_CASE_SECS` the limit per case (10 s). A finding is
 //! written to `target/fuzz-findings/` with its seed and case number;
-//! `BRIDGELAB_FUZZ_DUMP=N` writes case N there too.
+//! `BRIDGELAB_FUZZ_DUMP=N` writes case N there too, and
+//! `BRIDGELAB_FUZZ_FIRST=N` starts at case N (replay with the seed).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -484,7 +485,9 @@ fn mutated_scenarios_never_panic_hang_or_pass_check_unbuildable() {
     let start = Instant::now();
     let mut counts: HashMap<&str, u64> = HashMap::new();
     let mut slowest = (Duration::ZERO, 0);
-    let mut n = 0;
+    let first = env_num("BRIDGELAB_FUZZ_FIRST").unwrap_or(0);
+    let mut n = first;
+    let cases = cases.saturating_add(first);
     while n < cases && budget.is_none_or(|b| start.elapsed() < b) {
         let mut rng = Rng::new(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let bytes = mutate(&mut rng, &seeds, &strings);
@@ -535,12 +538,13 @@ fn mutated_scenarios_never_panic_hang_or_pass_check_unbuildable() {
         n += 1;
     }
     eprintln!(
-        "fuzz: seed {seed}, {n} cases in {:.0?}: {} accepted, {} refused; slowest case {} took {:.0?}",
+        "fuzz: seed {seed}, {} cases in {:.0?}: {} accepted, {} refused; slowest case {} took {:.0?}",
+        n - first,
         start.elapsed(),
         counts.get("accepted").unwrap_or(&0),
         counts.get("refused").unwrap_or(&0),
         slowest.1,
         slowest.0
     );
-    assert!(n > 0);
+    assert!(n > first);
 }

@@ -694,7 +694,7 @@ impl<'a> Builder<'a> {
         for l in host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
             l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
         }
-        let bridges: Vec<String> =
+        let bridges: BTreeSet<String> =
             host.links.iter().filter(|l| l.kind == LinkKind::Bridge).map(|l| l.name.clone()).collect();
         for r in &mut host.routes {
             // The kernel flags connected routes only; a static route added

@@ -81,6 +81,8 @@ impl fmt::Display for Plan {
                 writeln!(f, "  sysctl {} = {}", s.key, s.value.replace('\t', " "))?;
             }
         }
+        // Rendered once: each step compares its rules with these.
+        let rules = self.iptables.render();
         for (i, step) in self.steps.iter().enumerate() {
             let after = &step.after;
             writeln!(f, "\nafter step {}: {}", i + 1, step.action)?;
@@ -95,9 +97,10 @@ impl fmt::Display for Plan {
             for m in &after.port_mappings {
                 writeln!(f, "  port {m}")?;
             }
-            if after.iptables.render() != self.iptables.render() {
+            let after_rules = after.iptables.render();
+            if after_rules != rules {
                 writeln!(f, "  iptables:")?;
-                for line in after.iptables.render().lines() {
+                for line in after_rules.lines() {
                     writeln!(f, "    {line}")?;
                 }
             }
@@ -106,7 +109,7 @@ impl fmt::Display for Plan {
             writeln!(f, "\niptables (host): no rules (--iptables=false or no bridge)")?;
         } else {
             writeln!(f, "\niptables (host), as iptables-save prints it:")?;
-            for line in self.iptables.render().lines() {
+            for line in rules.lines() {
                 writeln!(f, "  {line}")?;
             }
         }

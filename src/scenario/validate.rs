@@ -108,16 +108,18 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     c.errors
 }
 
-/// An earlier subnet that overlaps `sub`: one that contains it (at most 33
-/// exact lookups) or one inside it (a range lookup).
-fn overlapping<'a>(earlier: &BTreeMap<(u32, u8), &'a str>, sub: ipnetwork::Ipv4Network) -> Option<&'a str> {
+/// An earlier subnet that overlaps `sub`, in lookups rather than a scan:
+/// of those that contain it (at most 33 exact lookups) and the lowest one
+/// inside it (a range lookup), the one defined first.
+fn overlapping<'a>(earlier: &BTreeMap<(u32, u8), (usize, &'a str)>, sub: ipnetwork::Ipv4Network) -> Option<&'a str> {
     let first = u32::from(sub.network());
-    let containing = (0..=sub.prefix()).find_map(|p| {
+    let containing = (0..=sub.prefix()).filter_map(|p| {
         let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
         earlier.get(&(first & mask, p)).copied()
     });
     let last = u32::from(sub.broadcast());
-    containing.or_else(|| earlier.range((first, sub.prefix())..=(last, 32)).next().map(|(_, n)| *n))
+    let inside = earlier.range((first, sub.prefix())..=(last, 32)).next().map(|(_, n)| *n);
+    containing.chain(inside).min().map(|(_, name)| name)
 }
 
 impl Checker<'_> {
@@ -238,8 +240,8 @@ impl Checker<'_> {
     fn networks(&mut self) {
         let mut seen: HashSet<&str> = HashSet::new();
         // Earlier subnets by (first address, prefix), for overlap lookups.
-        let mut subnets: BTreeMap<(u32, u8), &str> = BTreeMap::new();
-        for n in &self.spec.networks {
+        let mut subnets: BTreeMap<(u32, u8), (usize, &str)> = BTreeMap::new();
+        for (i, n) in self.spec.networks.iter().enumerate() {
             let name = n.name.get_ref().as_str();
             if PREDEFINED_NETWORKS.contains(&name) {
                 self.err(n.name.span(), format!("{name} is a pre-defined network and cannot be created"));
@@ -287,7 +289,7 @@ impl Checker<'_> {
                         format!("Pool overlaps with other one on this address space: {sub} overlaps network {other}"),
                     );
                 }
-                subnets.entry((u32::from(sub.network()), sub.prefix())).or_insert(name);
+                subnets.entry((u32::from(sub.network()), sub.prefix())).or_insert((i, name));
             }
         }
     }
