@@ -65,12 +65,6 @@ impl<T: Named> ByName<T> {
         self.items.push(item);
     }
 
-    /// `Vec::retain`; the index is rebuilt, so this is O(n) like the scan it is.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        self.items.retain(keep);
-        self.reindex();
-    }
-
     fn reindex(&mut self) {
         self.index.clear();
         self.shadowed = 0;
@@ -227,7 +221,7 @@ mod tests {
             l.push(node(n));
         }
         assert_eq!(l.position("c"), Some(2));
-        l.retain(|n| n.name != "a");
+        l.remove("a");
         assert_eq!(l.position("c"), Some(1));
         assert!(l.get("a").is_none());
         l.push(node("a"));

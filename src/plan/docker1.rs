@@ -517,9 +517,7 @@ impl<'a> Builder<'a> {
             }
         }
         if cp.netns.as_deref() == Some(name.as_str()) {
-            if self.nodes.get(&name).is_some() {
-                self.nodes.retain(|n| n.name != name);
-            }
+            self.nodes.remove(&name);
             self.nodes.push(node);
         }
         self.put(cp);
