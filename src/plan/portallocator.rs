@@ -4,6 +4,10 @@
 //! not conflict here; the userland proxy's bind finds that out). Dynamic
 //! ports are next-fit over the host's `ip_local_port_range`, starting at its
 //! beginning; a released port is only reused once the pointer comes round.
+//!
+//! Every request costs O(log n) plus the run of taken ports the pointer
+//! skips, which it then leaves behind: a full pool answers at once from its
+//! count, so publishing all 65,535 ports plans in linear time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -25,6 +29,8 @@ pub enum PortError {
 #[derive(Debug, Clone)]
 struct Pool {
     taken: BTreeSet<u16>,
+    /// How many of `taken` lie in the dynamic range.
+    dynamic_taken: u32,
     last: u16,
 }
 
@@ -44,33 +50,59 @@ impl PortAllocator {
     pub fn request(&mut self, ip: Ipv4Addr, proto: Proto, port: Option<u16>) -> Result<u16, PortError> {
         let (begin, end) = (self.begin, self.end);
         // `last` starts at the end, so the first dynamic port is `begin`.
-        let pool = self.pools.entry((ip, proto)).or_insert_with(|| Pool { taken: BTreeSet::new(), last: end });
-        match port {
+        let pool = self.pools.entry((ip, proto)).or_insert_with(|| Pool {
+            taken: BTreeSet::new(),
+            dynamic_taken: 0,
+            last: end,
+        });
+        let port = match port {
             Some(p) if p > 0 => {
-                if !pool.taken.insert(p) {
+                if pool.taken.contains(&p) {
                     return Err(PortError::AlreadyAllocated(ip, p));
                 }
-                Ok(p)
+                p
             }
             _ => {
-                let mut p = pool.last;
-                for _ in 0..=(end - begin) {
-                    p = if p >= end { begin } else { p + 1 };
-                    if pool.taken.insert(p) {
-                        pool.last = p;
-                        return Ok(p);
-                    }
+                if pool.dynamic_taken > u32::from(end - begin) {
+                    return Err(PortError::AllAllocated);
                 }
-                Err(PortError::AllAllocated)
+                // Next fit: the first free port after `last`, wrapping once.
+                let after = if pool.last >= end { begin } else { pool.last + 1 };
+                let p = first_free(&pool.taken, after, end).or_else(|| first_free(&pool.taken, begin, end));
+                let p = p.expect("a free port, by the count");
+                pool.last = p;
+                p
             }
+        };
+        pool.taken.insert(port);
+        if (begin..=end).contains(&port) {
+            pool.dynamic_taken += 1;
         }
+        Ok(port)
     }
 
     pub fn release(&mut self, ip: Ipv4Addr, proto: Proto, port: u16) {
         if let Some(pool) = self.pools.get_mut(&(ip, proto)) {
-            pool.taken.remove(&port);
+            if pool.taken.remove(&port) && (self.begin..=self.end).contains(&port) {
+                pool.dynamic_taken -= 1;
+            }
         }
     }
+}
+
+/// The lowest port in `from..=end` that is not taken.
+fn first_free(taken: &BTreeSet<u16>, from: u16, end: u16) -> Option<u16> {
+    let mut want = from;
+    for &t in taken.range(from..=end) {
+        if t != want {
+            break;
+        }
+        if want == end {
+            return None;
+        }
+        want += 1;
+    }
+    Some(want)
 }
 
 #[cfg(test)]

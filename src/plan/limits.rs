@@ -1,0 +1,52 @@
+//! Sizes bridgelab refuses in `check`, so that `run` never meets them: what
+//! the kernel cannot build, and plans too big to hold.
+
+use std::ops::Range;
+
+use super::Plan;
+use crate::scenario::{Diagnostics, Scenario};
+
+/// The kernel's limit on ports per bridge: `BR_MAX_PORTS` is 1024 and port
+/// number 0 is reserved, so adding a 1024th port fails with `EXFULL`.
+pub const BRIDGE_MAX_PORTS: usize = 1023;
+
+/// Published ports in one lab: every port of both protocols on one address.
+/// Each is a listening socket of the userland proxy in `run`, so each needs
+/// an open file there.
+pub const MAX_PUBLISHED_PORTS: usize = 2 * 65_535;
+
+/// Containers, links, routes, port mappings and iptables rules held by a
+/// plan and the copies after each step. The plan keeps the whole lab after
+/// every step, so a few thousand steps of a few thousand containers would
+/// take gigabytes.
+pub const MAX_PLAN_SIZE: usize = 1_000_000;
+
+/// How many things a plan holds, by [`MAX_PLAN_SIZE`]'s measure.
+pub fn plan_size(p: &Plan) -> usize {
+    let nodes: usize = p.nodes.iter().map(|n| n.links.len() + n.routes.len()).sum();
+    let rules: usize = p.iptables.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum();
+    p.containers.len() + nodes + p.port_mappings.len() + rules
+}
+
+/// The size of the plans made so far, refused past [`MAX_PLAN_SIZE`].
+#[derive(Debug, Default)]
+pub struct PlanSize(usize);
+
+impl PlanSize {
+    /// Counts `plan`, made by `what` (`the start`, `step 3`) written at `span`.
+    pub fn add(&mut self, s: &Scenario, plan: &Plan, what: &str, span: Range<usize>) -> Result<(), Diagnostics> {
+        self.0 += plan_size(plan);
+        if self.0 <= MAX_PLAN_SIZE {
+            return Ok(());
+        }
+        Err(s.error(
+            span,
+            format!(
+                "too big to plan: after {what} the plan holds {} containers, links, routes, port mappings and \
+                 rules, more than bridgelab's {MAX_PLAN_SIZE} (it keeps the whole lab after every step): \
+                 use fewer steps or a smaller lab",
+                self.0
+            ),
+        ))
+    }
+}
