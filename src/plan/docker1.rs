@@ -540,11 +540,33 @@ impl<'a> Builder<'a> {
     /// the port mapper: allocator, iptables `forward`, userland proxy.
     fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) {
         let name = c.name();
+        // The name once per container, not per port: a long name published
+        // on 65,535 ports is neither copied nor hashed 65,535 times.
+        let mut installed = self.installed.remove(name).unwrap_or_default();
+        let failed = self.map_each_port(c, container_ip, bridge, &mut installed);
+        if !installed.is_empty() {
+            self.installed.insert(name.to_string(), installed);
+        }
+        if let Some((span, e)) = failed {
+            self.err(span, format!("Cannot start container {name}: {e}"));
+        }
+    }
+
+    /// The ports of [`map_ports`](Self::map_ports), their rules added to
+    /// `installed`; the first failure ends it.
+    fn map_each_port(
+        &mut self,
+        c: &Container,
+        container_ip: Ipv4Addr,
+        bridge: &str,
+        installed: &mut Vec<RuleRef>,
+    ) -> Option<(Range<usize>, String)> {
+        let shared: std::sync::Arc<str> = c.name().into();
         for (cport, proto, hport, hip, span) in published_in_port_order(c, self.s.spec.daemon.default_ip()) {
             if self.mappings.len() >= MAX_PUBLISHED_PORTS {
                 let why =
                     format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a proxy");
-                return self.err(span, format!("Cannot start container {name}: {why}"));
+                return Some((span, why));
             }
             // Dynamic ports are retried (Docker: up to 10 times) when the proxy cannot bind.
             let hport = hport.filter(|p| *p != 0);
@@ -561,7 +583,7 @@ impl<'a> Builder<'a> {
                 match self.proxy_bind_error(hip, proto, port) {
                     None => {
                         let m = PortMapping {
-                            container: name.into(),
+                            container: shared.clone(),
                             proto,
                             host_ip: hip,
                             host_port: port,
@@ -570,7 +592,7 @@ impl<'a> Builder<'a> {
                         };
                         if self.s.spec.daemon.iptables() {
                             match Docker1.map_port(&mut self.rules, bridge, &m) {
-                                Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
+                                Ok(refs) => installed.extend(refs),
                                 Err(e) => {
                                     self.ports.release(hip, proto, port);
                                     last_err = Some(e);
@@ -591,9 +613,10 @@ impl<'a> Builder<'a> {
             if let Some(e) = last_err {
                 // Docker's start fails at the first port that fails: one
                 // error, not one per remaining port of a 65,535-port range.
-                return self.err(span, format!("Cannot start container {name}: {e}"));
+                return Some((span, e));
             }
         }
+        None
     }
 
     /// Why `docker-proxy` could not listen on `ip:port`, as Go says it.
@@ -621,14 +644,23 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let spec = self.specs.get(target).expect("validated link").clone();
+            // Recorded once per link, not per port (see `map_ports`).
+            let (mut added, mut failed) = (Vec::new(), None);
             for (proto, port) in exposed_ports(&spec) {
                 match Docker1.link(&mut self.rules, bridge, parent, child_ip, proto, port) {
-                    Ok(refs) => self.installed.entry(c.name().to_string()).or_default().extend(refs),
+                    Ok(refs) => added.extend(refs),
                     Err(e) => {
-                        self.err(l.span(), format!("Cannot start container {}: {e}", c.name()));
-                        return;
+                        failed = Some(e);
+                        break;
                     }
                 }
+            }
+            if !added.is_empty() {
+                self.installed.entry(c.name().to_string()).or_default().extend(added);
+            }
+            if let Some(e) = failed {
+                self.err(l.span(), format!("Cannot start container {}: {e}", c.name()));
+                return;
             }
         }
     }

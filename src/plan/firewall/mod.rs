@@ -337,7 +337,9 @@ pub fn normalize_save(text: &str) -> String {
 /// A published port as the port mapper set it up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortMapping {
-    pub container: String,
+    /// Shared by all of a container's mappings: a long name published on
+    /// 65,535 ports is held once, not 65,535 times.
+    pub container: std::sync::Arc<str>,
     pub proto: Proto,
     /// `0.0.0.0` for every address.
     pub host_ip: Ipv4Addr,
