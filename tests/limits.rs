@@ -302,6 +302,16 @@ fn published_ports_and_plan_size_are_bounded_with_a_location() {
         e,
         "t.toml:6:12: Cannot start container bb: bridgelab publishes at most 131070 ports in one lab, each with a proxy"
     );
+    // Links make two rules per exposed port: the 8th link to a container
+    // exposing 65,535 ports would pass 1,000,000 rules.
+    let mut links = String::from("[[container]]\nname = \"db\"\nexpose = [\"1-65535\"]\n");
+    for i in 1..=8 {
+        links.push_str(&format!("[[container]]\nname = \"c{i}\"\nlinks = [\"db:db\"]\n"));
+    }
+    assert_eq!(
+        refused(&links),
+        "t.toml:27:10: Cannot start container c8: too big to plan: its link to db would make more than 1000000 rules"
+    );
     // The plan keeps the lab after every step: 1,000 containers restarted
     // one at a time would hold about 2,000,000 things.
     let mut text = String::new();

@@ -13,7 +13,7 @@ use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
-use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
+use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
 use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
@@ -644,6 +644,14 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let spec = self.specs.get(target).expect("validated link").clone();
+            // Two rules per exposed port: a link to a container exposing
+            // 65,535 ports from a thousand others would be 131 million.
+            let at_most: usize = spec.expose.iter().map(|e| e.get_ref().ports.len() as usize).sum::<usize>()
+                + spec.publish.iter().map(|p| p.get_ref().container_ports.len() as usize).sum::<usize>();
+            if self.rules.rule_count() + 2 * at_most > MAX_PLAN_SIZE {
+                let why = format!("too big to plan: its link to {target} would make more than {MAX_PLAN_SIZE} rules");
+                return self.err(l.span(), format!("Cannot start container {}: {why}", c.name()));
+            }
             // Recorded once per link, not per port (see `map_ports`).
             let (mut added, mut failed) = (Vec::new(), None);
             for (proto, port) in exposed_ports(&spec) {

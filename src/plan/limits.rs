@@ -28,7 +28,7 @@ pub const MAX_PLAN_SIZE: usize = 1_000_000;
 /// gigabytes too.
 pub fn plan_size(p: &Plan) -> usize {
     let nodes: usize = p.nodes.iter().map(|n| n.links.len() + n.routes.len()).sum();
-    let rules: usize = p.iptables.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum();
+    let rules = p.iptables.rule_count();
     let names: usize = p.containers.iter().map(|c| c.name.len() / 32).sum();
     p.containers.len() + names + nodes + p.port_mappings.len() + rules
 }

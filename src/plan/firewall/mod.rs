@@ -286,6 +286,11 @@ impl Ruleset {
         self.tables.is_empty()
     }
 
+    /// How many rules all chains hold.
+    pub fn rule_count(&self) -> usize {
+        self.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum()
+    }
+
     /// One table as `iptables-restore` input (and, without the counters,
     /// as `iptables-save` prints it).
     pub fn table_text(&self, t: &TableRules) -> String {
