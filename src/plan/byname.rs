@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 use std::ops::{Deref, DerefMut};
 
@@ -131,14 +132,44 @@ impl<T> DerefMut for ByName<T> {
     }
 }
 
+/// Hashes keys by their length and at most 64 of their bytes, so that a
+/// key of any length hashes in constant time.
+#[derive(Debug, Clone, Default)]
+pub struct Sampled(std::collections::hash_map::RandomState);
+
+impl BuildHasher for Sampled {
+    type Hasher = SampledHasher;
+    fn build_hasher(&self) -> SampledHasher {
+        SampledHasher(self.0.build_hasher())
+    }
+}
+
+pub struct SampledHasher(std::collections::hash_map::DefaultHasher);
+
+impl Hasher for SampledHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() <= 64 {
+            self.0.write(bytes);
+        } else {
+            self.0.write_usize(bytes.len());
+            self.0.write(&bytes[..32]);
+            self.0.write(&bytes[bytes.len() - 32..]);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 /// Published ports, with the host addresses bound per protocol and port so
 /// that the userland proxy's bind check is a lookup, not a scan.
 #[derive(Debug, Clone, Default)]
 pub struct Mappings {
     items: Vec<PortMapping>,
     bound: HashMap<(Proto, u16), Vec<Ipv4Addr>>,
-    /// How many mappings each container has.
-    per_container: HashMap<String, usize>,
+    /// How many mappings each container has; a push looks its name up with
+    /// a hash of a sample of it (and an `Arc` compares by pointer first).
+    per_container: HashMap<std::sync::Arc<str>, usize, Sampled>,
 }
 
 impl Mappings {
@@ -161,7 +192,7 @@ impl Mappings {
             if at.len() == count {
                 break;
             }
-            if m.container == name {
+            if &*m.container == name {
                 at.push(i);
             }
         }
@@ -169,7 +200,7 @@ impl Mappings {
         let mut taken = Vec::with_capacity(count);
         let tail: Vec<PortMapping> = self.items.drain(from..).collect();
         for m in tail {
-            if m.container == name {
+            if &*m.container == name {
                 if let Some(ips) = self.bound.get_mut(&(m.proto, m.host_port)) {
                     if let Some(k) = ips.iter().position(|ip| *ip == m.host_ip) {
                         ips.swap_remove(k);

@@ -13,7 +13,7 @@ use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
-use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
+use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
 use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
@@ -121,6 +121,27 @@ struct Builder<'a> {
     /// Rules each container's start installed (ports, links), removed again
     /// when it stops, as Docker's `Unmap` and link `Disable` do.
     installed: HashMap<String, Vec<RuleRef>>,
+    /// Shortcuts along `container:` chains, for links (see `link_child`).
+    link_shortcuts: HashMap<String, LinkShortcut>,
+}
+
+/// Where a link's walk along `container:` modes ends.
+enum LinkEnd {
+    /// The container linked to.
+    Child(String),
+    /// A name no container has (any more).
+    Missing(String),
+    /// A host-mode container: links to it are refused.
+    Host,
+}
+
+/// What an earlier walk found from a name on a `container:` chain.
+#[derive(Clone)]
+enum LinkShortcut {
+    /// The walk goes on from there.
+    To(String),
+    /// It ends there, the name where a cycle closes.
+    Cycle(String),
 }
 
 /// A failed start: where it points, and Docker's message without the
@@ -221,6 +242,7 @@ impl<'a> Builder<'a> {
             specs: ByName::default(),
             netns_users: HashMap::new(),
             installed: HashMap::new(),
+            link_shortcuts: HashMap::new(),
         }
     }
 
@@ -360,6 +382,8 @@ impl<'a> Builder<'a> {
                 self.stop(&name, span);
                 self.containers.remove(&name);
                 self.specs.remove(&name);
+                // A chain through it ends there now.
+                self.link_shortcuts.clear();
             }
             StepAction::Run => {
                 if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
@@ -520,36 +544,70 @@ impl<'a> Builder<'a> {
     /// alias only the first counts. A link to a `container:` container is a
     /// link to the container whose namespace it joins, and one that ends in
     /// host mode is refused. Returns (alias, child, span) in file order.
-    fn register_links(&self, c: &Container) -> Result<Vec<(String, String, Range<usize>)>, Diagnostic> {
+    fn register_links(&mut self, c: &Container) -> Result<Vec<(String, String, Range<usize>)>, Diagnostic> {
         let mut out: Vec<(String, String, Range<usize>)> = Vec::new();
         let mut aliases: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for l in &c.links {
             let spec = l.get_ref();
-            let mut child = spec.container.clone();
-            // Bounded: a container may name itself in `container:` (Docker would loop).
-            for _ in 0..=self.specs.len() {
-                let Some(k) = self.specs.get(&child) else {
-                    if child != spec.container {
-                        return Err(Diagnostic::new(l.span(), format!("Could not get container for {child}")));
-                    }
-                    break; // removed since: `docker rm` purged the link
-                };
-                match k.networks().into_iter().next() {
-                    Some(NetworkMode::Container(next)) => child = next,
-                    Some(NetworkMode::Host) => {
-                        return Err(Diagnostic::new(
-                            l.span(),
-                            "Conflicting options: --net=host can't be used with links. This would result in undefined behavior.",
-                        ))
-                    }
-                    _ => break,
+            let child = match self.link_child(&spec.container) {
+                LinkEnd::Child(child) => child,
+                // Removed since: `docker rm` purged the link.
+                LinkEnd::Missing(child) if child == spec.container => child,
+                LinkEnd::Missing(child) => {
+                    return Err(Diagnostic::new(l.span(), format!("Could not get container for {child}")))
                 }
-            }
+                LinkEnd::Host => {
+                    return Err(Diagnostic::new(
+                        l.span(),
+                        "Conflicting options: --net=host can't be used with links. This would result in undefined behavior.",
+                    ))
+                }
+            };
             if aliases.insert(&spec.alias) {
                 out.push((spec.alias.clone(), child, l.span()));
             }
         }
         Ok(out)
+    }
+
+    /// Where `RegisterLinks`' walk along `container:` modes from `name`
+    /// ends. Each walk leaves a shortcut at every name it passed, to where
+    /// it ended, so that many links along one long chain stay linear. A
+    /// shortcut holds while no container is removed (names are unique and
+    /// a container's mode does not change): the end it points to is looked
+    /// at again, as it may have been created since. Docker loops forever on
+    /// a cycle of `container:` modes; the walk stops where it closes.
+    fn link_child(&mut self, name: &str) -> LinkEnd {
+        let mut passed: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut child = name.to_string();
+        let end = loop {
+            if let Some(LinkShortcut::Cycle(at)) = self.link_shortcuts.get(&child) {
+                child = at.clone();
+                break LinkEnd::Child(child.clone());
+            }
+            let Some(k) = self.specs.get(&child) else { break LinkEnd::Missing(child.clone()) };
+            let next = match k.networks().into_iter().next() {
+                Some(NetworkMode::Container(next)) => next,
+                Some(NetworkMode::Host) => break LinkEnd::Host,
+                _ => break LinkEnd::Child(child.clone()),
+            };
+            let next = match self.link_shortcuts.get(&child) {
+                Some(LinkShortcut::To(to)) => to.clone(),
+                _ => next,
+            };
+            seen.insert(child.clone());
+            passed.push(std::mem::replace(&mut child, next));
+            if seen.contains(&child) {
+                break LinkEnd::Child(child.clone());
+            }
+        };
+        // `child` is where the walk ended: every name it passed leads there.
+        let shortcut = if seen.contains(&child) { LinkShortcut::Cycle(child) } else { LinkShortcut::To(child) };
+        for p in passed {
+            self.link_shortcuts.insert(p, shortcut.clone());
+        }
+        end
     }
 
     /// What `start` does, up to the first error: where it points and
@@ -660,6 +718,28 @@ impl<'a> Builder<'a> {
     /// `AllocateNetwork` returns at the first port that fails.
     fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) -> Result<(), Failure> {
         let name = c.name();
+        // The name once per container, not per port: a long name published
+        // on 65,535 ports is neither copied nor hashed 65,535 times. What was
+        // installed before a failure is recorded too, for the rollback.
+        let mut installed = self.installed.remove(name).unwrap_or_default();
+        let done = self.map_each_port(c, container_ip, bridge, &mut installed);
+        if !installed.is_empty() {
+            self.installed.insert(name.to_string(), installed);
+        }
+        done
+    }
+
+    /// The ports of [`map_ports`](Self::map_ports), their rules added to
+    /// `installed`; the first failure ends it.
+    fn map_each_port(
+        &mut self,
+        c: &Container,
+        container_ip: Ipv4Addr,
+        bridge: &str,
+        installed: &mut Vec<RuleRef>,
+    ) -> Result<(), Failure> {
+        let name = c.name();
+        let shared: std::sync::Arc<str> = name.into();
         for (cport, proto, hport, hip, span) in published_in_port_order(c, self.s.spec.daemon.default_ip()) {
             if self.mappings.len() >= MAX_PUBLISHED_PORTS {
                 let why =
@@ -689,7 +769,7 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 let m = PortMapping {
-                    container: name.into(),
+                    container: shared.clone(),
                     proto,
                     host_ip: hip,
                     host_port: port,
@@ -698,7 +778,7 @@ impl<'a> Builder<'a> {
                 };
                 if self.s.spec.daemon.iptables() {
                     match Docker1.map_port(&mut self.rules, bridge, &m) {
-                        Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
+                        Ok(refs) => installed.extend(refs),
                         Err(e) => {
                             // Map's deferred release; AllocatePort tries a
                             // dynamic port again whatever the error.
@@ -741,6 +821,25 @@ impl<'a> Builder<'a> {
         links: &[(String, String, Range<usize>)],
         parent_ip: Option<Ipv4Addr>,
     ) -> Result<(), Failure> {
+        // Recorded once per container, not per port (see `map_ports`),
+        // failure or not: the rollback removes them.
+        let mut added = Vec::new();
+        let done = self.link_each(c, links, parent_ip, &mut added);
+        if !added.is_empty() {
+            self.installed.entry(c.name().to_string()).or_default().extend(added);
+        }
+        done
+    }
+
+    /// The links of [`link_all`](Self::link_all), their rules added to
+    /// `added`; the first failure ends it.
+    fn link_each(
+        &mut self,
+        c: &Container,
+        links: &[(String, String, Range<usize>)],
+        parent_ip: Option<Ipv4Addr>,
+        added: &mut Vec<RuleRef>,
+    ) -> Result<(), Failure> {
         let parent = c.name();
         for (alias, target, span) in links {
             let Some(child) = self.containers.get(target) else { continue };
@@ -756,11 +855,21 @@ impl<'a> Builder<'a> {
             let Some(parent_ip) = parent_ip else { return Err((span.clone(), "Parent IP '' is invalid".into())) };
             let Some(child_ip) = child_ip else { return Err((span.clone(), "Child IP '' is invalid".into())) };
             let spec = self.specs.get(target).expect("a known child").clone();
+            // Two rules per exposed port: a link to a container exposing
+            // 65,535 ports from a thousand others would be 131 million.
+            let at_most: usize = spec.expose.iter().map(|e| e.get_ref().ports.len() as usize).sum::<usize>()
+                + spec.publish.iter().map(|p| p.get_ref().container_ports.len() as usize).sum::<usize>();
+            if self.rules.rule_count() + 2 * at_most > MAX_PLAN_SIZE {
+                // bridgelab's limit, not Docker's failure (see `map_ports`).
+                let why = format!("too big to plan: its link to {target} would make more than {MAX_PLAN_SIZE} rules");
+                self.err(span.clone(), format!("Cannot start container {parent}: {why}"));
+                return Ok(());
+            }
             for (proto, port) in exposed_ports(&spec) {
                 let refs = Docker1
                     .link(&mut self.rules, &bridge, parent_ip, child_ip, proto, port)
                     .map_err(|e| (span.clone(), e))?;
-                self.installed.entry(parent.to_string()).or_default().extend(refs);
+                added.extend(refs);
             }
         }
         Ok(())

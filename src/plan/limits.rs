@@ -21,11 +21,16 @@ pub const MAX_PUBLISHED_PORTS: usize = 2 * 65_535;
 /// take gigabytes.
 pub const MAX_PLAN_SIZE: usize = 1_000_000;
 
-/// How many things a plan holds, by [`MAX_PLAN_SIZE`]'s measure.
+/// How many things a plan holds, by [`MAX_PLAN_SIZE`]'s measure. A
+/// container's name is copied into several places (its node, its veth's
+/// peer, its namespace), so a long name counts one more per 32 bytes: a
+/// thousand steps of a lab with 70,000-character names would take
+/// gigabytes too.
 pub fn plan_size(p: &Plan) -> usize {
     let nodes: usize = p.nodes.iter().map(|n| n.links.len() + n.routes.len()).sum();
-    let rules: usize = p.iptables.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum();
-    p.containers.len() + nodes + p.port_mappings.len() + rules
+    let rules = p.iptables.rule_count();
+    let names: usize = p.containers.iter().map(|c| c.name.len() / 32).sum();
+    p.containers.len() + names + nodes + p.port_mappings.len() + rules
 }
 
 /// The size of the plans made so far, refused past [`MAX_PLAN_SIZE`].

@@ -286,6 +286,11 @@ impl Ruleset {
         self.tables.is_empty()
     }
 
+    /// How many rules all chains hold.
+    pub fn rule_count(&self) -> usize {
+        self.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum()
+    }
+
     /// One table as `iptables-restore` input (and, without the counters,
     /// as `iptables-save` prints it).
     pub fn table_text(&self, t: &TableRules) -> String {
@@ -337,7 +342,9 @@ pub fn normalize_save(text: &str) -> String {
 /// A published port as the port mapper set it up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortMapping {
-    pub container: String,
+    /// Shared by all of a container's mappings: a long name published on
+    /// 65,535 ports is held once, not 65,535 times.
+    pub container: std::sync::Arc<str>,
     pub proto: Proto,
     /// `0.0.0.0` for every address.
     pub host_ip: Ipv4Addr,
