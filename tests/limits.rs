@@ -388,3 +388,32 @@ fn links_along_a_long_container_chain_are_linear() {
     eprintln!("{small}: {ta:?}, {large}: {tb:?} (x{ratio:.1})");
     assert!(ratio < 20.0, "{small}: {ta:?}, {large}: {tb:?} (x{ratio:.1}; linear is x8)");
 }
+
+/// A start that fails at a late port first maps (and then unmaps) every
+/// port before it, as Docker does; the plan keeps none of that work, so it
+/// is bounded on its own: the start that passes the bound is refused, and
+/// nothing after it is started.
+#[test]
+fn work_given_back_by_failed_starts_is_bounded_with_a_location() {
+    let mut text = String::from("[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n");
+    for i in 0..1000 {
+        text.push_str(&format!("[[container]]\nname = \"n{i}\"\npublish = [\"1-65535:1-65535\"]\n"));
+    }
+    let t = Instant::now();
+    let e = refused(&text);
+    let took = t.elapsed();
+    let lines: Vec<&str> = e.lines().collect();
+    // Each of n0..n7 maps 8,079 ports with three rules each, then meets
+    // web's 8080; n8 passes 262,140.
+    assert_eq!(lines.len(), 10, "{e:.2000}");
+    assert_eq!(
+        lines[8],
+        "t.toml:30:12: too big to plan: failed starts up to this one made and gave back more than 262140 port \
+         mappings and rules"
+    );
+    assert_eq!(
+        lines[9],
+        "t.toml:30:12: Cannot start container n8: Bind for 0.0.0.0:8080 failed: port is already allocated"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}

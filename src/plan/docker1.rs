@@ -13,7 +13,7 @@ use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
-use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
+use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
 use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
@@ -123,6 +123,11 @@ struct Builder<'a> {
     installed: HashMap<String, Vec<RuleRef>>,
     /// Shortcuts along `container:` chains, for links (see `link_child`).
     link_shortcuts: HashMap<String, LinkShortcut>,
+    /// Port mappings and rules that failed starts made and gave back: work
+    /// the plan does not keep, so [`PlanSize`] does not see it.
+    given_back: usize,
+    /// Past [`MAX_GIVEN_BACK`]: no more containers are started.
+    too_big: bool,
 }
 
 /// Where a link's walk along `container:` modes ends.
@@ -152,6 +157,9 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     let mut b = Builder::new(s);
     b.start_daemon();
     for c in &s.spec.containers {
+        if b.too_big {
+            break;
+        }
         b.specs.push(c.clone());
         if let Err(d) = b.start(c, "start") {
             b.errors.push(d);
@@ -243,6 +251,8 @@ impl<'a> Builder<'a> {
             netns_users: HashMap::new(),
             installed: HashMap::new(),
             link_shortcuts: HashMap::new(),
+            given_back: 0,
+            too_big: false,
         }
     }
 
@@ -437,7 +447,9 @@ impl<'a> Builder<'a> {
     fn stop(&mut self, name: &str, span: Range<usize>) {
         match self.containers.get(name) {
             None => self.err(span, format!("No such container: {name}")),
-            Some(c) if c.running => self.release(name),
+            Some(c) if c.running => {
+                self.release(name);
+            }
             Some(_) => {}
         }
     }
@@ -447,8 +459,9 @@ impl<'a> Builder<'a> {
     /// port, with its rules, and the address) and each link's `Disable`.
     /// The namespace goes with its last process: a `container:` container
     /// may keep it, with `eth0` and its address, after its maker stopped.
-    fn release(&mut self, name: &str) {
-        let Some(cp) = self.containers.get_mut(name) else { return };
+    /// Returns how many port mappings and rules it removed.
+    fn release(&mut self, name: &str) -> usize {
+        let Some(cp) = self.containers.get_mut(name) else { return 0 };
         let was_running = std::mem::replace(&mut cp.running, false);
         let netns = cp.netns.take();
         if let Some(ep) = cp.endpoint.take() {
@@ -456,17 +469,21 @@ impl<'a> Builder<'a> {
                 a.release(ep.address.ip());
             }
         }
-        for m in self.mappings.take_container(name) {
+        let mappings = self.mappings.take_container(name);
+        for m in &mappings {
             self.ports.release(m.host_ip, m.proto, m.host_port);
         }
-        self.rules.delete_all(&self.installed.remove(name).unwrap_or_default());
-        let Some(ns) = netns.filter(|ns| ns != "host") else { return };
+        let rules = self.installed.remove(name).unwrap_or_default();
+        self.rules.delete_all(&rules);
+        let removed = mappings.len() + rules.len();
+        let Some(ns) = netns.filter(|ns| ns != "host") else { return removed };
         if was_running {
             self.leave_netns(&ns);
         }
         if !self.netns_users.contains_key(&ns) {
             self.remove_node(&ns);
         }
+        removed
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
@@ -533,7 +550,19 @@ impl<'a> Builder<'a> {
                 Ok(())
             }
             Err((span, e)) => {
-                self.release(&name);
+                // Docker does that work again for each start that fails
+                // late; so does the simulator, within a bound.
+                self.given_back += self.release(&name);
+                if self.given_back > MAX_GIVEN_BACK && !self.too_big {
+                    self.too_big = true;
+                    self.err(
+                        span.clone(),
+                        format!(
+                            "too big to plan: failed starts up to this one made and gave back more than \
+                             {MAX_GIVEN_BACK} port mappings and rules"
+                        ),
+                    );
+                }
                 Err(Diagnostic::new(span, format!("Cannot {verb} container {name}: {e}")))
             }
         }

@@ -21,6 +21,14 @@ pub const MAX_PUBLISHED_PORTS: usize = 2 * 65_535;
 /// take gigabytes.
 pub const MAX_PLAN_SIZE: usize = 1_000_000;
 
+/// Port mappings and rules made by starts that then failed and gave them
+/// back (Docker maps a container's ports one by one and unmaps them all
+/// when a later one fails): a thousand containers publishing
+/// `1-65535:1-65535` that each fail at port 8080 would map and unmap eight
+/// million ports, and the plan keeps none of it. This is about one start of
+/// every port (a mapping and three rules each) that fails at its last one.
+pub const MAX_GIVEN_BACK: usize = 2 * MAX_PUBLISHED_PORTS;
+
 /// How many things a plan holds, by [`MAX_PLAN_SIZE`]'s measure. A
 /// container's name is copied into several places (its node, its veth's
 /// peer, its namespace), so a long name counts one more per 32 bytes: a
