@@ -113,9 +113,9 @@ struct Builder<'a> {
     errors: Vec<Diagnostic>,
     bridge: Option<BridgePlan>,
     ipam: Option<IpAllocator>,
-    /// Containers some `container:` mode names: only their stop needs a
-    /// look at who shares their namespace.
-    netns_shared: std::collections::HashSet<String>,
+    /// For each container, those whose `container:` mode names it (in any
+    /// spec, at any step): who may share its namespace, without a scan.
+    joiners: HashMap<String, Vec<String>>,
     /// Every container the daemon knows, as the scenario gave it.
     specs: ByName<Container>,
     /// Rules each container's start installed (ports, links), removed again
@@ -132,11 +132,11 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     }
     let mut plan = b.snapshot()?;
     let mut size = PlanSize::default();
-    size.add(s, &plan, "the start", s.spec.containers.last().map(|c| c.name.span()).unwrap_or(0..0))?;
+    size.add(s, &plan, "the start", || super::limits::heaviest(s, &plan))?;
     for (i, step) in s.spec.steps.iter().enumerate() {
         let action = b.step(step);
         let after = b.snapshot()?;
-        size.add(s, &after, &format!("step {}", i + 1), step.action.span())?;
+        size.add(s, &after, &format!("step {}", i + 1), || step.action.span())?;
         plan.steps.push(StepPlan { action, after });
     }
     Ok(plan)
@@ -213,14 +213,14 @@ impl<'a> Builder<'a> {
             bridge: None,
             ipam: None,
             specs: ByName::default(),
-            netns_shared: s
-                .all_containers()
-                .flat_map(|c| c.networks())
-                .filter_map(|m| match m {
-                    NetworkMode::Container(other) => Some(other),
-                    _ => None,
-                })
-                .collect(),
+            joiners: s.all_containers().fold(HashMap::new(), |mut j: HashMap<String, Vec<String>>, c| {
+                for m in c.networks() {
+                    if let NetworkMode::Container(other) = m {
+                        j.entry(other).or_default().push(c.name().to_string());
+                    }
+                }
+                j
+            }),
             installed: HashMap::new(),
         }
     }
@@ -407,9 +407,7 @@ impl<'a> Builder<'a> {
         if !self.containers[i].running {
             return;
         }
-        if self.netns_shared.contains(name)
-            && self.containers.iter().any(|o| o.name != name && o.running && o.netns.as_deref() == Some(name))
-        {
+        if self.shares_namespace_with_running(name) {
             return self.err(span, format!("stopping {name} while containers share its namespace is not simulated"));
         }
         let cp = &mut self.containers[i];
@@ -429,6 +427,25 @@ impl<'a> Builder<'a> {
         }
         self.rules.delete_all(&self.installed.remove(name).unwrap_or_default());
         self.nodes.remove(name);
+    }
+
+    /// Whether a running container other than `name` lives in its namespace:
+    /// one that joined it, or joined one that did.
+    fn shares_namespace_with_running(&self, name: &str) -> bool {
+        let mut todo = vec![name];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(t) = todo.pop() {
+            for j in self.joiners.get(t).into_iter().flatten() {
+                if j == name || !seen.insert(j.as_str()) {
+                    continue;
+                }
+                if self.containers.get(j).is_some_and(|o| o.running && o.netns.as_deref() == Some(name)) {
+                    return true;
+                }
+                todo.push(j);
+            }
+        }
+        false
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
