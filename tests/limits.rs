@@ -27,6 +27,14 @@ fn refused(text: &str) -> String {
     }
 }
 
+/// Tests here time plans against each other, or plan huge labs: one at a
+/// time, so that no timing shares the machine with another of them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -42,9 +50,23 @@ fn time_plan(text: &str) -> Duration {
 
 #[test]
 fn every_port_can_be_published_in_linear_time() {
-    // 65,535 fixed mappings: every port there is.
-    let t = Instant::now();
-    let p = valid("[[container]]\nname = \"aa\"\npublish = [\"1-65535:1-65535\"]\n");
+    let _one = one_at_a_time();
+    // 65,535 fixed mappings: every port there is, planned three times (the
+    // fastest counts, against a busy machine), against 8,192. 8 times the
+    // ports must cost well under 8² times as much: each port's proxy check
+    // scanned every earlier mapping before, quadratic.
+    let all = "[[container]]\nname = \"aa\"\npublish = [\"1-65535:1-65535\"]\n";
+    let best = |text: &str| (0..3).map(|_| time_plan(text)).min().unwrap();
+    let few = best("[[container]]\nname = \"aa\"\npublish = [\"1-8192:1-8192\"]\n");
+    let (mut every, mut p) = (Duration::MAX, None);
+    for _ in 0..3 {
+        let t = Instant::now();
+        p = Some(valid(all));
+        every = every.min(t.elapsed());
+    }
+    let ratio = every.as_secs_f64() / few.as_secs_f64();
+    assert!(ratio < 20.0, "8,192 ports: {few:?}, 65,535: {every:?} (x{ratio:.1}; linear is x8)");
+    let p = p.unwrap();
     assert_eq!(p.port_mappings.len(), 65_535);
     assert!(p
         .port_mappings
@@ -55,21 +77,17 @@ fn every_port_can_be_published_in_linear_time() {
     let p = valid("[[container]]\nname = \"aa\"\npublish = [\"1-28232\"]\n");
     let ports: Vec<u16> = p.port_mappings.iter().map(|m| m.host_port).collect();
     assert_eq!(ports, (32768..=60999).collect::<Vec<u16>>());
-    // One more than the range holds: Docker's error, once the range is spent.
+    // One more than the range holds: Docker's error, once the range is
+    // spent (the allocator's own test counts its steps).
     let e = refused("[[container]]\nname = \"aa\"\npublish = [\"1-65535\"]\n");
-    assert!(e.starts_with("t.toml:3:12: Cannot start container aa: all ports are allocated"), "{e:.200}");
-    // A stop releases 65,535 ports and their rules, a start takes them again.
-    let p = plan(
-        "[[container]]\nname = \"aa\"\npublish = [\"1-65535:1-65535\"]\n\
+    assert_eq!(e, "t.toml:3:12: Cannot start container aa: all ports are allocated");
+    // A restart releases the ports and their rules and takes them again.
+    let p = valid(
+        "[[container]]\nname = \"aa\"\npublish = [\"1-20000:1-20000\"]\n\
          [[step]]\ndo = \"restart\"\ncontainer = \"aa\"\n",
-    )
-    .unwrap();
-    assert_eq!(p.steps[0].after.port_mappings.len(), 65_535);
-    let rules = |p: &Plan| p.iptables.render().lines().count();
-    assert_eq!(rules(&p.steps[0].after), rules(&p));
-    // Before: over 30 s in release for `1-65535` alone. A loose bound for
-    // a debug build on a loaded machine.
-    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    );
+    assert_eq!(p.steps[0].after.port_mappings.len(), 20_000);
+    assert_eq!(p.steps[0].after.iptables.rule_count(), p.iptables.rule_count());
 }
 
 /// A scenario of `n` containers that uses every kind of reference: one in
@@ -118,6 +136,7 @@ fn big_scenario(n: usize) -> String {
 
 #[test]
 fn planning_is_linear_in_the_number_of_containers() {
+    let _one = one_at_a_time();
     let (small, large) = (2_000, 16_000);
     let (a, b) = (big_scenario(small), big_scenario(large));
     let p = valid(&b);
@@ -136,6 +155,7 @@ fn planning_is_linear_in_the_number_of_containers() {
 
 #[test]
 fn names_of_any_length_plan_and_print() {
+    let _one = one_at_a_time();
     // Over 65,535 characters `format!` could not pad the name column.
     let long = format!("w{}", "e".repeat(70_000));
     let text = format!(
@@ -153,6 +173,7 @@ fn names_of_any_length_plan_and_print() {
 
 #[test]
 fn a_bridge_takes_1023_ports_and_the_1024th_is_refused_where_it_is_made() {
+    let _one = one_at_a_time();
     let bridged = |n: usize| (0..n).map(|i| format!("[[container]]\nname = \"c{i}\"\n")).collect::<String>();
     // 1,023 ports, plus containers that attach none: host and none modes,
     // a stopped one, one sharing a namespace.
@@ -185,6 +206,7 @@ fn a_bridge_takes_1023_ports_and_the_1024th_is_refused_where_it_is_made() {
 /// network namespace.
 #[test]
 fn the_kernel_refuses_a_bridges_1024th_port() {
+    let _one = one_at_a_time();
     common::require_root();
     let mut batch = String::from("link add br0 type bridge\n");
     for i in 1..=1024 {
@@ -204,8 +226,11 @@ fn the_kernel_refuses_a_bridges_1024th_port() {
 /// Docker takes names of any length; a namespace file name takes 255 bytes.
 /// A 250-character container builds, passes, and is found again by `ls`
 /// and `down` through its run record.
+// The guard serializes whole tests, awaits included.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_with_a_250_character_name_builds_and_goes() {
+    let _one = one_at_a_time();
     common::require_root();
     let long = format!("w{}", "e".repeat(249));
     let dir = tempfile::tempdir().unwrap();
@@ -256,6 +281,7 @@ async fn a_container_with_a_250_character_name_builds_and_goes() {
 /// `run` says so before it builds anything.
 #[test]
 fn a_lab_with_thousands_of_published_ports_gets_its_open_files() {
+    let _one = one_at_a_time();
     common::require_root();
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     assert!(hard >= 4096, "this test needs a hard limit of 4096 open files or more, not {hard}");
@@ -293,6 +319,7 @@ fn a_lab_with_thousands_of_published_ports_gets_its_open_files() {
 
 #[test]
 fn published_ports_and_plan_size_are_bounded_with_a_location() {
+    let _one = one_at_a_time();
     // Every port of both protocols (131,070), then one more.
     let e = refused(
         "[[container]]\nname = \"aa\"\npublish = [\"1-65535:1-65535\", \"1-65535:1-65535/udp\"]\n\
@@ -325,41 +352,63 @@ fn published_ports_and_plan_size_are_bounded_with_a_location() {
     assert_eq!(
         refused(&text),
         "t.toml:4487:6: too big to plan: after step 496 the plan holds 1001952 containers, links, routes, port \
-         mappings and rules, more than bridgelab's 1000000 (it keeps the whole lab after every step): use fewer \
-         steps or a smaller lab"
+         mappings and rules (a long name counting once per 32 characters wherever it appears), more than \
+         bridgelab's 1000000 (it keeps the whole lab after every step): use fewer steps, a smaller lab or shorter \
+         names"
     );
 }
 
 /// The text of a plan is linear in its size: each step's rules are compared
-/// with the start's, which are rendered once, not once per step (300 steps
-/// after 28,232 published ports took 20 s in a debug build, now under 1 s).
+/// with the start's, which are rendered once, not once per step. 300 steps
+/// after 28,232 published ports took 20 s to print in a debug build, 70
+/// times as long as one step; now about as long.
 #[test]
 fn printing_many_steps_after_many_rules_is_fast() {
-    let mut text = String::from("[[container]]\nname = \"aa\"\npublish = [\"1-28232\"]\n");
-    for _ in 0..300 {
-        text.push_str("[[step]]\ndo = \"restart-daemon\"\n");
-    }
-    let p = valid(&text);
-    let t = Instant::now();
-    let shown = p.to_string();
-    let took = t.elapsed();
-    assert_eq!(shown.matches("\nafter step ").count(), 300);
-    assert!(took < Duration::from_secs(5), "printing took {took:?}");
+    let _one = one_at_a_time();
+    let steps = |n: usize| {
+        let mut text = String::from("[[container]]\nname = \"aa\"\npublish = [\"1-28232\"]\n");
+        text.push_str(&"[[step]]\ndo = \"restart-daemon\"\n".repeat(n));
+        valid(&text)
+    };
+    let (one, many) = (steps(1), steps(300));
+    let print = |p: &Plan| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(!p.to_string().is_empty());
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    assert_eq!(many.to_string().matches("\nafter step ").count(), 300);
+    let (t1, t300) = (print(&one), print(&many));
+    assert!(t300 < t1 * 10, "1 step: {t1:?}, 300 steps: {t300:?}");
 }
 
 /// A long name is held and hashed once per container, not once per port:
-/// planning 10,000 ports takes about as long under a 70,000-character name
-/// as under a short one (it took 40 times as long, and 4 GB).
+/// a 70,000-character name on 10,000 ports is refused (its plan would
+/// repeat the name with each port, 700 MB of text) about as fast as a short
+/// name plans. Before, building it copied and hashed the name per port and
+/// took 12 times as long.
 #[test]
 fn a_long_name_costs_once_not_once_per_port() {
+    let _one = one_at_a_time();
     let lab = |name: &str| {
         format!(
             "[[container]]\nname = \"{name}\"\nexpose = [\"1-5000\"]\npublish = [\"1-10000\"]\n\
-             [[container]]\nname = \"x{name}\"\nlinks = [\"{name}:db\"]\n[[step]]\ndo = \"restart\"\ncontainer = \"{name}\"\n"
+             [[container]]\nname = \"x{name}\"\nlinks = [\"{name}:db\"]\n"
         )
     };
     let (short, long) = (lab("web"), lab(&format!("w{}", "e".repeat(70_000))));
-    let best = |text: &str| (0..3).map(|_| time_plan(text)).min().unwrap();
+    let e = refused(&long);
+    assert!(e.starts_with("t.toml:2:8: too big to plan: after the start the plan holds "), "{e:.200}");
+    let time = |text: &str| {
+        let t = Instant::now();
+        let _ = plan(text);
+        t.elapsed()
+    };
+    let best = |text: &str| (0..3).map(|_| time(text)).min().unwrap();
     let (ts, tl) = (best(&short), best(&long));
     assert!(tl < ts * 4, "short name: {ts:?}, long name: {tl:?}");
 }
@@ -370,6 +419,7 @@ fn a_long_name_costs_once_not_once_per_port() {
 /// took 60 times as long as 2,000 along 2,000).
 #[test]
 fn links_along_a_long_container_chain_are_linear() {
+    let _one = one_at_a_time();
     let lab = |n: usize| {
         let mut s = String::from("[[container]]\nname = \"c0\"\n");
         for i in 1..n {
@@ -395,6 +445,7 @@ fn links_along_a_long_container_chain_are_linear() {
 /// nothing after it is started.
 #[test]
 fn work_given_back_by_failed_starts_is_bounded_with_a_location() {
+    let _one = one_at_a_time();
     let mut text = String::from("[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n");
     for i in 0..1000 {
         text.push_str(&format!("[[container]]\nname = \"n{i}\"\npublish = [\"1-65535:1-65535\"]\n"));

@@ -167,11 +167,11 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     }
     let mut plan = b.snapshot()?;
     let mut size = PlanSize::default();
-    size.add(s, &plan, "the start", s.spec.containers.last().map(|c| c.name.span()).unwrap_or(0..0))?;
+    size.add(s, &plan, "the start", || super::limits::heaviest(s, &plan))?;
     for (i, step) in s.spec.steps.iter().enumerate() {
         let action = b.step(step);
         let after = b.snapshot()?;
-        size.add(s, &after, &format!("step {}", i + 1), step.action.span())?;
+        size.add(s, &after, &format!("step {}", i + 1), || step.action.span())?;
         plan.steps.push(StepPlan { action, after });
     }
     Ok(plan)
