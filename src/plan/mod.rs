@@ -8,11 +8,13 @@
 //! `apply::verify` compares what the kernel reports with it, so the plan is
 //! both the recipe and the expected result.
 
+mod byname;
 mod docker1;
 pub mod firewall;
 mod host;
 pub mod ipallocator;
 pub mod libnetwork;
+pub mod limits;
 pub mod portallocator;
 mod render;
 

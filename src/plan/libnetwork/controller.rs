@@ -8,10 +8,11 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
+use std::sync::Arc;
 
 use ipnetwork::Ipv4Network;
 
-use super::endpoint::{mac_from_ip, sandbox_ports, Endpoint, Mapped, PortBinding};
+use super::endpoint::{mac_from_ip, Endpoint, Mapped, PortBinding, PortsCache};
 use super::ipam::Ipam;
 use super::network::{allocate, hex_id, HostRoutes, Network};
 use super::portallocator::PortAllocator;
@@ -19,6 +20,7 @@ use super::sandbox::{Sandbox, SortKey};
 use super::version::Version;
 use crate::plan::firewall::docker20::Docker20;
 use crate::plan::firewall::{FirewallLayout, PortMapping, Ruleset, Table};
+use crate::plan::limits::{BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
 use crate::plan::{host, MacAddr};
 use crate::scenario::{Container, Diagnostic, IfaceAddr, NetworkMode, Proto, Scenario, DEFAULT_BRIDGE};
@@ -97,8 +99,17 @@ pub struct Controller<'a> {
     /// userland proxy off the dummy listener that holds the port), by
     /// protocol and port: a lookup, so that many ports plan in linear time.
     binds: HashMap<(Proto, u16), Vec<IpAddr>>,
+    /// How many listeners `binds` holds.
+    bound: usize,
     veth_names: BTreeSet<String>,
     serial: u64,
+    ports_cache: PortsCache,
+    /// Port mappings and rules that failed starts made and gave back: work
+    /// the plan does not keep (see `limits::MAX_GIVEN_BACK`).
+    given_back: usize,
+    /// A bridgelab limit was passed: the errors say so, and no more
+    /// containers are started.
+    pub too_big: bool,
     pub errors: Vec<Diagnostic>,
 }
 
@@ -141,8 +152,12 @@ impl<'a> Controller<'a> {
             namespaces: vec![],
             proxies: vec![],
             binds: HashMap::new(),
+            bound: 0,
             veth_names: BTreeSet::new(),
             serial: 0,
+            ports_cache: PortsCache::default(),
+            given_back: 0,
+            too_big: false,
             errors: vec![],
         }
     }
@@ -462,7 +477,7 @@ impl<'a> Controller<'a> {
     /// gives back what the start took.
     pub fn start(&mut self, name: &str) -> Result<(), Failure> {
         let Some(ctr) = self.ctr(name).cloned() else { return Ok(()) };
-        if ctr.running {
+        if ctr.running || self.too_big {
             return Ok(());
         }
         match self.bring_up(&ctr) {
@@ -472,11 +487,30 @@ impl<'a> Controller<'a> {
                 }
                 Ok(())
             }
-            Err(e) => {
+            Err((span, e)) => {
+                // Docker does that work again for each start that fails
+                // late; so does the simulator, within a bound.
+                let before = self.work();
                 self.release_network(name);
-                Err(e)
+                self.given_back += before.saturating_sub(self.work());
+                if self.given_back > MAX_GIVEN_BACK && !self.too_big {
+                    self.too_big = true;
+                    self.err(
+                        span.clone(),
+                        format!(
+                            "too big to plan: failed starts up to this one made and gave back more than \
+                             {MAX_GIVEN_BACK} port mappings and rules"
+                        ),
+                    );
+                }
+                Err((span, e))
             }
         }
+    }
+
+    /// Port mappings and rules there are now, by `MAX_GIVEN_BACK`'s measure.
+    fn work(&self) -> usize {
+        self.bound + self.rules.rule_count()
     }
 
     /// A new namespace for a container, named after it; while its earlier
@@ -703,6 +737,16 @@ impl<'a> Controller<'a> {
         let net = self.network(&ep.network).cloned().expect("known network");
         let sb = self.sandbox(&ep.container).expect("a sandbox").clone();
         let before = sb.gateway_endpoint().map(str::to_string);
+        // The kernel refuses a bridge's 1024th port: refused here rather than in `run`.
+        let ports = self.endpoints.iter().filter(|e| e.network == net.name && !e.iface.is_empty()).count();
+        if ports >= BRIDGE_MAX_PORTS {
+            return Err(format!(
+                "bridge {} is full: a Linux bridge takes at most {BRIDGE_MAX_PORTS} ports (BR_MAX_PORTS), \
+                 this would be port {}",
+                net.bridge,
+                ports + 1
+            ));
+        }
         let key = SortKey { internal: net.internal, network: net.name.clone() };
         let (children, parents) = (sb.link_children.clone(), sb.link_parents.clone());
         {
@@ -745,10 +789,10 @@ impl<'a> Controller<'a> {
     fn program(&mut self, id: &str) -> Result<(), String> {
         let ep = self.endpoint(id).cloned().expect("known endpoint");
         let net = self.network(&ep.network).cloned().expect("known network");
-        let spec = self.ctr(&ep.container).expect("known").spec.clone();
-        let (bindings, exposed) = sandbox_ports(&spec);
-        self.endpoint_mut(id).expect("known").exposed = Some(exposed);
-        let mapped = self.allocate_ports(&ep, &net, &bindings)?;
+        let spec = &self.containers.iter().find(|c| c.name() == ep.container).expect("known").spec;
+        let ports = self.ports_cache.get(spec);
+        self.endpoint_mut(id).expect("known").exposed = Some(ports.clone());
+        let mapped = self.allocate_ports(&ep, &net, &ports.0)?;
         self.endpoint_mut(id).expect("known").mapped = mapped;
         if !net.icc {
             if let Err(e) = self.link(id, true) {
@@ -784,16 +828,16 @@ impl<'a> Controller<'a> {
         // (parent address, child address, the child's exposed ports)
         type Pair = (Ipv4Addr, Ipv4Addr, Vec<(Proto, u16)>);
         let mut pairs: Vec<Pair> = Vec::new();
-        if !exposed.is_empty() {
+        if !exposed.1.is_empty() {
             for p in &ep.link_parents {
                 let parent = self.endpoint(p).ok_or_else(|| format!("invalid endpoint id: {p}"))?;
-                pairs.push((parent.address.ip(), ep.address.ip(), exposed.clone()));
+                pairs.push((parent.address.ip(), ep.address.ip(), exposed.1.clone()));
             }
         }
         for c in &ep.link_children {
             let child = self.endpoint(c).ok_or_else(|| format!("invalid endpoint id: {c}"))?;
             match &child.exposed {
-                Some(x) if !x.is_empty() => pairs.push((ep.address.ip(), child.address.ip(), x.clone())),
+                Some(x) if !x.1.is_empty() => pairs.push((ep.address.ip(), child.address.ip(), x.1.clone())),
                 _ => {}
             }
         }
@@ -826,6 +870,8 @@ impl<'a> Controller<'a> {
         bindings: &[PortBinding],
     ) -> Result<Vec<Mapped>, String> {
         let default_ip = net.host_binding.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        // One name for every mapping of the container: a name may be long.
+        let container: Arc<str> = ep.container.as_str().into();
         let mut done: Vec<Mapped> = Vec::new();
         for b in bindings {
             let mut wanted = vec![IpAddr::V4(b.host_ip.unwrap_or(default_ip))];
@@ -833,9 +879,12 @@ impl<'a> Controller<'a> {
                 wanted.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
             }
             for host_ip in wanted {
-                match self.allocate_port(ep, net, b, host_ip) {
+                match self.allocate_port(ep, &container, net, b, host_ip) {
                     Ok(m) => done.push(m),
                     Err(e) => {
+                        // What a failed start made and gives back, counted
+                        // against `MAX_GIVEN_BACK` by `start`.
+                        self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
                         self.unmap(&done);
                         return Err(e);
                     }
@@ -851,10 +900,24 @@ impl<'a> Controller<'a> {
     fn allocate_port(
         &mut self,
         ep: &Endpoint,
+        container: &Arc<str>,
         net: &Network,
         b: &PortBinding,
         host_ip: IpAddr,
     ) -> Result<Mapped, String> {
+        if self.bound >= MAX_PUBLISHED_PORTS {
+            // bridgelab's limit, not Docker's failure: no `fails` can expect
+            // it, and no more containers start.
+            if !self.too_big {
+                self.too_big = true;
+                let span = self.ctr(&ep.container).map(|c| c.spec.name.span()).unwrap_or(0..0);
+                self.err(
+                    span,
+                    format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a listener"),
+                );
+            }
+            return Err(format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab"));
+        }
         let dynamic = b.host_port == 0;
         let range = (!dynamic).then_some((b.host_port, b.host_port_end.max(b.host_port)));
         let mut last = String::new();
@@ -867,7 +930,7 @@ impl<'a> Controller<'a> {
                 }
             };
             let m = PortMapping {
-                container: ep.container.clone(),
+                container: container.clone(),
                 proto: b.proto,
                 host_ip,
                 host_port: port,
@@ -893,6 +956,7 @@ impl<'a> Controller<'a> {
                 continue;
             }
             self.binds.entry((b.proto, port)).or_default().push(host_ip);
+            self.bound += 1;
             if self.proxy {
                 self.proxies.push(m.clone());
             }
@@ -936,6 +1000,7 @@ impl<'a> Controller<'a> {
             if let Some(ips) = self.binds.get_mut(&(m.proto, m.host_port)) {
                 if let Some(i) = ips.iter().position(|ip| *ip == m.host_ip) {
                     ips.remove(i);
+                    self.bound -= 1;
                 }
             }
             gone.insert((m.host_ip, m.proto, m.host_port));

@@ -2,10 +2,12 @@
 //! hands libnetwork for it (`buildSandboxOptions`: the port bindings and
 //! exposed ports, in the order `nat.SortPortMap` leaves them).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use crate::plan::firewall::RuleRef;
-use crate::scenario::{Container, IfaceAddr, MacAddr, Proto};
+use crate::scenario::{Container, ExposeSpec, IfaceAddr, MacAddr, PortSpec, Proto};
 
 /// One `types.PortBinding` as the daemon passes it: a host port of 0 is
 /// dynamic; `host_port_end` differs from `host_port` for a host range.
@@ -31,33 +33,50 @@ pub struct Mapped {
     pub rules: Vec<RuleRef>,
 }
 
-/// A container's exposed ports and port bindings, as `buildSandboxOptions`
-/// computes them: `Config.ExposedPorts` (bridgelab walks them in port
-/// order, where Docker walks a Go map) sorted with `nat.SortPortMap`, whose
-/// `Less` (`hpi > hpj || pi > pj || (pi == pj && tcp)`) is no strict weak
-/// order: the result is what Go's insertion sort (every sort of at most 12
-/// elements) makes of that input. It puts explicit host ports first, the
-/// highest first, as Docker does in practice.
 /// A container port (`nat.Port`).
-type Port = (Proto, u16);
+pub type Port = (Proto, u16);
+
+/// What `buildSandboxOptions` hands libnetwork: the bindings in order, and
+/// the exposed ports in order.
+pub type SandboxPorts = Arc<(Vec<PortBinding>, Vec<Port>)>;
+
+/// [`sandbox_ports`] of containers with the same ports, computed once: a
+/// scenario may start a thousand containers publishing thousands of ports.
+#[derive(Debug, Default)]
+pub struct PortsCache(HashMap<(Vec<PortSpec>, Vec<ExposeSpec>, bool), SandboxPorts>);
+
+impl PortsCache {
+    pub fn get(&mut self, c: &Container) -> SandboxPorts {
+        let key = (
+            c.publish.iter().map(|p| p.get_ref().clone()).collect(),
+            c.expose.iter().map(|e| *e.get_ref()).collect(),
+            c.publish_all,
+        );
+        self.0.entry(key).or_insert_with(|| Arc::new(sandbox_ports(c))).clone()
+    }
+}
 /// A `nat.PortBinding`: host address and host port range (0: dynamic).
 type HostSide = (Option<Ipv4Addr>, u16, u16);
 /// An entry of `SortPortMap`'s list: a port, with a binding if it has one.
 type Entry = (Port, Option<HostSide>);
 
+/// A container's exposed ports and port bindings, as `buildSandboxOptions`
+/// computes them: `Config.ExposedPorts` (bridgelab walks them in port
+/// order, where Docker walks a Go map) sorted with `nat.SortPortMap`, whose
+/// `Less` (`hpi > hpj || pi > pj || (pi == pj && tcp)`) is no strict weak
+/// order: the result is what Go 1.19's `sort.Sort` makes of that input
+/// ([`gosort`](super::gosort)). It puts explicit host ports first, the
+/// highest first, as Docker does in practice.
 pub fn sandbox_ports(c: &Container) -> (Vec<PortBinding>, Vec<Port>) {
     // nat.PortMap: each container port with its bindings in file order.
-    let mut bindings: Vec<(Port, Vec<HostSide>)> = Vec::new();
+    let mut bindings: HashMap<Port, Vec<HostSide>> = HashMap::new();
     let mut exposed: Vec<Port> = Vec::new();
     for p in &c.publish {
         let p = p.get_ref();
         for i in 0..p.container_ports.len() as u16 {
             let key = (p.proto, p.container_ports.start + i);
             let host = p.host_ports.map(|h| h.start + i).unwrap_or(0);
-            match bindings.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, list)) => list.push((p.host_ip, host, host)),
-                None => bindings.push((key, vec![(p.host_ip, host, host)])),
-            }
+            bindings.entry(key).or_default().push((p.host_ip, host, host));
             exposed.push(key);
         }
     }
@@ -69,42 +88,57 @@ pub fn sandbox_ports(c: &Container) -> (Vec<PortBinding>, Vec<Port>) {
     exposed.dedup();
 
     // SortPortMap: one entry per binding, or per port without one.
-    let mut s: Vec<Entry> = Vec::new();
+    let mut s: Vec<Entry> = Vec::with_capacity(exposed.len());
     for key in &exposed {
-        match bindings.iter().find(|(k, _)| k == key) {
-            Some((_, list)) => s.extend(list.iter().map(|b| (*key, Some(*b)))),
+        match bindings.get(key) {
+            Some(list) => s.extend(list.iter().map(|b| (*key, Some(*b)))),
             None => s.push((*key, None)),
         }
     }
-    let less = |i: &Entry, j: &Entry| {
-        let (hpi, hpj) = (i.1.map(|b| b.1).unwrap_or(0), j.1.map(|b| b.1).unwrap_or(0));
-        let (pi, pj) = (i.0 .1, j.0 .1);
-        hpi > hpj || pi > pj || (pi == pj && i.0 .0 == Proto::Tcp)
-    };
-    // Go's insertionSort.
-    for i in 1..s.len() {
-        let mut j = i;
-        while j > 0 && less(&s[j], &s[j - 1]) {
-            s.swap(j, j - 1);
-            j -= 1;
+    let host_port = |e: &Entry| e.1.map(|b| b.1).unwrap_or(0);
+    // With one host port for all and one entry per port, Less is a strict
+    // order (higher port first, tcp before udp): every sort gives the same,
+    // and it is the ports in reverse, made without comparing.
+    let one_host_port = s.iter().all(|e| host_port(e) == host_port(&s[0]));
+    let one_each = bindings.values().all(|l| l.len() == 1);
+    if one_host_port && one_each {
+        let mut by_port: Vec<Entry> = Vec::with_capacity(s.len());
+        let mut i = s.len();
+        while i > 0 {
+            // `s` is in (port, proto) order: take each port's run, tcp first.
+            let mut start = i - 1;
+            while start > 0 && s[start - 1].0 .1 == s[i - 1].0 .1 {
+                start -= 1;
+            }
+            by_port.extend_from_slice(&s[start..i]);
+            i = start;
         }
+        s = by_port;
+    } else {
+        super::gosort::sort(&mut s, |i: &Entry, j: &Entry| {
+            let (hpi, hpj) = (host_port(i), host_port(j));
+            let (pi, pj) = (i.0 .1, j.0 .1);
+            hpi > hpj || pi > pj || (pi == pj && i.0 .0 == Proto::Tcp)
+        });
     }
-    let mut ports: Vec<(Proto, u16)> = Vec::new();
-    for (key, _) in &s {
-        if !ports.contains(key) {
+    // Each port where it first appears, with its bindings in sorted order.
+    let mut ports: Vec<Port> = Vec::new();
+    let mut sorted: HashMap<Port, Vec<HostSide>> = HashMap::new();
+    for (key, b) in &s {
+        let list = sorted.entry(*key).or_insert_with(|| {
             ports.push(*key);
-        }
+            Vec::new()
+        });
+        list.extend(b);
     }
     let mut out = Vec::new();
     for key in &ports {
-        let mut bound = false;
-        for (_, b) in s.iter().filter(|(k, b)| k == key && b.is_some()) {
-            let (host_ip, host_port, host_port_end) = b.expect("filtered");
+        let list = &sorted[key];
+        for &(host_ip, host_port, host_port_end) in list {
             out.push(PortBinding { proto: key.0, port: key.1, host_ip, host_port, host_port_end });
-            bound = true;
         }
         // `-P`: a dynamic port on every address for an exposed port without binding.
-        if c.publish_all && !bound {
+        if c.publish_all && list.is_empty() {
             out.push(PortBinding { proto: key.0, port: key.1, host_ip: None, host_port: 0, host_port_end: 0 });
         }
     }
@@ -133,7 +167,7 @@ pub struct Endpoint {
     pub mtu: u32,
     /// `extConnConfig`: the sandbox's bindings and exposed ports, set when
     /// external connectivity was first programmed here (and kept after a revoke).
-    pub exposed: Option<Vec<(Proto, u16)>>,
+    pub exposed: Option<SandboxPorts>,
     /// `portMapping`: what is mapped now.
     pub mapped: Vec<Mapped>,
     /// `containerConfig`: endpoint IDs of linked children (and, through

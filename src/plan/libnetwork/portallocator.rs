@@ -24,6 +24,9 @@ pub enum PortError {
 #[derive(Debug, Clone, Default)]
 struct PortMap {
     taken: BTreeSet<u16>,
+    /// How many of `taken` are in the dynamic range: a full range answers
+    /// at once instead of walking every port.
+    dynamic_taken: u32,
     /// `portRanges`: the last port each range handed out.
     last: HashMap<(u16, u16), u16>,
 }
@@ -61,16 +64,25 @@ impl PortAllocator {
     /// `Some((a, b))` the next free port of that range; `None` the next
     /// free dynamic port.
     pub fn request(&mut self, ip: IpAddr, proto: Proto, range: Option<(u16, u16)>) -> Result<u16, PortError> {
+        let (dyn_begin, dyn_end) = (self.begin, self.end);
         let map = self.maps.entry((ip, proto)).or_default();
         let (begin, end) = match range {
             Some((a, b)) if a > 0 && a == b => {
                 if !map.taken.insert(a) {
                     return Err(PortError::AlreadyAllocated(ip, a));
                 }
+                if (dyn_begin..=dyn_end).contains(&a) {
+                    map.dynamic_taken += 1;
+                }
                 return Ok(a);
             }
             Some((a, b)) => (a, b),
-            None => (self.begin, self.end),
+            None => {
+                if map.dynamic_taken > u32::from(dyn_end - dyn_begin) {
+                    return Err(PortError::AllAllocated);
+                }
+                (dyn_begin, dyn_end)
+            }
         };
         // `last` starts at the range's end, so the first port is its beginning.
         let last = *map.last.get(&(begin, end)).unwrap_or(&end);
@@ -79,6 +91,9 @@ impl PortAllocator {
             .or_else(|| first_free(&map.taken, begin, end))
             .ok_or(PortError::AllAllocated)?;
         map.taken.insert(port);
+        if (dyn_begin..=dyn_end).contains(&port) {
+            map.dynamic_taken += 1;
+        }
         map.last.insert((begin, end), port);
         Ok(port)
     }
@@ -86,7 +101,9 @@ impl PortAllocator {
     /// `ReleasePort`.
     pub fn release(&mut self, ip: IpAddr, proto: Proto, port: u16) {
         if let Some(m) = self.maps.get_mut(&(ip, proto)) {
-            m.taken.remove(&port);
+            if m.taken.remove(&port) && (self.begin..=self.end).contains(&port) {
+                m.dynamic_taken -= 1;
+            }
         }
     }
 }

@@ -106,7 +106,7 @@ publish = ["80", "9000-9001:90-91", "127.0.0.1::80"]
     let p2: Vec<String> = p
         .port_mappings
         .iter()
-        .filter(|m| m.container == "p2" && m.container_port == 80)
+        .filter(|m| &*m.container == "p2" && m.container_port == 80)
         .map(|m| m.to_string())
         .collect();
     assert_eq!(
@@ -635,7 +635,7 @@ links = ["web:db", "mac-default:mac-default"]
     assert_eq!(addresses(last, "link-user"), ["usr 172.18.0.3/16"]);
     assert_eq!(addresses(last, "link-default"), ["bridge 172.17.0.5/16"]);
     assert_eq!(last.container("joined").unwrap().netns.as_deref(), Some("web"));
-    assert!(last.port_mappings.iter().all(|m| m.container == "web"), "host mode discards -p");
+    assert!(last.port_mappings.iter().all(|m| &*m.container == "web"), "host mode discards -p");
 }
 
 #[test]
