@@ -869,16 +869,16 @@ impl<'a> Controller<'a> {
         net: &Network,
         bindings: &[PortBinding],
     ) -> Result<Vec<Mapped>, String> {
-        let default_ip = net.host_binding.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if let Some((work, e)) = self.fails_without_trace(net, bindings) {
+            // What the failed start would have made and given back.
+            self.given_back += work;
+            return Err(e);
+        }
         // One name for every mapping of the container: a name may be long.
         let container: Arc<str> = ep.container.as_str().into();
         let mut done: Vec<Mapped> = Vec::new();
         for b in bindings {
-            let mut wanted = vec![IpAddr::V4(b.host_ip.unwrap_or(default_ip))];
-            if self.v.proxy_on_ipv6_any && self.proxy && b.host_ip.is_none() && default_ip.is_unspecified() {
-                wanted.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-            }
-            for host_ip in wanted {
+            for host_ip in self.host_addresses(net, b) {
                 match self.allocate_port(ep, &container, net, b, host_ip) {
                     Ok(m) => done.push(m),
                     Err(e) => {
@@ -892,6 +892,59 @@ impl<'a> Controller<'a> {
             }
         }
         Ok(done)
+    }
+
+    /// The host addresses a binding is mapped on, in order: the one given
+    /// or the network's default; then, with the userland proxy on and a
+    /// default of 0.0.0.0, `::`.
+    fn host_addresses(&self, net: &Network, b: &PortBinding) -> Vec<IpAddr> {
+        let default_ip = net.host_binding.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut wanted = vec![IpAddr::V4(b.host_ip.unwrap_or(default_ip))];
+        if self.v.proxy_on_ipv6_any && self.proxy && b.host_ip.is_none() && default_ip.is_unspecified() {
+            wanted.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        }
+        wanted
+    }
+
+    /// When every binding has an explicit host port, a start whose ports
+    /// fail leaves nothing behind: no dynamic pointer moves, and what it
+    /// mapped it unmaps. So the model finds the failing binding without
+    /// mapping the ones before it (highest first, they may be 57,000), and
+    /// returns what that work would have been and Docker's error. `None`:
+    /// no failure this way, or a case left to the real path.
+    fn fails_without_trace(&self, net: &Network, bindings: &[PortBinding]) -> Option<(usize, String)> {
+        if bindings.iter().any(|b| b.host_port == 0 || b.host_port_end > b.host_port) {
+            return None;
+        }
+        if self.iptables
+            && (!self.rules.has_chain(Table::Nat, "DOCKER") || !self.rules.has_chain(Table::Filter, "DOCKER"))
+        {
+            return None;
+        }
+        let mut taken: HashSet<(IpAddr, Proto, u16)> = HashSet::new();
+        let mut binds: HashMap<(Proto, u16), Vec<IpAddr>> = HashMap::new();
+        let (mut work, mut mapped) = (0, 0);
+        for b in bindings {
+            for ip in self.host_addresses(net, b) {
+                if self.bound + mapped >= MAX_PUBLISHED_PORTS {
+                    return None;
+                }
+                let port = b.host_port;
+                if self.ports.is_taken(ip, b.proto, port) || !taken.insert((ip, b.proto, port)) {
+                    return Some((work, super::portallocator::PortError::AlreadyAllocated(ip, port).to_string()));
+                }
+                let rules = if self.iptables && ip.is_ipv4() { 3 } else { 0 };
+                let extra = binds.get(&(b.proto, port)).map(Vec::as_slice).unwrap_or(&[]);
+                if let Some(e) = self.bind_error_with(ip, b.proto, port, extra) {
+                    let e = if self.proxy { format!("Error starting userland proxy: {e}") } else { e };
+                    return Some((work, e));
+                }
+                binds.entry((b.proto, port)).or_default().push(ip);
+                work += 1 + rules;
+                mapped += 1;
+            }
+        }
+        None
     }
 
     /// `allocatePort` → `MapRange`: the allocator, the forwarding rules,
@@ -975,6 +1028,11 @@ impl<'a> Controller<'a> {
     /// Why a listener on `ip:port` cannot bind, in Go's words. IPv6
     /// listeners are v6-only (Go's `tcp6`), so they meet only each other.
     fn bind_error(&self, ip: IpAddr, proto: Proto, port: u16) -> Option<String> {
+        self.bind_error_with(ip, proto, port, &[])
+    }
+
+    /// [`bind_error`](Self::bind_error) with `extra` listeners on that port too.
+    fn bind_error_with(&self, ip: IpAddr, proto: Proto, port: u16, extra: &[IpAddr]) -> Option<String> {
         let (net, shown) = match ip {
             IpAddr::V4(v4) => (format!("{proto}4"), format!("{v4}:{port}")),
             IpAddr::V6(v6) => (format!("{proto}6"), format!("[{v6}]:{port}")),
@@ -984,9 +1042,8 @@ impl<'a> Controller<'a> {
                 return Some(format!("listen {net} {shown}: bind: cannot assign requested address"));
             }
         }
-        let clash = self.binds.get(&(proto, port)).is_some_and(|ips| {
-            ips.iter().any(|b| b.is_ipv4() == ip.is_ipv4() && (b.is_unspecified() || ip.is_unspecified() || *b == ip))
-        });
+        let meets = |b: &IpAddr| b.is_ipv4() == ip.is_ipv4() && (b.is_unspecified() || ip.is_unspecified() || *b == ip);
+        let clash = self.binds.get(&(proto, port)).is_some_and(|ips| ips.iter().any(meets)) || extra.iter().any(meets);
         clash.then(|| format!("listen {net} {shown}: bind: address already in use"))
     }
 

@@ -98,6 +98,11 @@ impl PortAllocator {
         Ok(port)
     }
 
+    /// Whether a port is taken (for a dry run).
+    pub fn is_taken(&self, ip: IpAddr, proto: Proto, port: u16) -> bool {
+        self.maps.get(&(ip, proto)).is_some_and(|m| m.taken.contains(&port))
+    }
+
     /// `ReleasePort`.
     pub fn release(&mut self, ip: IpAddr, proto: Proto, port: u16) {
         if let Some(m) = self.maps.get_mut(&(ip, proto)) {

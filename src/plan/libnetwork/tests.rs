@@ -672,3 +672,41 @@ container = "web"
     assert_eq!(again.container("web").unwrap().netns.as_deref(), Some("web+2"));
     assert_eq!(addresses(again, "web"), ["bridge 172.17.0.2/16"]);
 }
+
+#[test]
+fn a_failed_start_gives_back_every_port_and_rule() {
+    // bb's bindings go highest first: 9010 … 9000 are mapped, then 8080
+    // fails; all of it is given back (the model finds this without mapping).
+    let p = ok(&r#"
+[[container]]
+name = "aa"
+publish = ["8080:80"]
+[[step]]
+do = "run"
+fails = "driver failed programming external connectivity on endpoint bb (BBID): Bind for 0.0.0.0:8080 failed: port is already allocated"
+[step.container]
+name = "bb"
+publish = ["9000-9010:9000-9010", "8080:81"]
+[[step]]
+do = "run"
+[step.container]
+name = "cc"
+publish = ["9005:1", "80"]
+"#
+    .replace("BBID", &network::hex_id(&["endpoint", "p", "bb", "bridge", "2"])));
+    let failed = &p.steps[0].after;
+    assert_eq!(failed.iptables.render(), p.iptables.render(), "nothing of bb's is left");
+    assert!(!failed.container("bb").unwrap().running);
+    let cc = &p.steps[1].after;
+    let ports: Vec<String> = cc.port_mappings.iter().filter(|m| &*m.container == "cc").map(|m| m.to_string()).collect();
+    assert_eq!(
+        ports,
+        // The dynamic pointer did not move; 80 sorts first (`pi > pj` wins).
+        [
+            "0.0.0.0:32768/tcp -> 172.17.0.3:80 (cc)",
+            ":::32768/tcp -> 172.17.0.3:80 (cc)",
+            "0.0.0.0:9005/tcp -> 172.17.0.3:1 (cc)",
+            ":::9005/tcp -> 172.17.0.3:1 (cc)",
+        ]
+    );
+}
