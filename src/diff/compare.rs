@@ -798,10 +798,7 @@ mod tests {
     fn a_unified_diff_shows_changes_with_context() {
         let a = lines("a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk");
         let b = lines("a\nb\nc\nD\ne\nf\ng\nh\ni\nj\nk\nl");
-        assert_eq!(
-            hunks("t", &a, &b, 2),
-            ["@@ t @@", " b", " c", "-d", "+D", " e", " f", "@@ t @@", " j", " k", "+l"]
-        );
+        assert_eq!(hunks("t", &a, &b, 2), ["@@ t @@", " b", " c", "-d", "+D", " e", " f", "@@ t @@", " j", " k", "+l"]);
         assert!(hunks("t", &a, &a, 3).is_empty());
         // Changes close together share one hunk.
         let c = lines("a\nB\nc\nD\ne");

@@ -65,9 +65,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// How to install a usable daemon, for the exit-3 message.
 pub fn install_hint() -> String {
     format!(
-        "bridgelab diff runs a real dockerd. For firewall = \"docker20\" that is Debian 12's docker.io 20.10 with \
-         containerd, runc, tini and busybox-static. Installing docker.io as a package starts a dockerd in this \
-         namespace, so unpack the packages into a private prefix instead:\n\
+        "bridgelab diff runs a real dockerd: for firewall = \"docker20\", Debian 12's docker.io 20.10 with \
+         containerd, runc, tini and busybox-static. Do not install docker.io as a package (its init scripts start \
+         a dockerd in this namespace): unpack it into {PREFIX} with `sudo ./ci/install-docker20.sh` from \
+         bridgelab's sources, or by hand on Debian 12:\n\
+         \x20   apt-get install libdevmapper1.02.1 libseccomp2\n\
          \x20   cd \"$(mktemp -d)\" && chmod 777 . && apt-get download docker.io containerd runc tini busybox-static\n\
          \x20   for d in *.deb; do dpkg-deb -x \"$d\" {PREFIX}; done\n\
          bridgelab diff finds {PREFIX}/usr/sbin/dockerd by itself; or pass --docker PATH (a dockerd whose \

@@ -391,17 +391,16 @@ struct RealSide {
     external: NodePlan,
 }
 
-/// Reads bridgelab's side back.
-async fn read_lab(l: &LabSide) -> Result<Readback> {
-    let plan = l.lab.plan();
-    let inventory = compare::lab_inventory(plan);
+/// Reads a bridgelab lab back, with the reader Docker's side goes through.
+pub async fn read_lab(lab: &RunningLab) -> Result<Readback> {
+    let inventory = compare::lab_inventory(lab.plan());
     let own: Vec<(String, &File)> = inventory
         .containers
         .iter()
         .filter(|(_, w)| *w == Whereabouts::Own)
-        .filter_map(|(n, _)| l.lab.netns_file(n).map(|f| (n.clone(), f)))
+        .filter_map(|(n, _)| lab.netns_file(n).map(|f| (n.clone(), f)))
         .collect();
-    let host = l.lab.netns_file("host").ok_or_else(|| Error::Environment("the lab has no host namespace".into()))?;
+    let host = lab.netns_file("host").ok_or_else(|| Error::Environment("the lab has no host namespace".into()))?;
     compare::read_side(host, inventory, &own).await
 }
 
@@ -605,7 +604,7 @@ pub async fn diff_file(path: &Path, tools: &Tools) -> Result<FileReport> {
         let real_commands = perform(&mut real, &commands, &mut t).await?;
         let reading = Instant::now();
         let lab_read = match lab_side.as_ref().filter(|l| l.broken.is_none()) {
-            Some(l) => Some(read_lab(l).await?),
+            Some(l) => Some(read_lab(&l.lab).await?),
             None => None,
         };
         let (real_read, networks, files) = read_real(&real).await?;
