@@ -331,3 +331,86 @@ fn diff_help_says_what_it_compares_and_its_exit_codes() {
         assert!(help.contains(want), "{want:?} missing from:\n{help}");
     }
 }
+
+/// The comparison itself, with a lab on bridgelab's side: a Docker 1.6.2
+/// lab (`docker1`) against the real 20.10 differs where those two Dockers
+/// differ, and agrees where they agree, phase by phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_that_differs_from_docker_is_shown_as_a_difference() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(
+        &dir,
+        "labdiff",
+        r#"
+        name = "labdiff"
+        [daemon]
+        firewall = "docker20"
+        [[container]]
+        name = "web"
+        publish = ["8080:80"]
+        listen = ["tcp:80"]
+        [[container]]
+        name = "client"
+        [[expect]]
+        from = "external"
+        to = "host"
+        probe = "tcp:8080"
+        result = "reachable"
+        source = "external"
+        [[step]]
+        do = "stop"
+        container = "web"
+        [[step.expect]]
+        from = "client"
+        to = "external"
+        probe = "tcp:443"
+        result = "refused"
+        "#,
+    );
+    let tools = bridgelab::diff::dockerd::find_tools(None).unwrap_or_else(|e| panic!("{e}"));
+    let before = traces();
+    let report = bridgelab::diff::diff_with(&path, &tools, |s| {
+        let mut s = s.clone();
+        s.spec.daemon.firewall = None;
+        bridgelab::Lab::from_scenario(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shown = report.text(false);
+    println!("{shown}");
+    assert!(report.lab_error.is_none(), "{shown}");
+    assert!(!report.equal(), "{shown}");
+    assert_eq!(report.phases.len(), 2, "{shown}");
+    let has = |phase: usize, line: &str| report.phases[phase].hunks.iter().any(|l| l == line);
+    for (phase, line) in [
+        // 1.6.2 left FORWARD alone and numbered from the bridge's .1.
+        (0, "-:FORWARD ACCEPT"),
+        (0, "+:FORWARD DROP"),
+        (0, "+:DOCKER-USER -"),
+        (0, "-web eth0 172.17.0.1/16 mac 02:42:ac:11:00:01 mtu 1500 up"),
+        (0, "+web eth0 172.17.0.2/16 mac 02:42:ac:11:00:02 mtu 1500 up"),
+        (0, "-docker0 172.17.42.1/16 mtu 1500 up ports 2"),
+        (0, "+docker0 172.17.0.1/16 mtu 1500 up ports 2"),
+        // Docker 20.10 also binds the published port on ::.
+        (0, "+web 80/tcp <- [::]:8080"),
+        (1, "-docker0 172.17.42.1/16 mtu 1500 up ports 1"),
+        (1, "+docker0 172.17.0.1/16 mtu 1500 up ports 1"),
+    ] {
+        assert!(has(phase, line), "{line:?} missing from phase {phase}:\n{shown}");
+    }
+    // Where both Dockers agree, nothing is shown: the port is reached from
+    // outside with the client's address, and a stopped container is
+    // stopped on both sides.
+    for phase in &report.phases {
+        for l in &phase.hunks {
+            assert!(!(l.starts_with(['-', '+']) && l.contains("external -> host tcp:8080")), "{l}\n{shown}");
+            assert!(!(l.starts_with(['-', '+']) && l.contains("web: not running")), "{l}\n{shown}");
+            assert!(!(l.starts_with(['-', '+']) && l.contains("docker stop -t 1 web: ok")), "{l}\n{shown}");
+        }
+        assert!(phase.details.is_empty(), "{shown}");
+    }
+    assert!(shown.contains("DIFFERENT (2 of 2 phases differ)"), "{shown}");
+    let left: Vec<String> = traces().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}

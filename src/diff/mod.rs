@@ -498,6 +498,16 @@ fn planned_lines(commands: &[DockerCommand]) -> Vec<String> {
 /// Everything is removed on every path, an interruption included (each
 /// side's `Drop`).
 pub async fn diff_file(path: &Path, tools: &Tools) -> Result<FileReport> {
+    diff_with(path, tools, |s| Lab::from_scenario(s.clone())).await
+}
+
+/// [`diff_file`] with bridgelab's side planned by `plan_lab` instead of
+/// [`Lab::from_scenario`] (for tests of the comparison itself).
+pub async fn diff_with(
+    path: &Path,
+    tools: &Tools,
+    plan_lab: impl FnOnce(&Scenario) -> Result<Lab>,
+) -> Result<FileReport> {
     let started = Instant::now();
     let scenario = Scenario::load(path)?;
     let firewall = scenario.spec.daemon.firewall();
@@ -545,7 +555,7 @@ pub async fn diff_file(path: &Path, tools: &Tools) -> Result<FileReport> {
 
     // bridgelab's side.
     let building = Instant::now();
-    let mut lab_side = match Lab::from_scenario(scenario.clone()) {
+    let mut lab_side = match plan_lab(&scenario) {
         Err(e) => {
             report.lab_error = Some(e.to_string());
             None
