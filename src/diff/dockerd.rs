@@ -319,7 +319,7 @@ impl Daemon {
         &self.dir
     }
 
-    fn write_configs(&self) -> Result<()> {
+    fn write_configs(&mut self) -> Result<()> {
         let dir = &self.dir;
         let write = |name: &str, text: String| {
             fs::write(dir.join(name), text).map_err(|e| env_err(format!("cannot write {name}"), e))
@@ -342,6 +342,35 @@ impl Daemon {
         for sub in ["containerd", "data", "exec", "cli"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| env_err(format!("cannot make {sub}"), e))?;
         }
+        self.same_iptables()
+    }
+
+    /// With `BRIDGELAB_IPTABLES=legacy` (or `nft`) bridgelab reads rules
+    /// with that variant, so dockerd must write them with it too: its
+    /// PATH starts with a directory where `iptables` and its siblings are
+    /// that variant.
+    fn same_iptables(&mut self) -> Result<()> {
+        let variant = match std::env::var("BRIDGELAB_IPTABLES").ok().as_deref() {
+            Some(v @ ("legacy" | "nft")) => v.to_string(),
+            _ => return Ok(()),
+        };
+        let bin = self.dir.join("bin");
+        fs::create_dir_all(&bin).map_err(|e| env_err("cannot make bin", e))?;
+        for (tool, suffix) in [
+            ("iptables", ""),
+            ("iptables", "-save"),
+            ("iptables", "-restore"),
+            ("ip6tables", ""),
+            ("ip6tables", "-save"),
+            ("ip6tables", "-restore"),
+        ] {
+            let Some(target) = which(&format!("{tool}-{variant}{suffix}"), &self.tools.path) else { continue };
+            std::os::unix::fs::symlink(&target, bin.join(format!("{tool}{suffix}")))
+                .map_err(|e| env_err(format!("cannot link {}", target.display()), e))?;
+        }
+        let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&self.tools.path)))
+            .map_err(|e| env_err("PATH", e))?;
+        self.tools.path = path;
         Ok(())
     }
 
