@@ -294,6 +294,14 @@ fn a_scenario_for_another_docker_is_refused_with_exit_3() {
     let bad = common::temp_scenario(&dir, "bad", "[daemon]\nfirewall = \"docker20\"\nbogus = 1\n");
     let out = diff_command(&[&bad]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // diff stops at the first file that is not equal, unless told to go on:
+    // then every file is diffed and the exit code is the worst.
+    let out = diff_command(&[&bad, &docker1]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("stopping after") && !text(&out).contains("docker1"), "{}", text(&out));
+    let out = diff_command(&[&bad, &docker1]).arg("--keep-going").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("firewall = \"docker1\" imitates Docker 1.6.2"), "{}", text(&out));
 }
 
 /// bridgelab's side goes through the same reader as Docker's: a docker1
@@ -413,4 +421,47 @@ async fn a_lab_that_differs_from_docker_is_shown_as_a_difference() {
     assert!(shown.contains("DIFFERENT (2 of 2 phases differ)"), "{shown}");
     let left: Vec<String> = traces().difference(&before).cloned().collect();
     assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+/// diff started inside a fresh network namespace (`unshare -n`) leaves that
+/// namespace as it found it (links, addresses, routes, forwarding, both
+/// iptables variants, nft), and the mount table, /etc/docker and
+/// /var/lib/docker of the machine too: the daemon lives in namespaces of
+/// its own.
+#[test]
+fn diff_never_touches_the_namespaces_it_starts_in() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(
+        &dir,
+        "untouched",
+        "[daemon]\nfirewall = \"docker20\"\n[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n",
+    );
+    let state = "ip -o link; ip -o addr; ip route; cat /proc/sys/net/ipv4/ip_forward \
+                 /proc/sys/net/ipv4/conf/all/forwarding; iptables-nft-save; iptables-legacy-save; nft list ruleset";
+    let script = format!(
+        "before=$({state} 2>&1 | grep -v '^#'); {bin} diff {file} >/dev/null; code=$?; \
+         after=$({state} 2>&1 | grep -v '^#'); [ \"$before\" = \"$after\" ] || {{ echo \"$before\"; echo ---; echo \"$after\"; exit 8; }}; \
+         exit $code",
+        bin = common::bridgelab_bin(),
+        file = path.display()
+    );
+    let mounts = || -> BTreeSet<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| !m.starts_with("/run/netns/"))
+            .collect()
+    };
+    let etc = Path::new("/etc/docker").exists();
+    let var = Path::new("/var/lib/docker").exists();
+    let before = mounts();
+    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().unwrap();
+    let code = out.status.code();
+    // 1 until bridgelab plans docker20 (no lab to compare), 0 after.
+    assert!(code == Some(0) || code == Some(1), "{code:?}: {}", text(&out));
+    assert_eq!(mounts(), before, "the machine's mount table changed");
+    assert_eq!(Path::new("/etc/docker").exists(), etc);
+    assert_eq!(Path::new("/var/lib/docker").exists(), var);
 }

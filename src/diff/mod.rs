@@ -614,7 +614,14 @@ pub async fn diff_with(
         let real_commands = perform(&mut real, &commands, &mut t).await?;
         let reading = Instant::now();
         let lab_read = match lab_side.as_ref().filter(|l| l.broken.is_none()) {
-            Some(l) => Some(read_lab(&l.lab).await?),
+            Some(l) => {
+                // A lab that differs from its own plan would make the diff
+                // say the wrong thing about the plan: said separately.
+                for m in l.lab.verify().await? {
+                    report.notes.push(format!("{label}: bridgelab's lab differs from its plan: {m}"));
+                }
+                Some(read_lab(&l.lab).await?)
+            }
             None => None,
         };
         let (real_read, networks, files) = read_real(&real).await?;
