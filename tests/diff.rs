@@ -178,7 +178,6 @@ fn diff_runs_a_docker20_scenario_on_a_real_daemon_and_leaves_nothing() {
     common::require_root();
     let dir = tempfile::tempdir().unwrap();
     let path = write_scenario(&dir, SCENARIO);
-    let before = traces();
     let started = Instant::now();
     let out = diff_command(&[&path]).output().unwrap();
     let shown = text(&out);
@@ -225,9 +224,19 @@ fn diff_runs_a_docker20_scenario_on_a_real_daemon_and_leaves_nothing() {
     }
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(60), "a small diff took {elapsed:?}");
-    let left: Vec<String> = traces().difference(&before).cloned().collect();
-    assert!(left.is_empty(), "left behind: {left:#?}");
-    assert!(records_of(std::process::id()).is_empty());
+    let runs = run_ids(&shown);
+    assert!(!runs.is_empty(), "{shown}");
+    for id in runs {
+        assert_eq!(traces_of(&id), Vec::<String>::new());
+    }
+}
+
+/// The run ids a report names (`runs: docker ID, bridgelab ID`).
+fn run_ids(report: &str) -> Vec<String> {
+    let Some(at) = report.find("(runs: ") else { return vec![] };
+    let rest = &report[at + 7..];
+    let list = &rest[..rest.find(')').unwrap_or(rest.len())];
+    list.split(", ").filter_map(|p| p.split_once(' ').map(|(_, id)| id.to_string())).collect()
 }
 
 #[test]
@@ -377,7 +386,6 @@ async fn a_lab_that_differs_from_docker_is_shown_as_a_difference() {
         "#,
     );
     let tools = bridgelab::diff::dockerd::find_tools(None).unwrap_or_else(|e| panic!("{e}"));
-    let before = traces();
     let report = bridgelab::diff::diff_with(&path, &tools, |s| {
         let mut s = s.clone();
         s.spec.daemon.firewall = None;
@@ -419,8 +427,9 @@ async fn a_lab_that_differs_from_docker_is_shown_as_a_difference() {
         assert!(phase.details.is_empty(), "{shown}");
     }
     assert!(shown.contains("DIFFERENT (2 of 2 phases differ)"), "{shown}");
-    let left: Vec<String> = traces().difference(&before).cloned().collect();
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    assert_eq!(run_ids(&shown), [report.docker_run.clone(), report.lab_run.clone().unwrap()]);
+    assert_eq!(traces_of(&report.docker_run), Vec::<String>::new());
+    assert_eq!(traces_of(report.lab_run.as_ref().unwrap()), Vec::<String>::new());
 }
 
 /// diff started inside a fresh network namespace (`unshare -n`) leaves that
@@ -461,7 +470,12 @@ fn diff_never_touches_the_namespaces_it_starts_in() {
     let code = out.status.code();
     // 1 until bridgelab plans docker20 (no lab to compare), 0 after.
     assert!(code == Some(0) || code == Some(1), "{code:?}: {}", text(&out));
-    assert_eq!(mounts(), before, "the machine's mount table changed");
+    let after = mounts();
+    assert_eq!(
+        (before.difference(&after).collect::<Vec<_>>(), after.difference(&before).collect::<Vec<_>>()),
+        (vec![], vec![]),
+        "the machine's mount table changed (gone, new)"
+    );
     assert_eq!(Path::new("/etc/docker").exists(), etc);
     assert_eq!(Path::new("/var/lib/docker").exists(), var);
 }

@@ -270,6 +270,10 @@ pub struct FileReport {
     pub file: PathBuf,
     pub scenario: String,
     pub docker_version: String,
+    /// The run id of Docker's host (namespaces `bl-<id>-host`, `-external`).
+    pub docker_run: String,
+    /// The run id of bridgelab's lab, when there is one.
+    pub lab_run: Option<String>,
     /// Why bridgelab's side is missing (it could not plan or build the
     /// scenario), or where it stopped.
     pub lab_error: Option<String>,
@@ -287,9 +291,13 @@ impl FileReport {
     pub fn text(&self, colour: bool) -> String {
         let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
         let mut s = String::new();
+        let runs = match &self.lab_run {
+            Some(l) => format!("runs: docker {}, bridgelab {l}", self.docker_run),
+            None => format!("runs: docker {}", self.docker_run),
+        };
         let _ = writeln!(
             s,
-            "== {} ({}): bridgelab against dockerd {}",
+            "== {} ({}): bridgelab against dockerd {} ({runs})",
             self.scenario,
             self.file.display(),
             self.docker_version
@@ -520,6 +528,8 @@ pub async fn diff_with(
         file: path.to_path_buf(),
         scenario: scenario.name.clone(),
         docker_version: tools.version.clone(),
+        docker_run: String::new(),
+        lab_run: None,
         lab_error: None,
         phases: vec![],
         notes: vec![],
@@ -532,6 +542,7 @@ pub async fn diff_with(
     let (pre_scenario, pre_plan) = pre_daemon(&scenario)?;
     let external = pre_plan.node("external").cloned().ok_or_else(|| Error::Environment("no external node".into()))?;
     let host = apply::up(pre_scenario, pre_plan, apply::UpOptions::default()).await?;
+    report.docker_run = host.run_id().to_string();
     let host_ns = host.netns_file("host").ok_or_else(|| Error::Environment("no host namespace".into()))?;
     let before = host_before(scenario.source.text());
     if before.forwarding {
@@ -570,7 +581,10 @@ pub async fn diff_with(
                     report.lab_error = Some(format!("cannot start the lab's responders: {e}"));
                     None
                 }
-                Ok(responders) => Some(LabSide { responders, lab: running, broken: None }),
+                Ok(responders) => {
+                    report.lab_run = Some(running.run_id().to_string());
+                    Some(LabSide { responders, lab: running, broken: None })
+                }
             },
         },
     };
@@ -617,8 +631,13 @@ pub async fn diff_with(
             Some(l) => {
                 // A lab that differs from its own plan would make the diff
                 // say the wrong thing about the plan: said separately.
-                for m in l.lab.verify().await? {
-                    report.notes.push(format!("{label}: bridgelab's lab differs from its plan: {m}"));
+                match l.lab.verify().await {
+                    Ok(mismatches) => {
+                        for m in mismatches {
+                            report.notes.push(format!("{label}: bridgelab's lab differs from its plan: {m}"));
+                        }
+                    }
+                    Err(e) => report.notes.push(format!("{label}: cannot compare bridgelab's lab with its plan: {e}")),
                 }
                 Some(read_lab(&l.lab).await?)
             }
