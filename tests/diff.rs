@@ -385,8 +385,8 @@ async fn a_lab_that_differs_from_docker_is_shown_as_a_difference() {
         result = "refused"
         "#,
     );
-    let tools = bridgelab::diff::dockerd::find_tools(None).unwrap_or_else(|e| panic!("{e}"));
-    let report = bridgelab::diff::diff_with(&path, &tools, |s| {
+    let dockers = bridgelab::diff::dockerd::find_dockers(None).unwrap_or_else(|e| panic!("{e}"));
+    let report = bridgelab::diff::diff_with(&path, &dockers, |s| {
         let mut s = s.clone();
         s.spec.daemon.firewall = None;
         bridgelab::Lab::from_scenario(s)

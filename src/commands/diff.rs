@@ -11,8 +11,8 @@ pub async fn run(files: &[PathBuf], docker: Option<&Path>, keep_going: bool) -> 
         eprintln!("{}", render_error(&e));
         return e.exit_code() as u8;
     }
-    let tools = match bridgelab::diff::dockerd::find_tools(docker) {
-        Ok(t) => t,
+    let dockers = match bridgelab::diff::dockerd::find_dockers(docker) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("{}", render_error(&e));
             return e.exit_code() as u8;
@@ -21,7 +21,7 @@ pub async fn run(files: &[PathBuf], docker: Option<&Path>, keep_going: bool) -> 
     let colour = std::io::stdout().is_terminal();
     let mut worst = 0u8;
     for (i, f) in files.iter().enumerate() {
-        let code = match bridgelab::diff::diff_file(f, &tools).await {
+        let code = match bridgelab::diff::diff_file(f, &dockers).await {
             Ok(report) => {
                 crate::out!("{}", report.text(colour).trim_end());
                 u8::from(!report.equal())

@@ -29,6 +29,7 @@
 //! the temporary directory.
 
 use std::ffi::OsString;
+
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -96,19 +97,71 @@ fn no_docker(why: impl std::fmt::Display) -> Error {
     Error::Environment(format!("no usable dockerd: {why}\n{}", install_hint()))
 }
 
-/// Finds dockerd (`explicit`, else `dockerd` on PATH, else
-/// [`PREFIX`]`/usr/sbin/dockerd`), the programs it needs, and its version.
-pub fn find_tools(explicit: Option<&Path>) -> Result<Tools> {
+/// The usable dockerds of this machine.
+#[derive(Debug, Clone)]
+pub struct Dockers {
+    pub found: Vec<Tools>,
+}
+
+impl Dockers {
+    /// The first dockerd whose version is the Docker `firewall` imitates.
+    pub fn for_firewall(&self, firewall: Firewall) -> Result<&Tools> {
+        if let Some(t) = self.found.iter().find(|t| check_version(firewall, &t.version).is_ok()) {
+            return Ok(t);
+        }
+        let why = match self.found.as_slice() {
+            [one] => check_version(firewall, &one.version).err().unwrap_or_default(),
+            all => {
+                let seen: Vec<String> =
+                    all.iter().map(|t| format!("{} ({})", t.version, t.dockerd.display())).collect();
+                let need = check_version(firewall, "").err().unwrap_or_default();
+                format!(
+                    "{}; the dockerds found are {}",
+                    need.split(", and this").next().unwrap_or(&need),
+                    seen.join(", ")
+                )
+            }
+        };
+        let hint = if firewall == Firewall::Docker20 { format!("\n{}", install_hint()) } else { String::new() };
+        Err(Error::Environment(format!("no usable dockerd: {why}{hint}")))
+    }
+}
+
+/// Every usable dockerd: `explicit` alone, or else `dockerd` on PATH and
+/// [`PREFIX`]`/usr/sbin/dockerd`, in that order. None usable is an error
+/// that says why for each, and how to install one.
+pub fn find_dockers(explicit: Option<&Path>) -> Result<Dockers> {
     let system_path = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let dockerd = match explicit {
-        Some(p) if p.is_file() => p.to_path_buf(),
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(p) if p.is_file() => vec![p.to_path_buf()],
         Some(p) => return Err(no_docker(format!("{} is not a file", p.display()))),
         None => which("dockerd", &system_path)
-            .or_else(|| Some(Path::new(PREFIX).join("usr/sbin/dockerd")).filter(|p| p.is_file()))
-            .ok_or_else(|| no_docker(format!("no dockerd on PATH or in {PREFIX}")))?,
+            .into_iter()
+            .chain(Some(Path::new(PREFIX).join("usr/sbin/dockerd")).filter(|p| p.is_file()))
+            .collect(),
     };
-    let dockerd = fs::canonicalize(&dockerd).unwrap_or(dockerd);
+    if candidates.is_empty() {
+        return Err(no_docker(format!("no dockerd on PATH or in {PREFIX}")));
+    }
+    let mut found: Vec<Tools> = Vec::new();
+    let mut reasons = Vec::new();
+    for c in candidates {
+        match tools_of(&c, &system_path) {
+            Ok(t) if found.iter().any(|f| f.dockerd == t.dockerd) => {}
+            Ok(t) => found.push(t),
+            Err(why) => reasons.push(why),
+        }
+    }
+    if found.is_empty() {
+        return Err(no_docker(reasons.join("; ")));
+    }
+    Ok(Dockers { found })
+}
+
+/// A dockerd with the programs it needs (beside it, or on PATH) and its version.
+fn tools_of(dockerd: &Path, system_path: &std::ffi::OsStr) -> std::result::Result<Tools, String> {
+    let dockerd = fs::canonicalize(dockerd).unwrap_or_else(|_| dockerd.to_path_buf());
     // A prefix as dpkg-deb -x lays it out: PREFIX/usr/sbin/dockerd.
     let mut dirs: Vec<PathBuf> = dockerd.parent().into_iter().map(Path::to_path_buf).collect();
     let mut prefix = dockerd.parent().and_then(Path::parent);
@@ -123,10 +176,10 @@ pub fn find_tools(explicit: Option<&Path>) -> Result<Tools> {
             }
         }
     }
-    let path = std::env::join_paths(dirs.iter().cloned().chain(std::env::split_paths(&system_path)))
-        .map_err(|e| no_docker(format!("bad PATH: {e}")))?;
+    let path = std::env::join_paths(dirs.iter().cloned().chain(std::env::split_paths(system_path)))
+        .map_err(|e| format!("bad PATH: {e}"))?;
     let need = |name: &str| {
-        which(name, &path).ok_or_else(|| no_docker(format!("{name} not found beside {} or on PATH", dockerd.display())))
+        which(name, &path).ok_or_else(|| format!("{name} not found beside {} or on PATH", dockerd.display()))
     };
     let containerd = need("containerd")?;
     let docker = need("docker")?;
@@ -138,15 +191,15 @@ pub fn find_tools(explicit: Option<&Path>) -> Result<Tools> {
         .into_iter()
         .chain([PathBuf::from("/bin/busybox"), PathBuf::from("/usr/bin/busybox")])
         .find(|p| is_static_elf(p))
-        .ok_or_else(|| no_docker("no statically linked busybox (busybox-static) for the containers' image"))?;
+        .ok_or("no statically linked busybox (busybox-static) for the containers' image")?;
     let out = std::process::Command::new(&dockerd)
         .arg("--version")
         .env("PATH", &path)
         .output()
-        .map_err(|e| no_docker(format!("cannot run {}: {e}", dockerd.display())))?;
+        .map_err(|e| format!("cannot run {}: {e}", dockerd.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let version = parse_version(&text)
-        .ok_or_else(|| no_docker(format!("{} --version said {:?}", dockerd.display(), text.trim())))?
+        .ok_or_else(|| format!("{} --version said {:?}", dockerd.display(), text.trim()))?
         .to_string();
     Ok(Tools { dockerd, containerd, docker, busybox, version, path })
 }
@@ -258,9 +311,18 @@ pub fn cgroup_name(run_id: &str) -> String {
     format!("bl-{run_id}")
 }
 
-/// The temporary directory of a run's daemon.
+/// The temporary directory of a run's daemon: under `TMPDIR`, unless that
+/// is so long that the sockets inside would not fit a unix socket address
+/// (108 bytes), then under /tmp.
 pub fn state_dir(run_id: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("{STATE_PREFIX}{run_id}"))
+    let name = format!("{STATE_PREFIX}{run_id}");
+    let dir = std::env::temp_dir().join(&name);
+    let longest = dir.join("containerd/containerd.sock.ttrpc");
+    if longest.as_os_str().len() < 100 {
+        dir
+    } else {
+        Path::new("/tmp").join(name)
+    }
 }
 
 /// Name prefix of every daemon's temporary directory: `reap` removes no
@@ -894,6 +956,47 @@ mod tests {
         assert!(check_version(Firewall::Docker1, "20.10.24").unwrap_err().contains("Docker 1.6.2"));
         // 2.10 is not 20.10.
         assert!(check_version(Firewall::Docker20, "2.10.1").is_err());
+    }
+
+    fn tools(version: &str, at: &str) -> Tools {
+        Tools {
+            dockerd: at.into(),
+            containerd: "containerd".into(),
+            docker: "docker".into(),
+            busybox: "busybox".into(),
+            version: version.into(),
+            path: "/usr/bin".into(),
+        }
+    }
+
+    #[test]
+    fn each_scenario_gets_the_dockerd_of_its_firewall() {
+        let both = Dockers {
+            found: vec![
+                tools("28.5.2", "/usr/bin/dockerd"),
+                tools("20.10.24+dfsg1", "/opt/bl-docker20/usr/sbin/dockerd"),
+            ],
+        };
+        assert_eq!(both.for_firewall(Firewall::Docker20).unwrap().version, "20.10.24+dfsg1");
+        assert_eq!(both.for_firewall(Firewall::Docker28).unwrap().version, "28.5.2");
+        let only20 = Dockers { found: vec![tools("20.10.24+dfsg1", "/opt/bl-docker20/usr/sbin/dockerd")] };
+        let e = only20.for_firewall(Firewall::Docker28).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "no usable dockerd: firewall = \"docker28\" needs dockerd 28.x, and this dockerd is 20.10.24+dfsg1"
+        );
+        let two20 = Dockers { found: vec![tools("20.10.5", "/a/dockerd"), tools("20.10.24", "/b/dockerd")] };
+        let e = two20.for_firewall(Firewall::Docker28).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "no usable dockerd: firewall = \"docker28\" needs dockerd 28.x; the dockerds found are 20.10.5 (/a/dockerd), 20.10.24 (/b/dockerd)"
+        );
+    }
+
+    #[test]
+    fn a_long_tmpdir_does_not_overflow_the_socket_address() {
+        let dir = state_dir("0123456789abcdef");
+        assert!(dir.join("containerd/containerd.sock.ttrpc").as_os_str().len() < 108, "{}", dir.display());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use compare::{Inspect, NetworkInspect, Readback, Whereabouts, World};
-use dockerd::{Daemon, Tools};
+use dockerd::{Daemon, Dockers};
 use translate::{Action, DockerCommand};
 
 use crate::apply::{self, RunningLab};
@@ -505,22 +505,23 @@ fn planned_lines(commands: &[DockerCommand]) -> Vec<String> {
 /// every step runs the commands, reads both back, probes both, and diffs.
 /// Everything is removed on every path, an interruption included (each
 /// side's `Drop`).
-pub async fn diff_file(path: &Path, tools: &Tools) -> Result<FileReport> {
-    diff_with(path, tools, |s| Lab::from_scenario(s.clone())).await
+pub async fn diff_file(path: &Path, dockers: &Dockers) -> Result<FileReport> {
+    diff_with(path, dockers, |s| Lab::from_scenario(s.clone())).await
 }
 
 /// [`diff_file`] with bridgelab's side planned by `plan_lab` instead of
 /// [`Lab::from_scenario`] (for tests of the comparison itself).
 pub async fn diff_with(
     path: &Path,
-    tools: &Tools,
+    dockers: &Dockers,
     plan_lab: impl FnOnce(&Scenario) -> Result<Lab>,
 ) -> Result<FileReport> {
     let started = Instant::now();
     let scenario = Scenario::load(path)?;
-    let firewall = scenario.spec.daemon.firewall();
-    dockerd::check_version(firewall, &tools.version)
-        .map_err(|m| Error::Environment(format!("{}: no usable dockerd: {m}", path.display())))?;
+    let tools = dockers.for_firewall(scenario.spec.daemon.firewall()).map_err(|e| match e {
+        Error::Environment(m) => Error::Environment(format!("{}: {m}", path.display())),
+        other => other,
+    })?;
     apply::check_environment()?;
     let script = translate::translate(&scenario);
     let mut t = Timing::default();
