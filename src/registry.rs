@@ -106,8 +106,22 @@ impl RunRecord {
     }
 }
 
+/// The longest node name used as it is in a namespace name. Longer ones
+/// (Docker takes container names of any length) would pass NAME_MAX (255)
+/// for the file under `/run/netns`, so they are shortened.
+pub const NODE_IN_NAMESPACE: usize = 200;
+
+/// `bl-<run id>-<node>`; for a node name longer than [`NODE_IN_NAMESPACE`],
+/// `bl-<run id>-<first 64 characters>~<hash of the name>`. `~` cannot occur
+/// in a container name, so a shortened name never meets a plain one. Going
+/// back from a namespace to its node takes the run record's node list.
 pub fn namespace_name(run_id: &str, node: &str) -> String {
-    format!("{NS_PREFIX}{run_id}-{node}")
+    if node.len() <= NODE_IN_NAMESPACE {
+        return format!("{NS_PREFIX}{run_id}-{node}");
+    }
+    let cut = node.char_indices().nth(64).map(|(i, _)| i).unwrap_or(node.len());
+    let hash = crate::stable_hash::fnv1a(&["namespace", node]);
+    format!("{NS_PREFIX}{run_id}-{}~{hash:016x}", &node[..cut])
 }
 
 fn record_path(dir: &Path, run_id: &str) -> PathBuf {
@@ -422,6 +436,22 @@ mod tests {
         assert!(tmp("mine").exists() && tmp("young").exists());
         assert!(reg.get("kept").is_some());
         assert!(reg.sweep_tmp(STALE_TMP_AGE).is_empty());
+    }
+
+    #[test]
+    fn long_node_names_make_short_distinct_namespace_names() {
+        assert_eq!(namespace_name("0a1b2c3d", "web"), "bl-0a1b2c3d-web");
+        let at_limit = "a".repeat(NODE_IN_NAMESPACE);
+        assert_eq!(namespace_name("0a1b2c3d", &at_limit), format!("bl-0a1b2c3d-{at_limit}"));
+        let long = "a".repeat(65_536);
+        let other = format!("{}b", "a".repeat(65_535));
+        let (n1, n2) = (namespace_name("0123456789abcdef", &long), namespace_name("0123456789abcdef", &other));
+        assert_ne!(n1, n2);
+        // NAME_MAX, with the longest run id `up` accepts.
+        assert!(n1.len() <= 255 && n2.len() <= 255, "{n1}");
+        assert!(n1.starts_with(&format!("bl-0123456789abcdef-{}~", "a".repeat(64))), "{n1}");
+        assert_eq!(run_id_of(&n1), Some("0123456789abcdef"));
+        assert_eq!(namespace_name("0123456789abcdef", &long), n1, "stable");
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn env_error(what: &str, e: io::Error) -> Error {
 /// the error is returned.
 pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<RunningLab> {
     check_environment()?;
+    proxy::ensure_open_files(&plan)?;
     let registry = Registry::default();
     let run_id = match opts.run_id.clone() {
         Some(id) => {

@@ -28,10 +28,13 @@ const UDP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Starts a proxy per mapping; they run until their handles are aborted.
 pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
+    // One namespace file for all of them: a file per proxy would double
+    // what 65,535 published ports need.
+    let host_ns = Arc::new(host_ns.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?);
     for m in mappings {
         let listen = SocketAddr::from((m.host_ip, m.host_port));
         let target = SocketAddr::from((m.container_ip, m.container_port));
-        let ns = Arc::new(host_ns.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?);
+        let ns = host_ns.clone();
         let err = |e: std::io::Error| {
             Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
         };
@@ -52,6 +55,35 @@ pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinH
         }
     }
     Ok(tasks)
+}
+
+/// Open files a lab needs: per node its namespace and netlink socket (and
+/// room for responders and probes), per published port a proxy's socket.
+pub fn files_needed(nodes: usize, proxies: usize) -> u64 {
+    4 * nodes as u64 + proxies as u64 + 256
+}
+
+/// Raises this process's soft limit on open files to its hard limit when a
+/// lab needs more (systemd's default soft limit is 1,024, which a lab of a
+/// few hundred containers or published ports passes); when even the hard
+/// limit is too low, says so before anything is built.
+pub fn ensure_open_files(plan: &crate::plan::Plan) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // The most at any time: at the start or after some step.
+    let all = std::iter::once(plan).chain(plan.steps.iter().map(|s| &s.after));
+    let (nodes, proxies) = all.fold((0, 0), |(n, p), x| (n.max(x.nodes.len()), p.max(x.port_mappings.len())));
+    let need = files_needed(nodes, proxies);
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| Error::apply("getrlimit(RLIMIT_NOFILE)", e))?;
+    if need <= soft {
+        return Ok(());
+    }
+    if need > hard {
+        return Err(Error::Environment(format!(
+            "this lab has {nodes} namespaces and {proxies} published ports (a userland proxy each): it needs about \
+             {need} open files, and this process may open {hard} (`ulimit -Hn`): raise the limit to build it"
+        )));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(|e| Error::apply("setrlimit(RLIMIT_NOFILE)", e))
 }
 
 /// Each proxy owns the tasks it spawns (a `JoinSet`), so aborting the proxy

@@ -9,9 +9,11 @@ use std::ops::Range;
 
 use ipnetwork::Ipv4Network;
 
+use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
+use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
 use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
@@ -99,20 +101,52 @@ struct Builder<'a> {
     s: &'a Scenario,
     rules: Ruleset,
     ports: PortAllocator,
-    mappings: Vec<PortMapping>,
+    mappings: Mappings,
     host: NodePlan,
+    /// Addresses of the host namespace's links, known once the daemon has
+    /// started (veths added later have none): where a proxy can bind.
+    host_ips: std::collections::HashSet<Ipv4Addr>,
     external: NodePlan,
-    containers: Vec<ContainerPlan>,
-    nodes: Vec<NodePlan>,
+    containers: ByName<ContainerPlan>,
+    nodes: ByName<NodePlan>,
     veth_names: BTreeSet<String>,
     errors: Vec<Diagnostic>,
     bridge: Option<BridgePlan>,
     ipam: Option<IpAllocator>,
+    /// Running containers per namespace (node name): a namespace goes with
+    /// the last of them, found by a lookup rather than a scan per stop.
+    netns_users: HashMap<String, usize>,
     /// Every container the daemon knows, as the scenario gave it.
-    specs: Vec<Container>,
+    specs: ByName<Container>,
     /// Rules each container's start installed (ports, links), removed again
     /// when it stops, as Docker's `Unmap` and link `Disable` do.
     installed: HashMap<String, Vec<RuleRef>>,
+    /// Shortcuts along `container:` chains, for links (see `link_child`).
+    link_shortcuts: HashMap<String, LinkShortcut>,
+    /// Port mappings and rules that failed starts made and gave back: work
+    /// the plan does not keep, so [`PlanSize`] does not see it.
+    given_back: usize,
+    /// Past [`MAX_GIVEN_BACK`]: no more containers are started.
+    too_big: bool,
+}
+
+/// Where a link's walk along `container:` modes ends.
+enum LinkEnd {
+    /// The container linked to.
+    Child(String),
+    /// A name no container has (any more).
+    Missing(String),
+    /// A host-mode container: links to it are refused.
+    Host,
+}
+
+/// What an earlier walk found from a name on a `container:` chain.
+#[derive(Clone)]
+enum LinkShortcut {
+    /// The walk goes on from there.
+    To(String),
+    /// It ends there, the name where a cycle closes.
+    Cycle(String),
 }
 
 /// A failed start: where it points, and Docker's message without the
@@ -123,15 +157,22 @@ pub fn plan(s: &Scenario) -> Result<Plan, Diagnostics> {
     let mut b = Builder::new(s);
     b.start_daemon();
     for c in &s.spec.containers {
+        if b.too_big {
+            break;
+        }
         b.specs.push(c.clone());
         if let Err(d) = b.start(c, "start") {
             b.errors.push(d);
         }
     }
     let mut plan = b.snapshot()?;
-    for step in &s.spec.steps {
+    let mut size = PlanSize::default();
+    size.add(s, &plan, "the start", || super::limits::heaviest(s, &plan))?;
+    for (i, step) in s.spec.steps.iter().enumerate() {
         let action = b.step(step);
-        plan.steps.push(StepPlan { action, after: b.snapshot()? });
+        let after = b.snapshot()?;
+        size.add(s, &after, &format!("step {}", i + 1), || step.action.span())?;
+        plan.steps.push(StepPlan { action, after });
     }
     Ok(plan)
 }
@@ -196,17 +237,22 @@ impl<'a> Builder<'a> {
             s,
             rules: Ruleset::default(),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
-            mappings: vec![],
+            mappings: Mappings::default(),
             host,
+            host_ips: Default::default(),
             external,
-            containers: vec![],
-            nodes: vec![],
+            containers: ByName::default(),
+            nodes: ByName::default(),
             veth_names: BTreeSet::new(),
             errors: vec![],
             bridge: None,
             ipam: None,
-            specs: vec![],
+            specs: ByName::default(),
+            netns_users: HashMap::new(),
             installed: HashMap::new(),
+            link_shortcuts: HashMap::new(),
+            given_back: 0,
+            too_big: false,
         }
     }
 
@@ -299,6 +345,7 @@ impl<'a> Builder<'a> {
         if self.bridge.is_none() {
             self.bridge = self.init_driver();
         }
+        self.host_ips = self.host.links.iter().flat_map(|l| l.addresses.iter().map(|a| a.ip())).collect();
         let Some(br) = self.bridge.clone() else { return };
         let d = &self.s.spec.daemon;
         if d.iptables() {
@@ -343,8 +390,10 @@ impl<'a> Builder<'a> {
             }
             StepAction::Remove => {
                 self.stop(&name, span);
-                self.containers.retain(|c| c.name != name);
-                self.specs.retain(|c| c.name() != name);
+                self.containers.remove(&name);
+                self.specs.remove(&name);
+                // A chain through it ends there now.
+                self.link_shortcuts.clear();
             }
             StepAction::Run => {
                 if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
@@ -382,9 +431,9 @@ impl<'a> Builder<'a> {
 
     /// `docker start NAME` (and the start of `docker restart`).
     fn start_named(&mut self, name: &str, span: Range<usize>, verb: &str) -> Result<(), Diagnostic> {
-        match self.specs.iter().find(|c| c.name() == name).cloned() {
+        match self.specs.get(name).cloned() {
             Some(mut c) => {
-                if self.containers.iter().any(|x| x.name == name && x.running) {
+                if self.containers.get(name).is_some_and(|x| x.running) {
                     return Ok(()); // `docker start` on a running container changes nothing
                 }
                 c.running = true;
@@ -396,9 +445,11 @@ impl<'a> Builder<'a> {
 
     /// `docker stop`: the container's `cleanup` gives back what it holds.
     fn stop(&mut self, name: &str, span: Range<usize>) {
-        match self.containers.iter().find(|c| c.name == name) {
+        match self.containers.get(name) {
             None => self.err(span, format!("No such container: {name}")),
-            Some(c) if c.running => self.release(name),
+            Some(c) if c.running => {
+                self.release(name);
+            }
             Some(_) => {}
         }
     }
@@ -408,27 +459,31 @@ impl<'a> Builder<'a> {
     /// port, with its rules, and the address) and each link's `Disable`.
     /// The namespace goes with its last process: a `container:` container
     /// may keep it, with `eth0` and its address, after its maker stopped.
-    fn release(&mut self, name: &str) {
-        let Some(cp) = self.containers.iter_mut().find(|c| c.name == name) else { return };
-        cp.running = false;
+    /// Returns how many port mappings and rules it removed.
+    fn release(&mut self, name: &str) -> usize {
+        let Some(cp) = self.containers.get_mut(name) else { return 0 };
+        let was_running = std::mem::replace(&mut cp.running, false);
         let netns = cp.netns.take();
         if let Some(ep) = cp.endpoint.take() {
             if let Some(a) = self.ipam.as_mut() {
                 a.release(ep.address.ip());
             }
         }
-        for m in self.mappings.iter().filter(|m| m.container == name) {
+        let mappings = self.mappings.take_container(name);
+        for m in &mappings {
             self.ports.release(m.host_ip, m.proto, m.host_port);
         }
-        self.mappings.retain(|m| m.container != name);
-        for r in self.installed.remove(name).unwrap_or_default() {
-            self.rules.delete(&r);
+        let rules = self.installed.remove(name).unwrap_or_default();
+        self.rules.delete_all(&rules);
+        let removed = mappings.len() + rules.len();
+        let Some(ns) = netns.filter(|ns| ns != "host") else { return removed };
+        if was_running {
+            self.leave_netns(&ns);
         }
-        let Some(ns) = netns.filter(|ns| ns != "host") else { return };
-        if !self.containers.iter().any(|o| o.running && o.netns.as_deref() == Some(ns.as_str())) {
-            self.nodes.retain(|n| n.name != ns);
-            self.host.links.retain(|l| !matches!(&l.kind, LinkKind::Veth { peer_node, .. } if *peer_node == ns));
+        if !self.netns_users.contains_key(&ns) {
+            self.remove_node(&ns);
         }
+        removed
     }
 
     /// The first candidate that overlaps neither a nameserver nor a route
@@ -460,7 +515,7 @@ impl<'a> Builder<'a> {
     /// namespace lives on (kept by a `container:` container), `NAME+2`,
     /// `NAME+3`, … (`+` is never part of a container name).
     fn new_node(&self, name: &str) -> NodePlan {
-        let free = |n: &str| self.nodes.iter().all(|x| x.name != n);
+        let free = |n: &str| self.nodes.get(n).is_none();
         let node_name = if free(name) {
             name.to_string()
         } else {
@@ -486,13 +541,28 @@ impl<'a> Builder<'a> {
         let links = self.register_links(c)?;
         match self.bring_up(c, &links) {
             Ok(()) => {
-                if let Some(cp) = self.containers.iter_mut().find(|x| x.name == name) {
+                if let Some(cp) = self.containers.get_mut(&name) {
                     cp.running = true;
+                    if let Some(ns) = cp.netns.clone().filter(|ns| ns != "host") {
+                        *self.netns_users.entry(ns).or_default() += 1;
+                    }
                 }
                 Ok(())
             }
             Err((span, e)) => {
-                self.release(&name);
+                // Docker does that work again for each start that fails
+                // late; so does the simulator, within a bound.
+                self.given_back += self.release(&name);
+                if self.given_back > MAX_GIVEN_BACK && !self.too_big {
+                    self.too_big = true;
+                    self.err(
+                        span.clone(),
+                        format!(
+                            "too big to plan: failed starts up to this one made and gave back more than \
+                             {MAX_GIVEN_BACK} port mappings and rules"
+                        ),
+                    );
+                }
                 Err(Diagnostic::new(span, format!("Cannot {verb} container {name}: {e}")))
             }
         }
@@ -503,35 +573,70 @@ impl<'a> Builder<'a> {
     /// alias only the first counts. A link to a `container:` container is a
     /// link to the container whose namespace it joins, and one that ends in
     /// host mode is refused. Returns (alias, child, span) in file order.
-    fn register_links(&self, c: &Container) -> Result<Vec<(String, String, Range<usize>)>, Diagnostic> {
+    fn register_links(&mut self, c: &Container) -> Result<Vec<(String, String, Range<usize>)>, Diagnostic> {
         let mut out: Vec<(String, String, Range<usize>)> = Vec::new();
+        let mut aliases: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for l in &c.links {
             let spec = l.get_ref();
-            let mut child = spec.container.clone();
-            // Bounded: a container may name itself in `container:` (Docker would loop).
-            for _ in 0..=self.specs.len() {
-                let Some(k) = self.specs.iter().find(|k| k.name() == child) else {
-                    if child != spec.container {
-                        return Err(Diagnostic::new(l.span(), format!("Could not get container for {child}")));
-                    }
-                    break; // removed since: `docker rm` purged the link
-                };
-                match k.networks().into_iter().next() {
-                    Some(NetworkMode::Container(next)) => child = next,
-                    Some(NetworkMode::Host) => {
-                        return Err(Diagnostic::new(
-                            l.span(),
-                            "Conflicting options: --net=host can't be used with links. This would result in undefined behavior.",
-                        ))
-                    }
-                    _ => break,
+            let child = match self.link_child(&spec.container) {
+                LinkEnd::Child(child) => child,
+                // Removed since: `docker rm` purged the link.
+                LinkEnd::Missing(child) if child == spec.container => child,
+                LinkEnd::Missing(child) => {
+                    return Err(Diagnostic::new(l.span(), format!("Could not get container for {child}")))
                 }
-            }
-            if !out.iter().any(|(alias, ..)| *alias == spec.alias) {
+                LinkEnd::Host => {
+                    return Err(Diagnostic::new(
+                        l.span(),
+                        "Conflicting options: --net=host can't be used with links. This would result in undefined behavior.",
+                    ))
+                }
+            };
+            if aliases.insert(&spec.alias) {
                 out.push((spec.alias.clone(), child, l.span()));
             }
         }
         Ok(out)
+    }
+
+    /// Where `RegisterLinks`' walk along `container:` modes from `name`
+    /// ends. Each walk leaves a shortcut at every name it passed, to where
+    /// it ended, so that many links along one long chain stay linear. A
+    /// shortcut holds while no container is removed (names are unique and
+    /// a container's mode does not change): the end it points to is looked
+    /// at again, as it may have been created since. Docker loops forever on
+    /// a cycle of `container:` modes; the walk stops where it closes.
+    fn link_child(&mut self, name: &str) -> LinkEnd {
+        let mut passed: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut child = name.to_string();
+        let end = loop {
+            if let Some(LinkShortcut::Cycle(at)) = self.link_shortcuts.get(&child) {
+                child = at.clone();
+                break LinkEnd::Child(child.clone());
+            }
+            let Some(k) = self.specs.get(&child) else { break LinkEnd::Missing(child.clone()) };
+            let next = match k.networks().into_iter().next() {
+                Some(NetworkMode::Container(next)) => next,
+                Some(NetworkMode::Host) => break LinkEnd::Host,
+                _ => break LinkEnd::Child(child.clone()),
+            };
+            let next = match self.link_shortcuts.get(&child) {
+                Some(LinkShortcut::To(to)) => to.clone(),
+                _ => next,
+            };
+            seen.insert(child.clone());
+            passed.push(std::mem::replace(&mut child, next));
+            if seen.contains(&child) {
+                break LinkEnd::Child(child.clone());
+            }
+        };
+        // `child` is where the walk ended: every name it passed leads there.
+        let shortcut = if seen.contains(&child) { LinkShortcut::Cycle(child) } else { LinkShortcut::To(child) };
+        for p in passed {
+            self.link_shortcuts.insert(p, shortcut.clone());
+        }
+        end
     }
 
     /// What `start` does, up to the first error: where it points and
@@ -543,7 +648,7 @@ impl<'a> Builder<'a> {
             NetworkMode::Host => "host".to_string(),
             NetworkMode::Container(other) => {
                 // getNetworkedContainer; Daemon.Get's "no such id" for an unknown name.
-                match self.containers.iter().find(|o| o.name == *other) {
+                match self.containers.get(other) {
                     None => return Err((c.network_span(), format!("no such id: {other}"))),
                     Some(o) => match (&o.netns, o.running) {
                         (Some(ns), true) => ns.clone(),
@@ -577,7 +682,7 @@ impl<'a> Builder<'a> {
             }
         };
         self.set(name, |cp| cp.netns = Some(netns));
-        let parent_ip = self.containers.iter().find(|x| x.name == name).and_then(|cp| cp.ip());
+        let parent_ip = self.containers.get(name).and_then(|cp| cp.ip());
         self.link_all(c, links, parent_ip)?;
         // The exec driver: libcontainer's NetworkSetMacAddress refuses a
         // multicast MAC inside the new namespace; the error comes back as a
@@ -592,16 +697,41 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// A running container in `ns` has stopped.
+    fn leave_netns(&mut self, ns: &str) {
+        if let Some(n) = self.netns_users.get_mut(ns) {
+            *n -= 1;
+            if *n == 0 {
+                self.netns_users.remove(ns);
+            }
+        }
+    }
+
+    /// A namespace goes: its node, and the host end of its `eth0`, looked
+    /// for from the end (a daemon stops its newest containers first).
+    fn remove_node(&mut self, ns: &str) {
+        let Some(node) = self.nodes.remove(ns) else { return };
+        for l in &node.links {
+            if let LinkKind::Veth { peer_node, peer, .. } = &l.kind {
+                if peer_node == "host" {
+                    if let Some(i) = self.host.links.iter().rposition(|h| h.name == *peer) {
+                        self.host.links.remove(i);
+                    }
+                }
+            }
+        }
+    }
+
     /// Changes a known container's record.
     fn set(&mut self, name: &str, f: impl FnOnce(&mut ContainerPlan)) {
-        if let Some(cp) = self.containers.iter_mut().find(|x| x.name == name) {
+        if let Some(cp) = self.containers.get_mut(name) {
             f(cp);
         }
     }
 
     /// Records a container's state, in place if the daemon knew it.
     fn put(&mut self, cp: ContainerPlan) {
-        match self.containers.iter_mut().find(|c| c.name == cp.name) {
+        match self.containers.get_mut(&cp.name) {
             Some(slot) => *slot = cp,
             None => self.containers.push(cp),
         }
@@ -609,9 +739,7 @@ impl<'a> Builder<'a> {
 
     /// Addresses a userland proxy can bind in the host namespace.
     fn host_address(&self, ip: Ipv4Addr) -> bool {
-        ip.is_unspecified()
-            || ip.is_loopback()
-            || self.host.links.iter().any(|l| l.addresses.iter().any(|a| a.ip() == ip))
+        ip.is_unspecified() || ip.is_loopback() || self.host_ips.contains(&ip)
     }
 
     /// `allocatePort` for each published port, in container-port order, then
@@ -619,19 +747,37 @@ impl<'a> Builder<'a> {
     /// `AllocateNetwork` returns at the first port that fails.
     fn map_ports(&mut self, c: &Container, container_ip: Ipv4Addr, bridge: &str) -> Result<(), Failure> {
         let name = c.name();
-        let mut wanted = Vec::new();
-        for spec in &c.publish {
-            let p = spec.get_ref();
-            for i in 0..p.container_ports.len() {
-                let cport = p.container_ports.start + i as u16;
-                let hport = p.host_ports.map(|h| h.start + i as u16);
-                let hip = p.host_ip.unwrap_or(self.s.spec.daemon.default_ip());
-                wanted.push((cport, p.proto, hport, hip, spec.span()));
-            }
+        // The name once per container, not per port: a long name published
+        // on 65,535 ports is neither copied nor hashed 65,535 times. What was
+        // installed before a failure is recorded too, for the rollback.
+        let mut installed = self.installed.remove(name).unwrap_or_default();
+        let done = self.map_each_port(c, container_ip, bridge, &mut installed);
+        if !installed.is_empty() {
+            self.installed.insert(name.to_string(), installed);
         }
-        // Docker walks a map here (random order); bridgelab sorts by port.
-        wanted.sort_by_key(|w| (w.0, w.1));
-        for (cport, proto, hport, hip, span) in wanted {
+        done
+    }
+
+    /// The ports of [`map_ports`](Self::map_ports), their rules added to
+    /// `installed`; the first failure ends it.
+    fn map_each_port(
+        &mut self,
+        c: &Container,
+        container_ip: Ipv4Addr,
+        bridge: &str,
+        installed: &mut Vec<RuleRef>,
+    ) -> Result<(), Failure> {
+        let name = c.name();
+        let shared: std::sync::Arc<str> = name.into();
+        for (cport, proto, hport, hip, span) in published_in_port_order(c, self.s.spec.daemon.default_ip()) {
+            if self.mappings.len() >= MAX_PUBLISHED_PORTS {
+                let why =
+                    format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a proxy");
+                // bridgelab's limit, not Docker's failure: an error that no
+                // `fails` can expect, and the plan stops here.
+                self.err(span, format!("Cannot start container {name}: {why}"));
+                return Ok(());
+            }
             // AllocatePort: a dynamic port is tried up to 10 times when
             // Map fails (proxy bind, iptables); an explicit one once.
             let hport = hport.filter(|p| *p != 0);
@@ -652,7 +798,7 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 let m = PortMapping {
-                    container: name.into(),
+                    container: shared.clone(),
                     proto,
                     host_ip: hip,
                     host_port: port,
@@ -661,7 +807,7 @@ impl<'a> Builder<'a> {
                 };
                 if self.s.spec.daemon.iptables() {
                     match Docker1.map_port(&mut self.rules, bridge, &m) {
-                        Ok(refs) => self.installed.entry(name.to_string()).or_default().extend(refs),
+                        Ok(refs) => installed.extend(refs),
                         Err(e) => {
                             // Map's deferred release; AllocatePort tries a
                             // dynamic port again whatever the error.
@@ -689,12 +835,8 @@ impl<'a> Builder<'a> {
                 "Error starting userland proxy: listen {proto} {ip}:{port}: bind: cannot assign requested address"
             ));
         }
-        let clash = self.mappings.iter().any(|m| {
-            m.proto == proto
-                && m.host_port == port
-                && (m.host_ip.is_unspecified() || ip.is_unspecified() || m.host_ip == ip)
-        });
-        clash
+        self.mappings
+            .clashes(ip, proto, port)
             .then(|| format!("Error starting userland proxy: listen {proto} {ip}:{port}: bind: address already in use"))
     }
 
@@ -708,9 +850,28 @@ impl<'a> Builder<'a> {
         links: &[(String, String, Range<usize>)],
         parent_ip: Option<Ipv4Addr>,
     ) -> Result<(), Failure> {
+        // Recorded once per container, not per port (see `map_ports`),
+        // failure or not: the rollback removes them.
+        let mut added = Vec::new();
+        let done = self.link_each(c, links, parent_ip, &mut added);
+        if !added.is_empty() {
+            self.installed.entry(c.name().to_string()).or_default().extend(added);
+        }
+        done
+    }
+
+    /// The links of [`link_all`](Self::link_all), their rules added to
+    /// `added`; the first failure ends it.
+    fn link_each(
+        &mut self,
+        c: &Container,
+        links: &[(String, String, Range<usize>)],
+        parent_ip: Option<Ipv4Addr>,
+        added: &mut Vec<RuleRef>,
+    ) -> Result<(), Failure> {
         let parent = c.name();
         for (alias, target, span) in links {
-            let Some(child) = self.containers.iter().find(|o| o.name == *target) else { continue };
+            let Some(child) = self.containers.get(target) else { continue };
             if !child.running {
                 let e = format!("Cannot link to a non running container: /{target} AS /{parent}/{alias}");
                 return Err((span.clone(), e));
@@ -722,12 +883,22 @@ impl<'a> Builder<'a> {
             };
             let Some(parent_ip) = parent_ip else { return Err((span.clone(), "Parent IP '' is invalid".into())) };
             let Some(child_ip) = child_ip else { return Err((span.clone(), "Child IP '' is invalid".into())) };
-            let spec = self.specs.iter().find(|k| k.name() == target).expect("a known child").clone();
+            let spec = self.specs.get(target).expect("a known child").clone();
+            // Two rules per exposed port: a link to a container exposing
+            // 65,535 ports from a thousand others would be 131 million.
+            let at_most: usize = spec.expose.iter().map(|e| e.get_ref().ports.len() as usize).sum::<usize>()
+                + spec.publish.iter().map(|p| p.get_ref().container_ports.len() as usize).sum::<usize>();
+            if self.rules.rule_count() + 2 * at_most > MAX_PLAN_SIZE {
+                // bridgelab's limit, not Docker's failure (see `map_ports`).
+                let why = format!("too big to plan: its link to {target} would make more than {MAX_PLAN_SIZE} rules");
+                self.err(span.clone(), format!("Cannot start container {parent}: {why}"));
+                return Ok(());
+            }
             for (proto, port) in exposed_ports(&spec) {
                 let refs = Docker1
                     .link(&mut self.rules, &bridge, parent_ip, child_ip, proto, port)
                     .map_err(|e| (span.clone(), e))?;
-                self.installed.entry(parent.to_string()).or_default().extend(refs);
+                added.extend(refs);
             }
         }
         Ok(())
@@ -774,6 +945,7 @@ impl<'a> Builder<'a> {
     /// The state so far as a plan, with what the kernel does on its own
     /// (bridge MTU, carrier) worked out.
     fn snapshot(&mut self) -> Result<Plan, Diagnostics> {
+        self.check_bridge_ports();
         if !self.errors.is_empty() {
             let mut errors = std::mem::take(&mut self.errors);
             errors.sort_by_key(|d| d.span.start);
@@ -791,7 +963,7 @@ impl<'a> Builder<'a> {
         for l in host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
             l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
         }
-        let bridges: Vec<String> =
+        let bridges: BTreeSet<String> =
             host.links.iter().filter(|l| l.kind == LinkKind::Bridge).map(|l| l.name.clone()).collect();
         for r in &mut host.routes {
             // The kernel flags connected routes only; a static route added
@@ -805,15 +977,75 @@ impl<'a> Builder<'a> {
         }
         Ok(Plan {
             iptables: self.rules.clone(),
-            port_mappings: self.mappings.clone(),
+            port_mappings: self.mappings.to_vec(),
             scenario: self.s.name.clone(),
             firewall: self.s.spec.daemon.firewall(),
             bridge: self.bridge.clone(),
-            containers: self.containers.clone(),
+            containers: self.containers.to_vec(),
             nodes,
             steps: vec![],
         })
     }
+}
+
+impl Builder<'_> {
+    /// A lab the kernel cannot build is refused here, pointing at the
+    /// container whose veth would be a bridge's 1024th port, rather than
+    /// failing in `run`.
+    fn check_bridge_ports(&mut self) {
+        let mut ports: HashMap<&str, usize> = HashMap::new();
+        let mut full = Vec::new();
+        for l in &self.host.links {
+            let (Some(br), LinkKind::Veth { peer_node, .. }) = (&l.master, &l.kind) else { continue };
+            let n = ports.entry(br).or_default();
+            *n += 1;
+            if *n == BRIDGE_MAX_PORTS + 1 {
+                full.push((br.clone(), peer_node.clone()));
+            }
+        }
+        for (br, node) in full {
+            // A namespace is named after its container (`NAME+2` while an
+            // older one of that name lives on).
+            let name = node.split('+').next().unwrap_or_default();
+            let span = self.specs.get(name).map(|c| c.name.span()).unwrap_or(0..0);
+            self.err(
+                span,
+                format!(
+                    "Cannot start container {name}: bridge {br} is full: a Linux bridge takes at most \
+                     {BRIDGE_MAX_PORTS} ports (BR_MAX_PORTS), this would be port {}",
+                    BRIDGE_MAX_PORTS + 1
+                ),
+            );
+        }
+    }
+}
+
+/// Each port `-p` publishes, as (container port, protocol, host port, host
+/// address, span of its spec). Docker walks a map here (random order);
+/// bridgelab goes by container port and protocol, ties in file order. The
+/// specs' ranges are merged lazily: a start that fails at its first port
+/// does not expand all 65,535 of a range first.
+fn published_in_port_order(
+    c: &Container,
+    default_ip: Ipv4Addr,
+) -> impl Iterator<Item = (u16, Proto, Option<u16>, Ipv4Addr, Range<usize>)> + '_ {
+    use std::cmp::Reverse;
+    let mut next: std::collections::BinaryHeap<Reverse<(u16, Proto, usize, u16)>> = c
+        .publish
+        .iter()
+        .enumerate()
+        .map(|(k, spec)| Reverse((spec.get_ref().container_ports.start, spec.get_ref().proto, k, 0)))
+        .collect();
+    std::iter::from_fn(move || {
+        let Reverse((cport, proto, k, i)) = next.pop()?;
+        let spec = &c.publish[k];
+        let p = spec.get_ref();
+        if cport < p.container_ports.end {
+            next.push(Reverse((cport + 1, proto, k, i + 1)));
+        }
+        let hport = p.host_ports.map(|h| h.start + i);
+        Some((cport, proto, hport, p.host_ip.unwrap_or(default_ip), spec.span()))
+    })
 }
 
 /// A container's exposed ports (`expose` plus the container side of

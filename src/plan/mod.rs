@@ -8,9 +8,11 @@
 //! `apply::verify` compares what the kernel reports with it, so the plan is
 //! both the recipe and the expected result.
 
+mod byname;
 mod docker1;
 pub mod firewall;
 pub mod ipallocator;
+pub mod limits;
 pub mod portallocator;
 mod render;
 

@@ -4,6 +4,9 @@ use std::fmt::{self, Write as _};
 
 use super::*;
 
+/// The widest the name column of `containers:` grows.
+const NAME_COLUMN: usize = 32;
+
 impl fmt::Display for LinkPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = format!("{:<12}", self.name);
@@ -67,7 +70,10 @@ impl fmt::Display for Plan {
         if self.containers.is_empty() {
             writeln!(f, "  (none)")?;
         }
-        let w = self.containers.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
+        // Names align up to a point: a longer one only pushes its own line
+        // out, rather than padding every line (and padding past 65,535 is
+        // more than `format!` can do).
+        let w = self.containers.iter().map(|c| c.name.len()).filter(|l| *l <= NAME_COLUMN).max().unwrap_or(0).max(4);
         for c in &self.containers {
             let state = match &c.endpoint {
                 Some(e) => format!(
@@ -100,6 +106,8 @@ impl fmt::Display for Plan {
                 writeln!(f, "  sysctl {} = {}", s.key, s.value.replace('\t', " "))?;
             }
         }
+        // Rendered once: each step compares its rules with these.
+        let rules = self.iptables.render();
         for (i, step) in self.steps.iter().enumerate() {
             let after = &step.after;
             writeln!(f, "\nafter step {}: {}", i + 1, step.action)?;
@@ -114,9 +122,10 @@ impl fmt::Display for Plan {
             for m in &after.port_mappings {
                 writeln!(f, "  port {m}")?;
             }
-            if after.iptables.render() != self.iptables.render() {
+            let after_rules = after.iptables.render();
+            if after_rules != rules {
                 writeln!(f, "  iptables:")?;
-                for line in after.iptables.render().lines() {
+                for line in after_rules.lines() {
                     writeln!(f, "    {line}")?;
                 }
             }
@@ -125,7 +134,7 @@ impl fmt::Display for Plan {
             writeln!(f, "\niptables (host): no rules (--iptables=false or no bridge)")?;
         } else {
             writeln!(f, "\niptables (host), as iptables-save prints it:")?;
-            for line in self.iptables.render().lines() {
+            for line in rules.lines() {
                 writeln!(f, "  {line}")?;
             }
         }

@@ -627,3 +627,40 @@ fn a_dynamic_port_is_tried_ten_times_whatever_fails() {
     let e = err(text);
     assert!(e.contains("--dport 32777 ! -i docker0 -j DNAT --to-destination 172.17.0.1:80"), "{e}");
 }
+
+#[test]
+fn a_links_walk_along_container_modes_sees_containers_made_and_removed_since() {
+    // x1's namespace owner does not exist yet: a link to x1 ends at a
+    // missing name. Once `later` exists, the same walk ends there.
+    let made = "[[container]]\nname = \"x1\"\nnetwork = \"container:later\"\nrunning = false\n\
+        [[step]]\ndo = \"run\"\nfails = \"Could not get container for later\"\n\
+        [step.container]\nname = \"l1\"\nlinks = [\"x1:d\"]\n\
+        [[step]]\ndo = \"run\"\n[step.container]\nname = \"later\"\nexpose = [\"6000\"]\n\
+        [[step]]\ndo = \"start\"\ncontainer = \"x1\"\n\
+        [[step]]\ndo = \"run\"\n[step.container]\nname = \"l2\"\nlinks = [\"x1:d\"]\n";
+    let p = ok(made);
+    let last = step_after(&p, 3);
+    assert!(last.container("l2").unwrap().running);
+    assert!(last.iptables.render().contains("--dport 6000 -j ACCEPT"), "{}", last.iptables.render());
+    // x1 -> mid -> base; once mid is removed and made again with a network
+    // of its own, a link to x1 ends at the new mid.
+    let removed = "[[container]]\nname = \"base\"\n\
+        [[container]]\nname = \"mid\"\nnetwork = \"container:base\"\n\
+        [[container]]\nname = \"x1\"\nnetwork = \"container:mid\"\n\
+        [[container]]\nname = \"l1\"\nlinks = [\"x1:d\"]\n\
+        [[step]]\ndo = \"remove\"\ncontainer = \"mid\"\n\
+        [[step]]\ndo = \"run\"\n[step.container]\nname = \"mid\"\nexpose = [\"6000\"]\n\
+        [[step]]\ndo = \"run\"\n[step.container]\nname = \"l2\"\nlinks = [\"x1:d\"]\n";
+    let p = ok(removed);
+    assert!(!p.iptables.render().contains("6000"));
+    let rules = step_after(&p, 2).iptables.render();
+    assert!(rules.contains("-d 172.17.0.3/32 -i docker0 -o docker0 -p tcp -m tcp --dport 6000 -j ACCEPT"), "{rules}");
+    // A cycle of `container:` modes (Docker would loop) ends where it closes.
+    let cycle = "[[container]]\nname = \"aa\"\nnetwork = \"container:bb\"\nrunning = false\n\
+        [[container]]\nname = \"bb\"\nnetwork = \"container:aa\"\nrunning = false\n\
+        [[container]]\nname = \"cc\"\nlinks = [\"aa:x\", \"bb:y\"]\n";
+    assert_eq!(
+        err(cycle),
+        "p.toml:11:10: Cannot start container cc: Cannot link to a non running container: /aa AS /cc/x"
+    );
+}

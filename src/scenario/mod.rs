@@ -83,6 +83,15 @@ impl Scenario {
         &self.spec.containers
     }
 
+    /// The `[[container]]` tables, then the containers `run` steps create.
+    pub fn all_containers(&self) -> impl Iterator<Item = &Container> {
+        let runs = self.spec.steps.iter().filter_map(|s| match s.container.as_ref().map(|c| c.get_ref()) {
+            Some(StepContainer::Inline(c)) => Some(&**c),
+            _ => None,
+        });
+        self.spec.containers.iter().chain(runs)
+    }
+
     /// Every node name an expectation may use: containers, `host`, `external`.
     pub fn node_names(&self) -> BTreeSet<&str> {
         validate::node_names(&self.spec)

@@ -194,3 +194,25 @@ fn a_removed_name_can_be_used_again() {
     parse("[[container]]\nname = \"ab\"\n[[step]]\ndo = \"remove\"\ncontainer = \"ab\"\n[[step]]\ndo = \"run\"\n[step.container]\nname = \"ab\"\n")
         .unwrap();
 }
+
+#[test]
+fn an_overlapping_subnet_names_an_earlier_network_it_overlaps() {
+    let e = parse(
+        "[daemon]\nfirewall = \"docker20\"\n\
+         [[network]]\nname = \"n1\"\nsubnet = \"10.0.0.0/16\"\n\
+         [[network]]\nname = \"n2\"\nsubnet = \"10.0.1.0/24\"\n\
+         [[network]]\nname = \"n3\"\nsubnet = \"10.0.0.0/8\"\n\
+         [[network]]\nname = \"n4\"\nsubnet = \"192.168.0.0/24\"\n\
+         [[network]]\nname = \"n5\"\nsubnet = \"10.0.1.128/25\"\n",
+    )
+    .unwrap_err();
+    let lines: Vec<String> = e.to_string().lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        [
+            "t.toml:8:10: Pool overlaps with other one on this address space: 10.0.1.0/24 overlaps network n1",
+            "t.toml:11:10: Pool overlaps with other one on this address space: 10.0.0.0/8 overlaps network n1",
+            "t.toml:17:10: Pool overlaps with other one on this address space: 10.0.1.128/25 overlaps network n1",
+        ]
+    );
+}

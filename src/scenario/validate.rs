@@ -2,10 +2,11 @@
 //! conflicts. Address allocation mistakes (a requested IP out of range, no
 //! free bridge range) need the simulator and are found in `plan`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
+use super::diag::short;
 use super::{
     Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer, DEFAULT_BRIDGE,
 };
@@ -62,7 +63,29 @@ pub fn valid_ifname(name: &str) -> bool {
 
 struct Checker<'a> {
     spec: &'a Spec,
+    /// Names of `[[network]]`s, for references (a lookup, not a scan: a
+    /// check must stay linear in the size of the file).
+    network_names: HashSet<&'a str>,
     errors: Vec<Diagnostic>,
+}
+
+/// The containers that exist at some point of the scenario, by name: a
+/// reference must name one created (and not removed) before it, as with Docker.
+#[derive(Default)]
+struct Known<'a> {
+    names: HashSet<&'a str>,
+}
+
+impl<'a> Known<'a> {
+    fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+    fn push(&mut self, c: &'a Container) {
+        self.names.insert(c.name());
+    }
+    fn remove(&mut self, name: &str) {
+        self.names.remove(name);
+    }
 }
 
 impl Checker<'_> {
@@ -72,7 +95,8 @@ impl Checker<'_> {
 }
 
 pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
-    let mut c = Checker { spec, errors: Vec::new() };
+    let network_names = spec.networks.iter().map(|n| n.name.get_ref().as_str()).collect();
+    let mut c = Checker { spec, network_names, errors: Vec::new() };
     c.name();
     c.lab_addresses();
     c.daemon();
@@ -84,6 +108,20 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     c.errors
 }
 
+/// An earlier subnet that overlaps `sub`, in lookups rather than a scan:
+/// of those that contain it (at most 33 exact lookups) and the lowest one
+/// inside it (a range lookup), the one defined first.
+fn overlapping<'a>(earlier: &BTreeMap<(u32, u8), (usize, &'a str)>, sub: ipnetwork::Ipv4Network) -> Option<&'a str> {
+    let first = u32::from(sub.network());
+    let containing = (0..=sub.prefix()).filter_map(|p| {
+        let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+        earlier.get(&(first & mask, p)).copied()
+    });
+    let last = u32::from(sub.broadcast());
+    let inside = earlier.range((first, sub.prefix())..=(last, 32)).next().map(|(_, n)| *n);
+    containing.chain(inside).min().map(|(_, name)| name)
+}
+
 impl Checker<'_> {
     /// The name ends up in file names (captures, reports): keep it plain.
     fn name(&mut self) {
@@ -93,7 +131,7 @@ impl Checker<'_> {
                     n.span(),
                     format!(
                         "invalid scenario name {:?}: use letters, digits, '.', '_' and '-' (at most 64)",
-                        n.get_ref()
+                        short(n.get_ref())
                     ),
                 );
             }
@@ -199,14 +237,16 @@ impl Checker<'_> {
     }
 
     fn networks(&mut self) {
-        let mut seen: Vec<(&str, Option<ipnetwork::Ipv4Network>, Range<usize>)> = Vec::new();
-        for n in &self.spec.networks {
+        let mut seen: HashSet<&str> = HashSet::new();
+        // Earlier subnets by (first address, prefix), for overlap lookups.
+        let mut subnets: BTreeMap<(u32, u8), (usize, &str)> = BTreeMap::new();
+        for (i, n) in self.spec.networks.iter().enumerate() {
             let name = n.name.get_ref().as_str();
             if PREDEFINED_NETWORKS.contains(&name) {
                 self.err(n.name.span(), format!("{name} is a pre-defined network and cannot be created"));
                 continue;
             }
-            if seen.iter().any(|(s, _, _)| *s == name) {
+            if !seen.insert(name) {
                 self.err(n.name.span(), format!("network with name {name} already exists"));
                 continue;
             }
@@ -241,18 +281,15 @@ impl Checker<'_> {
                 }
             }
             if let Some(sub) = subnet {
-                for (other, osub, _) in &seen {
-                    if osub.is_some_and(|o| o.overlaps(sub)) {
-                        self.err(
-                            n.subnet.as_ref().unwrap().span(),
-                            format!(
-                                "Pool overlaps with other one on this address space: {sub} overlaps network {other}"
-                            ),
-                        );
-                    }
+                // Docker fails the create on the first overlap it meets.
+                if let Some(other) = overlapping(&subnets, sub) {
+                    self.err(
+                        n.subnet.as_ref().unwrap().span(),
+                        format!("Pool overlaps with other one on this address space: {sub} overlaps network {other}"),
+                    );
                 }
+                subnets.entry((u32::from(sub.network()), sub.prefix())).or_insert((i, name));
             }
-            seen.push((name, subnet, n.name.span()));
         }
     }
 
@@ -260,7 +297,7 @@ impl Checker<'_> {
         let spec = self.spec;
         // Containers known so far, in creation order: a reference must name
         // one created before it, as with Docker.
-        let mut known: Vec<&Container> = Vec::new();
+        let mut known = Known::default();
         for c in &spec.containers {
             self.container(c, &known);
             known.push(c);
@@ -286,11 +323,11 @@ impl Checker<'_> {
                 },
                 (Some(sc), a) if a.needs_container() => match sc.get_ref() {
                     StepContainer::Name(n) => {
-                        if !known.iter().any(|c| c.name() == n) {
-                            self.err(sc.span(), format!("No such container: {n}"));
+                        if !known.contains(n) {
+                            self.err(sc.span(), format!("No such container: {}", short(n)));
                         } else if a == StepAction::Remove {
                             // Gone for every later reference, and its name is free again.
-                            known.retain(|c| c.name() != n);
+                            known.remove(n);
                         }
                     }
                     StepContainer::Inline(_) => self.err(
@@ -314,22 +351,22 @@ impl Checker<'_> {
     }
 
     fn network_ref(&mut self, span: Range<usize>, name: &str) {
-        if name != "bridge" && !self.spec.networks.iter().any(|n| n.name.get_ref() == name) {
-            self.err(span, format!("network {name} not found"));
+        if name != "bridge" && !self.network_names.contains(name) {
+            self.err(span, format!("network {} not found", short(name)));
         }
     }
 
-    fn container(&mut self, c: &Container, known: &[&Container]) {
+    fn container(&mut self, c: &Container, known: &Known) {
         let name = c.name();
         let docker1 = self.spec.daemon.firewall() == Firewall::Docker1;
         if !valid_container_name(name) {
             self.err(
                 c.name.span(),
-                format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+                format!("Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", short(name)),
             );
         } else if RESERVED_NODES.contains(&name) {
             self.err(c.name.span(), format!("container name {name:?} is reserved for the lab's {name} node"));
-        } else if known.iter().any(|k| k.name() == name) {
+        } else if known.contains(name) {
             self.err(c.name.span(), format!(
                 "Conflict. The name \"{name}\" is already in use by container {}. You have to delete (or rename) that container to be able to reuse that name.",
                 container_id(name)
@@ -344,8 +381,8 @@ impl Checker<'_> {
                 NetworkMode::Container(other) => {
                     if other == name {
                         self.err(c.network_span(), "cannot join own network namespace (--net=container:<self>)");
-                    } else if !known.iter().any(|k| k.name() == other) {
-                        self.err(c.network_span(), format!("No such container: {other}"));
+                    } else if !known.contains(other) {
+                        self.err(c.network_span(), format!("No such container: {}", short(other)));
                     }
                 }
                 NetworkMode::Named(n) => self.network_ref(c.network_span(), n),
@@ -372,8 +409,8 @@ impl Checker<'_> {
                 if !docker1 {
                     self.err(l.span(), "Cannot link to itself");
                 }
-            } else if !known.iter().any(|k| k.name() == target) {
-                self.err(l.span(), format!("Could not get container for {target}"));
+            } else if !known.contains(target) {
+                self.err(l.span(), format!("Could not get container for {}", short(target)));
             }
         }
         if let Some(ip) = &c.ip {
@@ -394,12 +431,15 @@ impl Checker<'_> {
         }
     }
 
-    fn expect(&mut self, e: &Expect, known: &[&Container]) {
-        let is_node = |n: &str| RESERVED_NODES.contains(&n) || known.iter().any(|c| c.name() == n);
+    fn expect(&mut self, e: &Expect, known: &Known) {
+        let is_node = |n: &str| RESERVED_NODES.contains(&n) || known.contains(n);
         if !is_node(e.from.get_ref()) {
             self.err(
                 e.from.span(),
-                format!("unknown node {:?}: from must be a container, \"host\" or \"external\"", e.from.get_ref()),
+                format!(
+                    "unknown node {:?}: from must be a container, \"host\" or \"external\"",
+                    short(e.from.get_ref())
+                ),
             );
         }
         let to = e.to.get_ref().as_str();
@@ -411,7 +451,10 @@ impl Checker<'_> {
             if !is_node(node) {
                 self.err(
                     e.to.span(),
-                    format!("unknown node {node:?}: to must be a container, \"host\", \"external\" or an IP address"),
+                    format!(
+                        "unknown node {:?}: to must be a container, \"host\", \"external\" or an IP address",
+                        short(node)
+                    ),
                 );
             } else if let Some(net) = net {
                 self.network_ref(e.to.span(), net);
@@ -420,7 +463,10 @@ impl Checker<'_> {
         if let Some(src) = &e.source {
             let s = src.get_ref().as_str();
             if s.parse::<Ipv4Addr>().is_err() && !is_node(s) {
-                self.err(src.span(), format!("unknown node {s:?}: source must be a node name or an IP address"));
+                self.err(
+                    src.span(),
+                    format!("unknown node {:?}: source must be a node name or an IP address", short(s)),
+                );
             }
             if matches!(e.probe.get_ref(), super::ProbeSpec::Icmp) {
                 self.err(src.span(), "source is checked by a responder: it needs a tcp or udp probe");

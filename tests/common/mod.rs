@@ -152,3 +152,33 @@ pub fn wait_at_most(child: std::process::Child, limit: Duration) -> Option<std::
     });
     rx.recv_timeout(limit).ok().map(|r| r.unwrap())
 }
+
+/// Runs `script` (`sh -c`, arguments in `$@`, `$BRIDGELAB` the binary) as
+/// root in a private mount namespace with a fresh tmpfs on /run, so every
+/// namespace file (`/run/netns`) and run record (`/run/bridgelab`) a run
+/// makes stays there to be seen, whatever other tests do meanwhile. The
+/// script calls `list_run` to record what /run holds; returns the output and
+/// that list.
+pub fn in_fresh_run_dir(script: &str, args: &[&str]) -> (std::process::Output, Vec<String>) {
+    require_root();
+    let listing = tempfile::NamedTempFile::new().unwrap();
+    let script = format!(
+        "set -e\nmount -t tmpfs bridgelab-test /run\nset +e\n\
+         list_run() {{ find /run -mindepth 1 -not -type d > \"$LISTING\"; }}\n{script}"
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
+        .args(args)
+        .env("LISTING", listing.path())
+        .env("BRIDGELAB", bridgelab_bin())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let left = std::fs::read_to_string(listing.path()).unwrap();
+    (out, left.lines().map(String::from).collect())
+}
+
+/// `bridgelab ARGS` in a fresh /run: its output and the files it left there.
+pub fn run_in_fresh_run_dir(args: &[&str]) -> (std::process::Output, Vec<String>) {
+    in_fresh_run_dir("\"$BRIDGELAB\" \"$@\"\nrc=$?\nlist_run\nexit $rc", args)
+}

@@ -10,6 +10,7 @@
 
 pub mod docker1;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -59,9 +60,32 @@ pub struct TableRules {
 }
 
 /// Every table Docker touched, in `iptables-save` order.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Ruleset {
     pub tables: Vec<TableRules>,
+    /// How many copies of each rule its chain holds, by a hash of table,
+    /// chain and rule (a collision only overstates a count). Lets
+    /// `delete_all` see when every copy of a rule goes, so it can take them
+    /// from the end of the chain, where the newest container's rules are,
+    /// instead of walking the whole chain for each container.
+    #[serde(skip)]
+    copies: HashMap<u64, usize>,
+}
+
+/// A plan keeps a copy of the rules after every step: a copy's index is as
+/// big as its rules, not as the table it was cut from (a derived `clone`
+/// keeps a hash table's capacity, 2 MB for each copy of an emptied lab that
+/// once had 28,000 ports).
+impl Clone for Ruleset {
+    fn clone(&self) -> Ruleset {
+        let mut copies = HashMap::with_capacity(self.copies.len());
+        copies.extend(self.copies.iter().map(|(k, v)| (*k, *v)));
+        Ruleset { tables: self.tables.clone(), copies }
+    }
+}
+
+fn rule_key(t: Table, chain: &str, rule: &str) -> u64 {
+    crate::stable_hash::fnv1a(&[t.name(), chain, rule])
 }
 
 impl Ruleset {
@@ -97,15 +121,45 @@ impl Ruleset {
         self.tables.iter().any(|x| x.table == t && x.chains.iter().any(|c| c.name == chain))
     }
 
+    fn counted(&mut self, t: Table, chain: &str, rule: &str, added: bool) {
+        let key = rule_key(t, chain, rule);
+        if added {
+            *self.copies.entry(key).or_default() += 1;
+        } else if let Some(n) = self.copies.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.copies.remove(&key);
+            }
+        }
+    }
+
+    fn copies(&self, t: Table, chain: &str, rule: &str) -> usize {
+        self.copies.get(&rule_key(t, chain, rule)).copied().unwrap_or(0)
+    }
+
+    /// Counts every rule again, after a change to whole chains.
+    fn recount(&mut self) {
+        self.copies.clear();
+        for t in &self.tables {
+            for c in &t.chains {
+                for r in &c.rules {
+                    *self.copies.entry(rule_key(t.table, &c.name, r)).or_default() += 1;
+                }
+            }
+        }
+    }
+
     /// `iptables -t T -I CHAIN rule`: insert at the top.
     pub fn insert(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
         self.chain(t, chain).rules.insert(0, rule.clone());
+        self.counted(t, chain, &rule, true);
         (t, chain.to_string(), rule)
     }
 
     /// Docker's `if !Exists(rule) { -I rule }`.
     pub fn insert_unless_present(&mut self, t: Table, chain: &str, rule: String) {
-        if !self.chain(t, chain).rules.contains(&rule) {
+        // No count: surely absent; a count may be another rule's (a hash collision).
+        if self.copies(t, chain, &rule) == 0 || !self.chain(t, chain).rules.contains(&rule) {
             self.insert(t, chain, rule);
         }
     }
@@ -113,6 +167,7 @@ impl Ruleset {
     /// `iptables -t T -A CHAIN rule`: append.
     pub fn append(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
         self.chain(t, chain).rules.push(rule.clone());
+        self.counted(t, chain, &rule, true);
         (t, chain.to_string(), rule)
     }
 
@@ -124,6 +179,81 @@ impl Ruleset {
         {
             if let Some(i) = c.rules.iter().position(|r| r == rule) {
                 c.rules.remove(i);
+                self.counted(*t, chain, rule, false);
+            }
+        }
+    }
+
+    /// [`delete`](Self::delete) of each rule in turn (a rule listed twice
+    /// removes its first two copies), in one pass per chain: a container
+    /// with 65,535 published ports stops in linear time. When every copy
+    /// of each rule goes, which copies are first does not matter, and the
+    /// pass starts from the end of the chain and stops once all are found:
+    /// a daemon stopping its containers newest first does not walk every
+    /// chain once per container.
+    pub fn delete_all(&mut self, refs: &[RuleRef]) {
+        let mut wanted: HashMap<(Table, &str), HashMap<&str, usize>> = HashMap::new();
+        for (t, chain, rule) in refs {
+            *wanted.entry((*t, chain.as_str())).or_default().entry(rule.as_str()).or_default() += 1;
+        }
+        for ((t, chain), mut left) in wanted {
+            let mut present = 0;
+            let mut every_copy = true;
+            for (rule, n) in &left {
+                let copies = self.copies(t, chain, rule);
+                present += copies.min(*n);
+                every_copy &= copies <= *n;
+            }
+            let Some(c) = self
+                .tables
+                .iter_mut()
+                .find(|x| x.table == t)
+                .and_then(|x| x.chains.iter_mut().find(|c| c.name == chain))
+            else {
+                continue;
+            };
+            let mut take = |r: &String| match left.get_mut(r.as_str()) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            };
+            let mut gone: Vec<String> = Vec::new();
+            if every_copy {
+                // From the end: which rules go, and from where on.
+                let mut marked = Vec::new();
+                for (i, r) in c.rules.iter().enumerate().rev() {
+                    if marked.len() == present {
+                        break;
+                    }
+                    if take(r) {
+                        marked.push(i);
+                    }
+                }
+                if let Some(&from) = marked.last() {
+                    let tail: Vec<String> = c.rules.drain(from..).collect();
+                    for (j, r) in tail.into_iter().enumerate() {
+                        if marked.binary_search_by(|m| (from + j).cmp(m)).is_ok() {
+                            gone.push(r);
+                        } else {
+                            c.rules.push(r);
+                        }
+                    }
+                }
+            } else {
+                let mut kept = Vec::with_capacity(c.rules.len());
+                for r in c.rules.drain(..) {
+                    if take(&r) {
+                        gone.push(r);
+                    } else {
+                        kept.push(r);
+                    }
+                }
+                c.rules = kept;
+            }
+            for r in gone {
+                self.counted(t, chain, &r, false);
             }
         }
     }
@@ -137,6 +267,7 @@ impl Ruleset {
                 c.rules.retain(|r| !r.ends_with(&jump));
             }
         }
+        self.recount();
     }
 
     /// What a firewall reload does: every rule and user chain gone.
@@ -148,10 +279,16 @@ impl Ruleset {
                 c.rules.clear();
             }
         }
+        self.recount();
     }
 
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
+    }
+
+    /// How many rules all chains hold.
+    pub fn rule_count(&self) -> usize {
+        self.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum()
     }
 
     /// One table as `iptables-restore` input (and, without the counters,
@@ -205,7 +342,9 @@ pub fn normalize_save(text: &str) -> String {
 /// A published port as the port mapper set it up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortMapping {
-    pub container: String,
+    /// Shared by all of a container's mappings: a long name published on
+    /// 65,535 ports is held once, not 65,535 times.
+    pub container: std::sync::Arc<str>,
     pub proto: Proto,
     /// `0.0.0.0` for every address.
     pub host_ip: Ipv4Addr,
@@ -275,6 +414,60 @@ mod tests {
             r.render(),
             "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n:DOCKER -\n-A FORWARD -j A\n-A FORWARD -j B\n-A FORWARD -j C\nCOMMIT\n"
         );
+    }
+
+    #[test]
+    fn delete_all_is_delete_in_turn() {
+        // Small chains of a few rules, some repeated, against random lists
+        // of rules to delete: some with every copy, some not, some absent.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..2000 {
+            let mut one = Ruleset::default();
+            for _ in 0..next(8) {
+                let t = if next(4) == 0 { Table::Nat } else { Table::Filter };
+                let chain = if t == Table::Nat { "POSTROUTING" } else { "FORWARD" };
+                let rule = format!("-j R{}", next(4));
+                if next(3) == 0 {
+                    one.insert(t, chain, rule);
+                } else {
+                    one.append(t, chain, rule);
+                }
+            }
+            let refs: Vec<RuleRef> = (0..next(6))
+                .map(|_| {
+                    let t = if next(4) == 0 { Table::Nat } else { Table::Filter };
+                    let chain = if t == Table::Nat { "POSTROUTING" } else { "FORWARD" };
+                    (t, chain.to_string(), format!("-j R{}", next(5)))
+                })
+                .collect();
+            let mut all = one.clone();
+            for r in &refs {
+                one.delete(r);
+            }
+            all.delete_all(&refs);
+            assert_eq!(all.render(), one.render(), "{refs:?}");
+            // The counts stay right for the next round of deletes.
+            let mut recounted = all.clone();
+            recounted.recount();
+            assert_eq!(all.copies, recounted.copies);
+        }
+    }
+
+    #[test]
+    fn insert_unless_present_sees_rules_once_deleted() {
+        let mut r = Ruleset::default();
+        r.insert_unless_present(Table::Filter, "FORWARD", "-j A".into());
+        r.insert_unless_present(Table::Filter, "FORWARD", "-j A".into());
+        let a = (Table::Filter, "FORWARD".to_string(), "-j A".to_string());
+        r.delete_all(std::slice::from_ref(&a));
+        r.insert_unless_present(Table::Filter, "FORWARD", "-j A".into());
+        assert_eq!(r.render().matches("-j A").count(), 1);
     }
 
     #[test]
