@@ -84,10 +84,17 @@ impl Capture {
             let stop = stop.clone();
             let mut rx = rx;
             cap.threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                // Stop only once the socket is drained (a read timed out):
+                // on a loaded machine this thread may run late, and the
+                // frames queued on its socket belong to the capture.
+                loop {
                     match rx.next() {
                         Ok(frame) => write_frame(&mut out, SystemTime::now(), frame)?,
-                        Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
+                        Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
                         Err(e) => return Err(e),
                     }
                 }

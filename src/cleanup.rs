@@ -53,6 +53,16 @@ pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport>
         names.extend(rec.nodes.iter().map(|n| rec.namespace(n)));
         names.sort();
         names.dedup();
+        // A real dockerd of `bridgelab diff` goes first, by its recorded
+        // pids; the record stays until it is gone, so a later cleanup can
+        // try again.
+        if let Some(daemon) = &rec.daemon {
+            let left = crate::diff::dockerd::reap(daemon);
+            if !left.is_empty() {
+                errors.extend(left.into_iter().map(|e| format!("run {}: {e}", rec.run_id)));
+                continue;
+            }
+        }
         remove(registry, &rec.run_id, &names, &mut report, &mut errors);
     }
     for (id, names) in by_run {

@@ -46,6 +46,7 @@
 pub mod apply;
 pub mod capture;
 pub mod cleanup;
+pub mod diff;
 pub mod error;
 pub mod plan;
 pub mod probe;

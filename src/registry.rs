@@ -39,6 +39,55 @@ pub struct RunRecord {
     pub kept: bool,
     /// Node names, in creation order; namespace `bl-<run id>-<node>`.
     pub nodes: Vec<String>,
+    /// A real Docker daemon that `bridgelab diff` runs in this lab's `host`
+    /// namespace: what `cleanup` must stop before the namespaces go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonRecord>,
+}
+
+/// What a real dockerd started by `bridgelab diff` left on the machine,
+/// so that `cleanup` can end it when its owner died: its processes, the
+/// private mount namespace its helpers (containerd's shims, docker-proxy)
+/// live in, the cgroup holding its containers, and its temporary directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonRecord {
+    /// dockerd and containerd, as they were started.
+    pub processes: Vec<RecordedProcess>,
+    /// The inode of the daemon's private mount namespace: every process in
+    /// it was started by the daemon.
+    pub mount_ns: Option<u64>,
+    /// The `--cgroup-parent` directory name (`bl-<run id>`) under each
+    /// cgroup hierarchy: the containers' processes.
+    pub cgroup: Option<String>,
+    /// data-root, exec-root, sockets and logs.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// A process with its start time, so a recycled pid is never killed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedProcess {
+    pub name: String,
+    pub pid: u32,
+    /// `/proc/PID/stat` field 22, as in [`RunRecord::pid_start`].
+    pub start: u64,
+}
+
+impl RecordedProcess {
+    /// Records a running process; `None` once it is gone.
+    pub fn of(name: &str, pid: u32) -> Option<RecordedProcess> {
+        Some(RecordedProcess { name: name.to_string(), pid, start: process_start_time(pid)? })
+    }
+
+    /// Whether this very process still runs (a zombie does not).
+    pub fn alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start) && !is_zombie(self.pid)
+    }
+}
+
+/// Whether `pid` has exited and waits to be reaped (state `Z` or `X`).
+pub fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).is_some_and(|s| s == "Z" || s == "X")
 }
 
 impl RunRecord {
@@ -293,6 +342,7 @@ mod tests {
             pid_start: process_start_time(me).unwrap(),
             kept: false,
             nodes: vec!["host".into()],
+            daemon: None,
         };
         reg.write(&rec).unwrap();
         assert_eq!(reg.list().len(), 1);
@@ -316,6 +366,7 @@ mod tests {
             pid_start,
             kept: false,
             nodes: vec!["host".into()],
+            daemon: None,
         }
     }
 

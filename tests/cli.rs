@@ -280,7 +280,8 @@ fn pcap_captures_the_bridge_and_the_uplink_readably() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::scenario_path("default.toml");
     let out = bridgelab(&["run", "--pcap", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A failed expectation is reported on stdout: show both.
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     // tcpdump reads them back: the probes crossed the bridge and the uplink.
     let read = |name: &str| {
         let out =

@@ -327,6 +327,7 @@ fn down_refuses_a_run_id_that_is_not_one() {
         pid_start: 0,
         kept: true,
         nodes: vec![],
+        daemon: None,
     };
     std::fs::write(&target, serde_json::to_vec(&rec).unwrap()).unwrap();
     // From /run/bridgelab/runs up to / and down to the temporary directory.
@@ -396,6 +397,7 @@ fn cleanup_removes_half_written_records_of_dead_runs_only() {
         pid_start,
         kept: false,
         nodes: vec!["host".into()],
+        daemon: None,
     };
     let (dead, live) = (format!("tmpdead{me}"), format!("tmplive{me}"));
     std::fs::write(tmp(&dead), serde_json::to_vec(&rec(&dead, dead_pid, dead_start)).unwrap()).unwrap();

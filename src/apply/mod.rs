@@ -127,6 +127,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         // Kept only once `detach` says so: a half-built lab is never "kept".
         kept: false,
         nodes: plan.nodes.iter().map(|n| n.name.clone()).collect(),
+        daemon: None,
     };
     // The record exists before any namespace does: see `registry`.
     registry.write(&record).map_err(|e| env_error("cannot write the run record", e))?;

@@ -12,6 +12,9 @@ struct Row {
     state: &'static str,
     pid: Option<u32>,
     namespaces: Vec<String>,
+    /// The pid of the real dockerd `bridgelab diff` runs in this lab's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dockerd: Option<u32>,
 }
 
 pub fn run(format: Format) -> u8 {
@@ -31,6 +34,7 @@ pub fn run(format: Format) -> u8 {
             },
             pid: Some(r.pid),
             namespaces: namespaces.iter().filter(|n| run_id_of(n) == Some(r.run_id.as_str())).cloned().collect(),
+            dockerd: r.daemon.as_ref().and_then(|d| d.processes.iter().find(|p| p.name == "dockerd")).map(|p| p.pid),
         })
         .collect();
     for ns in &namespaces {
@@ -45,6 +49,7 @@ pub fn run(format: Format) -> u8 {
                     state: if unreadable.iter().any(|u| u.run_id == id) { "unreadable" } else { "orphaned" },
                     pid: None,
                     namespaces: vec![ns.clone()],
+                    dockerd: None,
                 }),
             }
         }
@@ -56,7 +61,15 @@ pub fn run(format: Format) -> u8 {
             println!("{:<10} {:<9} {:<8} {:<4} SCENARIO", "RUN", "STATE", "PID", "NS");
             for r in &rows {
                 let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                println!("{:<10} {:<9} {:<8} {:<4} {}", r.run_id, r.state, pid, r.namespaces.len(), r.scenario);
+                let dockerd = r.dockerd.map(|p| format!(" (diff: dockerd pid {p})")).unwrap_or_default();
+                println!(
+                    "{:<10} {:<9} {:<8} {:<4} {}{dockerd}",
+                    r.run_id,
+                    r.state,
+                    pid,
+                    r.namespaces.len(),
+                    r.scenario
+                );
             }
         }
     }

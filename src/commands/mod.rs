@@ -3,6 +3,7 @@
 
 mod check;
 mod cleanup;
+mod diff;
 mod down;
 mod ls;
 mod plan;
@@ -107,6 +108,55 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run each scenario on a real Docker daemon too, and show where it and
+    /// bridgelab's lab differ (root).
+    ///
+    /// For each FILE, bridgelab builds a host namespace as its lab's host
+    /// (uplink 198.51.100.1/24, the external node 198.51.100.2, [host]
+    /// routes and bridges) and starts a real dockerd inside it, with its
+    /// own containerd, a private data-root, exec-root, socket and mount
+    /// namespace, and an image imported from busybox-static (no registry).
+    /// It translates the scenario into dockerd flags and docker commands
+    /// (network create, run, connect, stop, ...), builds bridgelab's lab for
+    /// the same scenario, and after the setup and after every step reads both
+    /// back and probes the scenario's [[expect]]s on both sides with
+    /// bridgelab's own probes and responders.
+    ///
+    /// The output is a unified diff per phase, `-` for bridgelab and `+` for
+    /// Docker, of: iptables-save of the host (Docker's random br-<id>
+    /// names mapped to bridgelab's; one container's port rules compared as a
+    /// set, since dockerd 20.10 orders them at random), every container's
+    /// interfaces (address, MAC, MTU), the published ports, the host's
+    /// bridges, the routes of every namespace, the sysctls Docker sets, the
+    /// outcome of every docker command, and the verdict and seen source of
+    /// every expectation. Then how many of the scenario's expectations Docker
+    /// met, and where the time went.
+    ///
+    /// The dockerd is `--docker PATH`, else `dockerd` on PATH, else
+    /// /opt/bl-docker20/usr/sbin/dockerd; its version must be the one the
+    /// scenario's `firewall` imitates (docker20: 20.10.x, docker28: 28.x).
+    /// The daemon and everything it started are killed by pid, and every
+    /// namespace, mount, cgroup and temporary directory removed, on every
+    /// path (Ctrl-C too); `bridgelab cleanup` does it for a run whose owner
+    /// was killed.
+    ///
+    /// Exit codes: 0 every file equal, 1 a file differs, 2 bad scenario,
+    /// 3 no usable dockerd (the message says how to install one) or another
+    /// environment problem; 128 + N stopped by signal N.
+    Diff {
+        /// Scenario files (TOML), diffed one after another, each with a
+        /// fresh daemon.
+        #[arg(required = true, value_name = "FILES")]
+        files: Vec<PathBuf>,
+        /// The dockerd to run (its containerd, runc, docker-init,
+        /// docker-proxy and docker CLI beside it or on PATH).
+        #[arg(long, value_name = "PATH")]
+        docker: Option<PathBuf>,
+        /// Diff every file even after one differs or fails (by default
+        /// diff stops at the first one).
+        #[arg(long)]
+        keep_going: bool,
+    },
     /// Remove what dead runs left behind; never touches a live run.
     Cleanup {
         /// Also remove labs kept by `bridgelab up`.
@@ -119,7 +169,7 @@ impl Command {
     /// Whether the verb builds a lab, which must be torn down whatever
     /// happens to its output.
     pub fn holds_labs(&self) -> bool {
-        matches!(self, Command::Run { .. } | Command::Up { .. })
+        matches!(self, Command::Run { .. } | Command::Up { .. } | Command::Diff { .. })
     }
 }
 
@@ -148,6 +198,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),
         Command::Ls { format } => ls::run(format),
+        Command::Diff { files, docker, keep_going } => {
+            interruptible(diff::run(&files, docker.as_deref(), keep_going)).await
+        }
         Command::Cleanup { all } => cleanup::run(all),
     }
 }

@@ -24,7 +24,31 @@ use responder::{Responders, Wanted};
 
 use crate::apply::RunningLab;
 use crate::plan::{Plan, UPLINK_EXTERNAL, UPLINK_HOST};
-use crate::scenario::{Expect, ProbeSpec, Verdict};
+use crate::scenario::{Expect, ProbeSpec, Scenario, Verdict};
+
+/// What probes and responders need of a built world: the scenario, a plan
+/// that says which namespace each node lives in and which addresses it
+/// has, and the namespace file of each node. A bridgelab lab is one; the
+/// real Docker host of `bridgelab diff` is another, with a plan read back
+/// from the daemon.
+pub trait Testbed {
+    fn scenario(&self) -> &Scenario;
+    fn plan(&self) -> &Plan;
+    /// The namespace file of a node, for joining it (`setns`).
+    fn netns_file(&self, node: &str) -> Option<&File>;
+}
+
+impl Testbed for RunningLab {
+    fn scenario(&self) -> &Scenario {
+        RunningLab::scenario(self)
+    }
+    fn plan(&self) -> &Plan {
+        RunningLab::plan(self)
+    }
+    fn netns_file(&self, node: &str) -> Option<&File> {
+        RunningLab::netns_file(self, node)
+    }
+}
 
 /// The verdict of one expectation.
 #[derive(Debug, Clone, Serialize)]
@@ -155,7 +179,7 @@ pub fn verdict_of(r: &ProbeResult, probe: ProbeSpec) -> (Option<Verdict>, String
 }
 
 /// Checks expectations against a running lab.
-pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]) -> Vec<ExpectOutcome> {
+pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expects: &[Expect]) -> Vec<ExpectOutcome> {
     let plan = lab.plan();
     let settings = &lab.scenario().spec.probe;
     let timeout = Duration::from_millis(*settings.timeout_ms.get_ref());
@@ -266,7 +290,12 @@ pub async fn check(lab: &RunningLab, responders: &Responders, expects: &[Expect]
 }
 
 /// Runs probe jobs on a blocking thread (each source namespace gets its own).
-pub async fn run_jobs(lab: &RunningLab, jobs: Vec<ProbeJob>, timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+pub async fn run_jobs<T: Testbed + ?Sized>(
+    lab: &T,
+    jobs: Vec<ProbeJob>,
+    timeout: Duration,
+    retries: u32,
+) -> Vec<ProbeResult> {
     let files: HashMap<String, File> = lab
         .plan()
         .nodes
@@ -285,7 +314,12 @@ pub async fn run_jobs(lab: &RunningLab, jobs: Vec<ProbeJob>, timeout: Duration, 
 
 /// After a SYN got its SYN-ACK, a real connection carrying the token tells
 /// the responder (directly, or behind the proxy) to record who connected.
-async fn follow_up_tcp(lab: &RunningLab, responders: &Responders, netns: &str, to: SocketAddr) -> Option<Ipv4Addr> {
+async fn follow_up_tcp<T: Testbed + ?Sized>(
+    lab: &T,
+    responders: &Responders,
+    netns: &str,
+    to: SocketAddr,
+) -> Option<Ipv4Addr> {
     use tokio::io::AsyncWriteExt;
     let file = lab.netns_file(netns)?;
     let sock = crate::apply::netns::run_in(file, tokio::net::TcpSocket::new_v4).ok()?;
@@ -316,7 +350,7 @@ async fn wait_for_peer(responders: &Responders, token: u32, limit: Duration) -> 
 
 /// Starts every `listen` of the scenario: running containers (in the
 /// namespace they live in) and the external node.
-pub fn start_responders(lab: &RunningLab) -> crate::Result<Responders> {
+pub fn start_responders<T: Testbed + ?Sized>(lab: &T) -> crate::Result<Responders> {
     let mut r = Responders::default();
     start_all(lab, &mut r, wanted_responders(lab))?;
     Ok(r)
@@ -325,7 +359,7 @@ pub fn start_responders(lab: &RunningLab) -> crate::Result<Responders> {
 /// The responders the lab's current state wants: one per `listen` of each
 /// running container and of `external`. Where containers share a
 /// namespace and a listen spec, the first one in the scenario owns it.
-pub fn wanted_responders(lab: &RunningLab) -> Vec<Wanted> {
+pub fn wanted_responders<T: Testbed + ?Sized>(lab: &T) -> Vec<Wanted> {
     let spec = &lab.scenario().spec;
     let mut wanted: Vec<Wanted> = Vec::new();
     let inline = spec.steps.iter().filter_map(|s| match s.container.as_ref().map(|c| c.get_ref()) {
@@ -351,7 +385,7 @@ pub fn wanted_responders(lab: &RunningLab) -> Vec<Wanted> {
     wanted
 }
 
-fn start_all(lab: &RunningLab, r: &mut Responders, todo: Vec<Wanted>) -> crate::Result<()> {
+fn start_all<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, todo: Vec<Wanted>) -> crate::Result<()> {
     for w in todo {
         let ns = &w.netns;
         let file = lab.netns_file(ns).ok_or_else(|| crate::Error::Environment(format!("no namespace for {ns}")))?;
@@ -364,7 +398,7 @@ fn start_all(lab: &RunningLab, r: &mut Responders, todo: Vec<Wanted>) -> crate::
 /// Brings the responders to the lab's current state (after a step): those
 /// of containers that stopped or were removed stop, those of containers
 /// that were started, run or rebuilt start.
-pub async fn sync_responders(lab: &RunningLab, r: &mut Responders) -> crate::Result<()> {
+pub async fn sync_responders<T: Testbed + ?Sized>(lab: &T, r: &mut Responders) -> crate::Result<()> {
     let wanted = wanted_responders(lab);
     let current = |node: &str| lab.netns_file(node).and_then(responder::ns_id);
     let todo = r.retain_wanted(&wanted, current).await;
@@ -446,7 +480,7 @@ async fn perform_step(
 /// replay of it alone shows: the host rule whose drop counter moved,
 /// forwarding switched off, an answer this time, or nothing at all. Only
 /// what was seen is said: silence is never called "no route".
-pub async fn explain_block(lab: &RunningLab, job: &ProbeJob, timeout: Duration) -> String {
+pub async fn explain_block<T: Testbed + ?Sized>(lab: &T, job: &ProbeJob, timeout: Duration) -> String {
     let Some(host) = lab.netns_file("host") else { return String::new() };
     let probe = match job.kind {
         WireKind::Icmp => ProbeSpec::Icmp,

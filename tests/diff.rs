@@ -1,0 +1,481 @@
+//! `bridgelab diff` against a real dockerd 20.10 (Debian 12's docker.io,
+//! unpacked by `ci/install-docker20.sh`; CI installs it, and these tests
+//! fail, never skip, without it): the real side is built, probed, read
+//! back and removed without a trace, on success, on Ctrl-C and after a
+//! SIGKILL followed by `bridgelab cleanup`.
+//!
+//! Until bridgelab plans `firewall = "docker20"` itself, the comparison
+//! has no lab on its side: then the test demands that diff says so and
+//! still shows Docker's world; once the plan exists, it demands zero
+//! differences.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bridgelab::registry::{Registry, RunRecord};
+
+/// Default bridge with a published port, a client, a user network whose
+/// container is isolated from the default bridge, a stop.
+const SCENARIO: &str = r#"
+name = "difftest"
+about = "A small docker20 host: a published port, a client, an isolated user network, a stop."
+
+[daemon]
+firewall = "docker20"
+
+[external]
+listen = ["tcp:443"]
+
+[[network]]
+name = "usr"
+
+[[container]]
+name = "web"
+publish = ["8080:80"]
+listen = ["tcp:80"]
+
+[[container]]
+name = "client"
+
+[[container]]
+name = "other"
+network = "usr"
+
+[[expect]]
+from = "external"
+to = "host"
+probe = "tcp:8080"
+result = "reachable"
+source = "external"
+
+[[expect]]
+from = "client"
+to = "web"
+probe = "tcp:80"
+result = "reachable"
+source = "client"
+
+[[expect]]
+from = "other"
+to = "web"
+probe = "tcp:80"
+result = "blocked"
+
+[[expect]]
+from = "client"
+to = "external"
+probe = "tcp:443"
+result = "reachable"
+source = "host"
+
+[[step]]
+do = "stop"
+container = "web"
+
+[[step.expect]]
+from = "external"
+to = "host"
+probe = "tcp:8080"
+result = "refused"
+"#;
+
+/// Everything a diff could leave behind on this machine, named so that a
+/// test can tell what appeared while it ran.
+fn traces() -> BTreeSet<String> {
+    let mut t = BTreeSet::new();
+    if let Ok(d) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in d.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(bridgelab::diff::dockerd::STATE_PREFIX) {
+                t.insert(format!("dir {n}"));
+            }
+        }
+    }
+    if let Ok(d) = std::fs::read_dir("/sys/fs/cgroup") {
+        for h in d.flatten() {
+            if let Ok(sub) = std::fs::read_dir(h.path()) {
+                for e in sub.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with("bl-") {
+                        t.insert(format!("cgroup {}", e.path().display()));
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(d) = std::fs::read_dir("/proc") {
+        for e in d.flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(bridgelab::diff::dockerd::STATE_PREFIX) {
+                t.insert(format!("process {}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    t
+}
+
+/// The traces that belong to run `run_id`.
+fn traces_of(run_id: &str) -> Vec<String> {
+    let dir = format!("{}{run_id}", bridgelab::diff::dockerd::STATE_PREFIX);
+    let cgroup = bridgelab::diff::dockerd::cgroup_name(run_id);
+    let mut t: Vec<String> =
+        traces().into_iter().filter(|x| x.contains(&dir) || x.ends_with(&format!("/{cgroup}"))).collect();
+    t.extend(common::namespaces_of(run_id));
+    if Registry::default().contains(run_id) {
+        t.push(format!("run record {run_id}"));
+    }
+    t
+}
+
+fn write_scenario(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    common::temp_scenario(dir, "difftest", text)
+}
+
+fn diff_command(files: &[&Path]) -> Command {
+    let mut cmd = Command::new(common::bridgelab_bin());
+    cmd.arg("diff").args(files);
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs records of this test's own diff: those whose owner is `pid`.
+fn records_of(pid: u32) -> Vec<RunRecord> {
+    Registry::default().list().into_iter().filter(|r| r.pid == pid).collect()
+}
+
+/// Waits until the diff run by `pid` has a dockerd that made its socket;
+/// returns its run record.
+fn wait_for_daemon(child: &mut std::process::Child) -> RunRecord {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = records_of(child.id()).into_iter().find(|r| {
+            r.daemon.as_ref().is_some_and(|d| {
+                d.processes.iter().any(|p| p.name == "dockerd")
+                    && d.state_dir.as_ref().is_some_and(|s| s.join("docker.sock").exists())
+            })
+        });
+        if let Some(r) = up {
+            return r;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("diff ended ({status}) before its daemon was up");
+        }
+        assert!(Instant::now() < deadline, "no daemon within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn diff_runs_a_docker20_scenario_on_a_real_daemon_and_leaves_nothing() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(&dir, SCENARIO);
+    let started = Instant::now();
+    let out = diff_command(&[&path]).output().unwrap();
+    let shown = text(&out);
+    // Docker met every expectation of the scenario: the real host was
+    // built, the commands ran, and bridgelab's probes and responders
+    // worked inside the real daemon's namespaces.
+    assert!(shown.contains("docker met 5/5 of the scenario's expectations"), "{shown}");
+    assert!(shown.contains("time: docker: host namespaces "), "{shown}");
+    match bridgelab::Lab::load(&path) {
+        Ok(_) => {
+            assert_eq!(out.status.code(), Some(0), "{shown}");
+            assert!(shown.contains("EQUAL"), "{shown}");
+            assert!(shown.contains("-- setup: equal") && shown.contains("-- step 1: stop web: equal"), "{shown}");
+        }
+        Err(e) => {
+            // No docker20 plan yet: Docker's world is all there is, shown in full.
+            assert_eq!(out.status.code(), Some(1), "{shown}");
+            assert!(shown.contains(&format!("bridgelab's side: {e}")), "{shown}");
+            assert!(shown.contains("DIFFERENT (bridgelab has no lab to compare)"), "{shown}");
+            for line in [
+                "+:FORWARD DROP",
+                "+-A DOCKER-USER -j RETURN",
+                "+-A FORWARD -o br-usr -j DOCKER",
+                "+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+                "+web eth0 172.17.0.2/16 mac 02:42:ac:11:00:02 mtu 1500 up",
+                "+other eth0 172.18.0.2/16 mac 02:42:ac:12:00:02 mtu 1500 up",
+                "+web 80/tcp <- 0.0.0.0:8080",
+                "+web 80/tcp <- [::]:8080",
+                "+br-usr 172.18.0.1/16 mtu 1500 up ports 1",
+                "+host net.ipv4.ip_forward = 1",
+                "+host net.ipv4.conf.br-usr.route_localnet = 0",
+                "+web net.ipv4.ip_unprivileged_port_start = 0",
+                "+docker network create --driver bridge usr: ok",
+                "+external -> host tcp:8080: reachable, seen from 198.51.100.2 (external)",
+                "+client -> external tcp:443: reachable, seen from 198.51.100.1 (host)",
+                "+other -> web tcp:80: blocked",
+                "+web: not running",
+                "+docker stop -t 1 web: ok",
+                "+external -> host tcp:8080: refused",
+            ] {
+                assert!(shown.lines().any(|l| l == line), "missing {line:?} in:\n{shown}");
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(60), "a small diff took {elapsed:?}");
+    let runs = run_ids(&shown);
+    assert!(!runs.is_empty(), "{shown}");
+    for id in runs {
+        assert_eq!(traces_of(&id), Vec::<String>::new());
+    }
+}
+
+/// The run ids a report names (`runs: docker ID, bridgelab ID`).
+fn run_ids(report: &str) -> Vec<String> {
+    let Some(at) = report.find("(runs: ") else { return vec![] };
+    let rest = &report[at + 7..];
+    let list = &rest[..rest.find(')').unwrap_or(rest.len())];
+    list.split(", ").filter_map(|p| p.split_once(' ').map(|(_, id)| id.to_string())).collect()
+}
+
+#[test]
+fn ctrl_c_during_a_diff_removes_the_daemon_and_everything_else() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(&dir, SCENARIO);
+    let mut child = diff_command(&[&path]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let rec = wait_for_daemon(&mut child);
+    let dockerd = rec.daemon.as_ref().unwrap().processes.iter().find(|p| p.name == "dockerd").unwrap().clone();
+    assert!(dockerd.alive());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = common::wait_at_most(child, Duration::from_secs(60)).expect("diff did not end after SIGINT");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(!dockerd.alive(), "dockerd survived Ctrl-C");
+    assert_eq!(traces_of(&rec.run_id), Vec::<String>::new());
+}
+
+#[test]
+fn cleanup_ends_the_daemon_of_a_killed_diff_by_its_recorded_pid() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_scenario(&dir, SCENARIO);
+    let mut child = diff_command(&[&path]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let rec = wait_for_daemon(&mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The owner is gone; its daemon is not, until cleanup.
+    let daemon = rec.daemon.clone().unwrap();
+    let dockerd = daemon.processes.iter().find(|p| p.name == "dockerd").unwrap().clone();
+    assert!(dockerd.alive(), "dockerd died with its owner: nothing left to test");
+    assert!(!traces_of(&rec.run_id).is_empty());
+    let out = Command::new(common::bridgelab_bin()).arg("cleanup").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("removed lab {}", rec.run_id)), "{}", text(&out));
+    assert!(!dockerd.alive(), "cleanup left dockerd running");
+    for p in &daemon.processes {
+        assert!(!p.alive(), "{p:?} survived cleanup");
+    }
+    assert_eq!(traces_of(&rec.run_id), Vec::<String>::new());
+}
+
+#[test]
+fn a_scenario_for_another_docker_is_refused_with_exit_3() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let docker1 = common::scenario_path("default.toml");
+    let out = diff_command(&[&docker1]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("firewall = \"docker1\" imitates Docker 1.6.2"), "{}", text(&out));
+    let d28 = common::temp_scenario(&dir, "d28", "[daemon]\nfirewall = \"docker28\"\n");
+    let out = diff_command(&[&d28]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("needs dockerd 28.x, and this dockerd is 20.10."), "{}", text(&out));
+    // No dockerd where --docker points: how to get one.
+    let out = Command::new(common::bridgelab_bin())
+        .args(["diff", "--docker", "/nonexistent/dockerd"])
+        .arg(&d28)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("ci/install-docker20.sh"), "{}", text(&out));
+    // A scenario that does not load is exit 2, and no daemon starts for it.
+    let bad = common::temp_scenario(&dir, "bad", "[daemon]\nfirewall = \"docker20\"\nbogus = 1\n");
+    let out = diff_command(&[&bad]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // diff stops at the first file that is not equal, unless told to go on:
+    // then every file is diffed and the exit code is the worst.
+    let out = diff_command(&[&bad, &docker1]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("stopping after") && !text(&out).contains("docker1"), "{}", text(&out));
+    let out = diff_command(&[&bad, &docker1]).arg("--keep-going").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("firewall = \"docker1\" imitates Docker 1.6.2"), "{}", text(&out));
+}
+
+/// bridgelab's side goes through the same reader as Docker's: a docker1
+/// lab read back shows its containers, ports, bridges, routes and sysctls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_is_read_back_through_the_reader_docker_goes_through() {
+    common::require_root();
+    let lab = bridgelab::Lab::load(common::scenario_path("publish.toml")).unwrap();
+    let running = lab.up().await.unwrap();
+    let r = bridgelab::diff::read_lab(&running).await.unwrap();
+    let names = bridgelab::diff::compare::Names::default();
+    let world = bridgelab::diff::compare::render(&r, &names, false);
+    let section = |t: &str| world.section(t).unwrap_or_else(|| panic!("no {t} in {world:#?}")).lines.clone();
+    let plan = running.plan();
+    for c in &plan.containers {
+        let ep = c.endpoint().unwrap();
+        let line = format!("{} eth0 {} mac {} mtu {} up", c.name, ep.address, ep.mac, ep.mtu);
+        assert!(section("containers").contains(&line), "{line:?} not in {:#?}", section("containers"));
+    }
+    assert_eq!(section("published ports").len(), plan.port_mappings.len());
+    assert!(section("iptables-save (host)").iter().any(|l| l.contains("-j DNAT")));
+    assert!(section("routes (host)").iter().any(|l| l.starts_with("default via 198.51.100.2 dev eth0")));
+    assert!(section("sysctls").contains(&"host net.ipv4.ip_forward = 1".to_string()));
+    assert!(section("bridges (host)").iter().any(|l| l.starts_with("docker0 172.17.42.1/16 ")));
+    // The same world twice: no difference.
+    assert!(bridgelab::diff::compare::diff(&world, &world).is_empty());
+    running.down().unwrap();
+}
+
+#[test]
+fn diff_help_says_what_it_compares_and_its_exit_codes() {
+    let out = Command::new(common::bridgelab_bin()).args(["diff", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in ["--docker <PATH>", "--keep-going", "compared as a", "3 no usable dockerd", "bridgelab cleanup"] {
+        assert!(help.contains(want), "{want:?} missing from:\n{help}");
+    }
+}
+
+/// The comparison itself, with a lab on bridgelab's side: a Docker 1.6.2
+/// lab (`docker1`) against the real 20.10 differs where those two Dockers
+/// differ, and agrees where they agree, phase by phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_that_differs_from_docker_is_shown_as_a_difference() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(
+        &dir,
+        "labdiff",
+        r#"
+        name = "labdiff"
+        [daemon]
+        firewall = "docker20"
+        [[container]]
+        name = "web"
+        publish = ["8080:80"]
+        listen = ["tcp:80"]
+        [[container]]
+        name = "client"
+        [[expect]]
+        from = "external"
+        to = "host"
+        probe = "tcp:8080"
+        result = "reachable"
+        source = "external"
+        [[step]]
+        do = "stop"
+        container = "web"
+        [[step.expect]]
+        from = "client"
+        to = "external"
+        probe = "tcp:443"
+        result = "refused"
+        "#,
+    );
+    let dockers = bridgelab::diff::dockerd::find_dockers(None).unwrap_or_else(|e| panic!("{e}"));
+    let report = bridgelab::diff::diff_with(&path, &dockers, |s| {
+        let mut s = s.clone();
+        s.spec.daemon.firewall = None;
+        bridgelab::Lab::from_scenario(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shown = report.text(false);
+    println!("{shown}");
+    assert!(report.lab_error.is_none(), "{shown}");
+    assert!(!report.equal(), "{shown}");
+    assert_eq!(report.phases.len(), 2, "{shown}");
+    let has = |phase: usize, line: &str| report.phases[phase].hunks.iter().any(|l| l == line);
+    for (phase, line) in [
+        // 1.6.2 left FORWARD alone and numbered from the bridge's .1.
+        (0, "-:FORWARD ACCEPT"),
+        (0, "+:FORWARD DROP"),
+        (0, "+:DOCKER-USER -"),
+        (0, "-web eth0 172.17.0.1/16 mac 02:42:ac:11:00:01 mtu 1500 up"),
+        (0, "+web eth0 172.17.0.2/16 mac 02:42:ac:11:00:02 mtu 1500 up"),
+        (0, "-docker0 172.17.42.1/16 mtu 1500 up ports 2"),
+        (0, "+docker0 172.17.0.1/16 mtu 1500 up ports 2"),
+        // Docker 20.10 also binds the published port on ::.
+        (0, "+web 80/tcp <- [::]:8080"),
+        (1, "-docker0 172.17.42.1/16 mtu 1500 up ports 1"),
+        (1, "+docker0 172.17.0.1/16 mtu 1500 up ports 1"),
+    ] {
+        assert!(has(phase, line), "{line:?} missing from phase {phase}:\n{shown}");
+    }
+    // Where both Dockers agree, nothing is shown: the port is reached from
+    // outside with the client's address, and a stopped container is
+    // stopped on both sides.
+    for phase in &report.phases {
+        for l in &phase.hunks {
+            assert!(!(l.starts_with(['-', '+']) && l.contains("external -> host tcp:8080")), "{l}\n{shown}");
+            assert!(!(l.starts_with(['-', '+']) && l.contains("web: not running")), "{l}\n{shown}");
+            assert!(!(l.starts_with(['-', '+']) && l.contains("docker stop -t 1 web: ok")), "{l}\n{shown}");
+        }
+        assert!(phase.details.is_empty(), "{shown}");
+    }
+    assert!(shown.contains("DIFFERENT (2 of 2 phases differ)"), "{shown}");
+    assert_eq!(run_ids(&shown), [report.docker_run.clone(), report.lab_run.clone().unwrap()]);
+    assert_eq!(traces_of(&report.docker_run), Vec::<String>::new());
+    assert_eq!(traces_of(report.lab_run.as_ref().unwrap()), Vec::<String>::new());
+}
+
+/// diff started inside a fresh network namespace (`unshare -n`) leaves that
+/// namespace as it found it (links, addresses, routes, forwarding, both
+/// iptables variants, nft), and the mount table, /etc/docker and
+/// /var/lib/docker of the machine too: the daemon lives in namespaces of
+/// its own.
+#[test]
+fn diff_never_touches_the_namespaces_it_starts_in() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(
+        &dir,
+        "untouched",
+        "[daemon]\nfirewall = \"docker20\"\n[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n",
+    );
+    let state = "ip -o link; ip -o addr; ip route; cat /proc/sys/net/ipv4/ip_forward \
+                 /proc/sys/net/ipv4/conf/all/forwarding; iptables-nft-save; iptables-legacy-save; nft list ruleset";
+    let script = format!(
+        "before=$({state} 2>&1 | grep -v '^#'); {bin} diff {file} >/dev/null; code=$?; \
+         after=$({state} 2>&1 | grep -v '^#'); [ \"$before\" = \"$after\" ] || {{ echo \"$before\"; echo ---; echo \"$after\"; exit 8; }}; \
+         exit $code",
+        bin = common::bridgelab_bin(),
+        file = path.display()
+    );
+    let mounts = || -> BTreeSet<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| !m.starts_with("/run/netns/"))
+            .collect()
+    };
+    let etc = Path::new("/etc/docker").exists();
+    let var = Path::new("/var/lib/docker").exists();
+    let before = mounts();
+    let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().unwrap();
+    let code = out.status.code();
+    // 1 until bridgelab plans docker20 (no lab to compare), 0 after.
+    assert!(code == Some(0) || code == Some(1), "{code:?}: {}", text(&out));
+    let after = mounts();
+    assert_eq!(
+        (before.difference(&after).collect::<Vec<_>>(), after.difference(&before).collect::<Vec<_>>()),
+        (vec![], vec![]),
+        "the machine's mount table changed (gone, new)"
+    );
+    assert_eq!(Path::new("/etc/docker").exists(), etc);
+    assert_eq!(Path::new("/var/lib/docker").exists(), var);
+}
