@@ -7,7 +7,8 @@
 //! Until bridgelab plans `firewall = "docker20"` itself, the comparison
 //! has no lab on its side: then the test demands that diff says so and
 //! still shows Docker's world; once the plan exists, it demands zero
-//! differences.
+//! differences, for this file's scenario and for every shipped docker20
+//! scenario.
 
 mod common;
 
@@ -227,6 +228,32 @@ fn diff_runs_a_docker20_scenario_on_a_real_daemon_and_leaves_nothing() {
     let runs = run_ids(&shown);
     assert!(!runs.is_empty(), "{shown}");
     for id in runs {
+        assert_eq!(traces_of(&id), Vec::<String>::new());
+    }
+}
+
+/// The oracle for the docker20 plan: every shipped `docker20-*` scenario,
+/// setup and steps, has the same rules, interfaces, routes, sysctls,
+/// published ports and probe outcomes in the lab as on the real daemon.
+#[test]
+fn every_shipped_docker20_scenario_is_equal_to_the_real_daemon() {
+    common::require_root();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::scenario_path(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("docker20-"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "{files:?}");
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let out = diff_command(&paths).output().unwrap();
+    let shown = text(&out);
+    for f in &files {
+        let line = format!("EQUAL  {}", f.display());
+        assert!(shown.lines().any(|l| l.ends_with(&line) || l == line), "{} not equal:\n{shown}", f.display());
+    }
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    for id in run_ids(&shown) {
         assert_eq!(traces_of(&id), Vec::<String>::new());
     }
 }

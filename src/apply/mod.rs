@@ -347,6 +347,15 @@ impl RunningLab {
             }
         }
         self.wire(next, &wanted, &fresh, None).await?;
+        // A namespace made by this step gets the sysctls the daemon writes
+        // there (a container's own, as when the lab is built).
+        for node in next.nodes.iter().filter(|n| fresh.contains(&n.name)) {
+            let ns = &self.ns(&node.name).file;
+            for s in node.sysctls.iter().filter(|s| s.write) {
+                netns::write_sysctl(ns, &s.key, &s.value)
+                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            }
+        }
         let host_ns = self.ns("host").file.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?;
         if old.iptables.render() != next.iptables.render() || old.iptables.tables.len() != next.iptables.tables.len() {
             iptables::restore(&host_ns, &next.iptables, false)?;

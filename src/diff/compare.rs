@@ -142,6 +142,9 @@ pub struct Inventory {
     pub containers: Vec<(String, Whereabouts)>,
     /// One line per published binding: `web 80/tcp <- 0.0.0.0:8080`.
     pub ports: Vec<String>,
+    /// Each running container's networks and its address on each, for
+    /// resolving probe targets (`name`, `name@network`); not compared.
+    pub networks: BTreeMap<String, Vec<(String, Ipv4Addr)>>,
 }
 
 /// One side read back: the raw material of a [`World`].
@@ -205,6 +208,15 @@ pub struct InspectHostConfig {
 pub struct InspectNetworkSettings {
     #[serde(default)]
     pub ports: Option<BTreeMap<String, Option<Vec<Binding>>>>,
+    #[serde(default)]
+    pub networks: Option<BTreeMap<String, InspectEndpoint>>,
+}
+
+/// A container's endpoint on one network, as `docker inspect` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InspectEndpoint {
+    #[serde(rename = "IPAddress", default)]
+    pub ip_address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +272,12 @@ pub fn real_inventory(containers: &[Inspect]) -> (Inventory, Vec<(String, u32)>)
             Whereabouts::Own
         };
         if c.state.running {
+            let nets = c.network_settings.networks.iter().flatten();
+            let on: Vec<(String, Ipv4Addr)> =
+                nets.filter_map(|(n, e)| e.ip_address.parse().ok().map(|ip| (n.clone(), ip))).collect();
+            if !on.is_empty() {
+                inv.networks.insert(name.clone(), on);
+            }
             for (port, bindings) in c.network_settings.ports.iter().flatten() {
                 for b in bindings.iter().flatten() {
                     let ip = if b.host_ip.contains(':') { format!("[{}]", b.host_ip) } else { b.host_ip.clone() };
@@ -284,8 +302,9 @@ pub fn lab_inventory(plan: &crate::plan::Plan) -> Inventory {
         };
         inv.containers.push((c.name.clone(), w));
     }
-    for m in &plan.port_mappings {
-        inv.ports.push(format!("{} {}/{} <- {}:{}", m.container, m.container_port, m.proto, m.host_ip, m.host_port));
+    for m in plan.port_mappings.iter().chain(&plan.bindings) {
+        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+        inv.ports.push(format!("{} {}/{} <- {addr}", m.container, m.container_port, m.proto));
     }
     inv
 }
@@ -772,7 +791,8 @@ mod tests {
         let json = r#"[
           {"Id": "aaa", "Name": "/web", "State": {"Running": true, "Pid": 42},
            "HostConfig": {"NetworkMode": "default"},
-           "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}], "81/tcp": null}}},
+           "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}], "81/tcp": null},
+             "Networks": {"back": {"IPAddress": "10.30.0.50"}, "bridge": {"IPAddress": "172.17.0.2"}}}},
           {"Id": "bbb", "Name": "/joined", "State": {"Running": true, "Pid": 43},
            "HostConfig": {"NetworkMode": "container:aaa"}, "NetworkSettings": {"Ports": {}}},
           {"Id": "ccc", "Name": "/h1", "State": {"Running": true, "Pid": 44},
@@ -793,6 +813,12 @@ mod tests {
             ]
         );
         assert_eq!(inv.ports, ["web 80/tcp <- 0.0.0.0:8080", "web 80/tcp <- [::]:8080"]);
+        let web: Vec<(String, Ipv4Addr)> = inv.networks["web"].clone();
+        assert_eq!(
+            web,
+            [("back".to_string(), Ipv4Addr::new(10, 30, 0, 50)), ("bridge".into(), Ipv4Addr::new(172, 17, 0, 2))]
+        );
+        assert_eq!(inv.networks.len(), 1, "only web has networks");
     }
 
     #[test]

@@ -144,15 +144,39 @@ fn real_plan(scenario: &Scenario, external: &NodePlan, r: &Readback) -> Plan {
             Whereabouts::Shares(other) => Some(other.clone()),
             Whereabouts::Own => Some(name.clone()),
         };
+        let mut endpoints = Vec::new();
         if let Some((s, _)) = r.namespaces.get(name) {
             nodes.push(node_plan(name, s));
+            // Docker's networks of the container, in the order of the
+            // interfaces that hold their addresses (the order it joined).
+            for (network, ip) in r.inventory.networks.get(name).into_iter().flatten() {
+                let Some((l, prefix)) = s
+                    .links
+                    .iter()
+                    .find_map(|l| s.addresses_of(l).into_iter().find(|(a, _)| a == ip).map(|(_, p)| (l, p)))
+                else {
+                    continue;
+                };
+                let Ok(address) = ipnetwork::Ipv4Network::new(*ip, prefix) else { continue };
+                endpoints.push(crate::plan::Endpoint {
+                    network: network.clone(),
+                    iface: l.name.clone(),
+                    bridge: String::new(),
+                    host_veth: String::new(),
+                    address: IfaceAddr(address),
+                    gateway: Ipv4Addr::UNSPECIFIED,
+                    mac: MacAddr(l.mac.unwrap_or_default()),
+                    mtu: l.mtu.unwrap_or_default(),
+                });
+            }
+            endpoints.sort_by_key(|e| e.iface.trim_start_matches("eth").parse::<u32>().unwrap_or(u32::MAX));
         }
         containers.push(ContainerPlan {
             name: name.clone(),
             mode: mode_of(name),
             running: *w != Whereabouts::NotRunning,
             netns,
-            endpoints: vec![],
+            endpoints,
         });
     }
     Plan {
@@ -164,6 +188,7 @@ fn real_plan(scenario: &Scenario, external: &NodePlan, r: &Readback) -> Plan {
         nodes,
         iptables: Default::default(),
         port_mappings: vec![],
+        bindings: vec![],
         steps: vec![],
     }
 }
@@ -593,6 +618,10 @@ pub async fn diff_with(
     };
     t.lab = building.elapsed();
 
+    // The lab after each step, from the plan the lab was built from (a
+    // step's own plan, which the lab holds after it, has no steps).
+    let step_plans: Vec<crate::plan::Plan> =
+        lab_side.as_ref().map(|l| l.lab.plan().steps.iter().map(|s| s.after.clone()).collect()).unwrap_or_default();
     let mut restored = false;
     let phases: Vec<(String, Vec<DockerCommand>, Vec<Expect>)> =
         std::iter::once(("setup".to_string(), script.setup.clone(), scenario.spec.expects.clone()))
@@ -610,7 +639,7 @@ pub async fn diff_with(
         if i > 0 {
             if let Some(l) = lab_side.as_mut().filter(|l| l.broken.is_none()) {
                 let stepping = Instant::now();
-                let next = l.lab.plan().steps.get(i - 1).map(|s| s.after.clone());
+                let next = step_plans.get(i - 1).cloned();
                 let done = match next {
                     None => Err(Error::Environment(format!("the plan has no {label}"))),
                     Some(next) => match l.lab.apply_step(&next).await {

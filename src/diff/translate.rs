@@ -170,6 +170,9 @@ pub fn network_create(n: &Network) -> DockerCommand {
     if let Some(m) = &n.mtu {
         opt("driver.mtu", m.get_ref().to_string());
     }
+    if let Some(h) = &n.host_ip {
+        opt("bridge.host_binding_ipv4", h.get_ref().to_string());
+    }
     a.push(n.name.get_ref().clone());
     DockerCommand::docker(a)
 }
@@ -208,6 +211,9 @@ pub fn container(c: &Container) -> Vec<DockerCommand> {
     for e in &c.expose {
         a.extend(["--expose".into(), e.get_ref().to_string()]);
     }
+    if c.publish_all {
+        a.push("--publish-all".into());
+    }
     for l in &c.links {
         a.extend(["--link".into(), l.get_ref().to_string()]);
     }
@@ -215,7 +221,12 @@ pub fn container(c: &Container) -> Vec<DockerCommand> {
     a.extend(KEEPALIVE.iter().map(|s| s.to_string()));
     let mut out = vec![DockerCommand::docker(a)];
     for n in networks.iter().skip(1) {
-        out.push(DockerCommand::docker(vec!["network".into(), "connect".into(), network_arg(n), c.name().to_string()]));
+        let mut a: Vec<String> = vec!["network".into(), "connect".into()];
+        if let Some(ip) = c.ips.get(&network_arg(n)) {
+            a.extend(["--ip".into(), ip.get_ref().to_string()]);
+        }
+        a.extend([network_arg(n), c.name().to_string()]);
+        out.push(DockerCommand::docker(a));
     }
     out
 }
@@ -236,7 +247,10 @@ pub fn step(st: &Step) -> Vec<DockerCommand> {
     let network = st.network.as_ref().map(|n| n.get_ref().clone()).unwrap_or_default();
     let docker = |args: &[&str]| DockerCommand::docker(args.iter().map(|s| s.to_string()).collect());
     let mut commands = match *st.action.get_ref() {
-        StepAction::Connect => vec![docker(&["network", "connect", &network, &name])],
+        StepAction::Connect => match &st.ip {
+            Some(ip) => vec![docker(&["network", "connect", "--ip", &ip.get_ref().to_string(), &network, &name])],
+            None => vec![docker(&["network", "connect", &network, &name])],
+        },
         StepAction::Disconnect => vec![docker(&["network", "disconnect", &network, &name])],
         StepAction::Stop => vec![docker(&["stop", "-t", "1", &name])],
         StepAction::Start => vec![docker(&["start", &name])],

@@ -993,6 +993,7 @@ impl<'a> Builder<'a> {
         Ok(Plan {
             iptables: self.rules.clone(),
             port_mappings: self.mappings.to_vec(),
+            bindings: vec![],
             scenario: self.s.name.clone(),
             firewall: self.s.spec.daemon.firewall(),
             bridge: self.bridge.clone(),

@@ -63,6 +63,11 @@ pub struct Plan {
     /// Published ports: each has iptables rules (unless `iptables = false`)
     /// and a userland proxy listening in the host namespace.
     pub port_mappings: Vec<firewall::PortMapping>,
+    /// Published ports nothing relays (`--userland-proxy=false`): Docker
+    /// holds them (`docker inspect` lists them) and only the rules carry
+    /// them. Empty while the userland proxy is on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bindings: Vec<firewall::PortMapping>,
     /// The lab after each `[[step]]`, in order.
     pub steps: Vec<StepPlan>,
 }

@@ -117,6 +117,12 @@ impl fmt::Display for Plan {
                 writeln!(f, "  {m}")?;
             }
         }
+        if !self.bindings.is_empty() {
+            writeln!(f, "\npublished ports (no userland proxy: the rules alone carry them):")?;
+            for m in &self.bindings {
+                writeln!(f, "  {m}")?;
+            }
+        }
         for n in &self.nodes {
             writeln!(f, "\nnode {}:", n.name)?;
             for l in &n.links {
@@ -146,7 +152,7 @@ impl fmt::Display for Plan {
                 };
                 writeln!(f, "  {:<12} {state}", c.name)?;
             }
-            for m in &after.port_mappings {
+            for m in after.port_mappings.iter().chain(&after.bindings) {
                 writeln!(f, "  port {m}")?;
             }
             let after_rules = after.iptables.render();

@@ -95,6 +95,8 @@ pub struct Controller<'a> {
     pub namespaces: Vec<Netns>,
     /// The relays (`docker-proxy`) running, in the order they started.
     pub proxies: Vec<PortMapping>,
+    /// With the userland proxy off: the bindings, which nothing relays.
+    pub unrelayed: Vec<PortMapping>,
     /// The port mapper's listening sockets (`docker-proxy`, or with the
     /// userland proxy off the dummy listener that holds the port), by
     /// protocol and port: a lookup, so that many ports plan in linear time.
@@ -151,6 +153,7 @@ impl<'a> Controller<'a> {
             containers: vec![],
             namespaces: vec![],
             proxies: vec![],
+            unrelayed: vec![],
             binds: HashMap::new(),
             bound: 0,
             veth_names: BTreeSet::new(),
@@ -1012,6 +1015,8 @@ impl<'a> Controller<'a> {
             self.bound += 1;
             if self.proxy {
                 self.proxies.push(m.clone());
+            } else {
+                self.unrelayed.push(m.clone());
             }
             return Ok(Mapped {
                 proto: b.proto,
@@ -1065,6 +1070,7 @@ impl<'a> Controller<'a> {
             self.ports.release(m.host_ip, m.proto, m.host_port);
         }
         self.proxies.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
+        self.unrelayed.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
         self.rules.delete_all(&rules);
     }
 
@@ -1225,5 +1231,10 @@ impl<'a> Controller<'a> {
     /// Every published port's `docker-proxy`, for the plan.
     pub fn relays(&self) -> Vec<PortMapping> {
         self.proxies.clone()
+    }
+
+    /// The bindings without a proxy (userland proxy off).
+    pub fn unrelayed(&self) -> Vec<PortMapping> {
+        self.unrelayed.clone()
     }
 }

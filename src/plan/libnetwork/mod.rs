@@ -171,8 +171,12 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     // Host ends of the veths, then the container namespaces.
     let mut nodes = Vec::new();
     for ns in &c.namespaces {
-        let mut node =
-            NodePlan { name: ns.name.clone(), links: vec![host::loopback()], routes: vec![], sysctls: vec![] };
+        let sysctls =
+            c.v.container_sysctls
+                .iter()
+                .map(|(k, v)| Sysctl { key: (*k).into(), value: (*v).into(), write: true })
+                .collect();
+        let mut node = NodePlan { name: ns.name.clone(), links: vec![host::loopback()], routes: vec![], sysctls };
         if let Some(sb) = &ns.sandbox {
             let mut eps: Vec<&endpoint::Endpoint> =
                 sb.endpoints.iter().filter_map(|(id, _)| c.endpoints.iter().find(|e| e.id == *id)).collect();
@@ -301,6 +305,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         nodes: all,
         iptables: c.rules.clone(),
         port_mappings: c.relays(),
+        bindings: c.unrelayed(),
         steps: vec![],
     })
 }

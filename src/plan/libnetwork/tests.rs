@@ -143,6 +143,10 @@ fn userland_proxy_off_uses_hairpin_nat_and_route_localnet() {
     let p = ok("userland_proxy = false\n[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"client\"\n");
     same_rules(&p, include_str!("captures/4-userland-proxy-false.txt"));
     assert!(p.port_mappings.is_empty(), "no docker-proxy relays");
+    // docker inspect still lists the binding: IPv4 only (capture 4's
+    // Ports: 0.0.0.0:8080, no [::]:8080 without the proxy).
+    let bound: Vec<String> = p.bindings.iter().map(|m| m.to_string()).collect();
+    assert_eq!(bound, ["0.0.0.0:8080/tcp -> 172.17.0.2:80 (web)"]);
     let host = p.node("host").unwrap();
     assert!(host.sysctls.iter().any(|s| s.key == "net.ipv4.conf.docker0.route_localnet" && s.value == "1"));
     let veth = &p.container("web").unwrap().endpoints[0].host_veth;
@@ -709,4 +713,25 @@ publish = ["9005:1", "80"]
             ":::9005/tcp -> 172.17.0.3:1 (cc)",
         ]
     );
+}
+
+#[test]
+fn every_container_namespace_gets_the_daemons_sysctls() {
+    // daemon/oci_linux.go (ping sockets, low ports) and osl.NewSandbox
+    // (IPv6 off on all interfaces), as read back from a real 20.10.
+    let p = ok("[[container]]\nname = \"web\"\n[[container]]\nname = \"quiet\"\nnetwork = \"none\"\n");
+    for name in ["web", "quiet"] {
+        let node = p.node(name).unwrap();
+        let got: Vec<(&str, &str, bool)> =
+            node.sysctls.iter().map(|s| (s.key.as_str(), s.value.as_str(), s.write)).collect();
+        assert_eq!(
+            got,
+            [
+                ("net.ipv4.ping_group_range", "0\t2147483647", true),
+                ("net.ipv4.ip_unprivileged_port_start", "0", true),
+                ("net.ipv6.conf.all.disable_ipv6", "1", true),
+            ],
+            "{name}"
+        );
+    }
 }

@@ -39,6 +39,12 @@ pub struct Version {
     /// Whether a port published on every address also gets a
     /// `docker-proxy` on `::` (20.10 does, with the userland proxy on).
     pub proxy_on_ipv6_any: bool,
+    /// Sysctls written in every namespace the daemon creates for a
+    /// container (network mode bridge, a user network or none): the OCI
+    /// spec's defaults (`daemon/oci_linux.go` `WithSysctls`) and the
+    /// sandbox's "IPv6 off on all interfaces" (`osl.NewSandbox`). Values as
+    /// the kernel reads them back.
+    pub container_sysctls: &'static [(&'static str, &'static str)],
     /// `verifyDaemonSettings`' words for `-b` with `--bip`.
     pub msg_bridge_and_bip: &'static str,
     /// `verifyDaemonSettings`' words for `--iptables=false` with `--icc=false`.
@@ -78,6 +84,11 @@ pub static DOCKER20: Version = Version {
     container_mac: ContainerMac::FromIp,
     bridge_mac_prefix: [0x02, 0x42],
     proxy_on_ipv6_any: true,
+    container_sysctls: &[
+        ("net.ipv4.ping_group_range", "0\t2147483647"),
+        ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+    ],
     msg_bridge_and_bip: "You specified -b & --bip, mutually exclusive options. Please specify only one",
     msg_iptables_and_icc: "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true",
 };
