@@ -413,6 +413,25 @@ fn a_long_name_costs_once_not_once_per_port() {
     assert!(tl < ts * 4, "short name: {ts:?}, long name: {tl:?}");
 }
 
+/// The same with Docker 20.10's userland proxy off: the bindings nothing
+/// relays are in the plan too (the text lists them with the name), so they
+/// count as mappings do. Found by the fuzzer: 28,232 ports under a
+/// 70,000-character name printed 2 GB.
+#[test]
+fn a_long_name_on_ports_without_a_proxy_is_refused() {
+    let _one = one_at_a_time();
+    let long = format!("w{}", "e".repeat(70_000));
+    let text = format!(
+        "[daemon]\nfirewall = \"docker20\"\nuserland_proxy = false\n\
+         [[container]]\nname = \"{long}\"\npublish = [\"1-28232\"]\n"
+    );
+    let t = Instant::now();
+    let e = refused(&text);
+    assert!(e.contains("too big to plan: after the start the plan holds "), "{e:.200}");
+    assert!(e.starts_with("t.toml:5:8: "), "pointed at the long name: {e:.200}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
 /// Links follow `container:` modes to the container that owns the
 /// namespace, as Docker's `RegisterLinks` does; many links along one long
 /// chain must not each walk all of it (16,000 links along a chain of 16,000

@@ -31,15 +31,17 @@ pub const MAX_GIVEN_BACK: usize = 2 * MAX_PUBLISHED_PORTS;
 
 /// How many things a plan holds, by [`MAX_PLAN_SIZE`]'s measure. A long
 /// name counts one more per 32 bytes wherever the plan repeats it: with
-/// its container and with each of its port mappings (as the text and JSON
-/// show them), so that 28,000 ports under a 70,000-character name are not
+/// its container and with each of its port mappings, relayed or not
+/// (`bindings`), as the text and JSON
+/// show them, so that 28,000 ports under a 70,000-character name are not
 /// 2 GB of output.
 pub fn plan_size(p: &Plan) -> usize {
     let nodes: usize = p.nodes.iter().map(|n| n.links.len() + n.routes.len()).sum();
     let rules = p.iptables.rule_count();
+    let mappings = || p.port_mappings.iter().chain(&p.bindings);
     let names: usize = p.containers.iter().map(|c| c.name.len() / 32).sum::<usize>()
-        + p.port_mappings.iter().map(|m| m.container.len() / 32).sum::<usize>();
-    p.containers.len() + names + nodes + p.port_mappings.len() + rules
+        + mappings().map(|m| m.container.len() / 32).sum::<usize>();
+    p.containers.len() + names + nodes + mappings().count() + rules
 }
 
 /// The size of the plans made so far, refused past [`MAX_PLAN_SIZE`].
@@ -80,7 +82,10 @@ pub fn heaviest(s: &Scenario, plan: &Plan) -> Range<usize> {
     let weight = |name: &str, mappings: usize| (1 + mappings) * (1 + name.len() / 32);
     let mut best: Option<(usize, &str)> = plan.containers.iter().map(|c| (weight(&c.name, 0), c.name.as_str())).max();
     // A container's mappings are made together, one name shared by all.
-    for run in plan.port_mappings.chunk_by(|a, b| std::sync::Arc::ptr_eq(&a.container, &b.container)) {
+    let same = |a: &crate::plan::firewall::PortMapping, b: &crate::plan::firewall::PortMapping| {
+        std::sync::Arc::ptr_eq(&a.container, &b.container)
+    };
+    for run in plan.port_mappings.chunk_by(same).chain(plan.bindings.chunk_by(same)) {
         let w = weight(&run[0].container, run.len());
         if best.is_none_or(|(b, _)| w > b) {
             best = Some((w, &run[0].container));
