@@ -4,11 +4,8 @@
 //! back and removed without a trace, on success, on Ctrl-C and after a
 //! SIGKILL followed by `bridgelab cleanup`.
 //!
-//! Until bridgelab plans `firewall = "docker20"` itself, the comparison
-//! has no lab on its side: then the test demands that diff says so and
-//! still shows Docker's world; once the plan exists, it demands zero
-//! differences, for this file's scenario and for every shipped docker20
-//! scenario.
+//! The comparison must find zero differences, for this file's scenario and
+//! for every shipped docker20 scenario.
 
 mod common;
 
@@ -187,42 +184,10 @@ fn diff_runs_a_docker20_scenario_on_a_real_daemon_and_leaves_nothing() {
     // worked inside the real daemon's namespaces.
     assert!(shown.contains("docker met 5/5 of the scenario's expectations"), "{shown}");
     assert!(shown.contains("time: docker: host namespaces "), "{shown}");
-    match bridgelab::Lab::load(&path) {
-        Ok(_) => {
-            assert_eq!(out.status.code(), Some(0), "{shown}");
-            assert!(shown.contains("EQUAL"), "{shown}");
-            assert!(shown.contains("-- setup: equal") && shown.contains("-- step 1: stop web: equal"), "{shown}");
-        }
-        Err(e) => {
-            // No docker20 plan yet: Docker's world is all there is, shown in full.
-            assert_eq!(out.status.code(), Some(1), "{shown}");
-            assert!(shown.contains(&format!("bridgelab's side: {e}")), "{shown}");
-            assert!(shown.contains("DIFFERENT (bridgelab has no lab to compare)"), "{shown}");
-            for line in [
-                "+:FORWARD DROP",
-                "+-A DOCKER-USER -j RETURN",
-                "+-A FORWARD -o br-usr -j DOCKER",
-                "+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
-                "+web eth0 172.17.0.2/16 mac 02:42:ac:11:00:02 mtu 1500 up",
-                "+other eth0 172.18.0.2/16 mac 02:42:ac:12:00:02 mtu 1500 up",
-                "+web 80/tcp <- 0.0.0.0:8080",
-                "+web 80/tcp <- [::]:8080",
-                "+br-usr 172.18.0.1/16 mtu 1500 up ports 1",
-                "+host net.ipv4.ip_forward = 1",
-                "+host net.ipv4.conf.br-usr.route_localnet = 0",
-                "+web net.ipv4.ip_unprivileged_port_start = 0",
-                "+docker network create --driver bridge usr: ok",
-                "+external -> host tcp:8080: reachable, seen from 198.51.100.2 (external)",
-                "+client -> external tcp:443: reachable, seen from 198.51.100.1 (host)",
-                "+other -> web tcp:80: blocked",
-                "+web: not running",
-                "+docker stop -t 1 web: ok",
-                "+external -> host tcp:8080: refused",
-            ] {
-                assert!(shown.lines().any(|l| l == line), "missing {line:?} in:\n{shown}");
-            }
-        }
-    }
+    bridgelab::Lab::load(&path).expect("docker20 plans");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("EQUAL"), "{shown}");
+    assert!(shown.contains("-- setup: equal") && shown.contains("-- step 1: stop web: equal"), "{shown}");
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(60), "a small diff took {elapsed:?}");
     let runs = run_ids(&shown);
@@ -495,8 +460,7 @@ fn diff_never_touches_the_namespaces_it_starts_in() {
     let before = mounts();
     let out = Command::new("unshare").args(["-n", "sh", "-c", &script]).output().unwrap();
     let code = out.status.code();
-    // 1 until bridgelab plans docker20 (no lab to compare), 0 after.
-    assert!(code == Some(0) || code == Some(1), "{code:?}: {}", text(&out));
+    assert_eq!(code, Some(0), "{}", text(&out));
     let after = mounts();
     assert_eq!(
         (before.difference(&after).collect::<Vec<_>>(), after.difference(&before).collect::<Vec<_>>()),
