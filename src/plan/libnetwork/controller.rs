@@ -20,7 +20,7 @@ use super::sandbox::{Sandbox, SortKey};
 use super::version::Version;
 use crate::plan::firewall::docker20::Docker20;
 use crate::plan::firewall::{FirewallLayout, PortMapping, Ruleset, Table};
-use crate::plan::limits::{BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PUBLISHED_PORTS};
+use crate::plan::limits::{self, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
 use crate::plan::{host, MacAddr};
 use crate::scenario::{Container, Diagnostic, IfaceAddr, NetworkMode, Proto, Scenario, DEFAULT_BRIDGE};
@@ -496,15 +496,8 @@ impl<'a> Controller<'a> {
                 let before = self.work();
                 self.release_network(name);
                 self.given_back += before.saturating_sub(self.work());
-                if self.given_back > MAX_GIVEN_BACK && !self.too_big {
-                    self.too_big = true;
-                    self.err(
-                        span.clone(),
-                        format!(
-                            "too big to plan: failed starts up to this one made and gave back more than \
-                             {MAX_GIVEN_BACK} port mappings and rules"
-                        ),
-                    );
+                if let Some(msg) = limits::over_given_back(self.given_back, &mut self.too_big) {
+                    self.err(span.clone(), msg);
                 }
                 Err((span, e))
             }
