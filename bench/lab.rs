@@ -90,6 +90,7 @@ async fn main() {
                 dst,
                 kind: bridgelab::probe::packets::WireKind::Icmp,
                 patient: false,
+                via: None,
             })
         })
         .collect();
