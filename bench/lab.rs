@@ -101,6 +101,7 @@ async fn one_layout(firewall: &str) {
                 dst,
                 kind: bridgelab::probe::packets::WireKind::Icmp,
                 patient: false,
+                via: None,
             })
         })
         .collect();

@@ -233,7 +233,7 @@ impl<'a> Builder<'a> {
         external.links.push(uplink_end(UPLINK_EXTERNAL, "host", false));
         external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
         for r in &spec.external.routes {
-            external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+            external.routes.push(via(Some(r.get_ref().network()), UPLINK_HOST.ip(), "eth0"));
         }
         Builder {
             s,

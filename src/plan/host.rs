@@ -125,7 +125,7 @@ pub(crate) fn base_nodes(s: &Scenario) -> (NodePlan, NodePlan) {
     external.links.push(uplink_end(UPLINK_EXTERNAL, "host", false));
     external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
     for r in &spec.external.routes {
-        external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+        external.routes.push(via(Some(r.get_ref().network()), UPLINK_HOST.ip(), "eth0"));
     }
     (host, external)
 }
