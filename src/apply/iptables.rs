@@ -149,7 +149,7 @@ fn raw_save(ns: &File, args: &[&str]) -> Result<String> {
 }
 
 fn save_with(save: &str, ns: &File, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new(&save);
+    let mut cmd = Command::new(save);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     child_of_lab(&mut cmd, ns);
     let out = cmd.output().map_err(|e| missing(save, e))?;
