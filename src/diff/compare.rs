@@ -307,7 +307,13 @@ pub fn lab_inventory(plan: &crate::plan::Plan) -> Inventory {
         inv.containers.push((c.name.clone(), w));
     }
     for m in plan.port_mappings.iter().chain(&plan.bindings) {
-        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port).to_string();
+        // No host port (Docker 28's routed mode): `docker inspect` says
+        // `"HostPort": ""` (captures m7-usernet-portmap-routed).
+        let addr = match m.host_port {
+            0 => addr.strip_suffix('0').unwrap_or(&addr).to_string(),
+            _ => addr,
+        };
         inv.ports.push(format!("{} {}/{} <- {addr}", m.container, m.container_port, m.proto));
     }
     inv
@@ -914,6 +920,26 @@ mod tests {
         // 20.10 derives MACs from addresses: never mapped.
         let docker20 = Macs::default();
         assert_eq!(docker20.show([0xd2, 0x63, 0xb3, 0x33, 0xcb, 0xc4], &on), "d2:63:b3:33:cb:c4");
+    }
+
+    /// Routed mode publishes no IPv4 host port: Docker's inspect says
+    /// `0.0.0.0:` (captures m7), and so does the lab's inventory.
+    #[test]
+    fn a_binding_without_a_host_port_reads_as_dockers_does() {
+        let mut plan = crate::plan::plan(
+            &crate::Scenario::parse("t.toml".into(), "[daemon]\nfirewall = \"docker20\"\n".into()).unwrap(),
+        )
+        .unwrap();
+        let mapping = |ip: &str, port| crate::plan::firewall::PortMapping {
+            container: "rt".into(),
+            proto: crate::scenario::Proto::Tcp,
+            host_ip: ip.parse().unwrap(),
+            host_port: port,
+            container_ip: Ipv4Addr::new(10, 20, 0, 2),
+            container_port: 80,
+        };
+        plan.port_mappings = vec![mapping("0.0.0.0", 0), mapping("::", 8090)];
+        assert_eq!(lab_inventory(&plan).ports, ["rt 80/tcp <- 0.0.0.0:", "rt 80/tcp <- [::]:8090"]);
     }
 
     #[test]
