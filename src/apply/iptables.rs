@@ -137,13 +137,23 @@ pub fn save(ns: &File) -> Result<String> {
     Ok(canonical_tables(&normalize_save(&raw_save(ns, &[])?)))
 }
 
+/// `ip6tables-save` of the namespace (the same variant as [`tools`]),
+/// normalized as [`save`] is.
+pub fn save6(ns: &File) -> Result<String> {
+    let save = tools().1.replacen("iptables", "ip6tables", 1);
+    Ok(canonical_tables(&normalize_save(&save_with(&save, ns, &[])?)))
+}
+
 fn raw_save(ns: &File, args: &[&str]) -> Result<String> {
-    let (_, save) = tools();
-    let mut cmd = Command::new(&save);
+    save_with(&tools().1, ns, args)
+}
+
+fn save_with(save: &str, ns: &File, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(save);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     child_of_lab(&mut cmd, ns);
-    let out = cmd.output().map_err(|e| missing(&save, e))?;
-    let what = std::iter::once(save.as_str()).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let out = cmd.output().map_err(|e| missing(save, e))?;
+    let what = std::iter::once(save).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     outcome(format!("host: {what}"), out.status, &out.stderr, None)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -145,6 +145,10 @@ pub struct Daemon {
     pub userland_proxy: Option<Sp<bool>>,
     pub firewall: Option<Sp<Firewall>>,
     pub backend: Option<Sp<Backend>>,
+    /// `--allow-direct-routing` (Docker 28+).
+    pub allow_direct_routing: Option<Sp<bool>>,
+    /// `--ip-forward-no-drop` (Docker 28+).
+    pub ip_forward_no_drop: Option<Sp<bool>>,
 }
 
 /// Docker's default bridge name.
@@ -230,6 +234,8 @@ pub struct Network {
     /// `com.docker.network.bridge.host_binding_ipv4`: the default host
     /// address of ports published on this network.
     pub host_ip: Option<Sp<Ip>>,
+    /// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
+    pub gateway_mode: Option<Sp<GatewayMode>>,
 }
 
 /// `[[container]]`, and the inline container of a `run` step.

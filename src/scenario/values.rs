@@ -42,6 +42,7 @@ string_value!(
     StepAction,
     Firewall,
     Backend,
+    GatewayMode,
     LinkSpec,
     ExposeSpec,
 );
@@ -679,6 +680,42 @@ impl fmt::Display for Firewall {
             Firewall::Docker1 => "docker1",
             Firewall::Docker20 => "docker20",
             Firewall::Docker28 => "docker28",
+        })
+    }
+}
+
+/// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GatewayMode {
+    #[default]
+    Nat,
+    NatUnprotected,
+    Routed,
+    Isolated,
+}
+
+impl FromStr for GatewayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nat" => Ok(GatewayMode::Nat),
+            "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
+            "routed" => Ok(GatewayMode::Routed),
+            "isolated" => Ok(GatewayMode::Isolated),
+            _ => Err(format!(
+                "unknown gateway_mode {s:?}: expected \"nat\", \"nat-unprotected\", \"routed\" or \"isolated\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GatewayMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GatewayMode::Nat => "nat",
+            GatewayMode::NatUnprotected => "nat-unprotected",
+            GatewayMode::Routed => "routed",
+            GatewayMode::Isolated => "isolated",
         })
     }
 }
