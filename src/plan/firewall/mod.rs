@@ -10,6 +10,8 @@
 
 pub mod docker1;
 pub mod docker20;
+pub mod nftabler;
+pub mod nftables;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
