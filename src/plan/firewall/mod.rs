@@ -10,6 +10,7 @@
 
 pub mod docker1;
 pub mod docker20;
+pub mod firewaller;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
