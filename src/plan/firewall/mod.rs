@@ -10,6 +10,7 @@
 
 pub mod docker1;
 pub mod docker20;
+pub mod firewaller;
 pub mod nftabler;
 pub mod nftables;
 
