@@ -754,3 +754,26 @@ fn nftables_needs_docker29_and_says_so() {
         );
     }
 }
+
+#[test]
+fn docker29_nftables_restart_keeps_the_networks_rules() {
+    let text = format!(
+        "{NFT29}{BRIDGE1}[[container]]\nname = \"c1\"\nnetwork = \"bridge1\"\npublish = [\"8080:80\"]\n\
+                        [[step]]\ndo = \"restart-daemon\"\n[[step]]\ndo = \"start\"\ncontainer = \"c1\"\n"
+    );
+    let p = ok(&text);
+    let restarted = nft_ip(step_after(&p, 0));
+    assert!(restarted.contains("chain filter-forward-in__bridge1"), "{restarted}");
+    assert!(!restarted.contains("192.0.2.2"), "{restarted}");
+    // The same rules once c1 runs again, but the stored network's chains
+    // now come first: the table is made anew, bridge1 is restored from the
+    // store, then the default bridge is made again.
+    let again = nft_ip(step_after(&p, 1));
+    let first = nft_ip(&p);
+    let (mut a, mut b): (Vec<&str>, Vec<&str>) = (again.lines().collect(), first.lines().collect());
+    assert_ne!(a, b);
+    assert!(again.find("chain filter-forward-in__bridge1") < again.find("chain filter-forward-in__docker0"));
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+}

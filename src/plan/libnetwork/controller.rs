@@ -260,6 +260,12 @@ impl<'a> Controller<'a> {
                     self.layout.daemon_start(&mut self.rules, &n.facts());
                 }
             }
+            // The nftabler made its table anew above: the stored networks' rules come back.
+            if let Some(nft) = self.nft {
+                for n in self.networks.iter().filter(|n| !n.default) {
+                    let _ = nft.new_network(&mut self.rules, &nft_config(n));
+                }
+            }
             // "Clear stale bridge network": its rules and pool go, the device stays.
             if let Some(i) = self.networks.iter().position(|n| n.default) {
                 let n = self.networks.remove(i);
