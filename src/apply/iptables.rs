@@ -40,7 +40,7 @@ pub fn tools() -> (String, String) {
 /// foreground group, and must reach only bridgelab, which then tears down
 /// in order), and dies with bridgelab (a SIGKILLed run must leave no tool
 /// behind holding a lab's namespace).
-fn child_of_lab(cmd: &mut Command, ns: &File) {
+pub(crate) fn child_of_lab(cmd: &mut Command, ns: &File) {
     let fd = ns.as_raw_fd();
     let parent = nix::unistd::getpid();
     cmd.process_group(0);
@@ -60,9 +60,10 @@ fn child_of_lab(cmd: &mut Command, ns: &File) {
     }
 }
 
-fn missing(tool: &str, e: io::Error) -> Error {
+pub(crate) fn missing(tool: &str, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound {
-        Error::Environment(format!("{tool} not found: install iptables (apt-get install iptables)"))
+        let package = if tool == "nft" { "nftables" } else { "iptables" };
+        Error::Environment(format!("{tool} not found: install {package} (apt-get install {package})"))
     } else {
         Error::Environment(format!("cannot run {tool}: {e}"))
     }
@@ -71,7 +72,7 @@ fn missing(tool: &str, e: io::Error) -> Error {
 /// What a finished child means: `what` is the tool with its context. A
 /// child ended by a signal that ends jobs is an interruption, not a fault
 /// of the host; a failure keeps the tool's own words (or its status).
-fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Error>) -> Result<()> {
+pub(crate) fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Error>) -> Result<()> {
     let interrupting = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGKILL];
     if let Some(signal) = status.signal().and_then(|s| Signal::try_from(s).ok()) {
         if interrupting.contains(&signal) {
@@ -99,7 +100,7 @@ fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Er
 /// thread while this one collects stderr and waits, so neither pipe can
 /// stall the other, and the child is reaped with its stderr kept whatever
 /// happens to the write.
-fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> Result<()> {
+pub(crate) fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> Result<()> {
     cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| missing(tool, e))?;
     let mut stdin = child.stdin.take().expect("piped");

@@ -14,6 +14,7 @@
 pub mod iptables;
 mod netlink;
 pub mod netns;
+pub mod nftables;
 pub mod proxy;
 pub mod snapshot;
 pub mod verify;
@@ -200,6 +201,7 @@ impl RunningLab {
         }
         let host_ns = &self.ns("host").file;
         iptables::restore(host_ns, &plan.iptables, true)?;
+        nftables::install(host_ns, &plan.iptables.nft)?;
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
         self.settle(&all).await
     }
@@ -360,6 +362,9 @@ impl RunningLab {
         if old.iptables.render() != next.iptables.render() || old.iptables.tables.len() != next.iptables.tables.len() {
             iptables::restore(&host_ns, &next.iptables, false)?;
         }
+        if old.iptables.nft != next.iptables.nft {
+            nftables::install(&host_ns, &next.iptables.nft)?;
+        }
         if old.port_mappings != next.port_mappings {
             // Wait for each aborted proxy to drop its listening socket
             // before binding the ports again.
@@ -450,6 +455,11 @@ impl RunningLab {
                 routes,
                 sysctls,
                 iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
+                nft: if ns.node == "host" && !self.plan.iptables.nft.is_empty() {
+                    Some(nftables::read(&ns.file, crate::plan::firewall::nftabler::TABLE)?.listing())
+                } else {
+                    None
+                },
             });
         }
         Ok(Observed { nodes })

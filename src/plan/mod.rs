@@ -339,10 +339,14 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
             ));
         }
     }
-    if let Some(b) = &daemon.backend {
-        if *b.get_ref() != crate::scenario::Backend::Iptables {
-            return Err(scenario.error(b.span(), "backend = \"nftables\" is not implemented yet; use \"iptables\""));
-        }
+    // Docker 29 is modelled with its nftables backend only so far.
+    let nftables = daemon.backend.as_ref().is_some_and(|b| *b.get_ref() == crate::scenario::Backend::Nftables);
+    if daemon.firewall() == Firewall::Docker29 && !nftables {
+        let span = daemon.firewall.as_ref().map(|f| f.span()).unwrap_or(0..0);
+        return Err(scenario.error(
+            span,
+            "firewall = \"docker29\" with backend = \"iptables\" is not implemented yet; backend = \"nftables\" is",
+        ));
     }
     match libnetwork {
         Some(v) => libnetwork::plan(scenario, v),

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::diag::short;
 use super::{
-    Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer, DEFAULT_BRIDGE,
+    Backend, Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer, DEFAULT_BRIDGE,
 };
 
 /// Node names that containers may not take: they name the lab's own nodes.
@@ -254,6 +254,24 @@ impl Checker<'_> {
         if let Some(m) = &d.mtu {
             if !(68..=65535).contains(m.get_ref()) {
                 self.err(m.span(), format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()));
+            }
+        }
+        // `--firewall-backend` came with Docker 29 (daemon/config: FirewallBackend).
+        if let Some(b) = &d.backend {
+            if *b.get_ref() == Backend::Nftables && d.firewall() != Firewall::Docker29 {
+                let release = match d.firewall() {
+                    Firewall::Docker1 => "Docker 1.6.2",
+                    Firewall::Docker20 => "Docker 20.10.24",
+                    Firewall::Docker28 => "Docker 28.5.2",
+                    Firewall::Docker29 => "Docker 29",
+                };
+                self.err(
+                    b.span(),
+                    format!(
+                        "backend = \"nftables\" needs firewall = \"docker29\": {release} (firewall = \"{}\") has no --firewall-backend, only iptables",
+                        d.firewall()
+                    ),
+                );
             }
         }
         if d.firewall() == Firewall::Docker1 {

@@ -660,6 +660,8 @@ pub enum Firewall {
     Docker20,
     /// Docker 28's layout.
     Docker28,
+    /// Docker 29's layout (`backend = "nftables"`: the nftabler).
+    Docker29,
 }
 
 impl FromStr for Firewall {
@@ -669,7 +671,10 @@ impl FromStr for Firewall {
             "docker1" => Ok(Firewall::Docker1),
             "docker20" => Ok(Firewall::Docker20),
             "docker28" => Ok(Firewall::Docker28),
-            _ => Err(format!("unknown firewall {s:?}: expected \"docker1\", \"docker20\" or \"docker28\"")),
+            "docker29" => Ok(Firewall::Docker29),
+            _ => {
+                Err(format!("unknown firewall {s:?}: expected \"docker1\", \"docker20\", \"docker28\" or \"docker29\""))
+            }
         }
     }
 }
@@ -680,6 +685,7 @@ impl fmt::Display for Firewall {
             Firewall::Docker1 => "docker1",
             Firewall::Docker20 => "docker20",
             Firewall::Docker28 => "docker28",
+            Firewall::Docker29 => "docker29",
         })
     }
 }

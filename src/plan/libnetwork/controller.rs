@@ -19,6 +19,8 @@ use super::portallocator::PortAllocator;
 use super::sandbox::{Sandbox, SortKey};
 use super::version::Version;
 use crate::plan::firewall::docker20::Docker20;
+use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode, NetworkConfig};
+use crate::plan::firewall::nftabler::Nftabler;
 use crate::plan::firewall::{FirewallLayout, PortMapping, Ruleset, Table};
 use crate::plan::limits::{self, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
@@ -81,6 +83,9 @@ pub struct Controller<'a> {
     pub s: &'a Scenario,
     pub v: &'static Version,
     pub layout: Docker20,
+    /// `--firewall-backend=nftables` (Docker 29): the nftabler makes every
+    /// rule and `layout` none (`iptables` is then false).
+    pub nft: Option<Nftabler>,
     pub iptables: bool,
     pub proxy: bool,
     pub rules: Ruleset,
@@ -138,11 +143,18 @@ impl<'a> Controller<'a> {
                 by_docker: false,
             })
             .collect();
+        // dockerd's --firewall-backend; --iptables=false leaves no firewaller.
+        let nft = (d.backend.as_ref().is_some_and(|b| *b.get_ref() == crate::scenario::Backend::Nftables)
+            && d.iptables())
+        .then_some(Nftabler {
+            config: Config { ipv4: true, ipv6: true, hairpin: !proxy, allow_direct_routing: false },
+        });
         Controller {
             s,
             v,
             layout: Docker20 { userland_proxy: proxy },
-            iptables: d.iptables(),
+            iptables: d.iptables() && nft.is_none(),
+            nft,
             proxy,
             rules: Ruleset::default(),
             ipam: Ipam::new(v.predefined_pools()),
@@ -231,6 +243,9 @@ impl<'a> Controller<'a> {
         if self.iptables {
             self.layout.driver_start(&mut self.rules);
         }
+        if let Some(nft) = self.nft {
+            nft.init(&mut self.rules);
+        }
         // setupIPForwarding: only a daemon that turns forwarding on sets the
         // FORWARD policy to DROP (and a restarted one finds it on).
         if !restart && d.ip_forward() && self.iptables && !host::forwarding_before(self.s) {
@@ -243,6 +258,12 @@ impl<'a> Controller<'a> {
             if self.iptables {
                 for n in self.networks.iter().filter(|n| !n.default) {
                     self.layout.daemon_start(&mut self.rules, &n.facts());
+                }
+            }
+            // The nftabler made its table anew above: the stored networks' rules come back.
+            if let Some(nft) = self.nft {
+                for n in self.networks.iter().filter(|n| !n.default) {
+                    let _ = nft.new_network(&mut self.rules, &nft_config(n));
                 }
             }
             // "Clear stale bridge network": its rules and pool go, the device stays.
@@ -329,7 +350,7 @@ impl<'a> Controller<'a> {
             internal: false,
             icc: d.icc(),
             // verifyDaemonSettings turns --ip-masq off with --iptables=false.
-            ip_masq: d.ip_masq() && self.iptables,
+            ip_masq: d.ip_masq() && (self.iptables || self.nft.is_some()),
             mtu: d.mtu(),
             host_binding: d.ip.as_ref().map(|i| i.get_ref().0),
             created_bridge: false,
@@ -340,13 +361,34 @@ impl<'a> Controller<'a> {
             self.ipam.release_pool(pool);
             return Err((bridge_span, format!("bridge device with non default name {name} must be created manually")));
         }
-        self.create_driver_network(net, true);
-        Ok(())
+        // Docker 29: `error creating default "bridge" network: …` (daemon_unix.go initBridgeDriver).
+        let at = self.forwarding_span();
+        self.create_driver_network(net, true)
+            .map_err(|e| (at, format!("error creating default \"bridge\" network: {e}")))
+    }
+
+    /// Where a forwarding error points: `[host] forwarding`, else `[daemon] backend`.
+    fn forwarding_span(&self) -> Range<usize> {
+        let spec = &self.s.spec;
+        spec.host
+            .forwarding
+            .as_ref()
+            .map(|f| f.span())
+            .or_else(|| spec.daemon.backend.as_ref().map(|b| b.span()))
+            .unwrap_or(0..0)
     }
 
     /// The bridge driver's `createNetwork` (the device, its address, the
     /// rules) and the controller's `arrangeUserFilterRule` after it.
-    fn create_driver_network(&mut self, mut net: Network, default: bool) {
+    fn create_driver_network(&mut self, mut net: Network, default: bool) -> Result<(), String> {
+        // setupIPv4Forwarding: a firewaller that cannot drop forwarded
+        // traffic (the nftabler) makes dockerd check ip_forward instead of
+        // setting it (setup_ip_forwarding.go checkIPv4Forwarding).
+        if self.nft.is_some() && self.s.spec.daemon.ip_forward() && !host::forwarding_before(self.s) {
+            return Err("IPv4 forwarding is disabled: check your host's firewalling and set sysctl \
+                 net.ipv4.ip_forward=1, or disable this check using daemon option --ip-forward=false"
+                .into());
+        }
         match self.bridges.iter_mut().find(|b| b.name == net.bridge) {
             // setupBridgeIPv4: the address is replaced when it differs.
             Some(b) => b.addresses = vec![net.gateway],
@@ -367,10 +409,14 @@ impl<'a> Controller<'a> {
         if self.iptables {
             self.layout.daemon_start(&mut self.rules, &net.facts());
         }
+        if let Some(nft) = self.nft {
+            nft.new_network(&mut self.rules, &nft_config(&net))?;
+        }
         self.networks.push(net);
         if self.iptables {
             self.layout.arrange_user_chain(&mut self.rules);
         }
+        Ok(())
     }
 
     /// `docker network create` for a `[[network]]`, after the daemon started.
@@ -425,8 +471,8 @@ impl<'a> Controller<'a> {
                 return Err((spec.bridge.as_ref().map(|b| b.span()).unwrap_or(span), msg));
             }
         }
-        self.create_driver_network(net, false);
-        Ok(())
+        let at = self.forwarding_span();
+        self.create_driver_network(net, false).map_err(|e| (at, e))
     }
 
     // ----- containers -----------------------------------------------------
@@ -666,6 +712,14 @@ impl<'a> Controller<'a> {
             link_children: vec![],
             link_parents: vec![],
         };
+        // The bridge driver's CreateEndpoint: AddEndpoint once the veth is made.
+        if let Some(nft) = self.nft {
+            let nc = nft_config(&net);
+            if let Err(e) = nft.add_endpoint(&mut self.rules, &nc, ip) {
+                self.ipam.release_address(net.pool, ip);
+                return Err((span, e));
+            }
+        }
         self.endpoints.push(ep);
         if self.sandbox(name).is_none() {
             let mut sb = Sandbox::new(name);
@@ -837,6 +891,16 @@ impl<'a> Controller<'a> {
                 _ => {}
             }
         }
+        if let (Some(nft), Some(nc)) = (self.nft, self.network(&ep.network).map(nft_config)) {
+            for (parent, child, ports) in pairs {
+                if enable {
+                    nft.add_link(&mut self.rules, &nc, parent, child, &ports)?;
+                } else {
+                    nft.del_link(&mut self.rules, &nc, parent, child, &ports);
+                }
+            }
+            return Ok(());
+        }
         for (parent, child, ports) in pairs {
             for (proto, port) in ports {
                 if enable {
@@ -881,7 +945,7 @@ impl<'a> Controller<'a> {
                         // What a failed start made and gives back, counted
                         // against `MAX_GIVEN_BACK` by `start`.
                         self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
-                        self.unmap(&done);
+                        self.unmap(&done, net);
                         return Err(e);
                     }
                 }
@@ -998,8 +1062,18 @@ impl<'a> Controller<'a> {
             } else {
                 vec![]
             };
+            if let Some(nft) = self.nft {
+                if let Err(e) = nft.add_ports(&mut self.rules, &nft_config(net), std::slice::from_ref(&m)) {
+                    self.ports.release(host_ip, b.proto, port);
+                    last = e;
+                    continue;
+                }
+            }
             if let Some(e) = self.bind_error(host_ip, b.proto, port) {
                 self.rules.delete_all(&rules);
+                if let Some(nft) = self.nft {
+                    nft.del_ports(&mut self.rules, &nft_config(net), std::slice::from_ref(&m));
+                }
                 self.ports.release(host_ip, b.proto, port);
                 last = if self.proxy { format!("Error starting userland proxy: {e}") } else { e };
                 continue;
@@ -1048,7 +1122,22 @@ impl<'a> Controller<'a> {
     /// The port mapper's `Unmap` of each binding: proxy stopped, rules
     /// deleted if there, port released. In one pass over the proxies and
     /// the rules, however many ports there are.
-    fn unmap(&mut self, mapped: &[Mapped]) {
+    fn unmap(&mut self, mapped: &[Mapped], net: &Network) {
+        if let Some(nft) = self.nft {
+            // DelPorts: all of the endpoint's bindings in one batch.
+            let pbs: Vec<PortMapping> = mapped
+                .iter()
+                .map(|m| PortMapping {
+                    container: "".into(),
+                    proto: m.proto,
+                    host_ip: m.host_ip,
+                    host_port: m.host_port,
+                    container_ip: m.container_ip,
+                    container_port: m.container_port,
+                })
+                .collect();
+            nft.del_ports(&mut self.rules, &nft_config(net), &pbs);
+        }
         let mut gone: HashSet<(IpAddr, Proto, u16)> = HashSet::new();
         let mut rules = Vec::new();
         for m in mapped {
@@ -1071,7 +1160,9 @@ impl<'a> Controller<'a> {
     fn release_ports(&mut self, id: &str) {
         let Some(ep) = self.endpoint_mut(id) else { return };
         let mapped = std::mem::take(&mut ep.mapped);
-        self.unmap(&mapped);
+        let network = ep.network.clone();
+        let Some(net) = self.network(&network).cloned() else { return };
+        self.unmap(&mapped, &net);
     }
 
     /// `endpoint.sbLeave`: connectivity revoked when it was the gateway
@@ -1100,6 +1191,9 @@ impl<'a> Controller<'a> {
     fn delete_endpoint(&mut self, id: &str) {
         let Some(i) = self.endpoints.iter().position(|e| e.id == id) else { return };
         let ep = self.endpoints.remove(i);
+        if let (Some(nft), Some(n)) = (self.nft, self.network(&ep.network).map(nft_config)) {
+            nft.del_endpoint(&mut self.rules, &n, ep.address.ip());
+        }
         if let Some(n) = self.network(&ep.network) {
             let pool = n.pool;
             self.ipam.release_address(pool, ep.address.ip());
@@ -1229,5 +1323,18 @@ impl<'a> Controller<'a> {
     /// The bindings without a proxy (userland proxy off).
     pub fn unrelayed(&self) -> Vec<PortMapping> {
         self.unrelayed.clone()
+    }
+}
+
+/// What the nftabler is told of a network (`newFirewallerNetwork`).
+fn nft_config(n: &Network) -> NetworkConfig {
+    NetworkConfig {
+        if_name: n.bridge.clone(),
+        internal: n.internal,
+        icc: n.icc,
+        masquerade: n.ip_masq,
+        host_ip: None,
+        prefix: n.subnet(),
+        gateway_mode: GatewayMode::Nat,
     }
 }

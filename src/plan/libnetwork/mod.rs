@@ -230,7 +230,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     // setupBridgeNetFiltering: a network without icc (and with iptables)
     // makes the daemon turn bridge-nf-call-iptables on, if forwarding is on;
     // otherwise bridgelab only relies on it (a new namespace has it on).
-    let brnf = c.iptables && forward && c.networks.iter().any(|n| !n.icc);
+    let brnf = (c.iptables || c.nft.is_some()) && forward && c.networks.iter().any(|n| !n.icc);
     hostnode.sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: brnf });
     for n in &c.networks {
         if n.created_bridge || n.default {

@@ -93,10 +93,41 @@ pub static DOCKER20: Version = Version {
     msg_iptables_and_icc: "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true",
 };
 
+/// Docker 29 as far as the nftables backend needs (bridgelab issue 9,
+/// nft29): 20.10's pools, MACs and messages until the docker28/29 version
+/// data replaces this.
+pub static DOCKER29: Version = Version { firewall: Firewall::Docker29, release: "Docker 29.7.2", ..DOCKER20_DATA };
+
+/// DOCKER20 as a constant, for struct update syntax.
+const DOCKER20_DATA: Version = Version {
+    firewall: Firewall::Docker20,
+    release: "Docker 20.10.24",
+    local_pools: &[
+        (Ipv4Addr::new(172, 17, 0, 0), 16, 16),
+        (Ipv4Addr::new(172, 18, 0, 0), 16, 16),
+        (Ipv4Addr::new(172, 19, 0, 0), 16, 16),
+        (Ipv4Addr::new(172, 20, 0, 0), 14, 16),
+        (Ipv4Addr::new(172, 24, 0, 0), 14, 16),
+        (Ipv4Addr::new(172, 28, 0, 0), 14, 16),
+        (Ipv4Addr::new(192, 168, 0, 0), 16, 20),
+    ],
+    container_mac: ContainerMac::FromIp,
+    bridge_mac_prefix: [0x02, 0x42],
+    proxy_on_ipv6_any: true,
+    container_sysctls: &[
+        ("net.ipv4.ping_group_range", "0\t2147483647"),
+        ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+    ],
+    msg_bridge_and_bip: "You specified -b & --bip, mutually exclusive options. Please specify only one",
+    msg_iptables_and_icc: "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true",
+};
+
 /// The libnetwork release a `firewall` value imitates, if it is one.
 pub fn of(f: Firewall) -> Option<&'static Version> {
     match f {
         Firewall::Docker20 => Some(&DOCKER20),
+        Firewall::Docker29 => Some(&DOCKER29),
         _ => None,
     }
 }
