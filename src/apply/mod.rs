@@ -183,8 +183,12 @@ impl RunningLab {
     }
 
     async fn build(&mut self, opts: &UpOptions) -> Result<()> {
+        // Where a build's time goes, for `RUST_LOG=bridgelab=debug`.
+        let started = Instant::now();
+        let phase = |what: &str| tracing::debug!("build: {what} done at {:?}", started.elapsed());
         let all: Vec<String> = self.plan.nodes.iter().map(|n| n.name.clone()).collect();
         self.add_namespaces(&all)?;
+        phase("namespaces");
         if let Some(host) = self.namespaces.iter().find(|n| n.node == "host") {
             check_br_netfilter(&host.file)?;
         }
@@ -192,18 +196,25 @@ impl RunningLab {
         let wanted: Vec<(String, String)> =
             plan.nodes.iter().flat_map(|n| n.links.iter().map(|l| (n.name.clone(), l.name.clone()))).collect();
         self.wire(&plan, &wanted, &all, opts.fail_after_links).await?;
+        phase("links, addresses and routes");
         for node in &plan.nodes {
             let ns = &self.ns(&node.name).file;
-            for s in node.sysctls.iter().filter(|s| s.write) {
-                netns::write_sysctl(ns, &s.key, &s.value)
-                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            let pairs: Vec<(&str, &str)> =
+                node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
+            if !pairs.is_empty() {
+                netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
             }
         }
+        phase("sysctls");
         let host_ns = &self.ns("host").file;
         iptables::restore(host_ns, &plan.iptables, true)?;
         nftables::install(host_ns, &plan.iptables.nft)?;
+        phase("firewall");
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
-        self.settle(&all).await
+        phase("proxies");
+        let settled = self.settle(&all).await;
+        phase("settle");
+        settled
     }
 
     fn ns(&self, node: &str) -> &NetNs {
@@ -353,9 +364,10 @@ impl RunningLab {
         // there (a container's own, as when the lab is built).
         for node in next.nodes.iter().filter(|n| fresh.contains(&n.name)) {
             let ns = &self.ns(&node.name).file;
-            for s in node.sysctls.iter().filter(|s| s.write) {
-                netns::write_sysctl(ns, &s.key, &s.value)
-                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            let pairs: Vec<(&str, &str)> =
+                node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
+            if !pairs.is_empty() {
+                netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
             }
         }
         let host_ns = self.ns("host").file.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?;
@@ -421,6 +433,7 @@ impl RunningLab {
             if pending.is_empty() {
                 return Ok(());
             }
+            tracing::trace!("settle: waiting for {pending:?}");
             if Instant::now() > deadline {
                 tracing::warn!("carrier did not settle within {SETTLE_TIMEOUT:?}: {pending:?}");
                 return Ok(());
@@ -443,9 +456,10 @@ impl RunningLab {
             let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
             let mut sysctls = std::collections::BTreeMap::new();
             if let Some(np) = self.plan.node(&ns.node) {
-                for s in &np.sysctls {
-                    let v = netns::read_sysctl(&ns.file, &s.key).map_err(|e| env_error(&ctx(&s.key), e))?;
-                    sysctls.insert(s.key.clone(), v);
+                let keys: Vec<&str> = np.sysctls.iter().map(|s| s.key.as_str()).collect();
+                if !keys.is_empty() {
+                    let values = netns::read_sysctls(&ns.file, &keys).map_err(|e| env_error(&ctx("sysctls"), e))?;
+                    sysctls.extend(keys.iter().map(|k| k.to_string()).zip(values));
                 }
             }
             nodes.push(ObservedNode {
