@@ -492,7 +492,20 @@ async fn perform(r: &mut RealSide, commands: &[DockerCommand], t: &mut Timing) -
         let started = Instant::now();
         let outcome = match &c.action {
             Action::Docker(args) => {
-                let out = r.daemon.docker(args).await?;
+                let mut out = r.daemon.docker(args).await?;
+                // runc, on a busy machine, now and then fails to start a
+                // container's first process ("error waiting for our first
+                // child to exit"). That is the runtime, not Docker's
+                // networking: the container is removed (it gave its
+                // address and ports back) and run again, at most twice.
+                let mut tries = 0;
+                while !out.success && c.fails.is_none() && tries < 2 && runtime_glitch(&out.message()) {
+                    let Some(name) = run_name(args) else { break };
+                    tries += 1;
+                    tracing::warn!("docker {}: {}; removed and run again", args.join(" "), out.message());
+                    r.daemon.docker(&["rm".to_string(), "-f".to_string(), name.to_string()]).await?;
+                    out = r.daemon.docker(args).await?;
+                }
                 if out.success {
                     Ok(())
                 } else {
@@ -513,6 +526,20 @@ async fn perform(r: &mut RealSide, commands: &[DockerCommand], t: &mut Timing) -
         lines.push(command_line(c, &outcome));
     }
     Ok(lines)
+}
+
+/// A failure of the container runtime itself, which says nothing about
+/// the network (runc's `nsexec` losing its first child).
+fn runtime_glitch(message: &str) -> bool {
+    message.contains("OCI runtime create failed") && message.contains("error waiting for our first child to exit")
+}
+
+/// The `--name` of a `docker run`, the only command worth running again.
+fn run_name(args: &[String]) -> Option<&str> {
+    if args.first().map(String::as_str) != Some("run") {
+        return None;
+    }
+    args.iter().position(|a| a == "--name").and_then(|i| args.get(i + 1)).map(String::as_str)
 }
 
 /// Lines of the `commands` section on bridgelab's side: what the plan
@@ -795,6 +822,19 @@ pub async fn diff_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_run_that_met_runcs_glitch_is_run_again() {
+        let run: Vec<String> = ["run", "-d", "--name", "web", "busybox:latest"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(run_name(&run), Some("web"));
+        let start: Vec<String> = ["start", "web"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(run_name(&start), None);
+        assert!(runtime_glitch(
+            "failed to create shim task: OCI runtime create failed: runc create failed: unable to start \
+             container process: error waiting for our first child to exit: exit status 1: unknown."
+        ));
+        assert!(!runtime_glitch("Bind for 0.0.0.0:8080 failed: port is already allocated"));
+    }
 
     #[test]
     fn the_host_before_the_daemon_is_read_from_the_file() {
