@@ -451,6 +451,9 @@ impl<'a> Builder<'a> {
             }
         }
         let mut label = if name.is_empty() { action.to_string() } else { format!("{action} {name}") };
+        if let Some(l) = super::host::step_label(step) {
+            label = l;
+        }
         match (failed, &step.fails) {
             (None, None) => {}
             (Some(d), None) => self.errors.push(d),

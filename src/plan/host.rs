@@ -390,3 +390,20 @@ pub(crate) fn sysctl_step(step: &crate::scenario::Step) -> (String, String, Stri
     let value = step.value.as_ref().map(|v| v.get_ref().0.clone()).unwrap_or_default();
     (node, key, value)
 }
+
+/// How reports name a step that has no container: `sysctl KEY=VALUE`
+/// (`on NODE` unless the host), `host-rules` (`--noflush`).
+pub(crate) fn step_label(step: &crate::scenario::Step) -> Option<String> {
+    use crate::scenario::StepAction;
+    match step.action.get_ref() {
+        StepAction::Sysctl => {
+            let (node, key, value) = sysctl_step(step);
+            let on = if node == "host" { String::new() } else { format!(" on {node}") };
+            Some(format!("sysctl {key}={value}{on}"))
+        }
+        StepAction::HostRules if step.noflush.as_ref().is_some_and(|n| *n.get_ref()) => {
+            Some("host-rules --noflush".into())
+        }
+        _ => None,
+    }
+}

@@ -371,4 +371,6 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
 }
 
 #[cfg(test)]
+mod host_tests;
+#[cfg(test)]
 mod tests;

@@ -145,6 +145,9 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
         (false, true) => format!("{action} {name}"),
         (false, false) => format!("{action} {name} {network}"),
     };
+    if let Some(l) = host::step_label(step) {
+        label = l;
+    }
     if c.too_big {
         return label;
     }
