@@ -182,10 +182,7 @@ fn a_machine_on_the_uplink_makes_it_a_segment_without_moving_an_address() {
     let host = p.node("host").unwrap();
     let eth0 = host.link("eth0").unwrap();
     assert_eq!(eth0.addresses, [UPLINK_HOST]);
-    assert_eq!(
-        eth0.kind,
-        LinkKind::Veth { peer_node: UPLINK_SEGMENT.into(), peer: "p-host".into(), create: false }
-    );
+    assert_eq!(eth0.kind, LinkKind::Veth { peer_node: UPLINK_SEGMENT.into(), peer: "p-host".into(), create: false });
     assert_eq!(p.node("external").unwrap().link("eth0").unwrap().addresses, [UPLINK_EXTERNAL]);
     let seg = p.node(UPLINK_SEGMENT).unwrap();
     let ports: Vec<&str> =
@@ -195,7 +192,10 @@ fn a_machine_on_the_uplink_makes_it_a_segment_without_moving_an_address() {
     let routes: Vec<String> = laptop.routes.iter().map(|r| r.to_string()).collect();
     assert_eq!(
         routes,
-        ["172.17.0.0/16 via 198.51.100.1 dev eth0", "198.51.100.0/24 dev eth0 proto kernel scope link src 198.51.100.7"]
+        [
+            "172.17.0.0/16 via 198.51.100.1 dev eth0",
+            "198.51.100.0/24 dev eth0 proto kernel scope link src 198.51.100.7"
+        ]
     );
     assert_eq!(p.machine("laptop").unwrap().address.to_string(), "198.51.100.7/24");
 }
