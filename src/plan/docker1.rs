@@ -130,6 +130,8 @@ struct Builder<'a> {
     given_back: usize,
     /// Past [`MAX_GIVEN_BACK`]: no more containers are started.
     too_big: bool,
+    /// The uplink's segment and the `[[machine]]`s' namespaces.
+    machines: Vec<NodePlan>,
 }
 
 /// Where a link's walk along `container:` modes ends.
@@ -211,22 +213,24 @@ impl<'a> Builder<'a> {
             }
         }
         let daemon = &spec.daemon;
-        host.sysctls.push(Sysctl {
+        let mut sysctls = vec![Sysctl {
             key: "net.ipv4.ip_forward".into(),
             // A new namespace starts with forwarding off; Docker only ever writes "1".
             value: if daemon.ip_forward() { "1" } else { "0" }.into(),
             write: daemon.ip_forward(),
-        });
+        }];
 
         // What the daemon and the firewall rely on without writing it: the
         // ephemeral range Docker reads for dynamic ports, and br_netfilter
         // handing bridged traffic to iptables (else icc = false blocks nothing).
-        host.sysctls.push(Sysctl {
+        sysctls.push(Sysctl {
             key: "net.ipv4.ip_local_port_range".into(),
             value: format!("{}\t{}", NETNS_EPHEMERAL_RANGE.0, NETNS_EPHEMERAL_RANGE.1),
             write: false,
         });
-        host.sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: false });
+        sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: false });
+        // `[host] sysctls` were there before; Docker 1.6.2 writes ip_forward over them.
+        host.sysctls = super::host::host_sysctls(s, sysctls, &[]);
 
         let mut external =
             NodePlan { name: "external".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
@@ -235,9 +239,12 @@ impl<'a> Builder<'a> {
         for r in &spec.external.routes {
             external.routes.push(via(Some(r.get_ref().network()), UPLINK_HOST.ip(), "eth0"));
         }
+        let machines = super::host::machine_nodes(s, &mut host, &mut external);
         Builder {
             s,
-            rules: Ruleset::default(),
+            machines,
+            // The host's own rules come first; Docker's calls go over them.
+            rules: super::host::rules_before(s),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
             mappings: Mappings::default(),
             host,
@@ -411,6 +418,24 @@ impl<'a> Builder<'a> {
                 }
             }
             StepAction::FlushIptables => self.rules.flush_all(),
+            StepAction::HostRules => {
+                if let Err((at, e)) = super::host::host_rules_step(self.s, step, &mut self.rules) {
+                    self.err(at, e);
+                }
+            }
+            StepAction::Sysctl => {
+                let (node, key, value) = super::host::sysctl_step(step);
+                let target = match node.as_str() {
+                    "host" => Some(&mut self.host),
+                    "external" => Some(&mut self.external),
+                    m => self.machines.iter_mut().find(|n| n.name == m),
+                };
+                if let Some(n) = target {
+                    let mut st = super::host::SysctlState { entries: std::mem::take(&mut n.sysctls) };
+                    st.write(&key, &value);
+                    n.sysctls = st.entries;
+                }
+            }
             StepAction::RestartDaemon => {
                 // Shutting down stops every container (1.6.2 restarts none by
                 // itself); the allocators live in memory and start afresh.
@@ -426,6 +451,9 @@ impl<'a> Builder<'a> {
             }
         }
         let mut label = if name.is_empty() { action.to_string() } else { format!("{action} {name}") };
+        if let Some(l) = super::host::step_label(step) {
+            label = l;
+        }
         match (failed, &step.fails) {
             (None, None) => {}
             (Some(d), None) => self.errors.push(d),
@@ -962,6 +990,7 @@ impl<'a> Builder<'a> {
         let mut host = self.host.clone();
         super::host::settle_kernel(&mut host);
         let mut nodes = vec![host, self.external.clone()];
+        nodes.extend(self.machines.iter().cloned());
         nodes.extend(self.nodes.iter().cloned());
         for n in &mut nodes {
             n.routes.sort_by_key(|r| r.sort_key());
@@ -977,6 +1006,7 @@ impl<'a> Builder<'a> {
             containers: self.containers.to_vec(),
             nodes,
             steps: vec![],
+            machines: super::host::machine_plans(self.s),
         })
     }
 }

@@ -34,6 +34,7 @@ pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 10
 pub const BR_NETFILTER_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 /// Link that carries `[host] routes` in the host namespace (a port-less bridge).
 pub const HOST_DUMMY: &str = "dummy0";
+pub use host::{SEGMENT_BRIDGE, UPLINK_SEGMENT};
 
 pub(crate) const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
     match Ipv4Network::new_checked(ip, prefix) {
@@ -70,6 +71,18 @@ pub struct Plan {
     pub bindings: Vec<firewall::PortMapping>,
     /// The lab after each `[[step]]`, in order.
     pub steps: Vec<StepPlan>,
+    /// `[[machine]]`s: nodes Docker does not own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachinePlan>,
+}
+
+/// A `[[machine]]`: its node has its name.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachinePlan {
+    pub name: String,
+    /// `uplink` or the `[[host.bridge]]` it is on.
+    pub attach: String,
+    pub address: IfaceAddr,
 }
 
 /// What a `[[step]]` leaves behind.
@@ -277,6 +290,9 @@ impl Plan {
     pub fn container(&self, name: &str) -> Option<&ContainerPlan> {
         self.containers.iter().find(|c| c.name == name)
     }
+    pub fn machine(&self, name: &str) -> Option<&MachinePlan> {
+        self.machines.iter().find(|m| m.name == name)
+    }
 
     /// The address of a container namespace's `eth0`: where whoever lives
     /// in it is reached. A `container:` container shares it, and keeps it
@@ -354,5 +370,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
     }
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod tests;

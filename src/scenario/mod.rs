@@ -53,7 +53,7 @@ impl Scenario {
             let span = e.span().unwrap_or(0..0);
             Diagnostics::single(source.clone(), span, e.message().to_string())
         })?;
-        let errors = validate::validate(&spec);
+        let errors = validate::validate(&spec, source.text());
         if !errors.is_empty() {
             return Err(Diagnostics::new(source, errors));
         }
@@ -99,6 +99,33 @@ impl Scenario {
     }
 }
 
+/// Where a byte range of a string value's contents lies in the file, for
+/// a mistake found inside the string (a rule of `[host] rules`). `value`
+/// is the span of the string as written, quotes included. Exact for a
+/// string without escapes; otherwise the whole string.
+pub fn span_in_string(
+    text: &str,
+    value: std::ops::Range<usize>,
+    inner: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    let raw = text.get(value.clone()).unwrap_or_default();
+    let delim = ["\"\"\"", "'''", "\"", "'"].into_iter().find(|d| raw.starts_with(d)).unwrap_or("");
+    let mut start = value.start + delim.len();
+    if delim.len() == 3 {
+        // A newline right after the opening quotes is not part of the string.
+        if text[start..].starts_with("\r\n") {
+            start += 2;
+        } else if text[start..].starts_with('\n') {
+            start += 1;
+        }
+    }
+    let end = value.end.saturating_sub(delim.len()).max(start);
+    if delim.starts_with('\'') || !text[start..end].contains('\\') {
+        return (start + inner.start).min(end)..(start + inner.end).min(end);
+    }
+    value
+}
+
 /// The file's contents, key for key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +140,9 @@ pub struct Spec {
     pub networks: Vec<Network>,
     #[serde(default, rename = "container")]
     pub containers: Vec<Container>,
+    /// `[[machine]]`: nodes that are not Docker's.
+    #[serde(default, rename = "machine")]
+    pub machines: Vec<Machine>,
     #[serde(default)]
     pub external: External,
     #[serde(default)]
@@ -205,6 +235,43 @@ pub struct Host {
     /// started (Docker 20.10 sets the FORWARD policy to DROP only when it
     /// turns forwarding on itself).
     pub forwarding: Option<Sp<bool>>,
+    /// Host sysctls as they were before the daemon started, written in
+    /// the host namespace before Docker writes its own.
+    #[serde(default)]
+    pub sysctls: Sysctls,
+    /// `iptables-restore` text in force before the daemon started.
+    pub rules: Option<Sp<String>>,
+}
+
+/// `[[machine]]`: a node Docker does not own, on the host's uplink (a LAN
+/// neighbour) or on a `[[host.bridge]]` (a VM or LXD guest).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub name: Sp<String>,
+    /// `"uplink"` or the name of a `[[host.bridge]]`.
+    pub attach: Sp<String>,
+    /// Its address with the prefix of its subnet.
+    pub address: Sp<IfaceAddr>,
+    /// Its default route's next hop.
+    pub gateway: Option<Sp<Ip>>,
+    /// Subnets it routes via the host's address on its segment.
+    #[serde(default)]
+    pub routes: Vec<Sp<IfaceAddr>>,
+    #[serde(default)]
+    pub listen: Vec<Sp<ListenSpec>>,
+}
+
+/// Where `attach = "uplink"` puts a machine.
+pub const UPLINK: &str = "uplink";
+
+impl Machine {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+    pub fn on_uplink(&self) -> bool {
+        self.attach.get_ref() == UPLINK
+    }
 }
 
 /// `[[host.bridge]]`: a bridge that exists before the daemon starts.
@@ -381,6 +448,14 @@ pub struct Step {
     /// Docker's error for a `start`, `restart` or `run` that is meant to
     /// fail; the daemon rolls the container back and the lab goes on.
     pub fails: Option<Sp<String>>,
+    /// For `sysctl`: the key, its value, and the node (default `host`).
+    pub key: Option<Sp<String>>,
+    pub value: Option<Sp<SysctlValue>>,
+    pub node: Option<Sp<String>>,
+    /// For `host-rules`: `iptables-restore` text, loaded over the host's
+    /// rules; `noflush = true` is `iptables-restore --noflush`.
+    pub rules: Option<Sp<String>>,
+    pub noflush: Option<Sp<bool>>,
     #[serde(default, rename = "expect")]
     pub expects: Vec<Expect>,
 }

@@ -13,6 +13,7 @@ pub mod docker20;
 pub mod firewaller;
 pub mod nftabler;
 pub mod nftables;
+pub mod restore;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -118,6 +118,8 @@ pub struct Controller<'a> {
     /// containers are started.
     pub too_big: bool,
     pub errors: Vec<Diagnostic>,
+    /// What `sysctl` steps wrote so far: (node, key, value), in order.
+    pub sysctl_writes: Vec<(String, String, String)>,
 }
 
 /// `ErrConflictSharedNetwork`.
@@ -156,7 +158,8 @@ impl<'a> Controller<'a> {
             iptables: d.iptables() && nft.is_none(),
             nft,
             proxy,
-            rules: Ruleset::default(),
+            // The host's own rules come first; Docker's calls go over them.
+            rules: host::rules_before(s),
             ipam: Ipam::new(v.predefined_pools()),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
             bridges,
@@ -174,6 +177,7 @@ impl<'a> Controller<'a> {
             given_back: 0,
             too_big: false,
             errors: vec![],
+            sysctl_writes: vec![],
         }
     }
 
