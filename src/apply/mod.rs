@@ -348,10 +348,16 @@ impl RunningLab {
         }
         self.wire(next, &wanted, &fresh, None).await?;
         // A namespace made by this step gets the sysctls the daemon writes
-        // there (a container's own, as when the lab is built).
-        for node in next.nodes.iter().filter(|n| fresh.contains(&n.name)) {
+        // there (a container's own, as when the lab is built); a namespace
+        // that was there gets those it did not have (Docker 28's
+        // per-interface ones, for an interface this step added).
+        for node in &next.nodes {
+            let before = old.nodes.iter().find(|n| n.name == node.name && !fresh.contains(&n.name));
+            let new = |s: &&crate::plan::Sysctl| {
+                before.is_none_or(|b| !b.sysctls.iter().any(|o| o.key == s.key && o.value == s.value))
+            };
             let ns = &self.ns(&node.name).file;
-            for s in node.sysctls.iter().filter(|s| s.write) {
+            for s in node.sysctls.iter().filter(|s| s.write).filter(new) {
                 netns::write_sysctl(ns, &s.key, &s.value)
                     .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
             }

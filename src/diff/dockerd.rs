@@ -224,6 +224,7 @@ pub fn check_version(firewall: Firewall, version: &str) -> std::result::Result<(
     let want = match firewall {
         Firewall::Docker20 => "20.10.",
         Firewall::Docker28 => "28.",
+        Firewall::Docker29 => "29.",
         Firewall::Docker1 => {
             return Err(format!(
                 "firewall = \"docker1\" imitates Docker 1.6.2, which needs a kernel and tools of 2015; \

@@ -334,7 +334,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
             return Err(scenario.error(
                 span,
                 format!(
-                    "firewall = \"{other}\" is not implemented yet; \"docker1\" (Docker 1.6.2) and \"docker20\" (Docker 20.10.24) are"
+                    "firewall = \"{other}\" is not implemented yet; \"docker1\" (Docker 1.6.2), \"docker20\" (Docker 20.10.24), \"docker28\" (28.5.2) and \"docker29\" (29.7.2) are"
                 ),
             ));
         }

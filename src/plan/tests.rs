@@ -209,8 +209,6 @@ fn requested_mac_wins() {
 
 #[test]
 fn unimplemented_layouts_say_so() {
-    let e = err("[daemon]\nfirewall = \"docker28\"\n");
-    assert!(e.contains("not implemented yet"), "{e}");
     let e = err("[daemon]\nbackend = \"nftables\"\n");
     assert!(e.contains("not implemented yet"), "{e}");
 }

@@ -42,6 +42,7 @@ string_value!(
     StepAction,
     Firewall,
     Backend,
+    GatewayMode,
     LinkSpec,
     ExposeSpec,
 );
@@ -657,8 +658,10 @@ pub enum Firewall {
     Docker1,
     /// libnetwork's bridge driver, Docker 17.06–26.
     Docker20,
-    /// Docker 28's layout.
+    /// Docker 28.5.2's layout (libnetwork's `iptabler`).
     Docker28,
+    /// Docker 29.7.2's layout (with `backend = "iptables"`, its `iptabler`).
+    Docker29,
 }
 
 impl FromStr for Firewall {
@@ -668,7 +671,10 @@ impl FromStr for Firewall {
             "docker1" => Ok(Firewall::Docker1),
             "docker20" => Ok(Firewall::Docker20),
             "docker28" => Ok(Firewall::Docker28),
-            _ => Err(format!("unknown firewall {s:?}: expected \"docker1\", \"docker20\" or \"docker28\"")),
+            "docker29" => Ok(Firewall::Docker29),
+            _ => {
+                Err(format!("unknown firewall {s:?}: expected \"docker1\", \"docker20\", \"docker28\" or \"docker29\""))
+            }
         }
     }
 }
@@ -679,6 +685,44 @@ impl fmt::Display for Firewall {
             Firewall::Docker1 => "docker1",
             Firewall::Docker20 => "docker20",
             Firewall::Docker28 => "docker28",
+            Firewall::Docker29 => "docker29",
+        })
+    }
+}
+
+/// `[[network]] gateway_mode`: `com.docker.network.bridge.gateway_mode_ipv4`
+/// (Docker 28: bridge_linux.go `newGwMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GatewayMode {
+    #[default]
+    Nat,
+    NatUnprotected,
+    Routed,
+    Isolated,
+}
+
+impl FromStr for GatewayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nat" => Ok(GatewayMode::Nat),
+            "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
+            "routed" => Ok(GatewayMode::Routed),
+            "isolated" => Ok(GatewayMode::Isolated),
+            _ => Err(format!(
+                "unknown gateway_mode {s:?}: expected \"nat\", \"nat-unprotected\", \"routed\" or \"isolated\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GatewayMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GatewayMode::Nat => "nat",
+            GatewayMode::NatUnprotected => "nat-unprotected",
+            GatewayMode::Routed => "routed",
+            GatewayMode::Isolated => "isolated",
         })
     }
 }

@@ -11,6 +11,7 @@
 pub mod docker1;
 pub mod docker20;
 pub mod firewaller;
+pub mod iptabler;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,28 +21,46 @@ use serde::Serialize;
 
 use crate::scenario::Proto;
 
-/// The iptables tables bridgelab writes to, in `iptables-save` order.
+/// The iptables tables bridgelab writes to, in the order bridgelab prints
+/// them (filter, nat, raw: see `apply::iptables::canonical_tables`), then
+/// the same tables of `ip6tables`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Table {
     Filter,
     Nat,
+    Raw,
+    Filter6,
+    Nat6,
+    Raw6,
 }
 
 impl Table {
+    /// The table's name, as both `iptables` and `ip6tables` call it.
     pub fn name(self) -> &'static str {
         match self {
-            Table::Filter => "filter",
-            Table::Nat => "nat",
+            Table::Filter | Table::Filter6 => "filter",
+            Table::Nat | Table::Nat6 => "nat",
+            Table::Raw | Table::Raw6 => "raw",
         }
+    }
+    /// An `ip6tables` table.
+    pub fn is_v6(self) -> bool {
+        matches!(self, Table::Filter6 | Table::Nat6 | Table::Raw6)
     }
     fn builtin_chains(self) -> &'static [&'static str] {
         match self {
-            Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
-            Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            Table::Filter | Table::Filter6 => &["INPUT", "FORWARD", "OUTPUT"],
+            Table::Nat | Table::Nat6 => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            Table::Raw | Table::Raw6 => &["PREROUTING", "OUTPUT"],
         }
     }
 }
+
+/// The line between the `iptables-save` and the `ip6tables-save` text in
+/// [`Ruleset::render`] and in what bridgelab reads back (only when there
+/// are IPv6 rules: Docker 20.10 and 1.6.2 have none).
+pub const IP6TABLES_MARK: &str = "# ip6tables-save\n";
 
 /// One chain's rules, each in `iptables-save` argument order without `-A CHAIN`.
 #[derive(Debug, Clone, Serialize)]
@@ -378,7 +397,28 @@ impl Ruleset {
             let builtin = t.table.builtin_chains();
             t.chains.iter().any(|c| !c.rules.is_empty() || !builtin.contains(&c.name.as_str()) || c.policy.is_some())
         };
-        normalize_save(&self.tables.iter().filter(used).map(|t| self.table_text(t)).collect::<String>())
+        let text = |v6: bool| {
+            normalize_save(
+                &self
+                    .tables
+                    .iter()
+                    .filter(|t| t.table.is_v6() == v6)
+                    .filter(used)
+                    .map(|t| self.table_text(t))
+                    .collect::<String>(),
+            )
+        };
+        join_families(&text(false), &text(true))
+    }
+}
+
+/// The IPv4 and IPv6 texts as one: the second, when there is one, after
+/// [`IP6TABLES_MARK`].
+pub fn join_families(v4: &str, v6: &str) -> String {
+    if v6.is_empty() {
+        v4.to_string()
+    } else {
+        format!("{v4}{IP6TABLES_MARK}{v6}")
     }
 }
 

@@ -17,9 +17,11 @@ use super::ipam::Ipam;
 use super::network::{allocate, hex_id, HostRoutes, Network};
 use super::portallocator::PortAllocator;
 use super::sandbox::{Sandbox, SortKey};
-use super::version::Version;
+use super::version::{ContainerMac, FirewallerKind, Version};
 use crate::plan::firewall::docker20::Docker20;
-use crate::plan::firewall::{FirewallLayout, PortMapping, Ruleset, Table};
+use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode};
+use crate::plan::firewall::iptabler::Iptabler;
+use crate::plan::firewall::{PortMapping, Ruleset, Table};
 use crate::plan::limits::{BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
 use crate::plan::{host, MacAddr};
@@ -80,7 +82,10 @@ pub struct BridgeDev {
 pub struct Controller<'a> {
     pub s: &'a Scenario,
     pub v: &'static Version,
-    pub layout: Docker20,
+    /// The version's firewaller (`d.firewaller`).
+    pub layout: Box<dyn Firewaller>,
+    /// The daemon turned `net.ipv4.ip_forward` on (28: with its first network).
+    pub forwarding_set: bool,
     pub iptables: bool,
     pub proxy: bool,
     pub rules: Ruleset,
@@ -141,7 +146,19 @@ impl<'a> Controller<'a> {
         Controller {
             s,
             v,
-            layout: Docker20 { userland_proxy: proxy },
+            layout: match v.firewaller {
+                FirewallerKind::Docker20 => Box::new(Docker20 { userland_proxy: proxy }),
+                FirewallerKind::Iptabler(release) => Box::new(Iptabler {
+                    config: Config {
+                        ipv4: d.iptables(),
+                        ipv6: v.ip6tables,
+                        hairpin: !proxy,
+                        allow_direct_routing: d.allow_direct_routing(),
+                    },
+                    release,
+                }),
+            },
+            forwarding_set: false,
             iptables: d.iptables(),
             proxy,
             rules: Ruleset::default(),
@@ -228,13 +245,15 @@ impl<'a> Controller<'a> {
     /// of every chain.
     pub fn start_daemon(&mut self, restart: bool) {
         let d = &self.s.spec.daemon;
-        if self.iptables {
-            self.layout.driver_start(&mut self.rules);
+        // 28's IPv6 chains are made with --iptables=false too (--ip6tables is on).
+        if self.iptables || self.v.ip6tables {
+            self.layout.init(&mut self.rules);
         }
-        // setupIPForwarding: only a daemon that turns forwarding on sets the
-        // FORWARD policy to DROP (and a restarted one finds it on).
-        if !restart && d.ip_forward() && self.iptables && !host::forwarding_before(self.s) {
-            self.rules.set_policy(Table::Filter, "FORWARD", "DROP");
+        // 20.10's setupIPForwarding at driver configuration: only a daemon
+        // that turns forwarding on sets the FORWARD policy to DROP (and a
+        // restarted one finds it on). 28 does it with its first network.
+        if !self.v.forwarding_per_network {
+            self.forward_on(restart);
         }
         if restart {
             self.ipam.restart();
@@ -242,23 +261,32 @@ impl<'a> Controller<'a> {
             // populateNetworks: Docker walks a Go map, bridgelab goes in creation order.
             if self.iptables {
                 for n in self.networks.iter().filter(|n| !n.default) {
-                    self.layout.daemon_start(&mut self.rules, &n.facts());
+                    let _ = self.layout.new_network(&mut self.rules, &n.fw_config());
                 }
             }
             // "Clear stale bridge network": its rules and pool go, the device stays.
+            if !self.v.user_chain_per_network {
+                // setupUserChains, at the end of libnetwork.New.
+                self.layout.setup_user_chain(&mut self.rules);
+            }
             if let Some(i) = self.networks.iter().position(|n| n.default) {
                 let n = self.networks.remove(i);
                 if self.iptables {
-                    self.layout.network_remove(&mut self.rules, &n.facts());
+                    self.layout.del_network(&mut self.rules, &n.fw_config());
                 }
                 self.ipam.release_address(n.pool, n.gateway.ip());
                 self.ipam.release_pool(n.pool);
             }
+        } else if !self.v.user_chain_per_network {
+            // setupUserChains, at the end of libnetwork.New.
+            if self.iptables || self.v.ip6tables {
+                self.layout.setup_user_chain(&mut self.rules);
+            }
         } else if self.iptables {
             // The `none` and `host` networks come first, each followed by
             // arrangeUserFilterRule.
-            self.layout.arrange_user_chain(&mut self.rules);
-            self.layout.arrange_user_chain(&mut self.rules);
+            self.layout.setup_user_chain(&mut self.rules);
+            self.layout.setup_user_chain(&mut self.rules);
         }
         if !d.networking_disabled() {
             if let Err((span, e)) = self.init_bridge_driver() {
@@ -334,6 +362,7 @@ impl<'a> Controller<'a> {
             host_binding: d.ip.as_ref().map(|i| i.get_ref().0),
             created_bridge: false,
             origin,
+            gateway_mode: GatewayMode::Nat,
         };
         if name != DEFAULT_BRIDGE && !self.bridges.iter().any(|b| b.name == name) {
             self.ipam.release_address(pool, gw);
@@ -364,12 +393,31 @@ impl<'a> Controller<'a> {
         if default {
             net.created_bridge = self.bridges.iter().any(|b| b.name == net.bridge && b.by_docker);
         }
+        if self.v.forwarding_per_network {
+            // The setupIPv4Forwarding step of createNetwork.
+            self.forward_on(false);
+        }
         if self.iptables {
-            self.layout.daemon_start(&mut self.rules, &net.facts());
+            // The addfirewallerNetwork step (NewNetwork).
+            let _ = self.layout.new_network(&mut self.rules, &net.fw_config());
         }
         self.networks.push(net);
-        if self.iptables {
-            self.layout.arrange_user_chain(&mut self.rules);
+        if self.iptables && self.v.user_chain_per_network {
+            self.layout.setup_user_chain(&mut self.rules);
+        }
+    }
+
+    /// `setupIPv4Forwarding`: `ip_forward` on; when that changed it (not on
+    /// a restart, which finds it on) and the daemon has iptables and no
+    /// `--ip-forward-no-drop`, `FilterForwardDrop`.
+    fn forward_on(&mut self, restart: bool) {
+        let d = &self.s.spec.daemon;
+        if !d.ip_forward() || self.forwarding_set {
+            return;
+        }
+        self.forwarding_set = true;
+        if !restart && self.iptables && !host::forwarding_before(self.s) && !d.ip_forward_no_drop() {
+            self.layout.filter_forward_drop(&mut self.rules);
         }
     }
 
@@ -405,6 +453,12 @@ impl<'a> Controller<'a> {
             host_binding: spec.host_ip.as_ref().map(|h| h.get_ref().0),
             created_bridge: false,
             origin: if subnet.is_some() { "--subnet".into() } else { "next default pool".into() },
+            gateway_mode: match spec.gateway_mode() {
+                crate::scenario::GatewayMode::Nat => GatewayMode::Nat,
+                crate::scenario::GatewayMode::NatUnprotected => GatewayMode::NatUnprotected,
+                crate::scenario::GatewayMode::Routed => GatewayMode::Routed,
+                crate::scenario::GatewayMode::Isolated => GatewayMode::Isolated,
+            },
         };
         // checkConflict against the networks the driver has.
         for other in &self.networks {
@@ -665,7 +719,12 @@ impl<'a> Controller<'a> {
             iface: String::new(),
             host_veth,
             address: IfaceAddr(Ipv4Network::new(ip, net.pool.subnet.prefix()).expect("valid")),
-            mac: mac.unwrap_or_else(|| mac_from_ip(ip)),
+            mac: mac.unwrap_or_else(|| match self.v.container_mac {
+                ContainerMac::FromIp => mac_from_ip(ip),
+                ContainerMac::Random => {
+                    host::random_mac(&["container-mac", &self.s.name, name, &net.name, &self.serial.to_string()])
+                }
+            }),
             gateway: net.gateway.ip(),
             mtu,
             exposed: None,
@@ -673,6 +732,13 @@ impl<'a> Controller<'a> {
             link_children: vec![],
             link_parents: vec![],
         };
+        // The bridge driver's CreateEndpoint: AddEndpoint once the veth is made.
+        if self.iptables {
+            if let Err(e) = self.layout.add_endpoint(&mut self.rules, &net.fw_config(), ip) {
+                self.ipam.release_address(net.pool, ip);
+                return Err((span, e));
+            }
+        }
         self.endpoints.push(ep);
         if self.sandbox(name).is_none() {
             let mut sb = Sandbox::new(name);
@@ -827,7 +893,7 @@ impl<'a> Controller<'a> {
     fn link(&mut self, id: &str, enable: bool) -> Result<(), String> {
         let ep = self.endpoint(id).cloned().expect("known endpoint");
         let Some(exposed) = ep.exposed.clone() else { return Ok(()) };
-        let bridge = self.network(&ep.network).map(|n| n.bridge.clone()).unwrap_or_default();
+        let Some(nc) = self.network(&ep.network).map(|n| n.fw_config()) else { return Ok(()) };
         // (parent address, child address, the child's exposed ports)
         type Pair = (Ipv4Addr, Ipv4Addr, Vec<(Proto, u16)>);
         let mut pairs: Vec<Pair> = Vec::new();
@@ -845,19 +911,10 @@ impl<'a> Controller<'a> {
             }
         }
         for (parent, child, ports) in pairs {
-            for (proto, port) in ports {
-                if enable {
-                    self.layout.link(&mut self.rules, &bridge, parent, child, proto, port)?;
-                } else {
-                    let there = format!(
-                        "-s {parent}/32 -d {child}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {port} -j ACCEPT"
-                    );
-                    let back = format!(
-                        "-s {child}/32 -d {parent}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} --sport {port} -j ACCEPT"
-                    );
-                    self.rules.delete(&(Table::Filter, "DOCKER".into(), there));
-                    self.rules.delete(&(Table::Filter, "DOCKER".into(), back));
-                }
+            if enable {
+                self.layout.add_link(&mut self.rules, &nc, parent, child, &ports)?;
+            } else {
+                self.layout.del_link(&mut self.rules, &nc, parent, child, &ports);
             }
         }
         Ok(())
@@ -872,6 +929,9 @@ impl<'a> Controller<'a> {
         net: &Network,
         bindings: &[PortBinding],
     ) -> Result<Vec<Mapped>, String> {
+        if net.gateway_mode == GatewayMode::Routed {
+            return self.open_routed_ports(ep, net, bindings);
+        }
         if let Some((work, e)) = self.fails_without_trace(net, bindings) {
             // What the failed start would have made and given back.
             self.given_back += work;
@@ -888,11 +948,48 @@ impl<'a> Controller<'a> {
                         // What a failed start made and gives back, counted
                         // against `MAX_GIVEN_BACK` by `start`.
                         self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
-                        self.unmap(&done);
+                        self.unmap(net, &done);
                         return Err(e);
                     }
                 }
             }
+        }
+        Ok(done)
+    }
+
+    /// A routed network's bindings (28 `configPortBindingIPv4` with NAT
+    /// disabled): no host port, no listener, no proxy; the firewall opens
+    /// the container's port (`setPerPortForwarding`).
+    fn open_routed_ports(
+        &mut self,
+        ep: &Endpoint,
+        net: &Network,
+        bindings: &[PortBinding],
+    ) -> Result<Vec<Mapped>, String> {
+        let container: Arc<str> = ep.container.as_str().into();
+        let mut done = Vec::new();
+        for b in bindings {
+            let m = PortMapping {
+                container: container.clone(),
+                proto: b.proto,
+                host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                host_port: 0,
+                container_ip: ep.address.ip(),
+                container_port: b.port,
+            };
+            let rules = if self.iptables {
+                self.layout.add_ports(&mut self.rules, &net.fw_config(), std::slice::from_ref(&m))?
+            } else {
+                vec![]
+            };
+            done.push(Mapped {
+                proto: b.proto,
+                host_ip: m.host_ip,
+                host_port: 0,
+                container_ip: m.container_ip,
+                container_port: b.port,
+                rules,
+            });
         }
         Ok(done)
     }
@@ -993,8 +1090,12 @@ impl<'a> Controller<'a> {
                 container_ip: ep.address.ip(),
                 container_port: b.port,
             };
-            let rules = if self.iptables {
-                match self.layout.map_port(&mut self.rules, &net.bridge, &m) {
+            let nc = net.fw_config();
+            // 20.10 adds the rules, then binds; 28 binds, then adds them.
+            let bind = |c: &Self| c.bind_error(host_ip, b.proto, port);
+            let early = if self.v.rules_before_bind { None } else { bind(self) };
+            let rules = if self.iptables && early.is_none() {
+                match self.layout.add_ports(&mut self.rules, &nc, std::slice::from_ref(&m)) {
                     Ok(r) => r,
                     Err(e) => {
                         self.ports.release(host_ip, b.proto, port);
@@ -1005,8 +1106,10 @@ impl<'a> Controller<'a> {
             } else {
                 vec![]
             };
-            if let Some(e) = self.bind_error(host_ip, b.proto, port) {
-                self.rules.delete_all(&rules);
+            if let Some(e) = early.or_else(|| bind(self)) {
+                if !rules.is_empty() {
+                    self.layout.del_ports(&mut self.rules, &nc, std::slice::from_ref(&m));
+                }
                 self.ports.release(host_ip, b.proto, port);
                 last = if self.proxy { format!("Error starting userland proxy: {e}") } else { e };
                 continue;
@@ -1055,9 +1158,10 @@ impl<'a> Controller<'a> {
     /// The port mapper's `Unmap` of each binding: proxy stopped, rules
     /// deleted if there, port released. In one pass over the proxies and
     /// the rules, however many ports there are.
-    fn unmap(&mut self, mapped: &[Mapped]) {
+    fn unmap(&mut self, net: &Network, mapped: &[Mapped]) {
         let mut gone: HashSet<(IpAddr, Proto, u16)> = HashSet::new();
-        let mut rules = Vec::new();
+        let mut bindings = Vec::new();
+        let nobody: Arc<str> = "".into();
         for m in mapped {
             if let Some(ips) = self.binds.get_mut(&(m.proto, m.host_port)) {
                 if let Some(i) = ips.iter().position(|ip| *ip == m.host_ip) {
@@ -1066,19 +1170,32 @@ impl<'a> Controller<'a> {
                 }
             }
             gone.insert((m.host_ip, m.proto, m.host_port));
-            rules.extend(m.rules.iter().cloned());
-            self.ports.release(m.host_ip, m.proto, m.host_port);
+            bindings.push(PortMapping {
+                container: nobody.clone(),
+                proto: m.proto,
+                host_ip: m.host_ip,
+                host_port: m.host_port,
+                container_ip: m.container_ip,
+                container_port: m.container_port,
+            });
+            if m.host_port != 0 {
+                self.ports.release(m.host_ip, m.proto, m.host_port);
+            }
         }
         self.proxies.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
         self.unrelayed.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
-        self.rules.delete_all(&rules);
+        if self.iptables {
+            self.layout.del_ports(&mut self.rules, &net.fw_config(), &bindings);
+        }
     }
 
     /// `releasePorts` of an endpoint.
     fn release_ports(&mut self, id: &str) {
         let Some(ep) = self.endpoint_mut(id) else { return };
         let mapped = std::mem::take(&mut ep.mapped);
-        self.unmap(&mapped);
+        let network = ep.network.clone();
+        let Some(net) = self.network(&network).cloned() else { return };
+        self.unmap(&net, &mapped);
     }
 
     /// `endpoint.sbLeave`: connectivity revoked when it was the gateway
@@ -1108,7 +1225,11 @@ impl<'a> Controller<'a> {
         let Some(i) = self.endpoints.iter().position(|e| e.id == id) else { return };
         let ep = self.endpoints.remove(i);
         if let Some(n) = self.network(&ep.network) {
-            let pool = n.pool;
+            let (pool, nc) = (n.pool, n.fw_config());
+            // DeleteEndpoint: DelEndpoint first.
+            if self.iptables {
+                self.layout.del_endpoint(&mut self.rules, &nc, ep.address.ip());
+            }
             self.ipam.release_address(pool, ep.address.ip());
         }
     }
