@@ -17,6 +17,14 @@ fn err(text: &str) -> String {
     plan_of(text).expect_err("plan should fail").to_string()
 }
 
+/// A mistake, found by validation or by the planner.
+fn bad(text: &str) -> String {
+    match Scenario::parse("p.toml".into(), text.to_string()) {
+        Err(e) => e.to_string(),
+        Ok(s) => plan(&s).expect_err("plan should fail").to_string(),
+    }
+}
+
 fn ips(p: &Plan) -> Vec<String> {
     p.containers.iter().map(|c| c.ip().map(|i| i.to_string()).unwrap_or_else(|| "-".into())).collect()
 }
@@ -211,6 +219,71 @@ fn requested_mac_wins() {
 fn unimplemented_layouts_say_so() {
     let e = err("[daemon]\nbackend = \"nftables\"\n");
     assert!(e.contains("not implemented yet"), "{e}");
+}
+
+#[test]
+fn docker28_keys_name_the_release_that_lacks_them() {
+    let e = bad("[daemon]\nfirewall = \"docker20\"\nallow_direct_routing = true\n");
+    assert!(e.contains("p.toml:3:24: allow_direct_routing: Docker 20.10.24 has no --allow-direct-routing flag"), "{e}");
+    let e = bad("[daemon]\nip_forward_no_drop = false\n");
+    assert!(e.contains("ip_forward_no_drop: Docker 1.6.2 has no --ip-forward-no-drop flag"), "{e}");
+    let e = bad("[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"n\"\ngateway_mode = \"routed\"\n");
+    assert!(e.contains("gateway_mode: Docker 20.10.24 has no gateway modes"), "{e}");
+    for fw in ["docker28", "docker29"] {
+        ok(&format!("[daemon]\nfirewall = \"{fw}\"\nallow_direct_routing = true\nip_forward_no_drop = true\n"));
+    }
+}
+
+#[test]
+fn isolated_needs_internal_in_dockers_words() {
+    let net = "[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"n\"\ngateway_mode = \"isolated\"\n";
+    assert!(bad(net).contains("gateway mode 'isolated' can only be used for an internal network"));
+    assert!(bad(&format!("{net}internal = true\n")).contains("not implemented yet"));
+    let e = bad("[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"n\"\ngateway_mode = \"bridged\"\n");
+    assert!(e.contains("unknown gateway_mode \"bridged\""), "{e}");
+}
+
+#[test]
+fn docker28_forward_drop_only_when_the_daemon_turned_forwarding_on() {
+    let policy = |extra: &str| {
+        let p = ok(&format!("[daemon]\nfirewall = \"docker28\"\n{extra}"));
+        p.iptables.render().lines().find(|l| l.starts_with(":FORWARD")).unwrap().to_string()
+    };
+    assert_eq!(policy(""), ":FORWARD DROP");
+    assert_eq!(policy("ip_forward_no_drop = true\n"), ":FORWARD ACCEPT");
+    assert_eq!(policy("[host]\nforwarding = true\n"), ":FORWARD ACCEPT");
+    // No network, nothing written: `bridge = "none"` and no [[network]].
+    let p = ok("[daemon]\nfirewall = \"docker28\"\nbridge = \"none\"\n");
+    assert!(p.iptables.render().contains(":FORWARD ACCEPT"));
+    let host = p.nodes.iter().find(|n| n.name == "host").unwrap();
+    assert!(host.sysctls.iter().any(|s| s.key == "net.ipv4.ip_forward" && s.value == "0" && !s.write));
+}
+
+#[test]
+fn docker28_direct_routing_and_macs() {
+    let text = |extra: &str| {
+        format!(
+            "[daemon]\nfirewall = \"docker28\"\n{extra}[[container]]\nname = \"aa\"\n[[container]]\nname = \"bb\"\n"
+        )
+    };
+    let p = ok(&text(""));
+    let r = p.iptables.render();
+    assert!(r.contains("-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP\n"), "{r}");
+    assert!(r.contains("# ip6tables-save\n"), "{r}");
+    assert!(!ok(&text("allow_direct_routing = true\n")).iptables.render().contains("*raw"));
+    // Random MACs (GenerateRandomMAC): unicast, locally administered, not 02:42:IP.
+    let (a, b) =
+        (p.container("aa").unwrap().endpoint().unwrap().mac, p.container("bb").unwrap().endpoint().unwrap().mac);
+    assert_ne!(a, b);
+    for m in [a, b] {
+        assert_eq!(m.0[0] & 0x03, 0x02, "{m}");
+        assert_ne!(m.to_string(), "02:42:ac:11:00:02");
+    }
+    // Stable per scenario.
+    assert_eq!(ok(&text("")).container("aa").unwrap().endpoint().unwrap().mac, a);
+    // docker20 keeps its output: no raw, no IPv6.
+    let r20 = ok("[daemon]\nfirewall = \"docker20\"\n[[container]]\nname = \"aa\"\n").iptables.render();
+    assert!(!r20.contains("*raw") && !r20.contains("ip6tables"), "{r20}");
 }
 
 #[test]

@@ -443,13 +443,13 @@ impl Firewaller for Iptabler {
         let mut added = Vec::new();
         for b in pbs {
             for (x, app) in self.port_rules(nc, b) {
-                let before = rs.contains(x.0, &x.1, &x.2);
+                let before = rs.rule_count();
                 if app {
                     append(rs, x.clone());
                 } else {
                     insert(rs, x.clone());
                 }
-                if !before {
+                if rs.rule_count() > before {
                     added.push(x);
                 }
             }

@@ -13,7 +13,7 @@ pub mod docker20;
 pub mod firewaller;
 pub mod iptabler;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -66,7 +66,8 @@ pub const IP6TABLES_MARK: &str = "# ip6tables-save\n";
 #[derive(Debug, Clone, Serialize)]
 pub struct Chain {
     pub name: String,
-    pub rules: Vec<String>,
+    /// A deque: Docker 28 inserts each published port's rule at the head.
+    pub rules: VecDeque<String>,
     /// A built-in chain's policy when it is not ACCEPT (`iptables -P`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -117,8 +118,11 @@ impl Ruleset {
         if let Some(i) = self.tables.iter().position(|x| x.table == t) {
             return &mut self.tables[i];
         }
-        let chains =
-            t.builtin_chains().iter().map(|c| Chain { name: c.to_string(), rules: vec![], policy: None }).collect();
+        let chains = t
+            .builtin_chains()
+            .iter()
+            .map(|c| Chain { name: c.to_string(), rules: VecDeque::new(), policy: None })
+            .collect();
         self.tables.push(TableRules { table: t, chains });
         self.tables.sort_by_key(|x| x.table);
         let i = self.tables.iter().position(|x| x.table == t).expect("just added");
@@ -138,7 +142,7 @@ impl Ruleset {
     pub fn new_chain(&mut self, t: Table, chain: &str) {
         let table = self.table(t);
         if !table.chains.iter().any(|c| c.name == chain) {
-            table.chains.push(Chain { name: chain.to_string(), rules: vec![], policy: None });
+            table.chains.push(Chain { name: chain.to_string(), rules: VecDeque::new(), policy: None });
         }
     }
 
@@ -176,7 +180,7 @@ impl Ruleset {
 
     /// `iptables -t T -I CHAIN rule`: insert at the top.
     pub fn insert(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
-        self.chain(t, chain).rules.insert(0, rule.clone());
+        self.chain(t, chain).rules.push_front(rule.clone());
         self.counted(t, chain, &rule, true);
         (t, chain.to_string(), rule)
     }
@@ -238,7 +242,7 @@ impl Ruleset {
 
     /// `iptables -t T -A CHAIN rule`: append.
     pub fn append(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
-        self.chain(t, chain).rules.push(rule.clone());
+        self.chain(t, chain).rules.push_back(rule.clone());
         self.counted(t, chain, &rule, true);
         (t, chain.to_string(), rule)
     }
@@ -309,7 +313,7 @@ impl Ruleset {
                         if marked.binary_search_by(|m| (from + j).cmp(m)).is_ok() {
                             gone.push(r);
                         } else {
-                            c.rules.push(r);
+                            c.rules.push_back(r);
                         }
                     }
                 }
@@ -322,7 +326,7 @@ impl Ruleset {
                         kept.push(r);
                     }
                 }
-                c.rules = kept;
+                c.rules = kept.into();
             }
             for r in gone {
                 self.counted(t, chain, &r, false);
