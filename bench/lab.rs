@@ -3,6 +3,10 @@
 //!
 //!   sudo cargo bench --bench lab
 //!
+//! Both layouts with a simulator of their own are measured: `docker1` and
+//! `docker20` (libnetwork's model), so the speed reached for the first
+//! holds for the second.
+//!
 //! * build: 30 containers through bridgelab (one thread for all namespaces,
 //!   rtnetlink in each) against the same topology made with `ip` commands,
 //!   one process per object, as shell scripts do it.
@@ -18,9 +22,9 @@ use bridgelab::Lab;
 
 const CONTAINERS: usize = 30;
 
-fn scenario() -> Scenario {
-    let mut text = String::from(
-        "name = \"bench\"\nabout = \"30 containers\"\n[daemon]\nicc = false\n[probe]\ntimeout_ms = 200\nretries = 0\n",
+fn scenario(firewall: &str) -> Scenario {
+    let mut text = format!(
+        "name = \"bench\"\nabout = \"30 containers\"\n[daemon]\nfirewall = \"{firewall}\"\nicc = false\n[probe]\ntimeout_ms = 200\nretries = 0\n",
     );
     for i in 0..CONTAINERS {
         text.push_str(&format!("[[container]]\nname = \"c{i:02}\"\n"));
@@ -62,7 +66,14 @@ fn ip_peer() -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     assert!(nix::unistd::geteuid().is_root(), "the benchmark builds namespaces: run it as root");
-    let lab = Lab::from_scenario(scenario()).unwrap();
+    for firewall in ["docker1", "docker20"] {
+        println!("-- firewall = {firewall:?}");
+        one_layout(firewall).await;
+    }
+}
+
+async fn one_layout(firewall: &str) {
+    let lab = Lab::from_scenario(scenario(firewall)).unwrap();
     let start = Instant::now();
     let running = lab.up().await.unwrap();
     let ours = start.elapsed();
@@ -90,6 +101,7 @@ async fn main() {
                 dst,
                 kind: bridgelab::probe::packets::WireKind::Icmp,
                 patient: false,
+                via: None,
             })
         })
         .collect();

@@ -193,8 +193,9 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
                 let mark = if e.passed { p.green("ok  ") } else { p.red("FAIL") };
                 let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
                 let actual = e.actual.as_deref().unwrap_or("error");
+                let via = e.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default();
                 let mut line = format!(
-                    "  {mark} {} -> {}{target} {}: expected {}, got {actual}",
+                    "  {mark} {} -> {}{target} {}{via}: expected {}, got {actual}",
                     e.from, e.to, e.probe, e.expected
                 );
                 if let Some(src) = &e.source_expected {

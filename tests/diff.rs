@@ -223,6 +223,188 @@ fn every_shipped_docker20_scenario_is_equal_to_the_real_daemon() {
     }
 }
 
+/// A small docker28 host: ports on every address and on 127.0.0.1 (raw
+/// table), a routed network the external node routes to directly (a
+/// gateway mode), random MACs.
+const SCENARIO28: &str = r#"
+name = "diff28"
+about = "docker28 against a real dockerd 28.5.2: 127.0.0.1 ports, a routed network reached directly."
+
+[daemon]
+firewall = "docker28"
+
+[external]
+routes = ["10.20.0.0/24"]
+
+[[network]]
+name = "routed"
+subnet = "10.20.0.0/24"
+gateway_mode = "routed"
+
+[[container]]
+name = "web"
+publish = ["8080:80", "127.0.0.1:8081:80"]
+listen = ["tcp:80"]
+
+[[container]]
+name = "rt"
+network = "routed"
+publish = ["8090:80"]
+listen = ["tcp:80", "tcp:81"]
+
+[[expect]]
+from = "external"
+to = "host"
+probe = "tcp:8080"
+result = "reachable"
+source = "external"
+
+# Routed mode: the published port is reached on the container's own address.
+[[expect]]
+from = "external"
+to = "rt"
+probe = "tcp:80"
+result = "reachable"
+source = "external"
+
+# ... and nothing else is.
+[[expect]]
+from = "external"
+to = "rt"
+probe = "tcp:81"
+result = "blocked"
+
+[[step]]
+do = "stop"
+container = "web"
+
+[[step.expect]]
+from = "external"
+to = "host"
+probe = "tcp:8080"
+result = "refused"
+"#;
+
+/// dockerd 28.5.2 (`ci/install-docker28.sh`) runs a docker28 scenario,
+/// meets its expectations and leaves nothing behind. Once bridgelab plans
+/// docker28, the lab must be equal to it; until then Docker's side is shown
+/// in full and the verdict says there is no lab (exit 1).
+#[test]
+fn diff_runs_a_docker28_scenario_on_a_real_daemon_and_leaves_nothing() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(&dir, "diff28", SCENARIO28);
+    let started = Instant::now();
+    let out = diff_command(&[&path]).output().unwrap();
+    let shown = text(&out);
+    assert!(shown.contains("bridgelab against dockerd 28.5.2"), "{shown}");
+    assert!(shown.contains("docker met 4/4 of the scenario's expectations"), "{shown}");
+    match bridgelab::Lab::load(&path) {
+        Ok(_) => {
+            assert_eq!(out.status.code(), Some(0), "{shown}");
+            assert!(shown.contains("EQUAL"), "{shown}");
+        }
+        Err(e) => {
+            assert_eq!(out.status.code(), Some(1), "{shown}");
+            assert!(shown.contains(&format!("bridgelab's side: {e}")), "{shown}");
+            assert!(shown.contains("DIFFERENT (bridgelab has no lab to compare)"), "{shown}");
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(60), "a small diff took {elapsed:?}");
+    let runs = run_ids(&shown);
+    assert!(!runs.is_empty(), "{shown}");
+    for id in runs {
+        assert_eq!(traces_of(&id), Vec::<String>::new());
+    }
+}
+
+/// Without a plan on bridgelab's side, `diff` shows Docker 28's side in
+/// full: every table (raw and ip6tables included), the containers with
+/// their random MACs mapped, the verdicts; every line is Docker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_lab_dockers_28_side_is_shown_in_full() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(&dir, "nolab28", SCENARIO28);
+    let dockers = bridgelab::diff::dockerd::find_dockers(None).unwrap_or_else(|e| panic!("{e}"));
+    let report = bridgelab::diff::diff_with(&path, &dockers, |_| {
+        Err(bridgelab::Error::Environment("no plan in this test".into()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shown = report.text(false);
+    assert!(report.docker_version.starts_with("28.5.2"), "{shown}");
+    assert_eq!(report.lab_error.as_deref(), Some("no plan in this test"));
+    assert!(!report.equal());
+    assert!(shown.contains("DIFFERENT (bridgelab has no lab to compare)"), "{shown}");
+    assert_eq!(report.phases.len(), 2, "{shown}");
+    for p in &report.phases {
+        assert!(p.hunks.iter().all(|l| l.starts_with("@@") || l.starts_with('+')), "{shown}");
+    }
+    let setup = &report.phases[0].hunks;
+    for line in [
+        // The command with the gateway mode, and what it made.
+        "+docker network create --driver bridge --subnet 10.20.0.0/24 --opt com.docker.network.bridge.gateway_mode_ipv4=routed routed: ok",
+        "+-A DOCKER -o br-routed -p icmp -j ACCEPT",
+        "+-A DOCKER-ISOLATION-STAGE-1 -o br-routed -j RETURN",
+        // Raw: direct access to the nat-mode container, and the loopback port.
+        "+*raw",
+        "+-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP",
+        "+-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8081 -j DROP",
+        // ip6tables: 28's skeleton.
+        "@@ ip6tables-save (host) @@",
+        "+-A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER",
+        // Random MACs, mapped.
+        "+web eth0 172.17.0.2/16 mac random mtu 1500 up",
+        "+rt eth0 10.20.0.2/24 mac random mtu 1500 up",
+        "+external -> rt tcp:81: blocked",
+    ] {
+        assert!(setup.iter().any(|l| l == line), "{line:?} missing:\n{shown}");
+    }
+    assert!(!setup.iter().any(|l| l.contains("-A PREROUTING -d 10.20.0.2/32")), "routed: no raw DROP\n{shown}");
+    assert!(report.phases[1].hunks.iter().any(|l| l == "+web: not running"), "{shown}");
+    assert_eq!(traces_of(&report.docker_run), Vec::<String>::new());
+}
+
+/// The oracle for the docker28 plan: every shipped `docker28-*` scenario is
+/// EQUAL to dockerd 28.5.2, setup and steps.
+#[test]
+fn every_shipped_docker28_scenario_is_equal_to_the_real_daemon() {
+    common::require_root();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::scenario_path(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("docker28-"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        println!("no scenarios/docker28-*.toml shipped yet: nothing to compare");
+        return;
+    }
+    // bridgelab must plan each of them: a scenario it cannot plan is a
+    // failure here, said as such (not as a wall of Docker's rules).
+    let unplanned: Vec<String> =
+        files.iter().filter_map(|f| bridgelab::Lab::load(f).err().map(|e| format!("{}: {e}", f.display()))).collect();
+    assert!(unplanned.is_empty(), "bridgelab cannot plan these docker28 scenarios:\n{}", unplanned.join("\n"));
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let out = diff_command(&paths).arg("--keep-going").output().unwrap();
+    let shown = text(&out);
+    let differ: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let line = format!("EQUAL  {}", f.display());
+            !shown.lines().any(|l| l.ends_with(&line) || l == line)
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(differ.is_empty(), "not EQUAL to dockerd 28.5.2: {differ:?}\n{shown}");
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    for id in run_ids(&shown) {
+        assert_eq!(traces_of(&id), Vec::<String>::new());
+    }
+}
+
 /// The run ids a report names (`runs: docker ID, bridgelab ID`).
 fn run_ids(report: &str) -> Vec<String> {
     let Some(at) = report.find("(runs: ") else { return vec![] };
@@ -279,10 +461,17 @@ fn a_scenario_for_another_docker_is_refused_with_exit_3() {
     let out = diff_command(&[&docker1]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("firewall = \"docker1\" imitates Docker 1.6.2"), "{}", text(&out));
+    // A docker28 scenario on the 20.10 of --docker: which Docker it needs,
+    // and how to install that one.
     let d28 = common::temp_scenario(&dir, "d28", "[daemon]\nfirewall = \"docker28\"\n");
-    let out = diff_command(&[&d28]).output().unwrap();
+    let out = diff_command(&[&d28])
+        .arg("--docker")
+        .arg(Path::new(bridgelab::diff::dockerd::PREFIX).join("usr/sbin/dockerd"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("needs dockerd 28.x, and this dockerd is 20.10."), "{}", text(&out));
+    assert!(text(&out).contains("sudo ./ci/install-docker28.sh"), "{}", text(&out));
     // No dockerd where --docker points: how to get one.
     let out = Command::new(common::bridgelab_bin())
         .args(["diff", "--docker", "/nonexistent/dockerd"])
@@ -291,6 +480,7 @@ fn a_scenario_for_another_docker_is_refused_with_exit_3() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("ci/install-docker20.sh"), "{}", text(&out));
+    assert!(text(&out).contains("ci/install-docker28.sh"), "{}", text(&out));
     // A scenario that does not load is exit 2, and no daemon starts for it.
     let bad = common::temp_scenario(&dir, "bad", "[daemon]\nfirewall = \"docker20\"\nbogus = 1\n");
     let out = diff_command(&[&bad]).output().unwrap();
@@ -314,7 +504,7 @@ async fn a_lab_is_read_back_through_the_reader_docker_goes_through() {
     let running = lab.up().await.unwrap();
     let r = bridgelab::diff::read_lab(&running).await.unwrap();
     let names = bridgelab::diff::compare::Names::default();
-    let world = bridgelab::diff::compare::render(&r, &names, false);
+    let world = bridgelab::diff::compare::render(&r, &names, &Default::default(), false);
     let section = |t: &str| world.section(t).unwrap_or_else(|| panic!("no {t} in {world:#?}")).lines.clone();
     let plan = running.plan();
     for c in &plan.containers {

@@ -278,7 +278,10 @@ fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
     for rec in Registry::default().list() {
         assert!(rec.is_live(), "a dead run's record remains: {rec:?}");
     }
-    for ns in ns_dir.iter().filter(|n| n.starts_with("bl-")) {
+    // Only names of bridgelab's shape count: the machine may hold other
+    // `bl-` namespaces (a recipe's hand-made dockerd host) at the same time.
+    let run_shaped = |id: &str| id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    for ns in ns_dir.iter().filter(|n| bridgelab::registry::run_id_of(n).is_some_and(run_shaped)) {
         let id = bridgelab::registry::run_id_of(ns).unwrap();
         assert!(Registry::default().get(id).is_some_and(|r| r.is_live()), "{ns} belongs to no live run");
     }

@@ -189,7 +189,7 @@ async fn silence_is_patient_only_where_an_answer_is_expected() {
 
     // The same silent target (icc = false drops it), patient or not.
     let aa = lab.plan().container("aa").unwrap().ip().unwrap();
-    let job = |patient| ProbeJob { netns: "bb".into(), dst: aa, kind: WireKind::Tcp(80), patient };
+    let job = |patient| ProbeJob { netns: "bb".into(), dst: aa, kind: WireKind::Tcp(80), patient, via: None };
     let r = probe::run_jobs(&lab, vec![job(false), job(true)], timeout, 1).await;
     assert_eq!((&r[0].outcome, r[0].attempts, r[0].waited), (&probe::engine::Outcome::Silence, 2, 2 * timeout));
     let patient = Schedule::new(timeout, 1, true);

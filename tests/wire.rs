@@ -107,3 +107,43 @@ async fn ip_forward_off_keeps_containers_in() {
     assert_blocked(tcp_echo(&lab, "app", addr("198.51.100.2:443")));
     lab.down().unwrap();
 }
+
+/// `via` reads the neighbour's MAC from its namespace: after the host's
+/// uplink changed its MAC under the plan, a frame to the MAC the plan
+/// knows is not for the host, and `via` still reaches the port (a
+/// 127.0.0.1-published one, which only a frame put on the host's MAC can
+/// reach from the LAN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn via_finds_the_neighbours_mac_in_its_namespace_not_in_the_plan() {
+    use bridgelab::probe::engine::{LinkVia, Outcome, ProbeJob};
+    use bridgelab::probe::packets::{Answer, WireKind};
+    use std::time::Duration;
+
+    let lab = up("docker20-loopback-published-lan.toml").await;
+    let planned = lab.plan().node("host").unwrap().link("eth0").unwrap().mac.unwrap().0;
+    let fresh = [0x02, 0x00, 0xde, 0xad, 0xbe, 0xef];
+    assert_ne!(planned, fresh);
+    let nl = lab.netlink("host").unwrap();
+    let index = nl.index("eth0").await.unwrap();
+    let set = rtnetlink::LinkUnspec::new_with_index(index).address(fresh.to_vec()).build();
+    nl.handle.link().set(set).execute().await.unwrap();
+
+    let links = bridgelab::probe::host_links(&lab).await;
+    let via = bridgelab::probe::link_via(lab.plan(), &links, "external", "external", None, false).unwrap();
+    assert_eq!((via.iface.as_str(), via.mac, via.neighbour.to_string()), ("eth0", fresh, "198.51.100.1".to_string()));
+
+    let job = |via: LinkVia| ProbeJob {
+        netns: "external".into(),
+        dst: "127.0.0.1".parse().unwrap(),
+        kind: WireKind::Tcp(8080),
+        patient: false,
+        via: Some(via),
+    };
+    let stale = LinkVia { mac: planned, ..via.clone() };
+    let results = bridgelab::probe::run_jobs(&lab, vec![job(via), job(stale)], Duration::from_millis(300), 1).await;
+    // Nothing listens in web without responders: its RST, read at the link
+    // layer though its source is 127.0.0.1, says the frame got there.
+    assert_eq!(results[0].outcome, Outcome::Answered(Answer::Refused), "{:?}", results[0]);
+    assert_eq!(results[1].outcome, Outcome::Silence, "{:?}", results[1]);
+    lab.down().unwrap();
+}

@@ -46,7 +46,7 @@ pub fn tools6() -> (String, String) {
 /// foreground group, and must reach only bridgelab, which then tears down
 /// in order), and dies with bridgelab (a SIGKILLed run must leave no tool
 /// behind holding a lab's namespace).
-fn child_of_lab(cmd: &mut Command, ns: &File) {
+pub(crate) fn child_of_lab(cmd: &mut Command, ns: &File) {
     let fd = ns.as_raw_fd();
     let parent = nix::unistd::getpid();
     cmd.process_group(0);
@@ -66,9 +66,10 @@ fn child_of_lab(cmd: &mut Command, ns: &File) {
     }
 }
 
-fn missing(tool: &str, e: io::Error) -> Error {
+pub(crate) fn missing(tool: &str, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound {
-        Error::Environment(format!("{tool} not found: install iptables (apt-get install iptables)"))
+        let package = if tool == "nft" { "nftables" } else { "iptables" };
+        Error::Environment(format!("{tool} not found: install {package} (apt-get install {package})"))
     } else {
         Error::Environment(format!("cannot run {tool}: {e}"))
     }
@@ -77,7 +78,7 @@ fn missing(tool: &str, e: io::Error) -> Error {
 /// What a finished child means: `what` is the tool with its context. A
 /// child ended by a signal that ends jobs is an interruption, not a fault
 /// of the host; a failure keeps the tool's own words (or its status).
-fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Error>) -> Result<()> {
+pub(crate) fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Error>) -> Result<()> {
     let interrupting = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGKILL];
     if let Some(signal) = status.signal().and_then(|s| Signal::try_from(s).ok()) {
         if interrupting.contains(&signal) {
@@ -105,7 +106,7 @@ fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Option<io::Er
 /// thread while this one collects stderr and waits, so neither pipe can
 /// stall the other, and the child is reaped with its stderr kept whatever
 /// happens to the write.
-fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> Result<()> {
+pub(crate) fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> Result<()> {
     cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| missing(tool, e))?;
     let mut stdin = child.stdin.take().expect("piped");
@@ -142,22 +143,30 @@ pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
 /// then, when there is any, the same of `ip6tables-save` (see
 /// [`join_families`]).
 pub fn save(ns: &File) -> Result<String> {
-    let v4 = canonical_tables(&normalize_save(&raw_save(ns, &[])?));
-    let v6 = canonical_tables(&normalize_save(&run_save(ns, &tools6().1, &[])?));
-    Ok(join_families(&v4, &v6))
+    Ok(join_families(&save4(ns)?, &save6(ns)?))
+}
+
+/// `iptables-save` of the namespace alone, normalized as [`save`] is.
+pub fn save4(ns: &File) -> Result<String> {
+    Ok(canonical_tables(&normalize_save(&raw_save(ns, &[])?)))
+}
+
+/// `ip6tables-save` of the namespace (the variant [`tools6`] picks),
+/// normalized as [`save`] is.
+pub fn save6(ns: &File) -> Result<String> {
+    Ok(canonical_tables(&normalize_save(&save_with(&tools6().1, ns, &[])?)))
 }
 
 fn raw_save(ns: &File, args: &[&str]) -> Result<String> {
-    run_save(ns, &tools().1, args)
+    save_with(&tools().1, ns, args)
 }
 
-fn run_save(ns: &File, save: &str, args: &[&str]) -> Result<String> {
-    let save = save.to_string();
-    let mut cmd = Command::new(&save);
+fn save_with(save: &str, ns: &File, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(save);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     child_of_lab(&mut cmd, ns);
-    let out = cmd.output().map_err(|e| missing(&save, e))?;
-    let what = std::iter::once(save.as_str()).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let out = cmd.output().map_err(|e| missing(save, e))?;
+    let what = std::iter::once(save).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     outcome(format!("host: {what}"), out.status, &out.stderr, None)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -14,6 +14,7 @@
 pub mod iptables;
 mod netlink;
 pub mod netns;
+pub mod nftables;
 pub mod proxy;
 pub mod snapshot;
 pub mod verify;
@@ -182,8 +183,12 @@ impl RunningLab {
     }
 
     async fn build(&mut self, opts: &UpOptions) -> Result<()> {
+        // Where a build's time goes, for `RUST_LOG=bridgelab=debug`.
+        let started = Instant::now();
+        let phase = |what: &str| tracing::debug!("build: {what} done at {:?}", started.elapsed());
         let all: Vec<String> = self.plan.nodes.iter().map(|n| n.name.clone()).collect();
         self.add_namespaces(&all)?;
+        phase("namespaces");
         if let Some(host) = self.namespaces.iter().find(|n| n.node == "host") {
             check_br_netfilter(&host.file)?;
         }
@@ -191,17 +196,25 @@ impl RunningLab {
         let wanted: Vec<(String, String)> =
             plan.nodes.iter().flat_map(|n| n.links.iter().map(|l| (n.name.clone(), l.name.clone()))).collect();
         self.wire(&plan, &wanted, &all, opts.fail_after_links).await?;
+        phase("links, addresses and routes");
         for node in &plan.nodes {
             let ns = &self.ns(&node.name).file;
-            for s in node.sysctls.iter().filter(|s| s.write) {
-                netns::write_sysctl(ns, &s.key, &s.value)
-                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            let pairs: Vec<(&str, &str)> =
+                node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
+            if !pairs.is_empty() {
+                netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
             }
         }
+        phase("sysctls");
         let host_ns = &self.ns("host").file;
         iptables::restore(host_ns, &plan.iptables, true)?;
+        nftables::install(host_ns, &plan.iptables.nft)?;
+        phase("firewall");
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
-        self.settle(&all).await
+        phase("proxies");
+        let settled = self.settle(&all).await;
+        phase("settle");
+        settled
     }
 
     fn ns(&self, node: &str) -> &NetNs {
@@ -357,14 +370,23 @@ impl RunningLab {
                 before.is_none_or(|b| !b.sysctls.iter().any(|o| o.key == s.key && o.value == s.value))
             };
             let ns = &self.ns(&node.name).file;
-            for s in node.sysctls.iter().filter(|s| s.write).filter(new) {
-                netns::write_sysctl(ns, &s.key, &s.value)
-                    .map_err(|e| env_error(&format!("{}: sysctl {}", node.name, s.key), e))?;
+            let pairs: Vec<(&str, &str)> = node
+                .sysctls
+                .iter()
+                .filter(|s| s.write)
+                .filter(new)
+                .map(|s| (s.key.as_str(), s.value.as_str()))
+                .collect();
+            if !pairs.is_empty() {
+                netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
             }
         }
         let host_ns = self.ns("host").file.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?;
         if old.iptables.render() != next.iptables.render() || old.iptables.tables.len() != next.iptables.tables.len() {
             iptables::restore(&host_ns, &next.iptables, false)?;
+        }
+        if old.iptables.nft != next.iptables.nft {
+            nftables::install(&host_ns, &next.iptables.nft)?;
         }
         if old.port_mappings != next.port_mappings {
             // Wait for each aborted proxy to drop its listening socket
@@ -422,6 +444,7 @@ impl RunningLab {
             if pending.is_empty() {
                 return Ok(());
             }
+            tracing::trace!("settle: waiting for {pending:?}");
             if Instant::now() > deadline {
                 tracing::warn!("carrier did not settle within {SETTLE_TIMEOUT:?}: {pending:?}");
                 return Ok(());
@@ -444,9 +467,10 @@ impl RunningLab {
             let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
             let mut sysctls = std::collections::BTreeMap::new();
             if let Some(np) = self.plan.node(&ns.node) {
-                for s in &np.sysctls {
-                    let v = netns::read_sysctl(&ns.file, &s.key).map_err(|e| env_error(&ctx(&s.key), e))?;
-                    sysctls.insert(s.key.clone(), v);
+                let keys: Vec<&str> = np.sysctls.iter().map(|s| s.key.as_str()).collect();
+                if !keys.is_empty() {
+                    let values = netns::read_sysctls(&ns.file, &keys).map_err(|e| env_error(&ctx("sysctls"), e))?;
+                    sysctls.extend(keys.iter().map(|k| k.to_string()).zip(values));
                 }
             }
             nodes.push(ObservedNode {
@@ -456,6 +480,11 @@ impl RunningLab {
                 routes,
                 sysctls,
                 iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
+                nft: if ns.node == "host" && !self.plan.iptables.nft.is_empty() {
+                    Some(nftables::read(&ns.file, crate::plan::firewall::nftabler::TABLE)?.listing())
+                } else {
+                    None
+                },
             });
         }
         Ok(Observed { nodes })

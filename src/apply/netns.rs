@@ -217,16 +217,41 @@ pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> io::Result<T> + Send) -> i
 
 /// Reads a sysctl inside a namespace (`net.ipv4.ip_forward`).
 pub fn read_sysctl(ns: &File, key: &str) -> io::Result<String> {
-    let path = sysctl_path(key);
-    run_in(ns, move || fs::read_to_string(&path).map(|s| s.trim().to_string()))
+    Ok(read_sysctls(ns, &[key])?.remove(0))
+}
+
+/// Reads sysctls inside a namespace, in order, on one thread: a namespace
+/// is joined once for all of them (a thread and a `setns` per key made a
+/// container's three sysctls cost more than its links).
+pub fn read_sysctls(ns: &File, keys: &[&str]) -> io::Result<Vec<String>> {
+    let paths: Vec<PathBuf> = keys.iter().map(|k| sysctl_path(k)).collect();
+    run_in(ns, move || {
+        paths
+            .iter()
+            .map(|p| {
+                fs::read_to_string(p)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+            })
+            .collect()
+    })
 }
 
 /// Writes a sysctl inside a namespace. `/proc/sys/net` follows the namespace
 /// of the thread that opens it, so this never touches the caller's.
 pub fn write_sysctl(ns: &File, key: &str, value: &str) -> io::Result<()> {
-    let path = sysctl_path(key);
+    write_sysctls(ns, &[(key, value)])
+}
+
+/// Writes sysctls inside a namespace, in order, on one thread that joined
+/// it once.
+pub fn write_sysctls(ns: &File, pairs: &[(&str, &str)]) -> io::Result<()> {
+    let pairs: Vec<(PathBuf, &str)> = pairs.iter().map(|(k, v)| (sysctl_path(k), *v)).collect();
     run_in(ns, move || {
-        fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        for (path, value) in &pairs {
+            fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
     })
 }
 

@@ -35,6 +35,10 @@ pub fn render(plan: &Plan, settings: &SnapshotSettings, seen: &Observed) -> Stri
         let rules = seen.node("host").and_then(|h| h.iptables.as_deref()).unwrap_or("");
         let body = if rules.is_empty() { "(no rules)\n" } else { rules };
         sections.push(format!("## iptables-save (host)\n{body}"));
+        // Docker 29's nftables backend: its tables, as `nft list` prints them.
+        if let Some(nft) = seen.node("host").and_then(|h| h.nft.as_deref()) {
+            sections.push(format!("## nftables (host)\n{nft}"));
+        }
     }
     for np in &plan.nodes {
         let Some(node) = seen.node(&np.name) else { continue };
@@ -139,6 +143,7 @@ mod tests {
             routes: vec!["172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.42.1".into()],
             sysctls: BTreeMap::new(),
             iptables: Some("*filter\n:INPUT ACCEPT\nCOMMIT\n".into()),
+            nft: None,
         };
         let web = ObservedNode {
             name: "web".into(),
@@ -147,6 +152,7 @@ mod tests {
             routes: vec!["default via 172.17.42.1 dev eth0".into()],
             sysctls: BTreeMap::new(),
             iptables: None,
+            nft: None,
         };
         // Namespaces in another order than the plan's.
         Observed { nodes: vec![web, host] }

@@ -25,6 +25,9 @@ pub struct ObservedNode {
     pub sysctls: BTreeMap<String, String>,
     /// Normalized `iptables-save` (host node only).
     pub iptables: Option<String>,
+    /// The host's nftables tables Docker's backend makes, as `nft list`
+    /// prints them (host node, nftables backend only).
+    pub nft: Option<String>,
 }
 
 impl ObservedNode {
@@ -138,6 +141,21 @@ pub fn verify(plan: &Plan, seen: &Observed) -> Vec<Mismatch> {
                 }
                 if want.iter().all(|l| have.contains(l)) && have.iter().all(|l| want.contains(l)) {
                     miss("iptables rules are in a different order than planned".into());
+                }
+            }
+        }
+        if let Some(have) = &node.nft {
+            let want = plan.iptables.nft.listing();
+            if *have != want {
+                let (want, have): (Vec<&str>, Vec<&str>) = (want.lines().collect(), have.lines().collect());
+                for l in want.iter().filter(|l| !have.contains(l)) {
+                    miss(format!("nftables line missing: {}", l.trim()));
+                }
+                for l in have.iter().filter(|l| !want.contains(l)) {
+                    miss(format!("unexpected nftables line: {}", l.trim()));
+                }
+                if want.iter().all(|l| have.contains(l)) && have.iter().all(|l| want.contains(l)) {
+                    miss("nftables tables are in a different order than planned".into());
                 }
             }
         }

@@ -151,6 +151,9 @@ pub struct Inventory {
 #[derive(Debug, Clone, Default)]
 pub struct Readback {
     pub iptables: String,
+    /// `ip6tables-save`: Docker 28 makes its IPv6 chains too (`--ip6tables`
+    /// is on by default since 27).
+    pub ip6tables: String,
     pub host: NsState,
     pub host_sysctls: Vec<(String, String)>,
     pub inventory: Inventory,
@@ -160,7 +163,8 @@ pub struct Readback {
 
 /// Reads one side: the host namespace and each container namespace given.
 pub async fn read_side(host: &File, inventory: Inventory, namespaces: &[(String, &File)]) -> Result<Readback> {
-    let iptables = crate::apply::iptables::save(host)?;
+    let iptables = crate::apply::iptables::save4(host)?;
+    let ip6tables = crate::apply::iptables::save6(host)?;
     let host_state = read_settled_host(host).await?;
     let mut host_sysctls: Vec<(String, String)> =
         HOST_SYSCTLS.iter().map(|k| (k.to_string(), sysctl(host, k))).collect();
@@ -176,7 +180,7 @@ pub async fn read_side(host: &File, inventory: Inventory, namespaces: &[(String,
         let sysctls = CONTAINER_SYSCTLS.iter().map(|k| (k.to_string(), sysctl(file, k))).collect();
         out.insert(name.clone(), (state, sysctls));
     }
-    Ok(Readback { iptables, host: host_state, host_sysctls, inventory, namespaces: out })
+    Ok(Readback { iptables, ip6tables, host: host_state, host_sysctls, inventory, namespaces: out })
 }
 
 /// `docker inspect` of a container, as far as `diff` reads it.
@@ -303,7 +307,13 @@ pub fn lab_inventory(plan: &crate::plan::Plan) -> Inventory {
         inv.containers.push((c.name.clone(), w));
     }
     for m in plan.port_mappings.iter().chain(&plan.bindings) {
-        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port).to_string();
+        // No host port (Docker 28's routed mode): `docker inspect` says
+        // `"HostPort": ""` (captures m7-usernet-portmap-routed).
+        let addr = match m.host_port {
+            0 => addr.strip_suffix('0').unwrap_or(&addr).to_string(),
+            _ => addr,
+        };
         inv.ports.push(format!("{} {}/{} <- {addr}", m.container, m.container_port, m.proto));
     }
     inv
@@ -467,7 +477,39 @@ impl World {
     }
 }
 
-fn ns_lines(owner: &str, s: &NsState) -> Vec<String> {
+/// How container MACs are shown.
+///
+/// Docker 28 gives an endpoint a random MAC unless one is asked for
+/// (`CreateEndpoint` in libnetwork/drivers/bridge/bridge_linux.go calls
+/// `netutils.GenerateRandomMAC`: random bytes, unicast, locally
+/// administered). Two worlds cannot agree on random bytes, so with
+/// `random` such a MAC is shown as `random` on both sides, as random bridge
+/// names are mapped to stable ones. Only a MAC of that form is: 20.10's
+/// `02:42` + IPv4 address, a multicast or a universally administered MAC
+/// is shown as it is, and so is every MAC the scenario asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Macs {
+    /// The firewall's Docker makes container MACs at random.
+    pub random: bool,
+    /// MACs the scenario gives (`mac`), as [`MacAddr`](crate::scenario::MacAddr) prints them.
+    pub given: Vec<String>,
+}
+
+impl Macs {
+    /// `mac` of an interface with addresses `addrs`, as a world shows it.
+    pub fn show(&self, mac: [u8; 6], addrs: &[(Ipv4Addr, u8)]) -> String {
+        let text = crate::scenario::MacAddr(mac).to_string();
+        let from_ip = addrs.iter().any(|(a, _)| mac[..2] == [0x02, 0x42] && mac[2..] == a.octets());
+        let generated = mac[0] & 0x01 == 0 && mac[0] & 0x02 != 0;
+        if self.random && generated && !from_ip && !self.given.contains(&text) {
+            "random".into()
+        } else {
+            text
+        }
+    }
+}
+
+fn ns_lines(owner: &str, s: &NsState, macs: &Macs) -> Vec<String> {
     let mut links: Vec<&LinkState> = s.links.iter().filter(|l| l.name != "lo").collect();
     links.sort_by(|a, b| a.name.cmp(&b.name));
     if links.is_empty() {
@@ -476,8 +518,9 @@ fn ns_lines(owner: &str, s: &NsState) -> Vec<String> {
     links
         .iter()
         .map(|l| {
-            let addrs: Vec<String> = s.addresses_of(l).iter().map(|(a, p)| format!("{a}/{p}")).collect();
-            let mac = l.mac.map(|m| crate::scenario::MacAddr(m).to_string()).unwrap_or_else(|| "-".into());
+            let own = s.addresses_of(l);
+            let addrs: Vec<String> = own.iter().map(|(a, p)| format!("{a}/{p}")).collect();
+            let mac = l.mac.map(|m| macs.show(m, &own)).unwrap_or_else(|| "-".into());
             let state = if l.up { "up" } else { "down" };
             format!(
                 "{owner} {} {} mac {mac} mtu {} {state}",
@@ -489,14 +532,16 @@ fn ns_lines(owner: &str, s: &NsState) -> Vec<String> {
         .collect()
 }
 
-/// Renders a side read back, its bridge names mapped.
-pub fn render(r: &Readback, names: &Names, networks_restored: bool) -> World {
+/// Renders a side read back, its bridge names and random MACs mapped.
+pub fn render(r: &Readback, names: &Names, macs: &Macs, networks_restored: bool) -> World {
     let mut w = World::default();
-    let rules = canonical_rule_order(&names.apply(&r.iptables), networks_restored);
-    w.push(
-        "iptables-save (host)",
-        if rules.trim().is_empty() { vec!["(no rules)".into()] } else { rules.lines().map(String::from).collect() },
-    );
+    for (title, save) in [("iptables-save (host)", &r.iptables), ("ip6tables-save (host)", &r.ip6tables)] {
+        let rules = canonical_rule_order(&names.apply(save), networks_restored);
+        w.push(
+            title,
+            if rules.trim().is_empty() { vec!["(no rules)".into()] } else { rules.lines().map(String::from).collect() },
+        );
+    }
     let mut containers: Vec<String> = Vec::new();
     let mut sorted = r.inventory.containers.clone();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -506,7 +551,7 @@ pub fn render(r: &Readback, names: &Names, networks_restored: bool) -> World {
             Whereabouts::Host => containers.push(format!("{name}: in the host's namespace")),
             Whereabouts::Shares(other) => containers.push(format!("{name}: in {other}'s namespace")),
             Whereabouts::Own => match r.namespaces.get(name) {
-                Some((s, _)) => containers.extend(ns_lines(name, s)),
+                Some((s, _)) => containers.extend(ns_lines(name, s, macs)),
                 None => containers.push(format!("{name}: namespace not read")),
             },
         }
@@ -856,6 +901,45 @@ mod tests {
             ]
         );
         assert!(diff(&real, &real).is_empty());
+    }
+
+    /// captures c1-default-publish (docker28): `plain` got d2:63:b3:33:cb:c4
+    /// on 172.17.0.2, another run another MAC; `mac` asked for 02:00:00:00:00:09.
+    #[test]
+    fn dockers_random_macs_are_shown_as_random_and_asked_for_ones_as_they_are() {
+        let on = [(Ipv4Addr::new(172, 17, 0, 2), 16)];
+        let macs = Macs { random: true, given: vec!["02:00:00:00:00:09".into()] };
+        assert_eq!(macs.show([0xd2, 0x63, 0xb3, 0x33, 0xcb, 0xc4], &on), "random");
+        assert_eq!(macs.show([0x7e, 0x01, 0x02, 0x03, 0x04, 0x05], &on), "random");
+        // Asked for by the scenario: compared as it is.
+        assert_eq!(macs.show([0x02, 0, 0, 0, 0, 0x09], &on), "02:00:00:00:00:09");
+        // Not what GenerateRandomMAC makes: 20.10's rule, multicast, universal.
+        assert_eq!(macs.show([0x02, 0x42, 172, 17, 0, 2], &on), "02:42:ac:11:00:02");
+        assert_eq!(macs.show([0x03, 0x42, 172, 17, 0, 2], &on), "03:42:ac:11:00:02");
+        assert_eq!(macs.show([0x00, 0x16, 0x3e, 0, 0, 1], &on), "00:16:3e:00:00:01");
+        // 20.10 derives MACs from addresses: never mapped.
+        let docker20 = Macs::default();
+        assert_eq!(docker20.show([0xd2, 0x63, 0xb3, 0x33, 0xcb, 0xc4], &on), "d2:63:b3:33:cb:c4");
+    }
+
+    /// Routed mode publishes no IPv4 host port: Docker's inspect says
+    /// `0.0.0.0:` (captures m7), and so does the lab's inventory.
+    #[test]
+    fn a_binding_without_a_host_port_reads_as_dockers_does() {
+        let mut plan = crate::plan::plan(
+            &crate::Scenario::parse("t.toml".into(), "[daemon]\nfirewall = \"docker20\"\n".into()).unwrap(),
+        )
+        .unwrap();
+        let mapping = |ip: &str, port| crate::plan::firewall::PortMapping {
+            container: "rt".into(),
+            proto: crate::scenario::Proto::Tcp,
+            host_ip: ip.parse().unwrap(),
+            host_port: port,
+            container_ip: Ipv4Addr::new(10, 20, 0, 2),
+            container_port: 80,
+        };
+        plan.port_mappings = vec![mapping("0.0.0.0", 0), mapping("::", 8090)];
+        assert_eq!(lab_inventory(&plan).ports, ["rt 80/tcp <- 0.0.0.0:", "rt 80/tcp <- [::]:8090"]);
     }
 
     #[test]

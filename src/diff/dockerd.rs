@@ -48,9 +48,22 @@ use crate::error::{Error, Result};
 use crate::registry::{DaemonRecord, RecordedProcess, Registry};
 use crate::scenario::Firewall;
 
-/// Where `.ci/run` (and the recipe in `docs/diff.md`) unpacks Debian 12's
-/// docker.io, containerd, runc, tini and busybox-static.
+/// Where `.ci/run` (`ci/install-docker20.sh`) unpacks Debian 12's
+/// docker.io 20.10, containerd, runc, tini and busybox-static.
 pub const PREFIX: &str = "/opt/bl-docker20";
+/// Where `ci/install-docker28.sh` unpacks Debian sid's docker.io and
+/// docker-cli 28.5.2 with bookworm's containerd, runc, tini and
+/// busybox-static.
+pub const PREFIX28: &str = "/opt/bl-docker28";
+
+/// The prefix bridgelab looks in first for the dockerd of `firewall`.
+pub fn prefix_of(firewall: Firewall) -> Option<&'static str> {
+    match firewall {
+        Firewall::Docker20 => Some(PREFIX),
+        Firewall::Docker28 => Some(PREFIX28),
+        _ => None,
+    }
+}
 
 /// How long the daemon may take to answer on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,18 +76,34 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// A docker CLI call that takes longer than this is stuck.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How to install a usable daemon, for the exit-3 message.
-pub fn install_hint() -> String {
-    format!(
-        "bridgelab diff runs a real dockerd: for firewall = \"docker20\", Debian 12's docker.io 20.10 with \
-         containerd, runc, tini and busybox-static. Do not install docker.io as a package (its init scripts start \
-         a dockerd in this namespace): unpack it into {PREFIX} with `sudo ./ci/install-docker20.sh` from \
-         bridgelab's sources, or by hand on Debian 12:\n\
+/// How to install a usable daemon for `firewall` (both when `None`), for
+/// the exit-3 message.
+pub fn install_hint(firewall: Option<Firewall>) -> String {
+    let docker20 = format!(
+        "for firewall = \"docker20\", Debian 12's docker.io 20.10 with containerd, runc, tini and \
+         busybox-static. Do not install docker.io as a package (its init scripts start a dockerd in this \
+         namespace): unpack it into {PREFIX} with `sudo ./ci/install-docker20.sh` from bridgelab's sources, or by \
+         hand on Debian 12:\n\
          \x20   apt-get install libdevmapper1.02.1 libseccomp2\n\
          \x20   cd \"$(mktemp -d)\" && chmod 777 . && apt-get download docker.io containerd runc tini busybox-static\n\
          \x20   for d in *.deb; do dpkg-deb -x \"$d\" {PREFIX}; done\n\
-         bridgelab diff finds {PREFIX}/usr/sbin/dockerd by itself; or pass --docker PATH (a dockerd whose \
-         containerd, runc, docker-init, docker-proxy and docker CLI sit beside it or on PATH)"
+         bridgelab diff finds {PREFIX}/usr/sbin/dockerd by itself"
+    );
+    let docker28 = format!(
+        "for firewall = \"docker28\", Debian sid's docker.io and docker-cli 28.5.2 with bookworm's containerd, \
+         runc, tini and busybox-static, unpacked (never installed) into {PREFIX28} by \
+         `sudo ./ci/install-docker28.sh` from bridgelab's sources. It fetches them from Debian's archive with an \
+         apt configuration of its own (the system's sources stay as they are), or, once sid has moved on, takes \
+         the sha256-checked copies in BL_DEBS. bridgelab diff finds {PREFIX28}/usr/sbin/dockerd by itself"
+    );
+    let which = match firewall {
+        Some(Firewall::Docker20) => docker20,
+        Some(Firewall::Docker28) => docker28,
+        _ => format!("{docker20}.\nAnd {docker28}"),
+    };
+    format!(
+        "bridgelab diff runs a real dockerd: {which}; or pass --docker PATH (a dockerd whose containerd, runc, \
+         docker-init, docker-proxy and docker CLI sit beside it or on PATH)"
     )
 }
 
@@ -94,7 +123,7 @@ pub struct Tools {
 }
 
 fn no_docker(why: impl std::fmt::Display) -> Error {
-    Error::Environment(format!("no usable dockerd: {why}\n{}", install_hint()))
+    Error::Environment(format!("no usable dockerd: {why}\n{}", install_hint(None)))
 }
 
 /// The usable dockerds of this machine.
@@ -104,9 +133,13 @@ pub struct Dockers {
 }
 
 impl Dockers {
-    /// The first dockerd whose version is the Docker `firewall` imitates.
+    /// The dockerd whose version is the Docker `firewall` imitates: the
+    /// one in that firewall's own prefix ([`prefix_of`]) if it is there,
+    /// else the first found.
     pub fn for_firewall(&self, firewall: Firewall) -> Result<&Tools> {
-        if let Some(t) = self.found.iter().find(|t| check_version(firewall, &t.version).is_ok()) {
+        let usable = || self.found.iter().filter(|t| check_version(firewall, &t.version).is_ok());
+        let own = prefix_of(firewall).map(Path::new);
+        if let Some(t) = usable().find(|t| own.is_some_and(|p| t.dockerd.starts_with(p))).or_else(|| usable().next()) {
             return Ok(t);
         }
         let why = match self.found.as_slice() {
@@ -122,13 +155,17 @@ impl Dockers {
                 )
             }
         };
-        let hint = if firewall == Firewall::Docker20 { format!("\n{}", install_hint()) } else { String::new() };
+        let hint = match prefix_of(firewall) {
+            Some(_) => format!("\n{}", install_hint(Some(firewall))),
+            None => String::new(),
+        };
         Err(Error::Environment(format!("no usable dockerd: {why}{hint}")))
     }
 }
 
-/// Every usable dockerd: `explicit` alone, or else `dockerd` on PATH and
-/// [`PREFIX`]`/usr/sbin/dockerd`, in that order. None usable is an error
+/// Every usable dockerd: `explicit` alone, or else `dockerd` on PATH,
+/// [`PREFIX`]`/usr/sbin/dockerd` and [`PREFIX28`]`/usr/sbin/dockerd`, in
+/// that order. None usable is an error
 /// that says why for each, and how to install one.
 pub fn find_dockers(explicit: Option<&Path>) -> Result<Dockers> {
     let system_path = std::env::var_os("PATH")
@@ -138,11 +175,13 @@ pub fn find_dockers(explicit: Option<&Path>) -> Result<Dockers> {
         Some(p) => return Err(no_docker(format!("{} is not a file", p.display()))),
         None => which("dockerd", &system_path)
             .into_iter()
-            .chain(Some(Path::new(PREFIX).join("usr/sbin/dockerd")).filter(|p| p.is_file()))
+            .chain(
+                [PREFIX, PREFIX28].map(|p| Path::new(p).join("usr/sbin/dockerd")).into_iter().filter(|p| p.is_file()),
+            )
             .collect(),
     };
     if candidates.is_empty() {
-        return Err(no_docker(format!("no dockerd on PATH or in {PREFIX}")));
+        return Err(no_docker(format!("no dockerd on PATH, in {PREFIX} or in {PREFIX28}")));
     }
     let mut found: Vec<Tools> = Vec::new();
     let mut reasons = Vec::new();
@@ -982,15 +1021,33 @@ mod tests {
         assert_eq!(both.for_firewall(Firewall::Docker28).unwrap().version, "28.5.2");
         let only20 = Dockers { found: vec![tools("20.10.24+dfsg1", "/opt/bl-docker20/usr/sbin/dockerd")] };
         let e = only20.for_firewall(Firewall::Docker28).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "no usable dockerd: firewall = \"docker28\" needs dockerd 28.x, and this dockerd is 20.10.24+dfsg1"
+        assert!(
+            e.starts_with(
+                "no usable dockerd: firewall = \"docker28\" needs dockerd 28.x, and this dockerd is 20.10.24+dfsg1\n"
+            ),
+            "{e}"
         );
+        // A docker28 scenario takes the dockerd of ci/install-docker28.sh
+        // before another 28 found first (on PATH).
+        let three = Dockers {
+            found: vec![
+                tools("28.1.1", "/usr/bin/dockerd"),
+                tools("20.10.24+dfsg1", "/opt/bl-docker20/usr/sbin/dockerd"),
+                tools("28.5.2+dfsg4", "/opt/bl-docker28/usr/sbin/dockerd"),
+            ],
+        };
+        assert_eq!(three.for_firewall(Firewall::Docker28).unwrap().version, "28.5.2+dfsg4");
+        assert_eq!(three.for_firewall(Firewall::Docker20).unwrap().version, "20.10.24+dfsg1");
+        let e = only20.for_firewall(Firewall::Docker28).unwrap_err().to_string();
+        assert!(e.contains("sudo ./ci/install-docker28.sh") && e.contains(PREFIX28), "{e}");
+        assert!(!e.contains("install-docker20"), "{e}");
         let two20 = Dockers { found: vec![tools("20.10.5", "/a/dockerd"), tools("20.10.24", "/b/dockerd")] };
         let e = two20.for_firewall(Firewall::Docker28).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "no usable dockerd: firewall = \"docker28\" needs dockerd 28.x; the dockerds found are 20.10.5 (/a/dockerd), 20.10.24 (/b/dockerd)"
+        assert!(
+            e.starts_with(
+                "no usable dockerd: firewall = \"docker28\" needs dockerd 28.x; the dockerds found are 20.10.5 (/a/dockerd), 20.10.24 (/b/dockerd)\n"
+            ),
+            "{e}"
         );
     }
 

@@ -527,6 +527,29 @@ fn planned_lines(commands: &[DockerCommand]) -> Vec<String> {
         .collect()
 }
 
+/// How the scenario's container MACs compare: at random where its Docker
+/// makes them so (every libnetwork release but those whose
+/// [`ContainerMac`](crate::plan::libnetwork::version::ContainerMac) is
+/// `FromIp`), except those the scenario asks for.
+pub fn container_macs(scenario: &Scenario) -> compare::Macs {
+    use crate::plan::libnetwork::version::{self, ContainerMac};
+    use crate::scenario::{Firewall, StepContainer};
+    let firewall = scenario.spec.daemon.firewall();
+    let from_ip = matches!(version::of(firewall).map(|v| v.container_mac), Some(ContainerMac::FromIp));
+    let inline = scenario.spec.steps.iter().filter_map(|s| match s.container.as_ref().map(|c| c.get_ref()) {
+        Some(StepContainer::Inline(c)) => Some(&**c),
+        _ => None,
+    });
+    let given = scenario
+        .spec
+        .containers
+        .iter()
+        .chain(inline)
+        .filter_map(|c| c.mac.as_ref().and_then(|m| m.get_ref().allocated()))
+        .collect();
+    compare::Macs { random: firewall != Firewall::Docker1 && !from_ip, given }
+}
+
 /// Diffs one file: builds Docker's host and starts its daemon, builds
 /// bridgelab's lab (when it can plan the scenario), then for the setup and
 /// every step runs the commands, reads both back, probes both, and diffs.
@@ -678,6 +701,7 @@ pub async fn diff_with(
         let (real_read, networks, files) = read_real(&real).await?;
         t.readback += reading.elapsed();
         let names = compare::Names::new(&networks, &real_read.host, lab_read.as_ref().map(|r| &r.host));
+        let macs = container_macs(&scenario);
 
         // Probes, on both sides.
         let probing = Instant::now();
@@ -701,13 +725,13 @@ pub async fn diff_with(
         };
         t.lab_probes += probing.elapsed();
 
-        let mut real_world = compare::render(&real_read, &names, restored);
+        let mut real_world = compare::render(&real_read, &names, &macs, restored);
         real_world.sections.insert(0, compare::Section { title: "commands".into(), lines: real_commands });
         real_world.push("expectations", real_outcomes.iter().map(|e| expectation_line(&view.plan, e)).collect());
         let mut lab_world = World::default();
         let mut details = Vec::new();
         if let (Some(l), Some(r), Some(outcomes)) = (&lab_side, &lab_read, &lab_outcomes) {
-            lab_world = compare::render(r, &names, restored);
+            lab_world = compare::render(r, &names, &macs, restored);
             lab_world
                 .sections
                 .insert(0, compare::Section { title: "commands".into(), lines: planned_lines(&commands) });
@@ -853,6 +877,16 @@ mod tests {
             command_line(&c, &Err("No such container: web".into())),
             "docker start web: fails: No such container: web"
         );
+    }
+
+    #[test]
+    fn docker28s_container_macs_are_random_unless_asked_for() {
+        let parse = |t: &str| Scenario::parse("t.toml".into(), t.into()).unwrap();
+        let text = "[[container]]\nname = \"web\"\nmac = \"02-00-00-00-00-0A\"\n[[container]]\nname = \"db\"\n";
+        let m28 = container_macs(&parse(&format!("[daemon]\nfirewall = \"docker28\"\n{text}")));
+        assert_eq!(m28, compare::Macs { random: true, given: vec!["02:00:00:00:00:0a".into()] });
+        let m20 = container_macs(&parse(&format!("[daemon]\nfirewall = \"docker20\"\n{text}")));
+        assert!(!m20.random, "20.10 makes MACs from addresses: compared as they are");
     }
 
     #[test]

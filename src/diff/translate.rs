@@ -138,6 +138,8 @@ pub fn daemon_flags(d: &Daemon) -> Vec<String> {
         f.push(format!("--ip={}", ip.get_ref()));
     }
     boolean(&mut f, "userland-proxy", &d.userland_proxy);
+    boolean(&mut f, "allow-direct-routing", &d.allow_direct_routing);
+    boolean(&mut f, "ip-forward-no-drop", &d.ip_forward_no_drop);
     f
 }
 
@@ -172,6 +174,9 @@ pub fn network_create(n: &Network) -> DockerCommand {
     }
     if let Some(h) = &n.host_ip {
         opt("bridge.host_binding_ipv4", h.get_ref().to_string());
+    }
+    if let Some(m) = &n.gateway_mode {
+        opt("bridge.gateway_mode_ipv4", m.get_ref().to_string());
     }
     a.push(n.name.get_ref().clone());
     DockerCommand::docker(a)
@@ -328,6 +333,36 @@ mod tests {
         assert!(translate(&scenario("[daemon]\nfirewall = \"docker20\"\n")).daemon_flags.is_empty());
         let off = scenario("[daemon]\nfirewall = \"docker20\"\niptables = false\n");
         assert_eq!(translate(&off).daemon_flags, ["--iptables=false"]);
+    }
+
+    #[test]
+    fn docker28_flags_and_gateway_modes() {
+        let s = scenario(
+            r#"
+            [daemon]
+            firewall = "docker28"
+            allow_direct_routing = true
+            ip_forward_no_drop = true
+            [[network]]
+            name = "r"
+            gateway_mode = "routed"
+            [[network]]
+            name = "iso"
+            internal = true
+            gateway_mode = "isolated"
+            [[network]]
+            name = "plain"
+            "#,
+        );
+        let script = translate(&s);
+        assert_eq!(script.daemon_flags, ["--allow-direct-routing=true", "--ip-forward-no-drop=true"]);
+        let opt = |i: usize| args(&script.setup[i]).iter().filter(|a| a.contains("gateway_mode")).count();
+        assert_eq!(args(&script.setup[0])[4..], ["--opt", "com.docker.network.bridge.gateway_mode_ipv4=routed", "r"]);
+        assert_eq!(
+            args(&script.setup[1])[4..],
+            ["--internal", "--opt", "com.docker.network.bridge.gateway_mode_ipv4=isolated", "iso"]
+        );
+        assert_eq!(opt(2), 0, "no gateway_mode: Docker's default, not an explicit nat");
     }
 
     #[test]

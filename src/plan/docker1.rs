@@ -13,7 +13,7 @@ use super::byname::{ByName, Mappings};
 use super::firewall::docker1::Docker1;
 use super::firewall::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset};
 use super::ipallocator::IpAllocator;
-use super::limits::{PlanSize, BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
+use super::limits::{self, PlanSize, BRIDGE_MAX_PORTS, MAX_PLAN_SIZE, MAX_PUBLISHED_PORTS};
 use super::portallocator::{PortAllocator, NETNS_EPHEMERAL_RANGE};
 use super::*;
 use crate::scenario::{Container, Diagnostic, HostBridge, Proto, Scenario, DEFAULT_BRIDGE};
@@ -233,7 +233,7 @@ impl<'a> Builder<'a> {
         external.links.push(uplink_end(UPLINK_EXTERNAL, "host", false));
         external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
         for r in &spec.external.routes {
-            external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+            external.routes.push(via(Some(r.get_ref().network()), UPLINK_HOST.ip(), "eth0"));
         }
         Builder {
             s,
@@ -564,15 +564,8 @@ impl<'a> Builder<'a> {
                 // Docker does that work again for each start that fails
                 // late; so does the simulator, within a bound.
                 self.given_back += self.release(&name);
-                if self.given_back > MAX_GIVEN_BACK && !self.too_big {
-                    self.too_big = true;
-                    self.err(
-                        span.clone(),
-                        format!(
-                            "too big to plan: failed starts up to this one made and gave back more than \
-                             {MAX_GIVEN_BACK} port mappings and rules"
-                        ),
-                    );
+                if let Some(msg) = limits::over_given_back(self.given_back, &mut self.too_big) {
+                    self.err(span.clone(), msg);
                 }
                 Err(Diagnostic::new(span, format!("Cannot {verb} container {name}: {e}")))
             }
@@ -967,24 +960,7 @@ impl<'a> Builder<'a> {
             return Err(Diagnostics::new(self.s.source.clone(), errors));
         }
         let mut host = self.host.clone();
-        // Kernel behaviour: a bridge takes the smallest MTU of its ports and
-        // has no carrier (its routes say `linkdown`) while no port is up.
-        let mut port_mtus: HashMap<String, Vec<u32>> = HashMap::new();
-        for l in &host.links {
-            if let Some(m) = &l.master {
-                port_mtus.entry(m.clone()).or_default().push(l.mtu_expected);
-            }
-        }
-        for l in host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
-            l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
-        }
-        let bridges: BTreeSet<String> =
-            host.links.iter().filter(|l| l.kind == LinkKind::Bridge).map(|l| l.name.clone()).collect();
-        for r in &mut host.routes {
-            // The kernel flags connected routes only; a static route added
-            // to a carrier-less device does not say `linkdown`.
-            r.linkdown = bridges.contains(&r.dev) && r.connected.is_some() && !port_mtus.contains_key(&r.dev);
-        }
+        super::host::settle_kernel(&mut host);
         let mut nodes = vec![host, self.external.clone()];
         nodes.extend(self.nodes.iter().cloned());
         for n in &mut nodes {

@@ -135,7 +135,7 @@ pub(crate) fn base_nodes(s: &Scenario) -> (NodePlan, NodePlan) {
     external.links.push(uplink_end(UPLINK_EXTERNAL, "host", false));
     external.routes.push(connected(UPLINK_EXTERNAL, "eth0"));
     for r in &spec.external.routes {
-        external.routes.push(via(Some(r.get_ref().0), UPLINK_HOST.ip(), "eth0"));
+        external.routes.push(via(Some(r.get_ref().network()), UPLINK_HOST.ip(), "eth0"));
     }
     (host, external)
 }
@@ -152,9 +152,11 @@ pub(crate) fn settle_kernel(host: &mut NodePlan) {
     for l in host.links.iter_mut().filter(|l| l.kind == LinkKind::Bridge) {
         l.mtu_expected = port_mtus.get(&l.name).and_then(|v| v.iter().min().copied()).unwrap_or(1500);
     }
-    let bridges: Vec<String> =
+    let bridges: std::collections::BTreeSet<String> =
         host.links.iter().filter(|l| l.kind == LinkKind::Bridge).map(|l| l.name.clone()).collect();
     for r in &mut host.routes {
+        // The kernel flags connected routes only; a static route added to
+        // a carrier-less device does not say `linkdown`.
         r.linkdown = bridges.contains(&r.dev) && r.connected.is_some() && !port_mtus.contains_key(&r.dev);
     }
 }

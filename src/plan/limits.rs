@@ -35,6 +35,19 @@ pub const MAX_GIVEN_BACK: usize = 2 * MAX_PUBLISHED_PORTS;
 /// (`bindings`), as the text and JSON
 /// show them, so that 28,000 ports under a 70,000-character name are not
 /// 2 GB of output.
+/// Docker does the work of a start that fails late again for every such
+/// start; so does the simulator, up to [`MAX_GIVEN_BACK`]. The message, the
+/// first time `total` passes it (`reported` remembers that).
+pub fn over_given_back(total: usize, reported: &mut bool) -> Option<String> {
+    if total <= MAX_GIVEN_BACK || *reported {
+        return None;
+    }
+    *reported = true;
+    Some(format!(
+        "too big to plan: failed starts up to this one made and gave back more than {MAX_GIVEN_BACK} port mappings and rules"
+    ))
+}
+
 pub fn plan_size(p: &Plan) -> usize {
     let nodes: usize = p.nodes.iter().map(|n| n.links.len() + n.routes.len()).sum();
     let rules = p.iptables.rule_count();

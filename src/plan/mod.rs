@@ -346,11 +346,6 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
             return Err(scenario.error(g.span(), "gateway_mode = \"isolated\" is not implemented yet"));
         }
     }
-    if let Some(b) = &daemon.backend {
-        if *b.get_ref() != crate::scenario::Backend::Iptables {
-            return Err(scenario.error(b.span(), "backend = \"nftables\" is not implemented yet; use \"iptables\""));
-        }
-    }
     match libnetwork {
         Some(v) => libnetwork::plan(scenario, v),
         None => docker1::plan(scenario),

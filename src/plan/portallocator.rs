@@ -100,8 +100,9 @@ impl PortAllocator {
     }
 }
 
-/// The lowest port in `from..=end` that is not taken.
-fn first_free(taken: &BTreeSet<u16>, from: u16, end: u16, stepped: &mut u64) -> Option<u16> {
+/// The lowest port in `from..=end` that is not taken; `stepped` counts
+/// the taken ports walked over.
+pub(crate) fn first_free(taken: &BTreeSet<u16>, from: u16, end: u16, stepped: &mut u64) -> Option<u16> {
     let mut want = from;
     for &t in taken.range(from..=end) {
         if t != want {

@@ -162,8 +162,19 @@ impl fmt::Display for Plan {
                     writeln!(f, "    {line}")?;
                 }
             }
+            if after.iptables.nft != self.iptables.nft {
+                writeln!(f, "  nftables:")?;
+                for line in after.iptables.nft.listing().lines() {
+                    writeln!(f, "    {line}")?;
+                }
+            }
         }
-        if self.iptables.is_empty() {
+        if !self.iptables.nft.is_empty() {
+            writeln!(f, "\nnftables (host), as nft list prints it (no iptables rules):")?;
+            for line in self.iptables.nft.listing().lines() {
+                writeln!(f, "  {line}")?;
+            }
+        } else if self.iptables.is_empty() {
             writeln!(f, "\niptables (host): no rules (--iptables=false or no bridge)")?;
         } else {
             writeln!(f, "\niptables (host), as iptables-save prints it:")?;

@@ -216,9 +216,20 @@ fn requested_mac_wins() {
 }
 
 #[test]
-fn unimplemented_layouts_say_so() {
-    let e = err("[daemon]\nbackend = \"nftables\"\n");
-    assert!(e.contains("not implemented yet"), "{e}");
+fn docker29s_backend_picks_its_firewaller() {
+    // newFirewaller: the nftabler with nftables, the iptabler otherwise;
+    // the same Docker 29 model (pools, random MACs) either way.
+    let fwd = "[host]\nforwarding = true\n";
+    let nft = ok(&format!("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n{fwd}"));
+    assert!(nft.iptables.tables.iter().all(|t| t.chains.is_empty()), "{}", nft.iptables.render());
+    assert!(nft.iptables.nft.listing().contains("table ip docker-bridges"), "{}", nft.iptables.nft.listing());
+    let ipt = ok(&format!("[daemon]\nfirewall = \"docker29\"\n{fwd}"));
+    assert!(ipt.iptables.nft.is_empty());
+    assert!(ipt.iptables.render().contains("-A FORWARD -j DOCKER-FORWARD"), "{}", ipt.iptables.render());
+    // Only the nftabler makes the daemon refuse to start without forwarding.
+    let e = err("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n");
+    assert!(e.contains("IPv4 forwarding is disabled"), "{e}");
+    ok("[daemon]\nfirewall = \"docker29\"\n");
 }
 
 #[test]
@@ -735,4 +746,116 @@ fn a_links_walk_along_container_modes_sees_containers_made_and_removed_since() {
         err(cycle),
         "p.toml:11:10: Cannot start container cc: Cannot link to a non running container: /aa AS /cc/x"
     );
+}
+
+/// Docker 29 with `--firewall-backend=nftables`, as moby's doc test runs it.
+const NFT29: &str = "[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n[host]\nforwarding = true\n";
+
+fn nft_doc(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/docker29-nftables/{name}.nft", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn nft_ip(p: &Plan) -> String {
+    assert!(p.iptables.tables.is_empty(), "no iptables rules with the nftables backend");
+    p.iptables.nft.table(crate::plan::firewall::nftables::Family::Ip, "docker-bridges").unwrap().listing()
+}
+
+const BRIDGE1: &str =
+    "[[network]]\nname = \"bridge1\"\nbridge = \"bridge1\"\nsubnet = \"192.0.2.0/24\"\ngateway = \"192.0.2.1\"\n";
+
+#[rstest::rstest]
+#[case::new_daemon("new-daemon", "", "")]
+#[case::usernet_portmap("usernet-portmap", BRIDGE1, "publish = [\"8080:80\"]\n")]
+#[case::usernet_portmap_lo("usernet-portmap-lo", BRIDGE1, "publish = [\"127.0.0.1:8080:80\"]\n")]
+#[case::usernet_portmap_noicc("usernet-portmap-noicc", &format!("{BRIDGE1}icc = false\n"), "publish = [\"8080:80\"]\n")]
+fn docker29_nftables_plans_moby_s_docs(#[case] doc: &str, #[case] network: &str, #[case] container: &str) {
+    let ctr = if network.is_empty() {
+        String::new()
+    } else {
+        format!("[[container]]\nname = \"c1\"\nnetwork = \"bridge1\"\n{container}")
+    };
+    let p = ok(&format!("{NFT29}{network}{ctr}"));
+    assert_eq!(nft_ip(&p), nft_doc(doc));
+}
+
+#[test]
+fn docker29_nftables_without_the_proxy_plans_moby_s_doc() {
+    let text = NFT29.replace("[host]", "userland_proxy = false\n[host]");
+    let p =
+        ok(&format!("{text}{BRIDGE1}[[container]]\nname = \"c1\"\nnetwork = \"bridge1\"\npublish = [\"8080:80\"]\n"));
+    assert_eq!(nft_ip(&p), nft_doc("usernet-portmap-noproxy"));
+}
+
+#[test]
+fn docker29_nftables_internal_networks_plan_moby_s_doc() {
+    let nets = "[[network]]\nname = \"bridgeICC\"\nbridge = \"bridgeICC\"\ninternal = true\nsubnet = \"192.0.2.0/24\"\n\
+                [[network]]\nname = \"bridgeNoICC\"\nbridge = \"bridgeNoICC\"\ninternal = true\nicc = false\nsubnet = \"198.51.100.0/24\"\n\
+                [[container]]\nname = \"c1\"\nnetwork = \"bridgeICC\"\n[[container]]\nname = \"c2\"\nnetwork = \"bridgeNoICC\"\n";
+    let p = ok(&format!("{NFT29}{nets}"));
+    assert_eq!(nft_ip(&p), nft_doc("usernet-internal"));
+}
+
+#[test]
+fn docker29_nftables_rules_go_with_the_container() {
+    let text = format!(
+        "{NFT29}{BRIDGE1}[[container]]\nname = \"c1\"\nnetwork = \"bridge1\"\npublish = [\"127.0.0.1:8080:80\"]\n\
+                        [[step]]\ndo = \"stop\"\ncontainer = \"c1\"\n"
+    );
+    let p = ok(&text);
+    let after = nft_ip(step_after(&p, 0));
+    assert!(!after.contains("192.0.2.2"), "{after}");
+    assert!(after.contains("chain filter-forward-in__bridge1"), "{after}");
+}
+
+#[test]
+fn docker29_nftables_refuses_a_network_while_forwarding_is_off() {
+    // checkIPv4Forwarding: dockerd does not turn ip_forward on with nftables.
+    let e = err("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n");
+    assert!(
+        e.ends_with(":3:11: error creating default \"bridge\" network: IPv4 forwarding is disabled: check your host's firewalling and set sysctl net.ipv4.ip_forward=1, or disable this check using daemon option --ip-forward=false"),
+        "{e}"
+    );
+    let e = err("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n[host]\nforwarding = false\n");
+    assert!(e.contains(":5:14: error creating default \"bridge\" network: IPv4 forwarding is disabled"), "{e}");
+    // --ip-forward=false skips the check: the daemon starts, nothing forwards.
+    let p = ok("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\nip_forward = false\n");
+    let s = &p.node("host").unwrap().sysctls[0];
+    assert_eq!((s.key.as_str(), s.value.as_str()), ("net.ipv4.ip_forward", "0"));
+    assert!(nft_ip(&p).contains("chain filter-forward-in__docker0"));
+}
+
+#[test]
+fn nftables_needs_docker29_and_says_so() {
+    for (fw, release) in [("docker20", "Docker 20.10.24"), ("docker1", "Docker 1.6.2")] {
+        let text = format!("[daemon]\nfirewall = \"{fw}\"\nbackend = \"nftables\"\n");
+        let e = Scenario::parse("p.toml".into(), text).expect_err("refused").to_string();
+        assert!(
+            e.contains(&format!(":3:11: backend = \"nftables\" needs firewall = \"docker29\": {release} (firewall = \"{fw}\") has no --firewall-backend")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn docker29_nftables_restart_keeps_the_networks_rules() {
+    let text = format!(
+        "{NFT29}{BRIDGE1}[[container]]\nname = \"c1\"\nnetwork = \"bridge1\"\npublish = [\"8080:80\"]\n\
+                        [[step]]\ndo = \"restart-daemon\"\n[[step]]\ndo = \"start\"\ncontainer = \"c1\"\n"
+    );
+    let p = ok(&text);
+    let restarted = nft_ip(step_after(&p, 0));
+    assert!(restarted.contains("chain filter-forward-in__bridge1"), "{restarted}");
+    assert!(!restarted.contains("192.0.2.2"), "{restarted}");
+    // The same rules once c1 runs again, but the stored network's chains
+    // now come first: the table is made anew, bridge1 is restored from the
+    // store, then the default bridge is made again.
+    let again = nft_ip(step_after(&p, 1));
+    let first = nft_ip(&p);
+    let (mut a, mut b): (Vec<&str>, Vec<&str>) = (again.lines().collect(), first.lines().collect());
+    assert_ne!(a, b);
+    assert!(again.find("chain filter-forward-in__bridge1") < again.find("chain filter-forward-in__docker0"));
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
 }

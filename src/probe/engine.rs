@@ -26,7 +26,7 @@ use nix::sys::socket::{recv, MsgFlags};
 use pnet::packet::ip::IpNextHeaderProtocols;
 use pnet::transport::{transport_channel, TransportChannelType, TransportReceiver, TransportSender};
 
-use super::packets::{classify, craft, Answer, Wire, WireKind};
+use super::packets::{arp_request, classify, craft, frame, handshake_ack, incoming_ipv4, Answer, Wire, WireKind};
 use crate::apply::netns;
 
 /// One probe to send from one namespace.
@@ -39,6 +39,28 @@ pub struct ProbeJob {
     /// An answer is expected (`reachable` or `refused`): silence earns
     /// further attempts before it counts (see [`Schedule`]).
     pub patient: bool,
+    /// `via`: sent as an Ethernet frame to a neighbour, not routed.
+    pub via: Option<LinkVia>,
+}
+
+/// A probe delivered at the link layer (`[[expect]] via`): an Ethernet
+/// frame out of the sender's interface to the neighbour's MAC, whatever
+/// the sender's routes say; its answers are read from the same interface
+/// at the link layer, so an answer the sender's kernel drops as a martian
+/// (a source of 127.0.0.1 from the wire) still counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkVia {
+    /// The sender's interface on the link it shares with the neighbour.
+    pub iface: String,
+    /// The sender's address on that link: the probe's source.
+    pub src: Ipv4Addr,
+    /// The neighbour's MAC, as read from its namespace.
+    pub mac: [u8; 6],
+    /// The neighbour's address on the link (asked for by ARP first).
+    pub neighbour: Ipv4Addr,
+    /// After a SYN-ACK, complete the handshake carrying the token, so
+    /// the responder records who connected (for `source`).
+    pub follow_up: bool,
 }
 
 /// How much silence a patient probe sits through before it counts as
@@ -147,20 +169,23 @@ fn source_for(dst: Ipv4Addr) -> io::Result<Option<Ipv4Addr>> {
 
 /// Runs every job; results come back in the jobs' order.
 pub fn run(jobs: &[ProbeJob], files: &HashMap<String, &File>, timeout: Duration, retries: u32) -> Vec<ProbeResult> {
-    let mut by_ns: HashMap<&str, Vec<usize>> = HashMap::new();
+    // One group per namespace and way out: routed, or each interface that
+    // frames leave by.
+    let mut by_ns: HashMap<(&str, Option<&str>), Vec<usize>> = HashMap::new();
     for (i, j) in jobs.iter().enumerate() {
-        by_ns.entry(j.netns.as_str()).or_default().push(i);
+        by_ns.entry((j.netns.as_str(), j.via.as_ref().map(|v| v.iface.as_str()))).or_default().push(i);
     }
     let mut results: Vec<Option<ProbeResult>> = vec![None; jobs.len()];
     std::thread::scope(|s| {
         let handles: Vec<_> = by_ns
             .into_iter()
-            .map(|(ns, idx)| {
+            .map(|((ns, iface), idx)| {
                 let group: Vec<ProbeJob> = idx.iter().map(|&i| jobs[i].clone()).collect();
                 let file = files.get(ns).copied();
+                let iface = iface.map(str::to_string);
                 let h = s.spawn(move || match file {
                     None => group.iter().map(|_| failed(format!("no namespace {ns}"))).collect(),
-                    Some(f) => run_group(f, &group, timeout, retries),
+                    Some(f) => run_group(f, iface, &group, timeout, retries),
                 });
                 (idx, h)
             })
@@ -186,6 +211,24 @@ pub(crate) fn failed(msg: String) -> ProbeResult {
     }
 }
 
+/// How a group's probes leave and their answers come back.
+trait Transport {
+    /// The probe's source address, or `None` when the sender has no route.
+    fn source(&self, job: &ProbeJob) -> io::Result<Option<Ipv4Addr>>;
+    fn send(&mut self, job: &ProbeJob, packet: &[u8]) -> io::Result<()>;
+    /// The descriptors answers arrive on.
+    fn fds(&self) -> Vec<i32>;
+    /// The IPv4 packet in what one of [`Transport::fds`] delivered, if it
+    /// may answer a probe.
+    fn ipv4<'b>(&self, data: &'b [u8]) -> Option<&'b [u8]>;
+    /// Whatever the sender does before its first probe.
+    fn introduce(&mut self, _jobs: &[ProbeJob]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Routed probes: raw IP sockets (pnet transport channels with
+/// `IP_HDRINCL`), one per protocol; the kernel routes them.
 struct Sockets {
     icmp: (TransportSender, TransportReceiver),
     tcp: (TransportSender, TransportReceiver),
@@ -201,37 +244,125 @@ impl Sockets {
             udp: ch(IpNextHeaderProtocols::Udp)?,
         })
     }
-    fn sender(&mut self, kind: WireKind) -> &mut TransportSender {
-        match kind {
+}
+
+impl Transport for Sockets {
+    fn source(&self, job: &ProbeJob) -> io::Result<Option<Ipv4Addr>> {
+        source_for(job.dst)
+    }
+    fn send(&mut self, job: &ProbeJob, packet: &[u8]) -> io::Result<()> {
+        let tx = match job.kind {
             WireKind::Icmp => &mut self.icmp.0,
             WireKind::Tcp(_) => &mut self.tcp.0,
             WireKind::Udp(_) => &mut self.udp.0,
-        }
+        };
+        let ip = pnet::packet::ipv4::Ipv4Packet::new(packet).expect("crafted");
+        tx.send_to(ip, IpAddr::V4(job.dst)).map(|_| ())
     }
-    fn fds(&self) -> [i32; 3] {
-        [self.icmp.1.socket.fd, self.tcp.1.socket.fd, self.udp.1.socket.fd]
+    fn fds(&self) -> Vec<i32> {
+        vec![self.icmp.1.socket.fd, self.tcp.1.socket.fd, self.udp.1.socket.fd]
+    }
+    fn ipv4<'b>(&self, data: &'b [u8]) -> Option<&'b [u8]> {
+        Some(data)
     }
 }
 
-struct Pending {
+/// Probes with `via`: a packet socket (`AF_PACKET`, pnet datalink) on the
+/// sender's interface. Frames go to the neighbour's MAC; every frame that
+/// comes in for this interface is read, before the kernel's IP layer can
+/// drop it.
+struct LinkSocket {
+    tx: Box<dyn pnet::datalink::DataLinkSender>,
+    /// Owns the socket with `tx`; frames are read from `fd` directly.
+    _rx: Box<dyn pnet::datalink::DataLinkReceiver>,
+    fd: i32,
+    mac: [u8; 6],
+}
+
+impl LinkSocket {
+    fn open(iface: &str) -> io::Result<LinkSocket> {
+        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+        use std::os::fd::IntoRawFd;
+        let ni = pnet::datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == iface)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {iface}")))?;
+        let mac = ni.mac.map(|m| m.octets()).ok_or_else(|| io::Error::other(format!("{iface} has no MAC")))?;
+        // The socket is made here so its descriptor can be polled with the
+        // others; pnet binds it to the interface and owns it from then on.
+        let fd =
+            socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)?.into_raw_fd();
+        let config = pnet::datalink::Config { promiscuous: false, socket_fd: Some(fd), ..Default::default() };
+        match pnet::datalink::channel(&ni, config)? {
+            pnet::datalink::Channel::Ethernet(tx, rx) => Ok(LinkSocket { tx, _rx: rx, fd, mac }),
+            _ => Err(io::Error::other("not an Ethernet channel")),
+        }
+    }
+}
+
+impl Transport for LinkSocket {
+    fn source(&self, job: &ProbeJob) -> io::Result<Option<Ipv4Addr>> {
+        Ok(job.via.as_ref().map(|v| v.src))
+    }
+    fn send(&mut self, job: &ProbeJob, packet: &[u8]) -> io::Result<()> {
+        let to = job.via.as_ref().map(|v| v.mac).unwrap_or_default();
+        let f = frame(to, self.mac, packet);
+        self.tx.send_to(&f, None).unwrap_or_else(|| Err(io::Error::other("no frame sent")))
+    }
+    fn fds(&self) -> Vec<i32> {
+        vec![self.fd]
+    }
+    fn ipv4<'b>(&self, data: &'b [u8]) -> Option<&'b [u8]> {
+        incoming_ipv4(self.mac, data)
+    }
+    /// An ARP request to each neighbour, as a LAN neighbour makes before
+    /// it talks: the neighbour learns the sender's MAC from it. Without
+    /// it, the host would ask by ARP for the sender's MAC itself before
+    /// answering, and an answer whose source NAT turned into 127.0.0.1
+    /// would make that request one the sender ignores (a loopback sender
+    /// address), so the answer would die in the host's neighbour queue.
+    fn introduce(&mut self, jobs: &[ProbeJob]) -> io::Result<()> {
+        let mut done: Vec<([u8; 6], Ipv4Addr, Ipv4Addr)> = Vec::new();
+        for v in jobs.iter().filter_map(|j| j.via.as_ref()) {
+            let key = (v.mac, v.src, v.neighbour);
+            if !done.contains(&key) {
+                let f = arp_request(v.mac, self.mac, v.src, v.neighbour);
+                self.tx.send_to(&f, None).unwrap_or_else(|| Err(io::Error::other("no frame sent")))?;
+                done.push(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Pending<'j> {
+    job: &'j ProbeJob,
     wire: Option<Wire>,
     result: ProbeResult,
     schedule: Schedule,
     done: bool,
 }
 
-fn run_group(ns: &File, jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+fn run_group(ns: &File, iface: Option<String>, jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
     let owned = jobs.to_vec();
-    let r = netns::run_in(ns, move || Ok(send_and_wait(&owned, timeout, retries)));
+    let r = netns::run_in(ns, move || {
+        let opened: io::Result<Box<dyn Transport>> = match &iface {
+            None => Sockets::open().map(|s| Box::new(s) as Box<dyn Transport>),
+            Some(i) => LinkSocket::open(i).map(|s| Box::new(s) as Box<dyn Transport>),
+        };
+        Ok(match opened {
+            Ok(mut t) => send_and_wait(t.as_mut(), &owned, timeout, retries),
+            Err(e) => {
+                let what = iface.as_deref().map_or("raw socket".to_string(), |i| format!("packet socket on {i}"));
+                owned.iter().map(|_| failed(format!("{what}: {e}"))).collect()
+            }
+        })
+    });
     r.unwrap_or_else(|e| jobs.iter().map(|_| failed(e.to_string())).collect())
 }
 
-fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
+fn send_and_wait(socks: &mut dyn Transport, jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<ProbeResult> {
     let start = Instant::now();
-    let mut socks = match Sockets::open() {
-        Ok(s) => s,
-        Err(e) => return jobs.iter().map(|_| failed(format!("raw socket: {e}"))).collect(),
-    };
     let mut pending: Vec<Pending> = jobs
         .iter()
         .map(|j| {
@@ -244,7 +375,7 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                 waited: Duration::ZERO,
                 elapsed: Duration::ZERO,
             };
-            let wire = match source_for(j.dst) {
+            let wire = match socks.source(j) {
                 Ok(Some(src)) => {
                     result.src = Some(src);
                     Some(Wire { src, dst: j.dst, kind: j.kind, ident, token })
@@ -259,9 +390,15 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                 }
             };
             let done = wire.is_none();
-            Pending { wire, result, schedule: Schedule::new(timeout, retries, j.patient), done }
+            Pending { job: j, wire, result, schedule: Schedule::new(timeout, retries, j.patient), done }
         })
         .collect();
+    if let Err(e) = socks.introduce(jobs) {
+        for p in pending.iter_mut().filter(|p| !p.done) {
+            p.result.outcome = Outcome::Error(format!("ARP request to the neighbour: {e}"));
+            p.done = true;
+        }
+    }
     let mut buf = vec![0u8; 65536];
     // Every schedule is a prefix of a patient one, so the probes of a
     // source share their rounds: attempt n of each waits as long.
@@ -272,9 +409,7 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
         for p in pending.iter_mut().filter(|p| !p.done) {
             let w = p.wire.expect("undone probes have a wire");
             let packet = craft(&w, attempt as u16);
-            let sent = socks
-                .sender(w.kind)
-                .send_to(pnet::packet::ipv4::Ipv4Packet::new(&packet).expect("crafted"), IpAddr::V4(w.dst));
+            let sent = socks.send(p.job, &packet);
             p.result.attempts = p.result.attempts.saturating_add(1);
             match sent {
                 Ok(_) => {}
@@ -326,11 +461,23 @@ fn send_and_wait(jobs: &[ProbeJob], timeout: Duration, retries: u32) -> Vec<Prob
                     continue;
                 }
                 while let Ok(n) = recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                    let Some(packet) = socks.ipv4(&buf[..n]) else { continue };
+                    let mut follow_ups = Vec::new();
                     for p in pending.iter_mut().filter(|p| !p.done) {
-                        if let Some(a) = classify(p.wire.as_ref().expect("wire"), &buf[..n]) {
+                        let w = p.wire.as_ref().expect("wire");
+                        if let Some(a) = classify(w, packet) {
                             p.result.outcome = Outcome::Answered(a);
                             p.result.elapsed = start.elapsed();
                             p.done = true;
+                            if p.job.via.as_ref().is_some_and(|v| v.follow_up) {
+                                follow_ups.extend(handshake_ack(w, packet).map(|ack| (p.job, ack)));
+                            }
+                        }
+                    }
+                    for (job, ack) in follow_ups {
+                        // A lost follow-up shows as no `source` seen, reported by the caller.
+                        if let Err(e) = socks.send(job, &ack) {
+                            tracing::debug!("handshake follow-up to {}: {e}", job.dst);
                         }
                     }
                 }

@@ -67,7 +67,7 @@ pub async fn run(lab: &RunningLab, probes: &[ProbeSpec]) -> Vec<Cell> {
                     Ok((netns, dst)) => {
                         slot.push((index, *probe, expected));
                         let patient = expected.is_some_and(|v| v != Verdict::Blocked);
-                        jobs.push(ProbeJob { netns, dst, kind: wire_kind(*probe), patient });
+                        jobs.push(ProbeJob { netns, dst, kind: wire_kind(*probe), patient, via: None });
                     }
                     Err(e) => {
                         cells[index].detail = e;

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use engine::{Outcome, ProbeJob, ProbeResult};
+use engine::{LinkVia, Outcome, ProbeJob, ProbeResult};
 use packets::{token_payload, Answer, WireKind};
 use responder::{Responders, Wanted};
 
 use crate::apply::RunningLab;
 use crate::plan::{Plan, UPLINK_EXTERNAL, UPLINK_HOST};
-use crate::scenario::{Expect, ProbeSpec, Scenario, Verdict};
+use crate::scenario::{Expect, IfaceAddr, ProbeSpec, Scenario, Verdict};
 
 /// What probes and responders need of a built world: the scenario, a plan
 /// that says which namespace each node lives in and which addresses it
@@ -61,6 +61,9 @@ pub struct ExpectOutcome {
     pub to: String,
     pub target: Option<Ipv4Addr>,
     pub probe: String,
+    /// `via`, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     pub expected: String,
     /// `None` when the probe could not be carried out.
     pub actual: Option<String>,
@@ -186,17 +189,29 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
     let retries = settings.retries;
     let source = &lab.scenario().source;
 
+    // The host's links, read from its namespace, for `via`: the lab's
+    // or the real daemon's, never the plan's word for them.
+    let neighbours = if expects.iter().any(|e| e.via.is_some()) { Some(host_links(lab).await) } else { None };
     // Resolve first; what cannot be resolved is an error outcome.
     let mut jobs = Vec::new();
     let mut slots: Vec<Result<usize, String>> = Vec::new();
     for e in expects {
-        let resolved = sender_netns(plan, e.from.get_ref())
-            .and_then(|ns| resolve_target(plan, &ns, e.to.get_ref()).map(|dst| (ns, dst)));
+        let resolved = sender_netns(plan, e.from.get_ref()).and_then(|ns| {
+            let dst = resolve_target(plan, &ns, e.to.get_ref())?;
+            let via = match (e.via(), &neighbours) {
+                (Some((_, net)), Some(links)) => {
+                    let wants_source = e.source.is_some() && matches!(e.probe.get_ref(), ProbeSpec::Tcp(_));
+                    Some(link_via(plan, links, e.from.get_ref(), &ns, net, wants_source)?)
+                }
+                _ => None,
+            };
+            Ok((ns, dst, via))
+        });
         match resolved {
-            Ok((netns, dst)) => {
+            Ok((netns, dst, via)) => {
                 slots.push(Ok(jobs.len()));
                 let patient = *e.result.get_ref() != Verdict::Blocked;
-                jobs.push(ProbeJob { netns, dst, kind: wire_kind(*e.probe.get_ref()), patient });
+                jobs.push(ProbeJob { netns, dst, kind: wire_kind(*e.probe.get_ref()), patient, via });
             }
             Err(msg) => slots.push(Err(msg)),
         }
@@ -208,13 +223,18 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
     for (e, slot) in expects.iter().zip(slots) {
         let (line, col) = source.line_col(e.from.span().start);
         let probe = *e.probe.get_ref();
+        let via = e.via.as_ref().map(|v| format!(" via {}", v.get_ref())).unwrap_or_default();
         let mut o = ExpectOutcome {
-            name: e.name.clone().unwrap_or_else(|| format!("{} -> {} {}", e.from.get_ref(), e.to.get_ref(), probe)),
+            name: e
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} -> {} {}{via}", e.from.get_ref(), e.to.get_ref(), probe)),
             location: format!("{}:{line}:{col}", source.path().display()),
             from: e.from.get_ref().clone(),
             to: e.to.get_ref().clone(),
             target: None,
             probe: probe.to_string(),
+            via: e.via.as_ref().map(|v| v.get_ref().clone()),
             expected: e.result.get_ref().to_string(),
             actual: None,
             source_expected: e.source.as_ref().map(|s| s.get_ref().clone()),
@@ -257,6 +277,10 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         }
         if let (Some(want), Some(Verdict::Reachable)) = (&e.source, verdict) {
             let seen = match probe {
+                // The engine completed the handshake at the link layer.
+                ProbeSpec::Tcp(_) if job.via.is_some() => {
+                    wait_for_peer(responders, r.token, Duration::from_secs(2)).await
+                }
                 ProbeSpec::Tcp(port) => {
                     follow_up_tcp(lab, responders, &job.netns, SocketAddr::from((job.dst, port))).await
                 }
@@ -280,6 +304,14 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
                     o.passed = false;
                     o.detail =
                         format!("{}; no responder recorded where it came from (is a responder listening?)", o.detail);
+                    if job.via.is_some() && matches!(probe, ProbeSpec::Tcp(_)) {
+                        // The sender's kernel sees the SYN-ACK too; with a route back it
+                        // answers with a RST (no socket of its own), and the handshake dies.
+                        o.detail = format!(
+                            "{}; with via, the sender's own kernel resets a handshake whose answers it can route: check source with a udp probe",
+                            o.detail
+                        );
+                    }
                 }
             }
         }
@@ -287,6 +319,88 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
     }
     tracing::debug!("{} probes in {:?}", out.len(), started.elapsed());
     out
+}
+
+/// A link of the host: its name, MAC and IPv4 addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLink {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub addresses: Vec<IfaceAddr>,
+}
+
+/// The host's links, read through rtnetlink inside its namespace.
+pub async fn host_links<T: Testbed + ?Sized>(lab: &T) -> Result<Vec<HostLink>, String> {
+    let file = lab.netns_file("host").ok_or("no host namespace")?;
+    let (nl, task) = crate::apply::Netlink::open(file).map_err(|e| format!("netlink in host: {e}"))?;
+    let read = async {
+        let links = nl.links().await?;
+        let addrs = nl.addresses().await?;
+        Ok::<_, rtnetlink::Error>((links, addrs))
+    }
+    .await;
+    task.abort();
+    let (links, addrs) = read.map_err(|e| format!("reading the host's links: {e}"))?;
+    Ok(links
+        .iter()
+        .map(crate::apply::LinkState::from_message)
+        .filter_map(|l| {
+            let addresses = addrs
+                .get(&l.index)
+                .into_iter()
+                .flatten()
+                .filter_map(|(ip, p)| ipnetwork::Ipv4Network::new(*ip, *p).ok().map(IfaceAddr))
+                .collect();
+            Some(HostLink { name: l.name, mac: l.mac?, addresses })
+        })
+        .collect())
+}
+
+/// Where a `via` probe leaves and whom it is for: the sender's interface
+/// and address on the link it shares with the host (the uplink from
+/// `external`, the bridge of the container's first network or of `net`),
+/// and the MAC of the host's link on that subnet.
+pub fn link_via(
+    plan: &Plan,
+    host: &Result<Vec<HostLink>, String>,
+    from: &str,
+    ns: &str,
+    net: Option<&str>,
+    follow_up: bool,
+) -> Result<LinkVia, String> {
+    let (iface, addr) = if from == "external" {
+        let node = plan.node("external").ok_or("no external node")?;
+        let l = node
+            .links
+            .iter()
+            .find(|l| l.kind != crate::plan::LinkKind::Loopback && !l.addresses.is_empty())
+            .ok_or("external has no link to the host")?;
+        (l.name.clone(), l.addresses[0])
+    } else {
+        // A `container:` container sends from the namespace, and over the
+        // endpoints, of the container that made it.
+        let owner = plan
+            .container(ns)
+            .filter(|c| !c.endpoints.is_empty())
+            .or_else(|| plan.container(from))
+            .ok_or_else(|| format!("unknown node {from}"))?;
+        let e = match net {
+            None => owner.endpoints.first(),
+            Some(n) => owner.endpoint_on(n),
+        }
+        .ok_or_else(|| match net {
+            None => format!("via: container {from} shares no bridge with the host now"),
+            Some(n) => format!("via: container {from} is not connected to network {n} now"),
+        })?;
+        (e.iface.clone(), e.address)
+    };
+    let links = host.as_ref().map_err(|e| format!("via: {e}"))?;
+    let subnet = addr.network();
+    let (link, neighbour) = links
+        .iter()
+        .find_map(|l| l.addresses.iter().find(|a| subnet.contains(a.ip())).map(|a| (l, a.ip())))
+        .ok_or_else(|| format!("via: no link of the host has an address on {subnet}"))?;
+    Ok(LinkVia { iface, src: addr.ip(), mac: link.mac, neighbour, follow_up })
 }
 
 /// Runs probe jobs on a blocking thread (each source namespace gets its own).

@@ -97,6 +97,11 @@ pub fn craft(w: &Wire, attempt: u16) -> Vec<u8> {
             buf
         }
     };
+    ipv4_packet(w, attempt, &l4)
+}
+
+/// `l4` in an IPv4 header from `w.src` to `w.dst`.
+fn ipv4_packet(w: &Wire, attempt: u16, l4: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; 20 + l4.len()];
     let mut ip = MutableIpv4Packet::new(&mut buf).expect("sized");
     ip.set_version(4);
@@ -108,10 +113,80 @@ pub fn craft(w: &Wire, attempt: u16) -> Vec<u8> {
     ip.set_next_level_protocol(w.protocol());
     ip.set_source(w.src);
     ip.set_destination(w.dst);
-    ip.set_payload(&l4);
+    ip.set_payload(l4);
     let sum = ipv4::checksum(&ip.to_immutable());
     ip.set_checksum(sum);
     buf
+}
+
+/// The Ethernet type of IPv4.
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+
+/// An Ethernet frame carrying `packet` from `src` to `dst` (MACs).
+pub fn frame(dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + packet.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ETHERTYPE_IPV4);
+    f.extend_from_slice(packet);
+    f
+}
+
+/// An ARP request from `mac`/`ip` for `target`, sent straight to
+/// `to` (a MAC). A LAN neighbour resolves the host's address before it
+/// talks to it, and that request is how the host learns the neighbour's
+/// MAC; without it the host could not send its answers back.
+pub fn arp_request(to: [u8; 6], mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&to);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06]); // ARP
+    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]); // Ethernet, IPv4, request
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
+/// The IPv4 packet of a frame addressed to `mac`: what came in for this
+/// node, not what it sent (a packet socket sees both).
+pub fn incoming_ipv4(mac: [u8; 6], frame: &[u8]) -> Option<&[u8]> {
+    (frame.len() > 14 && frame[..6] == mac && frame[12..14] == ETHERTYPE_IPV4).then(|| &frame[14..])
+}
+
+/// For a TCP probe answered by `answer` with a SYN-ACK: the packet that
+/// completes the handshake and carries the probe's token
+/// ([`token_payload`]), so the responder records who it came from. The
+/// kernel does this for a connected socket; a probe sent at the link layer
+/// has no socket, so the prober does it.
+pub fn handshake_ack(w: &Wire, answer: &[u8]) -> Option<Vec<u8>> {
+    let WireKind::Tcp(port) = w.kind else { return None };
+    let ip = Ipv4Packet::new(answer)?;
+    if ip.get_next_level_protocol() != IpNextHeaderProtocols::Tcp {
+        return None;
+    }
+    let t = TcpPacket::new(ip.payload())?;
+    let synack = TcpFlags::SYN | TcpFlags::ACK;
+    if t.get_source() != port || t.get_destination() != w.ident || t.get_flags() & synack != synack {
+        return None;
+    }
+    let payload = token_payload(w.token);
+    let mut l4 = vec![0u8; 20 + payload.len()];
+    {
+        let mut p = MutableTcpPacket::new(&mut l4).expect("sized");
+        p.set_source(w.ident);
+        p.set_destination(port);
+        p.set_sequence(w.token.wrapping_add(1));
+        p.set_acknowledgement(t.get_sequence().wrapping_add(1));
+        p.set_data_offset(5);
+        p.set_flags(TcpFlags::ACK | TcpFlags::PSH);
+        p.set_window(64240);
+        p.set_payload(payload.as_bytes());
+        let sum = tcp::ipv4_checksum(&p.to_immutable(), &w.src, &w.dst);
+        p.set_checksum(sum);
+    }
+    Some(ipv4_packet(w, 0, &l4))
 }
 
 /// What an answer says about a probe.
@@ -347,6 +422,60 @@ mod tests {
         assert_eq!(classify(&w, &answer), Some(want));
         let other = Wire { ident: 1, ..w };
         assert_eq!(classify(&other, &answer), None);
+    }
+
+    #[test]
+    fn a_syn_ack_is_acknowledged_with_the_token() {
+        let w = wire(WireKind::Tcp(80));
+        let mut synack = tcp_reply(80, 0x4242, TcpFlags::SYN | TcpFlags::ACK);
+        MutableTcpPacket::new(&mut synack[20..]).unwrap().set_sequence(0x1000);
+        let ack = handshake_ack(&w, &synack).unwrap();
+        let ip = Ipv4Packet::new(&ack).unwrap();
+        assert_eq!((ip.get_source(), ip.get_destination()), (w.src, w.dst));
+        assert_eq!(ip.get_checksum(), ipv4::checksum(&ip));
+        let t = TcpPacket::new(ip.payload()).unwrap();
+        assert_eq!((t.get_source(), t.get_destination()), (0x4242, 80));
+        assert_eq!((t.get_sequence(), t.get_acknowledgement()), (0xdeadbeef_u32.wrapping_add(1), 0x1001));
+        assert_eq!(t.get_flags(), TcpFlags::ACK | TcpFlags::PSH);
+        assert_eq!(t.get_checksum(), tcp::ipv4_checksum(&t, &w.src, &w.dst));
+        assert_eq!(parse_token(t.payload()), Some(0xdeadbeef));
+        // Only a SYN-ACK to this probe gets one.
+        assert_eq!(handshake_ack(&w, &tcp_reply(80, 0x4242, TcpFlags::RST | TcpFlags::ACK)), None);
+        assert_eq!(handshake_ack(&w, &tcp_reply(80, 0x4243, TcpFlags::SYN | TcpFlags::ACK)), None);
+        assert_eq!(handshake_ack(&wire(WireKind::Udp(80)), &synack), None);
+    }
+
+    #[test]
+    fn frames_carry_ipv4_and_only_incoming_ones_are_read() {
+        let (me, them) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let packet = craft(&wire(WireKind::Icmp), 0);
+        let out = frame(them, me, &packet);
+        assert_eq!((&out[..6], &out[6..12], &out[12..14]), (&them[..], &me[..], &[0x08, 0x00][..]));
+        // What this node sent is not an answer to it; what came for it is.
+        assert_eq!(incoming_ipv4(me, &out), None);
+        assert_eq!(incoming_ipv4(them, &out), Some(&packet[..]));
+        let mut arp = frame(me, them, &packet);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(incoming_ipv4(me, &arp), None);
+    }
+
+    #[test]
+    fn the_arp_request_is_byte_exact() {
+        let f = arp_request(
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            "198.51.100.2".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
+        assert_eq!(
+            f,
+            [
+                2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x06, // Ethernet
+                0, 1, 0x08, 0, 6, 4, 0, 1, // request
+                2, 0, 0, 0, 0, 2, 198, 51, 100, 2, // sender
+                0, 0, 0, 0, 0, 0, 198, 51, 100, 1, // target
+            ]
+        );
     }
 
     #[test]

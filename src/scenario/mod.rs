@@ -302,8 +302,11 @@ impl Container {
 pub struct External {
     #[serde(default)]
     pub listen: Vec<Sp<ListenSpec>>,
+    /// Subnets the external node routes via the host's uplink address, as
+    /// a LAN neighbour with a static route does. Written as subnets:
+    /// validation refuses host bits.
     #[serde(default)]
-    pub routes: Vec<Sp<Cidr>>,
+    pub routes: Vec<Sp<IfaceAddr>>,
 }
 
 /// `[probe]`.
@@ -358,7 +361,25 @@ pub struct Expect {
     pub probe: Sp<ProbeSpec>,
     pub result: Sp<Verdict>,
     pub source: Option<Sp<String>>,
+    /// `"host"` or `"host@NETWORK"`: send the probe as an Ethernet frame to
+    /// that neighbour's MAC on the shared link, whatever the sender's
+    /// routes say.
+    pub via: Option<Sp<String>>,
     pub name: Option<String>,
+}
+
+impl Expect {
+    /// The neighbour `via` names and the network it picks, as written
+    /// (`"host@back"` is `("host", Some("back"))`).
+    pub fn via(&self) -> Option<(&str, Option<&str>)> {
+        self.via.as_ref().map(|v| {
+            let v = v.get_ref().as_str();
+            match v.split_once('@') {
+                Some((node, net)) => (node, Some(net)),
+                None => (v, None),
+            }
+        })
+    }
 }
 
 /// `[[step]]`: an action after start, with its own expectations.

@@ -242,3 +242,84 @@ fn an_overlapping_subnet_names_an_earlier_network_it_overlaps() {
         ]
     );
 }
+
+#[test]
+fn via_names_the_host_on_a_link_the_sender_has_when_it_sends() {
+    let s = parse(
+        r#"
+[daemon]
+firewall = "docker20"
+[external]
+routes = ["172.17.0.0/16"]
+[[network]]
+name = "back"
+[[container]]
+name = "web"
+[[container]]
+name = "side"
+network = "container:web"
+[[expect]]
+from = "external"
+to = "127.0.0.1"
+via = "host"
+probe = "tcp:80"
+result = "blocked"
+[[expect]]
+from = "side"
+to = "127.0.0.1"
+via = "host@bridge"
+probe = "tcp:80"
+result = "blocked"
+[[step]]
+do = "connect"
+container = "web"
+network = "back"
+[[step.expect]]
+from = "side"
+to = "127.0.0.1"
+via = "host@back"
+probe = "tcp:80"
+result = "blocked"
+[[step]]
+do = "disconnect"
+container = "web"
+network = "back"
+[[step.expect]]
+from = "web"
+to = "127.0.0.1"
+via = "host@back"
+probe = "tcp:80"
+result = "blocked"
+"#,
+    );
+    // Only the last: web left `back` in the step before it.
+    let err = s.expect_err("the last via is refused").to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("t.toml:42:7: via: container web is not connected to network back here"), "{err}");
+}
+
+#[test]
+fn via_splits_into_the_neighbour_and_its_network() {
+    let s = parse(
+        r#"
+[daemon]
+firewall = "docker20"
+[[container]]
+name = "web"
+[[expect]]
+from = "web"
+to = "127.0.0.1"
+via = "host@bridge"
+probe = "icmp"
+result = "blocked"
+[[expect]]
+from = "external"
+to = "127.0.0.1"
+probe = "icmp"
+result = "blocked"
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.spec.expects[0].via(), Some(("host", Some("bridge"))));
+    assert_eq!(s.spec.expects[1].via(), None);
+}

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::diag::short;
 use super::{
-    Container, Diagnostic, Expect, Firewall, GatewayMode, NetworkMode, Sp, Spec, StepAction, StepContainer,
+    Backend, Container, Diagnostic, Expect, Firewall, GatewayMode, NetworkMode, Sp, Spec, StepAction, StepContainer,
     DEFAULT_BRIDGE,
 };
 
@@ -71,21 +71,56 @@ struct Checker<'a> {
 }
 
 /// The containers that exist at some point of the scenario, by name: a
-/// reference must name one created (and not removed) before it, as with Docker.
+/// reference must name one created (and not removed) before it, as with
+/// Docker. With each, its network modes as `connect` and `disconnect`
+/// steps leave them (for `via`).
 #[derive(Default)]
 struct Known<'a> {
-    names: HashSet<&'a str>,
+    names: HashMap<&'a str, Vec<NetworkMode>>,
+}
+
+/// The bridge network a mode joins: `bridge` or a `[[network]]`.
+fn bridge_network(m: &NetworkMode) -> Option<&str> {
+    match m {
+        NetworkMode::Bridge => Some("bridge"),
+        NetworkMode::Named(n) => Some(n),
+        _ => None,
+    }
 }
 
 impl<'a> Known<'a> {
     fn contains(&self, name: &str) -> bool {
-        self.names.contains(name)
+        self.names.contains_key(name)
     }
     fn push(&mut self, c: &'a Container) {
-        self.names.insert(c.name());
+        self.names.insert(c.name(), c.networks());
     }
     fn remove(&mut self, name: &str) {
         self.names.remove(name);
+    }
+    fn connect(&mut self, name: &str, network: &str) {
+        if let Some(modes) = self.names.get_mut(name) {
+            modes.push(if network == "bridge" { NetworkMode::Bridge } else { NetworkMode::Named(network.to_string()) });
+        }
+    }
+    fn disconnect(&mut self, name: &str, network: &str) {
+        if let Some(modes) = self.names.get_mut(name) {
+            modes.retain(|m| bridge_network(m) != Some(network));
+        }
+    }
+    /// The bridge networks of the namespace `name` sends from, following
+    /// `container:` modes; `Err` names a mode with no link to a bridge.
+    fn bridge_networks(&self, name: &str) -> Result<Vec<&str>, String> {
+        let mut at = name;
+        for _ in 0..=self.names.len() {
+            let modes = self.names.get(at).ok_or_else(|| format!("container {at} is not known here"))?;
+            match modes.first() {
+                Some(NetworkMode::Container(other)) => at = other,
+                Some(m @ (NetworkMode::Host | NetworkMode::None)) => return Err(format!("network {m}")),
+                _ => return Ok(modes.iter().filter_map(bridge_network).collect()),
+            }
+        }
+        Err("a loop of container: modes".into())
     }
 }
 
@@ -148,8 +183,18 @@ impl Checker<'_> {
         ];
         let spec = self.spec;
         let mut nets: Vec<(Range<usize>, ipnetwork::Ipv4Network, &str)> = Vec::new();
-        for r in spec.host.routes.iter().chain(&spec.external.routes) {
+        for r in &spec.host.routes {
             nets.push((r.span(), r.get_ref().0, "route"));
+        }
+        for r in &spec.external.routes {
+            let (addr, net) = (r.get_ref().ip(), r.get_ref().network());
+            // A route names a subnet; host bits would be a typo the kernel refuses
+            // (`ip route add 172.17.0.1/16` says "Invalid prefix for given prefix length").
+            if addr != net.network() {
+                self.err(r.span(), format!("route {}: not a subnet, its subnet is {net}", r.get_ref()));
+                continue;
+            }
+            nets.push((r.span(), net, "route"));
         }
         if let Some(b) = &spec.daemon.bip {
             nets.push((b.span(), b.get_ref().network(), "--bip"));
@@ -247,6 +292,24 @@ impl Checker<'_> {
                 if *g.get_ref() == GatewayMode::Isolated {
                     self.err(g.span(), "gateway mode 'isolated' can only be used for an internal network");
                 }
+            }
+        }
+        // `--firewall-backend` came with Docker 29 (daemon/config: FirewallBackend).
+        if let Some(b) = &d.backend {
+            if *b.get_ref() == Backend::Nftables && d.firewall() != Firewall::Docker29 {
+                let release = match d.firewall() {
+                    Firewall::Docker1 => "Docker 1.6.2",
+                    Firewall::Docker20 => "Docker 20.10.24",
+                    Firewall::Docker28 => "Docker 28.5.2",
+                    Firewall::Docker29 => "Docker 29",
+                };
+                self.err(
+                    b.span(),
+                    format!(
+                        "backend = \"nftables\" needs firewall = \"docker29\": {release} (firewall = \"{}\") has no --firewall-backend, only iptables",
+                        d.firewall()
+                    ),
+                );
             }
         }
         if d.firewall() == Firewall::Docker1 {
@@ -376,6 +439,12 @@ impl Checker<'_> {
                         } else if a == StepAction::Remove {
                             // Gone for every later reference, and its name is free again.
                             known.remove(n);
+                        } else if let Some(net) = &step.network {
+                            match a {
+                                StepAction::Connect => known.connect(n, net.get_ref()),
+                                StepAction::Disconnect => known.disconnect(n, net.get_ref()),
+                                _ => {}
+                            }
                         }
                     }
                     StepContainer::Inline(_) => self.err(
@@ -540,6 +609,64 @@ impl Checker<'_> {
             if matches!(e.probe.get_ref(), super::ProbeSpec::Icmp) {
                 self.err(src.span(), "source is checked by a responder: it needs a tcp or udp probe");
             }
+        }
+        self.via(e, known);
+    }
+
+    /// `via`: a neighbour on a link the sender shares with it. Only the
+    /// host is one: the uplink from `external`, a bridge from a container.
+    fn via(&mut self, e: &Expect, known: &Known) {
+        let (Some(v), Some((node, net))) = (&e.via, e.via()) else { return };
+        let from = e.from.get_ref().as_str();
+        if node != "host" {
+            self.err(
+                v.span(),
+                format!(
+                    "via {:?}: the neighbour must be \"host\" (or \"host@NETWORK\" from a container)",
+                    short(v.get_ref())
+                ),
+            );
+            return;
+        }
+        match from {
+            "host" => self.err(
+                v.span(),
+                "via: the probe already starts on the host; via is for its neighbours (a container or \"external\")",
+            ),
+            "external" => {
+                if let Some(net) = net {
+                    self.err(
+                        v.span(),
+                        format!(
+                            "via = \"host@{}\": external shares only the uplink with the host; use via = \"host\"",
+                            short(net)
+                        ),
+                    );
+                }
+            }
+            c if known.contains(c) => {
+                if let Some(net) = net {
+                    if net != "bridge" && !self.network_names.contains(net) {
+                        self.err(v.span(), format!("via: network {} not found", short(net)));
+                        return;
+                    }
+                }
+                match known.bridge_networks(c) {
+                    Err(why) => self.err(v.span(), format!("via: container {c} shares no link with the host ({why})")),
+                    Ok(nets) => match net {
+                        None if nets.is_empty() => {
+                            self.err(v.span(), format!("via: container {c} is on no network here"))
+                        }
+                        Some(net) if !nets.contains(&net) => self.err(
+                            v.span(),
+                            format!("via: container {c} is not connected to network {} here", short(net)),
+                        ),
+                        _ => {}
+                    },
+                }
+            }
+            // An unknown sender is reported for `from`.
+            _ => {}
         }
     }
 

@@ -660,7 +660,7 @@ pub enum Firewall {
     Docker20,
     /// Docker 28.5.2's layout (libnetwork's `iptabler`).
     Docker28,
-    /// Docker 29.7.2's layout (with `backend = "iptables"`, its `iptabler`).
+    /// Docker 29.7.2's layout (`backend = "iptables"`: its `iptabler`; `"nftables"`: its `nftabler`).
     Docker29,
 }
 

@@ -12,6 +12,8 @@ pub mod docker1;
 pub mod docker20;
 pub mod firewaller;
 pub mod iptabler;
+pub mod nftabler;
+pub mod nftables;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -95,6 +97,10 @@ pub struct Ruleset {
     /// instead of walking the whole chain for each container.
     #[serde(skip)]
     copies: HashMap<u64, usize>,
+    /// The nftables tables (Docker 29 with `--firewall-backend=nftables`);
+    /// the iptables tables above stay empty then.
+    #[serde(skip_serializing_if = "nftables::NftRuleset::is_empty")]
+    pub nft: nftables::NftRuleset,
 }
 
 /// A plan keeps a copy of the rules after every step: a copy's index is as
@@ -105,7 +111,7 @@ impl Clone for Ruleset {
     fn clone(&self) -> Ruleset {
         let mut copies = HashMap::with_capacity(self.copies.len());
         copies.extend(self.copies.iter().map(|(k, v)| (*k, *v)));
-        Ruleset { tables: self.tables.clone(), copies }
+        Ruleset { tables: self.tables.clone(), copies, nft: self.nft.clone() }
     }
 }
 

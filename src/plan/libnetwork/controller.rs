@@ -21,8 +21,9 @@ use super::version::{ContainerMac, FirewallerKind, Version};
 use crate::plan::firewall::docker20::Docker20;
 use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode};
 use crate::plan::firewall::iptabler::Iptabler;
+use crate::plan::firewall::nftabler::Nftabler;
 use crate::plan::firewall::{PortMapping, Ruleset, Table};
-use crate::plan::limits::{BRIDGE_MAX_PORTS, MAX_GIVEN_BACK, MAX_PUBLISHED_PORTS};
+use crate::plan::limits::{self, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
 use crate::plan::{host, MacAddr};
 use crate::scenario::{Container, Diagnostic, IfaceAddr, NetworkMode, Proto, Scenario, DEFAULT_BRIDGE};
@@ -82,7 +83,8 @@ pub struct BridgeDev {
 pub struct Controller<'a> {
     pub s: &'a Scenario,
     pub v: &'static Version,
-    /// The version's firewaller (`d.firewaller`).
+    /// The driver's firewaller (`d.firewaller`): the version's, or with
+    /// `--firewall-backend=nftables` (Docker 29) the nftabler.
     pub layout: Box<dyn Firewaller>,
     /// The daemon turned `net.ipv4.ip_forward` on (28: with its first network).
     pub forwarding_set: bool,
@@ -127,6 +129,24 @@ const SHARED_NETWORK: &str =
 const NO_NETWORK: &str =
     "container cannot be connected to multiple networks with one of the networks in private (none) mode";
 
+/// The bridge driver's `newFirewaller` (bridge_linux.go @docker-v29.7.2):
+/// the nftabler when the daemon's backend is nftables, else the release's
+/// iptables layout; one `firewaller.Config` for either.
+fn firewaller(v: &'static Version, d: &crate::scenario::Daemon, proxy: bool) -> Box<dyn Firewaller> {
+    let config = Config {
+        ipv4: d.iptables(),
+        ipv6: v.ip6tables,
+        hairpin: !proxy,
+        allow_direct_routing: d.allow_direct_routing(),
+    };
+    let nftables = d.backend.as_ref().is_some_and(|b| *b.get_ref() == crate::scenario::Backend::Nftables);
+    match v.firewaller {
+        _ if nftables => Box::new(Nftabler { config }),
+        FirewallerKind::Docker20 => Box::new(Docker20 { userland_proxy: proxy }),
+        FirewallerKind::Iptabler(release) => Box::new(Iptabler { config, release }),
+    }
+}
+
 impl<'a> Controller<'a> {
     pub fn new(s: &'a Scenario, v: &'static Version) -> Controller<'a> {
         let d = &s.spec.daemon;
@@ -146,18 +166,7 @@ impl<'a> Controller<'a> {
         Controller {
             s,
             v,
-            layout: match v.firewaller {
-                FirewallerKind::Docker20 => Box::new(Docker20 { userland_proxy: proxy }),
-                FirewallerKind::Iptabler(release) => Box::new(Iptabler {
-                    config: Config {
-                        ipv4: d.iptables(),
-                        ipv6: v.ip6tables,
-                        hairpin: !proxy,
-                        allow_direct_routing: d.allow_direct_routing(),
-                    },
-                    release,
-                }),
-            },
+            layout: firewaller(v, d, proxy),
             forwarding_set: false,
             iptables: d.iptables(),
             proxy,
@@ -253,7 +262,8 @@ impl<'a> Controller<'a> {
         // that turns forwarding on sets the FORWARD policy to DROP (and a
         // restarted one finds it on). 28 does it with its first network.
         if !self.v.forwarding_per_network {
-            self.forward_on(restart);
+            // Only the nftabler (29) cannot drop: this never fails here.
+            let _ = self.forward_on(restart);
         }
         if restart {
             self.ipam.restart();
@@ -369,13 +379,31 @@ impl<'a> Controller<'a> {
             self.ipam.release_pool(pool);
             return Err((bridge_span, format!("bridge device with non default name {name} must be created manually")));
         }
-        self.create_driver_network(net, true);
-        Ok(())
+        // Docker 29: `error creating default "bridge" network: …` (daemon_unix.go initBridgeDriver).
+        let at = self.forwarding_span();
+        self.create_driver_network(net, true)
+            .map_err(|e| (at, format!("error creating default \"bridge\" network: {e}")))
+    }
+
+    /// Where a forwarding error points: `[host] forwarding`, else `[daemon] backend`.
+    fn forwarding_span(&self) -> Range<usize> {
+        let spec = &self.s.spec;
+        spec.host
+            .forwarding
+            .as_ref()
+            .map(|f| f.span())
+            .or_else(|| spec.daemon.backend.as_ref().map(|b| b.span()))
+            .unwrap_or(0..0)
     }
 
     /// The bridge driver's `createNetwork` (the device, its address, the
     /// rules) and the controller's `arrangeUserFilterRule` after it.
-    fn create_driver_network(&mut self, mut net: Network, default: bool) {
+    fn create_driver_network(&mut self, mut net: Network, default: bool) -> Result<(), String> {
+        if self.v.forwarding_per_network {
+            // The setupIPv4Forwarding step of createNetwork: before the
+            // bridge is made, so a failed check leaves nothing behind.
+            self.forward_on(false)?;
+        }
         match self.bridges.iter_mut().find(|b| b.name == net.bridge) {
             // setupBridgeIPv4: the address is replaced when it differs.
             Some(b) => b.addresses = vec![net.gateway],
@@ -393,10 +421,6 @@ impl<'a> Controller<'a> {
         if default {
             net.created_bridge = self.bridges.iter().any(|b| b.name == net.bridge && b.by_docker);
         }
-        if self.v.forwarding_per_network {
-            // The setupIPv4Forwarding step of createNetwork.
-            self.forward_on(false);
-        }
         if self.iptables {
             // The addfirewallerNetwork step (NewNetwork).
             let _ = self.layout.new_network(&mut self.rules, &net.fw_config());
@@ -405,20 +429,36 @@ impl<'a> Controller<'a> {
         if self.iptables && self.v.user_chain_per_network {
             self.layout.setup_user_chain(&mut self.rules);
         }
+        Ok(())
     }
 
     /// `setupIPv4Forwarding`: `ip_forward` on; when that changed it (not on
     /// a restart, which finds it on) and the daemon has iptables and no
-    /// `--ip-forward-no-drop`, `FilterForwardDrop`.
-    fn forward_on(&mut self, restart: bool) {
+    /// `--ip-forward-no-drop`, `FilterForwardDrop`. A firewaller that
+    /// cannot drop (29's nftabler) makes the daemon check forwarding
+    /// instead of setting it (`checkIPv4Forwarding`, setup_ip_forwarding.go
+    /// @docker-v29.7.2), for every network.
+    fn forward_on(&mut self, restart: bool) -> Result<(), String> {
         let d = &self.s.spec.daemon;
-        if !d.ip_forward() || self.forwarding_set {
-            return;
+        if !d.ip_forward() {
+            return Ok(());
+        }
+        if !self.layout.filter_forward_dropper() {
+            if host::forwarding_before(self.s) {
+                return Ok(());
+            }
+            return Err("IPv4 forwarding is disabled: check your host's firewalling and set sysctl \
+                 net.ipv4.ip_forward=1, or disable this check using daemon option --ip-forward=false"
+                .into());
+        }
+        if self.forwarding_set {
+            return Ok(());
         }
         self.forwarding_set = true;
         if !restart && self.iptables && !host::forwarding_before(self.s) && !d.ip_forward_no_drop() {
             self.layout.filter_forward_drop(&mut self.rules);
         }
+        Ok(())
     }
 
     /// `docker network create` for a `[[network]]`, after the daemon started.
@@ -479,8 +519,8 @@ impl<'a> Controller<'a> {
                 return Err((spec.bridge.as_ref().map(|b| b.span()).unwrap_or(span), msg));
             }
         }
-        self.create_driver_network(net, false);
-        Ok(())
+        let at = self.forwarding_span();
+        self.create_driver_network(net, false).map_err(|e| (at, e))
     }
 
     // ----- containers -----------------------------------------------------
@@ -550,15 +590,8 @@ impl<'a> Controller<'a> {
                 let before = self.work();
                 self.release_network(name);
                 self.given_back += before.saturating_sub(self.work());
-                if self.given_back > MAX_GIVEN_BACK && !self.too_big {
-                    self.too_big = true;
-                    self.err(
-                        span.clone(),
-                        format!(
-                            "too big to plan: failed starts up to this one made and gave back more than \
-                             {MAX_GIVEN_BACK} port mappings and rules"
-                        ),
-                    );
+                if let Some(msg) = limits::over_given_back(self.given_back, &mut self.too_big) {
+                    self.err(span.clone(), msg);
                 }
                 Err((span, e))
             }

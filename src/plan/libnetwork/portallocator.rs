@@ -39,19 +39,9 @@ pub struct PortAllocator {
     maps: HashMap<(IpAddr, Proto), PortMap>,
 }
 
-/// The lowest port in `from..=end` that `taken` lacks.
+/// The lowest port in `from..=end` that `taken` lacks (docker1's walk).
 fn first_free(taken: &BTreeSet<u16>, from: u16, end: u16) -> Option<u16> {
-    let mut want = from;
-    for &t in taken.range(from..=end) {
-        if t != want {
-            break;
-        }
-        if want == end {
-            return None;
-        }
-        want += 1;
-    }
-    Some(want)
+    crate::plan::portallocator::first_free(taken, from, end, &mut 0)
 }
 
 impl PortAllocator {

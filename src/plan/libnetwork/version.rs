@@ -149,8 +149,9 @@ const MSG_IPTABLES_AND_ICC: &str = "You specified --iptables=false with --icc=fa
 /// `localScopeDefaultNetworks`), random MACs, the `iptabler`.
 pub static DOCKER28: Version = DOCKER28_BASE;
 
-/// Docker 29.7.2 with the iptables backend (moby docker-v29.7.2): 28's
-/// model with 29's `iptabler` (no isolation chains, DOCKER-INTERNAL).
+/// Docker 29.7.2 (moby docker-v29.7.2): 28's model with 29's `iptabler`
+/// (no isolation chains, DOCKER-INTERNAL); with `backend = "nftables"` the
+/// controller makes the nftabler instead (`newFirewaller`).
 pub static DOCKER29: Version = Version {
     firewall: Firewall::Docker29,
     release: "Docker 29.7.2",
