@@ -849,7 +849,8 @@ impl<'a> Controller<'a> {
                 ports + 1
             ));
         }
-        let key = SortKey { internal: net.internal, network: net.name.clone() };
+        let gateway = !(net.internal && self.v.internal_without_gateway);
+        let key = SortKey { internal: net.internal, network: net.name.clone(), gateway };
         let (children, parents) = (sb.link_children.clone(), sb.link_parents.clone());
         {
             let sb = self.sandbox_mut(&ep.container).expect("a sandbox");

@@ -74,6 +74,10 @@ pub struct Version {
     /// 28: `net.ipv6.conf.<eth>.disable_ipv6 = 1` per container interface
     /// (osl `setIPv6`), instead of 20.10's `all`.
     pub ipv6_off_per_interface: bool,
+    /// 28: an endpoint on an internal network has no gateway (bridge
+    /// `Join` skips `SetGateway`), so no default route through it; 20.10
+    /// gives every bridge endpoint one.
+    pub internal_without_gateway: bool,
     /// Whether a port published on every address also gets a
     /// `docker-proxy` on `::` (20.10 does, with the userland proxy on).
     pub proxy_on_ipv6_any: bool,
@@ -121,6 +125,7 @@ pub static DOCKER20: Version = Version {
     forwarding_per_network: false,
     docker28_keys: false,
     ipv6_off_per_interface: false,
+    internal_without_gateway: false,
     proxy_on_ipv6_any: true,
     container_sysctls: &[
         ("net.ipv4.ping_group_range", "0\t2147483647"),
@@ -175,6 +180,7 @@ const DOCKER28_BASE: Version = Version {
     forwarding_per_network: true,
     docker28_keys: true,
     ipv6_off_per_interface: true,
+    internal_without_gateway: true,
     proxy_on_ipv6_any: true,
     container_sysctls: &[("net.ipv4.ping_group_range", "0\t2147483647"), ("net.ipv4.ip_unprivileged_port_start", "0")],
     msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
