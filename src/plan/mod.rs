@@ -63,9 +63,9 @@ pub struct Plan {
     /// Published ports: each has iptables rules (unless `iptables = false`)
     /// and a userland proxy listening in the host namespace.
     pub port_mappings: Vec<firewall::PortMapping>,
-    /// Published ports nothing relays (`--userland-proxy=false`): Docker
-    /// holds them (`docker inspect` lists them) and only the rules carry
-    /// them. Empty while the userland proxy is on.
+    /// Published ports nothing relays (`--userland-proxy=false`, and a
+    /// routed network's IPv4 side, with host port 0): Docker holds them
+    /// (`docker inspect` lists them) and only the rules carry them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<firewall::PortMapping>,
     /// The lab after each `[[step]]`, in order.

@@ -859,3 +859,21 @@ fn docker29_nftables_restart_keeps_the_networks_rules() {
     b.sort_unstable();
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_routed_networks_ports_are_listed_without_a_host_port_and_proxied_on_ipv6() {
+    // tests/fixtures/docker28 m7 (routed): `docker inspect` lists the IPv4
+    // binding with an empty host port and `[::]:8080`, the proxy's.
+    let net = "[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"r\"\nsubnet = \"10.90.0.0/24\"\ngateway_mode = \"routed\"\n";
+    let ctr = |n: &str, p: &str| format!("[[container]]\nname = \"{n}\"\nnetwork = \"r\"\npublish = [\"{p}\"]\n");
+    let stop = "[[step]]\ndo = \"stop\"\ncontainer = \"aa\"\n";
+    let p = ok(&format!("{net}{}{}{stop}", ctr("aa", "8080:80"), ctr("bb", "127.0.0.1:8081:80")));
+    let show = |v: &[crate::plan::firewall::PortMapping]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+    assert_eq!(show(&p.port_mappings), [":::8080/tcp -> 10.90.0.2:80 (aa)"]);
+    // A host address asked for is ignored: NAT is off (configurePortBindingIPv4).
+    assert_eq!(show(&p.bindings), ["0.0.0.0:0/tcp -> 10.90.0.2:80 (aa)", "0.0.0.0:0/tcp -> 10.90.0.3:80 (bb)"]);
+    // aa's stop gives back its two bindings; bb's, on the same host port 0, stays.
+    let after = &p.steps[0].after;
+    assert!(after.port_mappings.is_empty(), "{:?}", show(&after.port_mappings));
+    assert_eq!(show(&after.bindings), ["0.0.0.0:0/tcp -> 10.90.0.3:80 (bb)"]);
+}

@@ -956,27 +956,35 @@ impl<'a> Controller<'a> {
 
     /// `allocatePorts`: each binding on IPv4 (the host address given, or
     /// the network's default binding address), then, with the userland
-    /// proxy on and a default binding address of 0.0.0.0, on `::`.
+    /// proxy on and a default binding address of 0.0.0.0, on `::`. On a
+    /// routed network the IPv4 side is routed (no host port); the `::` side
+    /// stays NATed by the proxy (28 `addPortMappings`: NAT is disabled per
+    /// family, and the network has no IPv6).
     fn allocate_ports(
         &mut self,
         ep: &Endpoint,
         net: &Network,
         bindings: &[PortBinding],
     ) -> Result<Vec<Mapped>, String> {
-        if net.gateway_mode == GatewayMode::Routed {
-            return self.open_routed_ports(ep, net, bindings);
-        }
-        if let Some((work, e)) = self.fails_without_trace(net, bindings) {
-            // What the failed start would have made and given back.
-            self.given_back += work;
-            return Err(e);
+        let routed = net.gateway_mode == GatewayMode::Routed;
+        if !routed {
+            if let Some((work, e)) = self.fails_without_trace(net, bindings) {
+                // What the failed start would have made and given back.
+                self.given_back += work;
+                return Err(e);
+            }
         }
         // One name for every mapping of the container: a name may be long.
         let container: Arc<str> = ep.container.as_str().into();
         let mut done: Vec<Mapped> = Vec::new();
         for b in bindings {
             for host_ip in self.host_addresses(net, b) {
-                match self.allocate_port(ep, &container, net, b, host_ip) {
+                let mapped = if routed && host_ip.is_ipv4() {
+                    self.open_routed_port(ep, &container, net, b)
+                } else {
+                    self.allocate_port(ep, &container, net, b, host_ip)
+                };
+                match mapped {
                     Ok(m) => done.push(m),
                     Err(e) => {
                         // What a failed start made and gives back, counted
@@ -991,41 +999,40 @@ impl<'a> Controller<'a> {
         Ok(done)
     }
 
-    /// A routed network's bindings (28 `configPortBindingIPv4` with NAT
-    /// disabled): no host port, no listener, no proxy; the firewall opens
-    /// the container's port (`setPerPortForwarding`).
-    fn open_routed_ports(
+    /// A routed network's IPv4 binding (28 `configPortBindingIPv4` with
+    /// NAT disabled): on 0.0.0.0 whatever host address was asked for, no
+    /// host port, no listener, no proxy; the firewall opens the container's
+    /// port (`setPerPortForwarding`). Docker still lists it (`docker
+    /// inspect`: `0.0.0.0:` with an empty host port).
+    fn open_routed_port(
         &mut self,
         ep: &Endpoint,
+        container: &Arc<str>,
         net: &Network,
-        bindings: &[PortBinding],
-    ) -> Result<Vec<Mapped>, String> {
-        let container: Arc<str> = ep.container.as_str().into();
-        let mut done = Vec::new();
-        for b in bindings {
-            let m = PortMapping {
-                container: container.clone(),
-                proto: b.proto,
-                host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                host_port: 0,
-                container_ip: ep.address.ip(),
-                container_port: b.port,
-            };
-            let rules = if self.iptables {
-                self.layout.add_ports(&mut self.rules, &net.fw_config(), std::slice::from_ref(&m))?
-            } else {
-                vec![]
-            };
-            done.push(Mapped {
-                proto: b.proto,
-                host_ip: m.host_ip,
-                host_port: 0,
-                container_ip: m.container_ip,
-                container_port: b.port,
-                rules,
-            });
-        }
-        Ok(done)
+        b: &PortBinding,
+    ) -> Result<Mapped, String> {
+        let m = PortMapping {
+            container: container.clone(),
+            proto: b.proto,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host_port: 0,
+            container_ip: ep.address.ip(),
+            container_port: b.port,
+        };
+        let rules = if self.iptables {
+            self.layout.add_ports(&mut self.rules, &net.fw_config(), std::slice::from_ref(&m))?
+        } else {
+            vec![]
+        };
+        self.unrelayed.push(m.clone());
+        Ok(Mapped {
+            proto: b.proto,
+            host_ip: m.host_ip,
+            host_port: 0,
+            container_ip: m.container_ip,
+            container_port: b.port,
+            rules,
+        })
     }
 
     /// The host addresses a binding is mapped on, in order: the one given
@@ -1193,7 +1200,8 @@ impl<'a> Controller<'a> {
     /// deleted if there, port released. In one pass over the proxies and
     /// the rules, however many ports there are.
     fn unmap(&mut self, net: &Network, mapped: &[Mapped]) {
-        let mut gone: HashSet<(IpAddr, Proto, u16)> = HashSet::new();
+        // Routed bindings all have host port 0: the container side tells them apart.
+        let mut gone: HashSet<(IpAddr, Proto, u16, Ipv4Addr, u16)> = HashSet::new();
         let mut bindings = Vec::new();
         let nobody: Arc<str> = "".into();
         for m in mapped {
@@ -1203,7 +1211,7 @@ impl<'a> Controller<'a> {
                     self.bound -= 1;
                 }
             }
-            gone.insert((m.host_ip, m.proto, m.host_port));
+            gone.insert((m.host_ip, m.proto, m.host_port, m.container_ip, m.container_port));
             bindings.push(PortMapping {
                 container: nobody.clone(),
                 proto: m.proto,
@@ -1216,8 +1224,10 @@ impl<'a> Controller<'a> {
                 self.ports.release(m.host_ip, m.proto, m.host_port);
             }
         }
-        self.proxies.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
-        self.unrelayed.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
+        let kept =
+            |p: &PortMapping| !gone.contains(&(p.host_ip, p.proto, p.host_port, p.container_ip, p.container_port));
+        self.proxies.retain(kept);
+        self.unrelayed.retain(kept);
         if self.iptables {
             self.layout.del_ports(&mut self.rules, &net.fw_config(), &bindings);
         }
