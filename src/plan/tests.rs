@@ -877,3 +877,18 @@ fn a_routed_networks_ports_are_listed_without_a_host_port_and_proxied_on_ipv6() 
     assert!(after.port_mappings.is_empty(), "{:?}", show(&after.port_mappings));
     assert_eq!(show(&after.bindings), ["0.0.0.0:0/tcp -> 10.90.0.3:80 (bb)"]);
 }
+
+#[test]
+fn docker28_maps_a_containers_bindings_in_cmp_port_binding_order() {
+    // dockerd 28.5.2 (tests/diff.rs SCENARIO28): `-p 8080:80 -p
+    // 127.0.0.1:8081:80` DNATs 8080 first, the default host address sorting
+    // before 127.0.0.1 (sortAndNormPBs); then a dynamic port, after every
+    // exact one though its container port is lower.
+    let p = ok("[daemon]\nfirewall = \"docker28\"\n[[container]]\nname = \"web\"\npublish = [\"127.0.0.1:8081:80\", \"8080:80\", \"79\", \"9000:90\"]\n");
+    let nat = p.iptables.render();
+    let dnat: Vec<&str> = nat.lines().filter(|l| l.contains("-j DNAT")).collect();
+    let at = |s: &str| dnat.iter().position(|l| l.contains(s)).unwrap_or_else(|| panic!("{s}: {dnat:?}"));
+    assert!(at("--dport 8080 ") < at("--dport 8081 "), "{dnat:?}");
+    assert!(at("--dport 8081 ") < at("--dport 9000 "), "{dnat:?}");
+    assert!(at("--dport 9000 ") < at(":79"), "{dnat:?}");
+}

@@ -966,6 +966,17 @@ impl<'a> Controller<'a> {
         net: &Network,
         bindings: &[PortBinding],
     ) -> Result<Vec<Mapped>, String> {
+        let sorted;
+        let bindings = if self.v.sort_port_bindings {
+            sorted = {
+                let mut b = bindings.to_vec();
+                b.sort_by(super::endpoint::cmp_port_binding);
+                b
+            };
+            &sorted[..]
+        } else {
+            bindings
+        };
         let routed = net.gateway_mode == GatewayMode::Routed;
         if !routed {
             if let Some((work, e)) = self.fails_without_trace(net, bindings) {

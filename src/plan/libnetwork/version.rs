@@ -78,6 +78,10 @@ pub struct Version {
     /// `Join` skips `SetGateway`), so no default route through it; 20.10
     /// gives every bridge endpoint one.
     pub internal_without_gateway: bool,
+    /// 28: the bridge driver orders an endpoint's bindings itself
+    /// (`sortAndNormPBs`, [`cmp_port_binding`](super::endpoint::cmp_port_binding))
+    /// before it maps them; 20.10 maps them in the daemon's `SortPortMap` order.
+    pub sort_port_bindings: bool,
     /// Whether a port published on every address also gets a
     /// `docker-proxy` on `::` (20.10 does, with the userland proxy on).
     pub proxy_on_ipv6_any: bool,
@@ -126,6 +130,7 @@ pub static DOCKER20: Version = Version {
     docker28_keys: false,
     ipv6_off_per_interface: false,
     internal_without_gateway: false,
+    sort_port_bindings: false,
     proxy_on_ipv6_any: true,
     container_sysctls: &[
         ("net.ipv4.ping_group_range", "0\t2147483647"),
@@ -181,6 +186,7 @@ const DOCKER28_BASE: Version = Version {
     docker28_keys: true,
     ipv6_off_per_interface: true,
     internal_without_gateway: true,
+    sort_port_bindings: true,
     proxy_on_ipv6_any: true,
     container_sysctls: &[("net.ipv4.ping_group_range", "0\t2147483647"), ("net.ipv4.ip_unprivileged_port_start", "0")],
     msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
