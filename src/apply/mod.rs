@@ -366,11 +366,22 @@ impl RunningLab {
         }
         self.wire(next, &wanted, &fresh, None).await?;
         // A namespace made by this step gets the sysctls the daemon writes
-        // there (a container's own, as when the lab is built).
-        for node in next.nodes.iter().filter(|n| fresh.contains(&n.name)) {
+        // there (a container's own, as when the lab is built); a namespace
+        // that was there gets those it did not have (Docker 28's
+        // per-interface ones, for an interface this step added).
+        for node in &next.nodes {
+            let before = old.nodes.iter().find(|n| n.name == node.name && !fresh.contains(&n.name));
+            let new = |s: &&crate::plan::Sysctl| {
+                before.is_none_or(|b| !b.sysctls.iter().any(|o| o.key == s.key && o.value == s.value))
+            };
             let ns = &self.ns(&node.name).file;
-            let pairs: Vec<(&str, &str)> =
-                node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = node
+                .sysctls
+                .iter()
+                .filter(|s| s.write)
+                .filter(new)
+                .map(|s| (s.key.as_str(), s.value.as_str()))
+                .collect();
             if !pairs.is_empty() {
                 netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
             }

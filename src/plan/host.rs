@@ -72,9 +72,19 @@ pub(crate) fn admin_bridge_mac(scenario: &str, name: &str) -> MacAddr {
 
 /// The MAC libnetwork gives a bridge it makes (`GenerateRandomMAC`: a
 /// fixed prefix, then random bytes; stable in bridgelab).
-pub(crate) fn docker_bridge_mac(prefix: [u8; 2], scenario: &str, name: &str) -> MacAddr {
+pub(crate) fn docker_bridge_mac(prefix: Option<[u8; 2]>, scenario: &str, name: &str) -> MacAddr {
     let h = crate::stable_hash::fnv1a(&["docker-bridge-mac", scenario, name]).to_be_bytes();
-    MacAddr([prefix[0], prefix[1], h[0], h[1], h[2], h[3]])
+    match prefix {
+        Some(prefix) => MacAddr([prefix[0], prefix[1], h[0], h[1], h[2], h[3]]),
+        None => random_mac(&["docker-bridge-mac", scenario, name]),
+    }
+}
+
+/// `netutils.GenerateRandomMAC` (Docker 28): six random bytes, unicast and
+/// locally administered; bridgelab's are stable per `parts`.
+pub(crate) fn random_mac(parts: &[&str]) -> MacAddr {
+    let h = crate::stable_hash::fnv1a(parts).to_be_bytes();
+    MacAddr([(h[0] & 0xfe) | 0x02, h[1], h[2], h[3], h[4], h[5]])
 }
 
 /// `[host] forwarding` (or `sysctls`): whether `net.ipv4.ip_forward` was

@@ -175,9 +175,11 @@ pub struct Daemon {
     pub userland_proxy: Option<Sp<bool>>,
     pub firewall: Option<Sp<Firewall>>,
     pub backend: Option<Sp<Backend>>,
-    /// `--allow-direct-routing` (Docker 28+).
+    /// `--allow-direct-routing` (Docker 28.2+): no raw-table drops of
+    /// packets routed straight to a container's address.
     pub allow_direct_routing: Option<Sp<bool>>,
-    /// `--ip-forward-no-drop` (Docker 28+).
+    /// `--ip-forward-no-drop` (Docker 28+): the FORWARD policy stays ACCEPT
+    /// when the daemon turns forwarding on.
     pub ip_forward_no_drop: Option<Sp<bool>>,
 }
 
@@ -215,6 +217,12 @@ impl Daemon {
     }
     pub fn mtu(&self) -> u32 {
         self.mtu.as_ref().map(|m| *m.get_ref()).unwrap_or(DEFAULT_MTU)
+    }
+    pub fn allow_direct_routing(&self) -> bool {
+        flag(&self.allow_direct_routing, false)
+    }
+    pub fn ip_forward_no_drop(&self) -> bool {
+        flag(&self.ip_forward_no_drop, false)
     }
     pub fn firewall(&self) -> Firewall {
         self.firewall.as_ref().map(|f| *f.get_ref()).unwrap_or_default()
@@ -303,6 +311,12 @@ pub struct Network {
     pub host_ip: Option<Sp<Ip>>,
     /// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
     pub gateway_mode: Option<Sp<GatewayMode>>,
+}
+
+impl Network {
+    pub fn gateway_mode(&self) -> GatewayMode {
+        self.gateway_mode.as_ref().map(|g| *g.get_ref()).unwrap_or_default()
+    }
 }
 
 /// `[[container]]`, and the inline container of a `run` step.

@@ -8,7 +8,8 @@ use std::ops::Range;
 
 use super::diag::short;
 use super::{
-    Backend, Container, Diagnostic, Expect, Firewall, NetworkMode, Sp, Spec, StepAction, StepContainer, DEFAULT_BRIDGE,
+    Backend, Container, Diagnostic, Expect, Firewall, GatewayMode, NetworkMode, Sp, Spec, StepAction, StepContainer,
+    DEFAULT_BRIDGE,
 };
 
 /// Node names that containers may not take: they name the lab's own nodes.
@@ -259,6 +260,43 @@ impl Checker<'_> {
         if let Some(m) = &d.mtu {
             if !(68..=65535).contains(m.get_ref()) {
                 self.err(m.span(), format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()));
+            }
+        }
+        // Keys that came with Docker 28 (cmd/dockerd/config_unix.go @v28.5.2).
+        if !matches!(d.firewall(), Firewall::Docker28 | Firewall::Docker29) {
+            let release = match d.firewall() {
+                Firewall::Docker1 => "Docker 1.6.2",
+                _ => "Docker 20.10.24",
+            };
+            let keys = [
+                (d.allow_direct_routing.as_ref().map(|x| x.span()), "allow_direct_routing", "--allow-direct-routing"),
+                (d.ip_forward_no_drop.as_ref().map(|x| x.span()), "ip_forward_no_drop", "--ip-forward-no-drop"),
+            ];
+            for (span, key, flag) in keys {
+                if let Some(span) = span {
+                    self.err(
+                        span,
+                        format!(
+                            "{key}: {release} has no {flag} flag; it needs firewall = \"docker28\" or \"docker29\""
+                        ),
+                    );
+                }
+            }
+            for n in &self.spec.networks {
+                if let Some(g) = &n.gateway_mode {
+                    self.err(
+                        g.span(),
+                        format!("gateway_mode: {release} has no gateway modes; it needs firewall = \"docker28\" or \"docker29\""),
+                    );
+                }
+            }
+        }
+        for n in &self.spec.networks {
+            // parseNetworkOptions (bridge_linux.go @v28.5.2).
+            if let (Some(g), false) = (&n.gateway_mode, n.internal) {
+                if *g.get_ref() == GatewayMode::Isolated {
+                    self.err(g.span(), "gateway mode 'isolated' can only be used for an internal network");
+                }
             }
         }
         // `--firewall-backend` came with Docker 29 (daemon/config: FirewallBackend).

@@ -665,9 +665,9 @@ pub enum Firewall {
     Docker1,
     /// libnetwork's bridge driver, Docker 17.06–26.
     Docker20,
-    /// Docker 28's layout.
+    /// Docker 28.5.2's layout (libnetwork's `iptabler`).
     Docker28,
-    /// Docker 29's layout (`backend = "nftables"`: the nftabler).
+    /// Docker 29.7.2's layout (`backend = "iptables"`: its `iptabler`; `"nftables"`: its `nftabler`).
     Docker29,
 }
 
@@ -697,7 +697,8 @@ impl fmt::Display for Firewall {
     }
 }
 
-/// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
+/// `[[network]] gateway_mode`: `com.docker.network.bridge.gateway_mode_ipv4`
+/// (Docker 28: bridge_linux.go `newGwMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GatewayMode {
     #[default]

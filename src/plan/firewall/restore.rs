@@ -542,7 +542,7 @@ impl Ruleset {
                             }
                             c.rules.insert(pos - 1, rule.clone());
                         }
-                        _ => c.rules.push(rule.clone()),
+                        _ => c.rules.push_back(rule.clone()),
                     }
                 }
                 Op::Delete { chain, rule } => {

@@ -221,6 +221,15 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
                     hairpin: false,
                 });
                 node.routes.push(host::connected(ep.address, &ep.iface));
+                if c.v.ipv6_off_per_interface {
+                    // osl `setIPv6`: an interface without an IPv6 address
+                    // gets IPv6 off (28; 20.10 turned off `all`).
+                    node.sysctls.push(Sysctl {
+                        key: format!("net.ipv6.conf.{}.disable_ipv6", ep.iface),
+                        value: "1".into(),
+                        write: true,
+                    });
+                }
             }
             if let Some(gw) = sb.gateway_endpoint().and_then(|id| c.endpoints.iter().find(|e| e.id == id)) {
                 node.routes.push(host::via(None, gw.gateway, &gw.iface));
@@ -230,7 +239,9 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     }
     // Sysctls: what the daemon writes, and what it relies on.
     let d = &s.spec.daemon;
-    let forward = d.ip_forward() || host::forwarding_before(s);
+    // 28 writes it with a network (none with `bridge = "none"` and no [[network]]).
+    let set = if c.v.forwarding_per_network { c.forwarding_set } else { d.ip_forward() };
+    let forward = set || host::forwarding_before(s);
     let mut docker = Vec::new();
     docker.push(Sysctl {
         key: "net.ipv4.ip_forward".into(),
@@ -245,7 +256,8 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     // setupBridgeNetFiltering: a network without icc (and with iptables)
     // makes the daemon turn bridge-nf-call-iptables on, if forwarding is on;
     // otherwise bridgelab only relies on it (a new namespace has it on).
-    let brnf = (c.iptables || c.nft.is_some()) && forward && c.networks.iter().any(|n| !n.icc);
+    // 28 also for the userland proxy off (bridge_linux.go enableBrNfCallIptables).
+    let brnf = c.iptables && forward && c.networks.iter().any(|n| !n.icc || (c.v.brnf_without_proxy && !c.proxy));
     docker.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: brnf });
     for n in &c.networks {
         if n.created_bridge || n.default {
