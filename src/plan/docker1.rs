@@ -39,65 +39,10 @@ fn overlaps(a: Ipv4Network, b: Ipv4Network) -> bool {
     b.contains(a.network()) || a.contains(b.network())
 }
 
-fn loopback() -> LinkPlan {
-    LinkPlan {
-        name: "lo".into(),
-        kind: LinkKind::Loopback,
-        mac: None,
-        mtu: None,
-        mtu_expected: 65536,
-        master: None,
-        // The kernel adds 127.0.0.1/8 when lo comes up.
-        addresses: vec![IfaceAddr(ipnet(Ipv4Addr::LOCALHOST, 8))],
-        up: true,
-        hairpin: false,
-    }
-}
-
-/// One end of the host–external uplink, `eth0` on both sides, with a
-/// locally administered MAC (not Docker's 02:42 prefix).
-fn uplink_end(address: IfaceAddr, peer_node: &str, create: bool) -> LinkPlan {
-    let o = address.ip().octets();
-    LinkPlan {
-        name: "eth0".into(),
-        kind: LinkKind::Veth { peer_node: peer_node.into(), peer: "eth0".into(), create },
-        mac: Some(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])),
-        mtu: None,
-        mtu_expected: 1500,
-        master: None,
-        addresses: vec![address],
-        up: true,
-        hairpin: false,
-    }
-}
-
-fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
-    RoutePlan {
-        dst: Some(addr.network()),
-        via: None,
-        dev: dev.into(),
-        connected: Some(addr.ip()),
-        scope_link: false,
-        linkdown: false,
-    }
-}
-
-fn via(dst: Option<Ipv4Network>, gw: Ipv4Addr, dev: &str) -> RoutePlan {
-    RoutePlan { dst, via: Some(gw), dev: dev.into(), connected: None, scope_link: false, linkdown: false }
-}
-
-/// A MAC for a bridge: Docker 1.6.2 sets a random locally administered one
-/// (`randMacAddr`: bytes below 0xff, multicast bit cleared, local bit set);
-/// bridgelab derives the "random" bytes from the name so runs repeat.
-fn bridge_mac(scenario: &str, name: &str) -> MacAddr {
-    let h = crate::stable_hash::fnv1a(&["bridge-mac", scenario, name]).to_be_bytes();
-    let mut m = [0u8; 6];
-    for (b, x) in m.iter_mut().zip(h) {
-        *b = x % 255;
-    }
-    m[0] = (m[0] & !1) | 2;
-    MacAddr(m)
-}
+// Docker 1.6.2 gives its bridge a random locally administered MAC
+// (`randMacAddr`: bytes below 0xff, multicast bit cleared, local bit set),
+// made as `host::admin_bridge_mac` makes one: stable per name.
+use super::host::{admin_bridge_mac as bridge_mac, connected, loopback, uplink_end, via};
 
 struct Builder<'a> {
     s: &'a Scenario,
