@@ -325,9 +325,16 @@ pub struct Names(pub BTreeMap<String, String>);
 
 impl Names {
     /// Maps each of Docker's bridges (from its networks) to the lab bridge
-    /// that has one of its addresses, or to `br-<network>` without one.
+    /// that has one of its addresses, else to the lab's bridge of the
+    /// network of that name (`lab_networks`: network, bridge; an isolated
+    /// network's bridge has no address), or to `br-<network>` without one.
     /// Bridges whose name the lab has too (docker0, named ones) keep it.
-    pub fn new(networks: &[NetworkInspect], real_host: &NsState, lab_host: Option<&NsState>) -> Names {
+    pub fn new(
+        networks: &[NetworkInspect],
+        real_host: &NsState,
+        lab_host: Option<&NsState>,
+        lab_networks: &[(String, String)],
+    ) -> Names {
         let mut map = BTreeMap::new();
         let lab_bridges: Vec<(String, Vec<(Ipv4Addr, u8)>)> =
             lab_host.map(|h| h.bridges().map(|b| (b.name.clone(), h.addresses_of(b))).collect()).unwrap_or_default();
@@ -341,6 +348,10 @@ impl Names {
                 .iter()
                 .find(|(_, a)| a.iter().any(|x| addrs.contains(x)))
                 .map(|(name, _)| name.clone())
+                .or_else(|| {
+                    let lab = lab_networks.iter().find(|(net, _)| *net == n.name).map(|(_, b)| b)?;
+                    lab_bridges.iter().any(|(name, _)| name == lab).then(|| lab.clone())
+                })
                 .unwrap_or_else(|| format!("br-{}", n.name));
             map.insert(real, stable);
         }
@@ -808,7 +819,7 @@ mod tests {
             network("quiet", "99", Some("quiet0")),
             NetworkInspect { name: "host".into(), id: "775d43abe89e".into(), driver: "host".into(), options: None },
         ];
-        let names = Names::new(&nets, &real, Some(&lab));
+        let names = Names::new(&nets, &real, Some(&lab), &[]);
         assert_eq!(
             names.0,
             [
@@ -828,7 +839,15 @@ mod tests {
             "net.ipv4.conf.br-other.route_localnet"
         );
         // Without a lab, names still come out the same on every run.
-        assert_eq!(Names::new(&nets, &real, None).0["br-696b63195f57"], "br-usr");
+        assert_eq!(Names::new(&nets, &real, None, &[]).0["br-696b63195f57"], "br-usr");
+        // A bridge without an address (gateway mode isolated) goes by its network.
+        let mut real = real;
+        real.addresses.remove(&5);
+        let mut lab = lab;
+        lab.links.push(link(10, "br-d58813cbcd90", Some(InfoKind::Bridge)));
+        let by_net = [("other".to_string(), "br-d58813cbcd90".to_string())];
+        assert_eq!(Names::new(&nets, &real, Some(&lab), &by_net).0["br-0123456789ab"], "br-d58813cbcd90");
+        assert_eq!(Names::new(&nets, &real, Some(&lab), &[]).0["br-0123456789ab"], "br-other");
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn real_plan(scenario: &Scenario, pre: &Plan, r: &Readback) -> Plan {
                     bridge: String::new(),
                     host_veth: String::new(),
                     address: IfaceAddr(address),
-                    gateway: Ipv4Addr::UNSPECIFIED,
+                    gateway: None,
                     mac: MacAddr(l.mac.unwrap_or_default()),
                     mtu: l.mtu.unwrap_or_default(),
                 });
@@ -734,7 +734,11 @@ pub async fn diff_with(
         };
         let (real_read, networks, files) = read_real(&real).await?;
         t.readback += reading.elapsed();
-        let names = compare::Names::new(&networks, &real_read.host, lab_read.as_ref().map(|r| &r.host));
+        let lab_networks: Vec<(String, String)> = lab_side
+            .as_ref()
+            .map(|l| l.lab.plan().networks.iter().map(|n| (n.name.clone(), n.bridge.name.clone())).collect())
+            .unwrap_or_default();
+        let names = compare::Names::new(&networks, &real_read.host, lab_read.as_ref().map(|r| &r.host), &lab_networks);
         let macs = container_macs(&scenario);
 
         // Probes, on both sides.

@@ -257,6 +257,7 @@ impl<'a> Builder<'a> {
             return Some(BridgePlan {
                 name,
                 address: addr,
+                unaddressed: false,
                 pool: d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(addr.network()),
                 origin: "existing bridge".into(),
             });
@@ -290,7 +291,7 @@ impl<'a> Builder<'a> {
         }
         self.host.routes.push(connected(address, &name));
         let pool = d.fixed_cidr.as_ref().map(|f| f.get_ref().0).unwrap_or(address.network());
-        Some(BridgePlan { name, address, pool, origin })
+        Some(BridgePlan { name, address, unaddressed: false, pool, origin })
     }
 
     /// `InitDriver`: the bridge, the daemon's rules, a fresh IP allocator
@@ -889,7 +890,7 @@ impl<'a> Builder<'a> {
             bridge: br.name.clone(),
             host_veth: self.veth_name(c.name()),
             address,
-            gateway: br.address.ip(),
+            gateway: Some(br.address.ip()),
             mac: c.mac.as_ref().and_then(|m| m.get_ref().interface_mac()).unwrap_or(MacAddr::from_ipv4(ip)),
             mtu: self.s.spec.daemon.mtu(),
         }
@@ -919,7 +920,9 @@ impl<'a> Builder<'a> {
             up: true,
             hairpin: false,
         });
-        node.routes.push(via(None, ep.gateway, "eth0"));
+        if let Some(gw) = ep.gateway {
+            node.routes.push(via(None, gw, "eth0"));
+        }
         node.routes.push(connected(ep.address, "eth0"));
     }
 

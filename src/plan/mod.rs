@@ -98,8 +98,13 @@ pub struct StepPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgePlan {
     pub name: String,
-    /// The bridge's address: the containers' gateway, with the network's prefix.
+    /// The bridge's address: the containers' gateway, with the network's
+    /// prefix; the network itself when it has no gateway (libnetwork's
+    /// `AddressIPv4`).
     pub address: IfaceAddr,
+    /// The bridge has no IPv4 address (gateway mode `isolated`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unaddressed: bool,
     /// The range containers get addresses from (`--fixed-cidr`, or the network).
     pub pool: Ipv4Network,
     /// How the address was chosen, for people reading the plan.
@@ -171,7 +176,8 @@ pub struct Endpoint {
     /// Host end of the veth pair, attached to the bridge.
     pub host_veth: String,
     pub address: IfaceAddr,
-    pub gateway: Ipv4Addr,
+    /// None on an isolated network.
+    pub gateway: Option<Ipv4Addr>,
     pub mac: MacAddr,
     pub mtu: u32,
 }
@@ -353,13 +359,6 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
                     "firewall = \"{other}\" is not implemented yet; \"docker1\" (Docker 1.6.2), \"docker20\" (Docker 20.10.24), \"docker28\" (28.5.2) and \"docker29\" (29.7.2) are"
                 ),
             ));
-        }
-    }
-    // Its bridge has no address and its containers no gateway
-    // (bridge_linux.go GetSkipGwAlloc, setupBridgeIPv4): not modelled yet.
-    for n in &scenario.spec.networks {
-        if let Some(g) = n.gateway_mode.as_ref().filter(|g| *g.get_ref() == crate::scenario::GatewayMode::Isolated) {
-            return Err(scenario.error(g.span(), "gateway_mode = \"isolated\" is not implemented yet"));
         }
     }
     match libnetwork {

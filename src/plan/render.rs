@@ -42,6 +42,19 @@ fn whereabouts(plan: &Plan, c: &ContainerPlan) -> String {
     }
 }
 
+/// A bridge's address, or what it would have been on a bridge without one.
+fn bridge_address(b: &BridgePlan) -> String {
+    match b.unaddressed {
+        true => "without IPv4 address".into(),
+        false => b.address.to_string(),
+    }
+}
+
+/// An endpoint's gateway, if its network has one.
+fn gateway(e: &Endpoint) -> String {
+    e.gateway.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
+}
+
 /// A container's namespace when it is not named after the container (its
 /// first one lives on, kept by a `container:` container).
 fn own_namespace(c: &ContainerPlan) -> String {
@@ -60,7 +73,7 @@ impl fmt::Display for Plan {
                 f,
                 "bridge: {} {} ({}), containers from {}/{}",
                 b.name,
-                b.address,
+                bridge_address(b),
                 b.origin,
                 b.pool.network(),
                 b.pool.prefix()
@@ -73,11 +86,15 @@ impl fmt::Display for Plan {
                 "network {}: {} {} ({}), containers from {}/{}{}",
                 n.name,
                 b.name,
-                b.address,
+                bridge_address(b),
                 b.origin,
                 b.pool.network(),
                 b.pool.prefix(),
-                if n.internal { ", internal" } else { "" }
+                match (n.internal, b.unaddressed) {
+                    (true, true) => ", internal, isolated",
+                    (true, false) => ", internal",
+                    _ => "",
+                }
             )?;
         }
         writeln!(f, "\ncontainers:")?;
@@ -95,7 +112,7 @@ impl fmt::Display for Plan {
                     e.address,
                     e.mac,
                     e.host_veth,
-                    e.gateway,
+                    gateway(e),
                     own_namespace(c)
                 ),
                 None => whereabouts(self, c),
@@ -107,7 +124,12 @@ impl fmt::Display for Plan {
                 writeln!(
                     f,
                     "  {:<w$}  {net:<14} {} {} mac {} veth {} gateway {}",
-                    "", e.iface, e.address, e.mac, e.host_veth, e.gateway
+                    "",
+                    e.iface,
+                    e.address,
+                    e.mac,
+                    e.host_veth,
+                    gateway(e)
                 )?;
             }
         }

@@ -40,7 +40,7 @@ fn default_host_is_docker0_on_the_first_candidate() {
     assert_eq!(ips(&p), ["172.17.0.1", "172.17.0.2"]);
     let aa = p.container("aa").unwrap().endpoint().unwrap();
     assert_eq!(aa.mac.to_string(), "02:42:ac:11:00:01");
-    assert_eq!(aa.gateway.to_string(), "172.17.42.1");
+    assert_eq!(aa.gateway.unwrap().to_string(), "172.17.42.1");
     assert_eq!(aa.mtu, 1500);
     assert!(aa.host_veth.starts_with("veth") && aa.host_veth.len() == 11);
     // The host end hangs on the bridge; the container end is eth0 with a default route.
@@ -249,7 +249,24 @@ fn docker28_keys_name_the_release_that_lacks_them() {
 fn isolated_needs_internal_in_dockers_words() {
     let net = "[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"n\"\ngateway_mode = \"isolated\"\n";
     assert!(bad(net).contains("gateway mode 'isolated' can only be used for an internal network"));
-    assert!(bad(&format!("{net}internal = true\n")).contains("not implemented yet"));
+    let p = ok(&format!(
+        "{net}subnet = \"10.30.0.0/24\"\ninternal = true\n[[container]]\nname = \"i1\"\nnetwork = \"n\"\n"
+    ));
+    // GetSkipGwAlloc: no gateway, so the first container gets .1; the
+    // bridge gets no address (setupBridgeIPv4), hence no route to it.
+    let n = &p.networks[0].bridge;
+    assert!(n.unaddressed);
+    let host = p.node("host").unwrap();
+    let br = host.links.iter().find(|l| l.name == n.name).unwrap();
+    assert!(br.addresses.is_empty(), "{br:?}");
+    assert!(!host.routes.iter().any(|r| r.dev == n.name), "{:?}", host.routes);
+    let a = p.container("i1").unwrap().endpoint().unwrap();
+    assert_eq!((a.address.to_string(), a.gateway), ("10.30.0.1/24".into(), None));
+    assert_eq!(p.node("i1").unwrap().routes.len(), 1, "only the connected route");
+    // The rules are an internal network's: the firewaller knows no isolated mode.
+    let rules = p.iptables.render();
+    assert!(rules.contains("-A DOCKER-ISOLATION-STAGE-1 ! -s 10.30.0.0/24 -o br-"), "{rules}");
+    assert!(!rules.contains("-s 10.30.0.0/24 ! -o"), "no MASQUERADE: {rules}");
     let e = bad("[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"n\"\ngateway_mode = \"bridged\"\n");
     assert!(e.contains("unknown gateway_mode \"bridged\""), "{e}");
 }

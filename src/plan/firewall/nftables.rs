@@ -9,7 +9,7 @@
 //! [`NftRuleset::from_json`] reads `nft -j list ruleset` back into the same
 //! model, so the plan and the kernel are printed by one printer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -50,9 +50,91 @@ pub struct Chain {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<Hook>,
     pub groups: BTreeMap<u32, Vec<String>>,
+    /// Which rules each group has, for the "rule exists" checks.
+    #[serde(skip)]
+    index: RuleIndex,
 }
 
+/// A set of each group's rules, built when first needed: without it, the
+/// check of every new rule against its group made publishing many ports
+/// quadratic. Derived from `groups`, so it takes no part in equality.
+#[derive(Debug, Clone, Default)]
+struct RuleIndex(HashMap<u32, HashSet<String>>);
+
+impl PartialEq for RuleIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for RuleIndex {}
+
 impl Chain {
+    pub fn new(name: String, base: Option<Hook>) -> Chain {
+        Chain { name, base, groups: BTreeMap::new(), index: RuleIndex::default() }
+    }
+
+    /// Whether `group` holds `rule`.
+    fn has_rule(&mut self, group: u32, rule: &str) -> bool {
+        let groups = &self.groups;
+        let set =
+            self.index.0.entry(group).or_insert_with(|| groups.get(&group).into_iter().flatten().cloned().collect());
+        set.contains(rule)
+    }
+
+    /// Appends `rule` to `group`.
+    fn push_rule(&mut self, group: u32, rule: &str) {
+        self.groups.entry(group).or_default().push(rule.to_string());
+        if let Some(set) = self.index.0.get_mut(&group) {
+            set.insert(rule.to_string());
+        }
+    }
+
+    /// Takes the last rule of `group` back.
+    fn pop_rule(&mut self, group: u32) {
+        let Some(g) = self.groups.get_mut(&group) else { return };
+        if let (Some(rule), Some(set)) = (g.pop(), self.index.0.get_mut(&group)) {
+            set.remove(&rule);
+        }
+        if g.is_empty() {
+            self.groups.remove(&group);
+            self.index.0.remove(&group);
+        }
+    }
+
+    /// Removes every copy of `rule` from `group` (moby's
+    /// `slices.DeleteFunc`); returns them with their former places.
+    fn delete_rule(&mut self, group: u32, rule: &str) -> Vec<(usize, String)> {
+        let mut removed = Vec::new();
+        let Some(g) = self.groups.get_mut(&group) else { return removed };
+        let mut i = 0;
+        while i < g.len() {
+            if g[i] == rule {
+                removed.push((i + removed.len(), g.remove(i)));
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(set) = self.index.0.get_mut(&group) {
+            set.remove(rule);
+        }
+        if g.is_empty() {
+            self.groups.remove(&group);
+            self.index.0.remove(&group);
+        }
+        removed
+    }
+
+    /// Puts back what [`delete_rule`](Self::delete_rule) removed.
+    fn restore_rules(&mut self, group: u32, removed: Vec<(usize, String)>) {
+        let g = self.groups.entry(group).or_default();
+        for (i, rule) in removed {
+            if let Some(set) = self.index.0.get_mut(&group) {
+                set.insert(rule.clone());
+            }
+            g.insert(i.min(g.len()), rule);
+        }
+    }
+
     /// Every rule, in the order the kernel holds them.
     pub fn rules(&self) -> impl Iterator<Item = &String> {
         self.groups.values().flatten()
@@ -69,39 +151,27 @@ pub struct Map {
 }
 
 /// One table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Table {
     pub family: Family,
     pub name: String,
     /// Maps and chains in the kernel's order: the order they were made.
     pub maps: Vec<Map>,
     pub chains: Vec<Chain>,
-    /// Every (chain, group, rule) the table holds, so "rule exists" is one
-    /// lookup and not a walk of a group that may hold a rule per published
-    /// port (a group's rules are unique: a second copy is refused).
-    #[serde(skip)]
-    rules: HashSet<(String, u32, String)>,
 }
 
-/// Tables are equal when what the kernel would hold is: the index follows.
-impl PartialEq for Table {
-    fn eq(&self, o: &Table) -> bool {
-        self.family == o.family && self.name == o.name && self.maps == o.maps && self.chains == o.chains
-    }
-}
-impl Eq for Table {}
-
-/// How to take back one command of a batch that fails later.
+/// How to take back one command of a batch that failed later.
+#[derive(Debug)]
 enum Undo {
-    PopChain,
-    InsertChain(usize, Chain),
-    PopMap,
-    InsertMap(usize, Map),
-    PopElement(usize),
-    InsertElement(usize, usize, (String, String)),
-    PopRule { chain: usize, group: u32 },
-    InsertRule { chain: usize, group: u32, at: usize, rule: String },
-    Nothing,
+    Chain(String),
+    DelChain(usize, Chain),
+    Map(String),
+    DelMap(usize, Map),
+    Element(String),
+    DelElement(String, usize, (String, String)),
+    Rule(String, u32),
+    /// The rules deleted, with their places.
+    DelRule(String, u32, Vec<(usize, String)>),
 }
 
 /// An error of an nftables update, in moby's words (`internal/nftables`).
@@ -109,7 +179,7 @@ pub type NftError = String;
 
 impl Table {
     pub fn new(family: Family, name: &str) -> Table {
-        Table { family, name: name.into(), maps: vec![], chains: vec![], rules: HashSet::new() }
+        Table { family, name: name.into(), maps: vec![], chains: vec![] }
     }
 
     pub fn chain(&self, name: &str) -> Option<&Chain> {
@@ -128,95 +198,72 @@ impl Table {
     /// nothing. The chains and maps a batch makes reach the kernel in name
     /// order (moby's update template ranges over Go maps, which
     /// `text/template` visits sorted), after the ones already there.
+    ///
+    /// A failed batch is rolled back from an undo log rather than applied
+    /// to a copy: a copy of the whole table per batch made publishing many
+    /// ports (one batch each) quadratic.
     pub fn apply(&mut self, cmds: &[Cmd]) -> Result<(), NftError> {
-        // All or nothing without copying the table: each command leaves
-        // how to take it back, and a failure takes the batch back in turn.
-        let mut undo = Vec::with_capacity(cmds.len());
+        let old_chains: Vec<String> = self.chains.iter().map(|c| c.name.clone()).collect();
+        let old_maps: Vec<String> = self.maps.iter().map(|m| m.name.clone()).collect();
+        let mut undo = Vec::new();
         for c in cmds {
-            match self.one(c) {
-                Ok(u) => undo.push(u),
-                Err(e) => {
-                    for u in undo.into_iter().rev() {
-                        self.take_back(u);
-                    }
-                    return Err(e);
+            if let Err(e) = self.one(c, &mut undo) {
+                while let Some(u) = undo.pop() {
+                    self.undo(u);
                 }
+                return Err(e);
             }
         }
-        let made = |name: &str| cmds.iter().any(|c| matches!(c, Cmd::Chain { name: n, .. } if n == name));
-        if cmds.iter().any(|c| matches!(c, Cmd::Chain { .. })) {
-            let (mut kept, mut new): (Vec<Chain>, Vec<Chain>) = self.chains.drain(..).partition(|c| !made(&c.name));
-            new.sort_by(|a, b| a.name.cmp(&b.name));
-            kept.extend(new);
-            self.chains = kept;
-        }
-        let made = |name: &str| cmds.iter().any(|c| matches!(c, Cmd::Map { name: n, .. } if n == name));
-        if cmds.iter().any(|c| matches!(c, Cmd::Map { .. })) {
-            let (mut kept, mut new): (Vec<Map>, Vec<Map>) = self.maps.drain(..).partition(|m| !made(&m.name));
-            new.sort_by(|a, b| a.name.cmp(&b.name));
-            kept.extend(new);
-            self.maps = kept;
-        }
+        // Moving chains and maps moves their rules and elements, no copies.
+        let (mut kept, mut made): (Vec<Chain>, Vec<Chain>) =
+            self.chains.drain(..).partition(|c| old_chains.contains(&c.name));
+        made.sort_by(|a, b| a.name.cmp(&b.name));
+        kept.extend(made);
+        self.chains = kept;
+        let (mut kept, mut made): (Vec<Map>, Vec<Map>) = self.maps.drain(..).partition(|m| old_maps.contains(&m.name));
+        made.sort_by(|a, b| a.name.cmp(&b.name));
+        kept.extend(made);
+        self.maps = kept;
         Ok(())
     }
 
-    fn take_back(&mut self, u: Undo) {
+    fn undo(&mut self, u: Undo) {
         match u {
-            Undo::PopChain => {
-                if let Some(c) = self.chains.pop() {
-                    self.forget_rules(&c);
+            Undo::Chain(name) => self.chains.retain(|c| c.name != name),
+            Undo::DelChain(i, c) => self.chains.insert(i, c),
+            Undo::Map(name) => self.maps.retain(|m| m.name != name),
+            Undo::DelMap(i, m) => self.maps.insert(i, m),
+            Undo::Element(map) => {
+                if let Some(m) = self.maps.iter_mut().find(|m| m.name == map) {
+                    m.elements.pop();
                 }
             }
-            Undo::InsertChain(i, c) => {
-                for (g, rules) in &c.groups {
-                    self.rules.extend(rules.iter().map(|r| (c.name.clone(), *g, r.clone())));
-                }
-                self.chains.insert(i, c);
-            }
-            Undo::PopMap => {
-                self.maps.pop();
-            }
-            Undo::InsertMap(i, m) => self.maps.insert(i, m),
-            Undo::PopElement(m) => {
-                self.maps[m].elements.pop();
-            }
-            Undo::InsertElement(m, i, e) => self.maps[m].elements.insert(i, e),
-            Undo::PopRule { chain, group } => {
-                let c = &mut self.chains[chain];
-                if let Some(g) = c.groups.get_mut(&group) {
-                    if let Some(r) = g.pop() {
-                        self.rules.remove(&(c.name.clone(), group, r));
-                    }
-                    if g.is_empty() {
-                        c.groups.remove(&group);
-                    }
+            Undo::DelElement(map, i, e) => {
+                if let Some(m) = self.maps.iter_mut().find(|m| m.name == map) {
+                    m.elements.insert(i, e);
                 }
             }
-            Undo::InsertRule { chain, group, at, rule } => {
-                let c = &mut self.chains[chain];
-                self.rules.insert((c.name.clone(), group, rule.clone()));
-                c.groups.entry(group).or_default().insert(at, rule);
+            Undo::Rule(chain, group) => {
+                if let Some(c) = self.chain_mut(&chain) {
+                    c.pop_rule(group);
+                }
             }
-            Undo::Nothing => {}
-        }
-    }
-
-    fn forget_rules(&mut self, c: &Chain) {
-        for (g, rules) in &c.groups {
-            for r in rules {
-                self.rules.remove(&(c.name.clone(), *g, r.clone()));
+            Undo::DelRule(chain, group, removed) => {
+                if let Some(c) = self.chain_mut(&chain) {
+                    c.restore_rules(group, removed);
+                }
             }
         }
     }
 
-    fn one(&mut self, cmd: &Cmd) -> Result<Undo, NftError> {
+    fn one(&mut self, cmd: &Cmd, undo: &mut Vec<Undo>) -> Result<(), NftError> {
         match cmd {
             Cmd::Chain { name, base } => {
                 if self.chain(name).is_some() {
                     return Err(format!("chain '{name}' already exists"));
                 }
-                self.chains.push(Chain { name: name.clone(), base: base.clone(), groups: BTreeMap::new() });
-                Ok(Undo::PopChain)
+                self.chains.push(Chain::new(name.clone(), base.clone()));
+                undo.push(Undo::Chain(name.clone()));
             }
             Cmd::DelChain(name) => {
                 // A chain goes with its rules; moby refuses only a missing one.
@@ -225,16 +272,14 @@ impl Table {
                     .iter()
                     .position(|c| &c.name == name)
                     .ok_or_else(|| format!("cannot delete chain '{name}', it does not exist"))?;
-                let c = self.chains.remove(i);
-                self.forget_rules(&c);
-                Ok(Undo::InsertChain(i, c))
+                undo.push(Undo::DelChain(i, self.chains.remove(i)));
             }
             Cmd::Map { name, kind } => {
                 if self.map(name).is_some() {
                     return Err(format!("map '{name}' already exists"));
                 }
                 self.maps.push(Map { name: name.clone(), kind: kind.clone(), elements: vec![] });
-                Ok(Undo::PopMap)
+                undo.push(Undo::Map(name.clone()));
             }
             Cmd::DelMap(name) => {
                 let i = self
@@ -248,77 +293,59 @@ impl Table {
                         self.maps[i].elements.len()
                     ));
                 }
-                Ok(Undo::InsertMap(i, self.maps.remove(i)))
+                undo.push(Undo::DelMap(i, self.maps.remove(i)));
             }
             Cmd::Element { map, key, value } => {
-                let i = self
+                let m = self
                     .maps
-                    .iter()
-                    .position(|m| &m.name == map)
+                    .iter_mut()
+                    .find(|m| &m.name == map)
                     .ok_or_else(|| format!("cannot add to map '{map}', it does not exist"))?;
-                let m = &mut self.maps[i];
                 if m.elements.iter().any(|(k, _)| k == key) {
                     return Err(format!("map '{map}' already contains element '{key}'"));
                 }
                 m.elements.push((key.clone(), value.clone()));
-                Ok(Undo::PopElement(i))
+                undo.push(Undo::Element(map.clone()));
             }
             Cmd::DelElement { map, key } => {
-                let mi = self
+                let m = self
                     .maps
-                    .iter()
-                    .position(|m| &m.name == map)
+                    .iter_mut()
+                    .find(|m| &m.name == map)
                     .ok_or_else(|| format!("cannot delete from map '{map}', it does not exist"))?;
-                let m = &mut self.maps[mi];
                 let i = m
                     .elements
                     .iter()
                     .position(|(k, _)| k == key)
                     .ok_or_else(|| format!("map '{map}' does not contain element '{key}'"))?;
-                Ok(Undo::InsertElement(mi, i, m.elements.remove(i)))
+                undo.push(Undo::DelElement(map.clone(), i, m.elements.remove(i)));
             }
             Cmd::Rule { chain, group, rule, ignore_exist } => {
-                let ci = self
-                    .chains
-                    .iter()
-                    .position(|c| &c.name == chain)
-                    .ok_or_else(|| format!("chain '{chain}' does not exist"))?;
-                let key = (chain.clone(), *group, rule.clone());
-                if self.rules.contains(&key) {
+                let c = self.chain_mut(chain).ok_or_else(|| format!("chain '{chain}' does not exist"))?;
+                if c.has_rule(*group, rule) {
                     if *ignore_exist {
-                        return Ok(Undo::Nothing);
+                        return Ok(());
                     }
                     return Err(format!("adding rule:'{rule}' chain:'{chain}' group:{group}: rule exists"));
                 }
-                self.chains[ci].groups.entry(*group).or_default().push(rule.clone());
-                self.rules.insert(key);
-                Ok(Undo::PopRule { chain: ci, group: *group })
+                c.push_rule(*group, rule);
+                undo.push(Undo::Rule(chain.clone(), *group));
             }
             Cmd::DelRule { chain, group, rule, ignore_exist } => {
-                let ci = self
-                    .chains
-                    .iter()
-                    .position(|c| &c.name == chain)
+                let c = self
+                    .chain_mut(chain)
                     .ok_or_else(|| format!("deleting rule:'{rule}' - chain '{chain}' does not exist"))?;
-                // moby's `slices.DeleteFunc`: every copy goes (a group holds one).
-                if !self.rules.remove(&(chain.clone(), *group, rule.clone())) {
-                    if !ignore_exist {
-                        return Err(format!(
-                            "deleting rule:'{rule}' chain:'{chain}' group:{group}: rule does not exist"
-                        ));
+                // moby's `slices.DeleteFunc`: every copy goes.
+                if !c.has_rule(*group, rule) {
+                    if *ignore_exist {
+                        return Ok(());
                     }
-                    return Ok(Undo::Nothing);
+                    return Err(format!("deleting rule:'{rule}' chain:'{chain}' group:{group}: rule does not exist"));
                 }
-                let c = &mut self.chains[ci];
-                let g = c.groups.get_mut(group).expect("the index knows the rule");
-                let i = g.iter().position(|r| r == rule).expect("the index knows the rule");
-                let gone = g.remove(i);
-                if g.is_empty() {
-                    c.groups.remove(group);
-                }
-                Ok(Undo::InsertRule { chain: ci, group: *group, at: i, rule: gone })
+                undo.push(Undo::DelRule(chain.clone(), *group, c.delete_rule(*group, rule)));
             }
         }
+        Ok(())
     }
 
     /// The table as `nft -s list table FAMILY NAME` prints it.
@@ -521,7 +548,7 @@ impl NftRuleset {
                                 priority: o["prio"].as_i64().unwrap_or(0) as i32,
                                 policy: text(&o["policy"]),
                             });
-                            t.chains.push(Chain { name: text(&o["name"]), base, groups: BTreeMap::new() });
+                            t.chains.push(Chain::new(text(&o["name"]), base));
                         }
                         _ => {
                             let chain = text(&o["chain"]);
@@ -652,6 +679,39 @@ mod tests {
         let e = t.apply(&[rule("z", 0, "counter"), rule("a", 5, "counter drop")]).unwrap_err();
         assert!(e.contains("rule exists"), "{e}");
         assert_eq!(t, before);
+    }
+
+    #[test]
+    fn a_failed_batch_puts_deleted_rules_and_chains_back_in_place() {
+        let del = |chain: &str, group: u32, r: &str| Cmd::DelRule {
+            chain: chain.into(),
+            group,
+            rule: r.into(),
+            ignore_exist: false,
+        };
+        let mut t = Table::new(Family::Ip, "t");
+        t.apply(&[
+            Cmd::Chain { name: "a".into(), base: None },
+            Cmd::Chain { name: "b".into(), base: None },
+            rule("a", 0, "r1"),
+            rule("a", 0, "r2"),
+            rule("a", 0, "r3"),
+            rule("b", 0, "s1"),
+        ])
+        .unwrap();
+        let before = t.clone();
+        let listing = t.listing();
+        let e = t
+            .apply(&[del("a", 0, "r2"), Cmd::DelChain("b".into()), rule("a", 0, "r4"), rule("a", 0, "r1")])
+            .unwrap_err();
+        assert!(e.contains("rule exists"), "{e}");
+        assert_eq!((t.listing(), &t), (listing, &before));
+        // The rolled-back rule is gone from the "exists" check, the restored one is back in it.
+        t.apply(&[rule("a", 0, "r4")]).unwrap();
+        assert!(t.apply(&[rule("a", 0, "r2")]).unwrap_err().contains("rule exists"));
+        t.apply(&[del("a", 0, "r2")]).unwrap();
+        assert!(t.apply(&[del("a", 0, "r2")]).unwrap_err().contains("does not exist"));
+        assert_eq!(t.chain("a").unwrap().rules().collect::<Vec<_>>(), ["r1", "r3", "r4"]);
     }
 
     #[test]

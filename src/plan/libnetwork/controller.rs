@@ -288,7 +288,9 @@ impl<'a> Controller<'a> {
                 if self.iptables {
                     self.layout.del_network(&mut self.rules, &n.fw_config());
                 }
-                self.ipam.release_address(n.pool, n.gateway.ip());
+                if let Some(gw) = n.gateway {
+                    self.ipam.release_address(n.pool, gw.ip());
+                }
                 self.ipam.release_pool(n.pool);
             }
         } else if !self.v.user_chain_per_network {
@@ -359,14 +361,15 @@ impl<'a> Controller<'a> {
         }
         let bip_span = d.bip.as_ref().map(|b| b.span()).unwrap_or(bridge_span.clone());
         let host = self.host_routes();
-        let (pool, gw) = allocate(&mut self.ipam, &host, Some(preferred), fixed, gateway)
+        let (pool, gw) = allocate(&mut self.ipam, &host, Some(preferred), fixed, gateway, false)
             .map_err(|e| (bip_span.clone(), format!("Error creating default \"bridge\" network: {e}")))?;
+        let gw = gw.expect("the default bridge always gets a gateway");
         let net = Network {
             name: "bridge".into(),
             id: hex_id(&["network", &self.s.name, "bridge", &self.networks.len().to_string()]),
             default: true,
             bridge: name.clone(),
-            gateway: IfaceAddr(Ipv4Network::new(gw, pool.subnet.prefix()).expect("valid")),
+            gateway: Some(IfaceAddr(Ipv4Network::new(gw, pool.subnet.prefix()).expect("valid"))),
             pool,
             internal: false,
             icc: d.icc(),
@@ -409,14 +412,19 @@ impl<'a> Controller<'a> {
             self.forward_on(false)?;
         }
         match self.bridges.iter_mut().find(|b| b.name == net.bridge) {
-            // setupBridgeIPv4: the address is replaced when it differs.
-            Some(b) => b.addresses = vec![net.gateway],
+            // setupBridgeIPv4: the address is replaced when it differs; an
+            // isolated network leaves an existing bridge's addresses alone.
+            Some(b) => {
+                if net.gateway_mode != GatewayMode::Isolated {
+                    b.addresses = net.bridge_addresses();
+                }
+            }
             None => {
                 net.created_bridge = true;
                 let mac = host::docker_bridge_mac(self.v.bridge_mac_prefix, &self.s.name, &net.bridge);
                 self.bridges.push(BridgeDev {
                     name: net.bridge.clone(),
-                    addresses: vec![net.gateway],
+                    addresses: net.bridge_addresses(),
                     mac,
                     by_docker: true,
                 });
@@ -474,7 +482,15 @@ impl<'a> Controller<'a> {
         let gateway = spec.gateway.as_ref().map(|g| g.get_ref().0);
         let where_ = spec.subnet.as_ref().map(|s| s.span()).unwrap_or(span.clone());
         let host = self.host_routes();
-        let (pool, gw) = allocate(&mut self.ipam, &host, subnet, range, gateway).map_err(|e| {
+        let gateway_mode = match spec.gateway_mode() {
+            crate::scenario::GatewayMode::Nat => GatewayMode::Nat,
+            crate::scenario::GatewayMode::NatUnprotected => GatewayMode::NatUnprotected,
+            crate::scenario::GatewayMode::Routed => GatewayMode::Routed,
+            crate::scenario::GatewayMode::Isolated => GatewayMode::Isolated,
+        };
+        // GetSkipGwAlloc (bridge_linux.go): an isolated network has no gateway.
+        let skip_gw = gateway_mode == GatewayMode::Isolated;
+        let (pool, gw) = allocate(&mut self.ipam, &host, subnet, range, gateway, skip_gw).map_err(|e| {
             let at = match (&e, &spec.gateway) {
                 (super::network::AllocError::Gateway(..), Some(g)) => g.span(),
                 _ => where_.clone(),
@@ -488,7 +504,7 @@ impl<'a> Controller<'a> {
             id: id.clone(),
             default: false,
             bridge: bridge.clone(),
-            gateway: IfaceAddr(Ipv4Network::new(gw, pool.subnet.prefix()).expect("valid")),
+            gateway: gw.map(|gw| IfaceAddr(Ipv4Network::new(gw, pool.subnet.prefix()).expect("valid"))),
             pool,
             internal: spec.internal,
             icc: spec.icc,
@@ -497,12 +513,7 @@ impl<'a> Controller<'a> {
             host_binding: spec.host_ip.as_ref().map(|h| h.get_ref().0),
             created_bridge: false,
             origin: if subnet.is_some() { "--subnet".into() } else { "next default pool".into() },
-            gateway_mode: match spec.gateway_mode() {
-                crate::scenario::GatewayMode::Nat => GatewayMode::Nat,
-                crate::scenario::GatewayMode::NatUnprotected => GatewayMode::NatUnprotected,
-                crate::scenario::GatewayMode::Routed => GatewayMode::Routed,
-                crate::scenario::GatewayMode::Isolated => GatewayMode::Isolated,
-            },
+            gateway_mode,
         };
         // checkConflict against the networks the driver has.
         for other in &self.networks {
@@ -518,7 +529,9 @@ impl<'a> Controller<'a> {
                     "cannot create network {id} ({bridge}): conflicts with network {} ({}): {why}",
                     other.id, other.bridge
                 );
-                self.ipam.release_address(pool, gw);
+                if let Some(gw) = gw {
+                    self.ipam.release_address(pool, gw);
+                }
                 self.ipam.release_pool(pool);
                 return Err((spec.bridge.as_ref().map(|b| b.span()).unwrap_or(span), msg));
             }
@@ -762,7 +775,7 @@ impl<'a> Controller<'a> {
                     host::random_mac(&["container-mac", &self.s.name, name, &net.name, &self.serial.to_string()])
                 }
             }),
-            gateway: net.gateway.ip(),
+            gateway: net.gateway.map(|g| g.ip()),
             mtu,
             exposed: None,
             mapped: vec![],

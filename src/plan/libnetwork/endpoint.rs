@@ -181,7 +181,8 @@ pub struct Endpoint {
     pub host_veth: String,
     pub address: IfaceAddr,
     pub mac: MacAddr,
-    pub gateway: Ipv4Addr,
+    /// The network's gateway; none on an isolated network.
+    pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
     /// `extConnConfig`: the sandbox's bindings and exposed ports, set when
     /// external connectivity was first programmed here (and kept after a revoke).

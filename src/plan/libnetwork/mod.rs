@@ -231,8 +231,9 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
                     });
                 }
             }
-            if let Some(gw) = sb.gateway_endpoint().and_then(|id| c.endpoints.iter().find(|e| e.id == id)) {
-                node.routes.push(host::via(None, gw.gateway, &gw.iface));
+            let gw = sb.gateway_endpoint().and_then(|id| c.endpoints.iter().find(|e| e.id == id));
+            if let Some((via, ep)) = gw.and_then(|e| Some((e.gateway?, e))) {
+                node.routes.push(host::via(None, via, &ep.iface));
             }
         }
         nodes.push(node);
@@ -287,7 +288,8 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     }
     let bridge_plan = |n: &network::Network| BridgePlan {
         name: n.bridge.clone(),
-        address: n.gateway,
+        address: n.address(),
+        unaddressed: n.bridge_addresses().is_empty(),
         pool: n.pool.range.unwrap_or(n.pool.subnet),
         origin: n.origin.clone(),
     };

@@ -23,8 +23,10 @@ pub struct Network {
     pub default: bool,
     /// The bridge device.
     pub bridge: String,
-    /// The bridge's address: the gateway, with the pool's prefix.
-    pub gateway: IfaceAddr,
+    /// The gateway IPAM reserved, with the pool's prefix: none when the
+    /// driver skips its allocation (`GetSkipGwAlloc`: gateway mode
+    /// `isolated`, unless a gateway was asked for).
+    pub gateway: Option<IfaceAddr>,
     pub pool: PoolId,
     pub internal: bool,
     pub icc: bool,
@@ -43,10 +45,23 @@ pub struct Network {
 }
 
 impl Network {
+    /// The bridge driver's `AddressIPv4` (`processIPAM`): the gateway with
+    /// the pool's prefix, or the pool itself when there is no gateway.
+    pub fn address(&self) -> IfaceAddr {
+        self.gateway.unwrap_or(IfaceAddr(self.pool.subnet))
+    }
+    /// What `setupBridgeIPv4` puts on the bridge: `AddressIPv4`, except in
+    /// gateway mode `isolated`, whose bridge gets no IPv4 address.
+    pub fn bridge_addresses(&self) -> Vec<IfaceAddr> {
+        match self.gateway_mode {
+            GatewayMode::Isolated => vec![],
+            _ => vec![self.address()],
+        }
+    }
     pub fn facts(&self) -> BridgeFacts {
         BridgeFacts {
             name: self.bridge.clone(),
-            address: self.gateway,
+            address: self.address(),
             icc: self.icc,
             ip_masq: self.ip_masq,
             internal: self.internal,
@@ -112,14 +127,17 @@ impl HostRoutes {
 /// a pool (the preferred one as given; otherwise default pools, skipping
 /// those that clash with the host, which are held until one fits so that
 /// the round-robin moves past them) and the gateway (as given, or the
-/// pool's lowest free address, in its range if it has one).
+/// pool's lowest free address, in its range if it has one; none when the
+/// driver skips it and none was given: `d.Gateway == nil && (cfg.Gateway
+/// != "" || !skipGwAlloc)` in network.go `ipamAllocateVersion`).
 pub fn allocate(
     ipam: &mut Ipam,
     host: &HostRoutes,
     preferred: Option<Ipv4Network>,
     sub: Option<Ipv4Network>,
     gateway: Option<Ipv4Addr>,
-) -> Result<(PoolId, Ipv4Addr), AllocError> {
+    skip_gw_alloc: bool,
+) -> Result<(PoolId, Option<Ipv4Addr>), AllocError> {
     let mut held = Vec::new();
     let pool = loop {
         let id = match ipam.request_pool(preferred, sub) {
@@ -139,8 +157,11 @@ pub fn allocate(
     for h in held {
         ipam.release_pool(h);
     }
+    if gateway.is_none() && skip_gw_alloc {
+        return Ok((pool, None));
+    }
     match ipam.request_address(pool, gateway) {
-        Ok(gw) => Ok((pool, gw)),
+        Ok(gw) => Ok((pool, Some(gw))),
         Err(e) => {
             ipam.release_pool(pool);
             Err(AllocError::Gateway(gateway, e))
@@ -178,6 +199,21 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_gateway_leaves_the_first_address_to_containers() {
+        let host = HostRoutes::default();
+        let mut ipam = Ipam::new(DOCKER20.predefined_pools());
+        let (p, gw) = allocate(&mut ipam, &host, Some(net("10.30.0.0/24")), None, None, true).unwrap();
+        assert_eq!(gw, None);
+        assert_eq!(ipam.request_address(p, None).unwrap().to_string(), "10.30.0.1");
+        // A gateway asked for is reserved all the same.
+        let (p, gw) =
+            allocate(&mut ipam, &host, Some(net("10.31.0.0/24")), None, Some("10.31.0.9".parse().unwrap()), true)
+                .unwrap();
+        assert_eq!(gw.map(|g| g.to_string()).as_deref(), Some("10.31.0.9"));
+        assert!(ipam.request_address(p, Some("10.31.0.9".parse().unwrap())).is_err());
+    }
+
+    #[test]
     fn default_pools_skip_link_routes_and_move_the_round_robin_past_them() {
         // Capture 11b: link routes over 172.17 and 172.19; docker0 takes
         // 172.18, then `usr` 172.20 and `usr2` 172.21.
@@ -186,11 +222,11 @@ mod tests {
         let docker0 = host.find_available(&pools).unwrap();
         assert_eq!(docker0.to_string(), "172.18.0.0/16");
         let mut ipam = Ipam::new(pools);
-        let (p, gw) = allocate(&mut ipam, &host, Some(docker0), None, None).unwrap();
-        assert_eq!((p.subnet.to_string(), gw.to_string()), ("172.18.0.0/16".into(), "172.18.0.1".into()));
-        let (usr, _) = allocate(&mut ipam, &host, None, None, None).unwrap();
+        let (p, gw) = allocate(&mut ipam, &host, Some(docker0), None, None, false).unwrap();
+        assert_eq!((p.subnet.to_string(), gw.unwrap().to_string()), ("172.18.0.0/16".into(), "172.18.0.1".into()));
+        let (usr, _) = allocate(&mut ipam, &host, None, None, None, false).unwrap();
         assert_eq!(usr.subnet.to_string(), "172.20.0.0/16");
-        let (usr2, _) = allocate(&mut ipam, &host, None, None, None).unwrap();
+        let (usr2, _) = allocate(&mut ipam, &host, None, None, None, false).unwrap();
         assert_eq!(usr2.subnet.to_string(), "172.21.0.0/16");
         // The held pools were given back.
         assert_eq!(ipam.subnets().count(), 3);
@@ -210,7 +246,7 @@ mod tests {
     fn gateway_errors_say_which_gateway() {
         let mut ipam = Ipam::new(DOCKER20.predefined_pools());
         let host = HostRoutes::default();
-        let e = allocate(&mut ipam, &host, Some(net("10.9.0.0/24")), None, Some("10.9.0.255".parse().unwrap()));
+        let e = allocate(&mut ipam, &host, Some(net("10.9.0.0/24")), None, Some("10.9.0.255".parse().unwrap()), false);
         assert_eq!(e.unwrap_err().to_string(), "failed to allocate gateway (10.9.0.255): Address already in use");
         assert_eq!(ipam.subnets().count(), 0, "the pool went back");
     }

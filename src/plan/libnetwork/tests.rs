@@ -71,7 +71,7 @@ fn published_ports_get_dnat_accept_and_hairpin_masquerade() {
     assert_eq!(ips(&p), ["172.17.0.2", "172.17.0.3"]);
     let web = &p.container("web").unwrap().endpoints[0];
     assert_eq!(web.mac.to_string(), "02:42:ac:11:00:02");
-    assert_eq!(web.gateway.to_string(), "172.17.0.1");
+    assert_eq!(web.gateway.unwrap().to_string(), "172.17.0.1");
     // docker-proxy listens on 0.0.0.0 and on :: for each port.
     let proxies: Vec<String> = p.port_mappings.iter().map(|m| m.to_string()).collect();
     assert_eq!(
