@@ -61,6 +61,12 @@ pub struct DaemonRecord {
     pub cgroup: Option<String>,
     /// data-root, exec-root, sockets and logs.
     pub state_dir: Option<PathBuf>,
+    /// The named network namespace the daemon runs in. A process of
+    /// `mount_ns` counts as the daemon's only if it is in this one too: a
+    /// freed mount namespace's inode number is handed out again, maybe to
+    /// another run's daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_netns: Option<PathBuf>,
 }
 
 /// A process with its start time, so a recycled pid is never killed.

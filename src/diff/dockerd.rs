@@ -394,6 +394,9 @@ impl Daemon {
             record: DaemonRecord {
                 cgroup: Some(cgroup_name(run_id)),
                 state_dir: Some(dir.clone()),
+                host_netns: Some(
+                    Path::new(crate::registry::NETNS_DIR).join(crate::registry::namespace_name(run_id, "host")),
+                ),
                 ..Default::default()
             },
             registry: Registry::default(),
@@ -916,8 +919,17 @@ pub fn reap(rec: &DaemonRecord) -> Vec<String> {
     let others: Vec<RecordedProcess> =
         rec.processes.iter().filter(|p| !order.contains(&p.name.as_str())).cloned().collect();
     terminate(&others, TERM_GRACE);
+    // Only while the run's host namespace is still mounted can a process
+    // be told to be the daemon's by its namespaces (see `host_netns`).
+    let netns = rec.host_netns.as_deref().and_then(|p| fs::metadata(p).ok()).map(|m| m.ino());
     let leftovers = || {
-        let mut pids = rec.mount_ns.map(pids_in_mount_ns).unwrap_or_default();
+        let mut pids = match (rec.mount_ns, netns) {
+            (Some(mnt), Some(net)) => pids_in_mount_ns(mnt)
+                .into_iter()
+                .filter(|pid| fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == net))
+                .collect(),
+            _ => Vec::new(),
+        };
         pids.extend(pids_in_cgroups(&dirs));
         pids.retain(|p| !crate::registry::is_zombie(*p));
         pids
@@ -1111,6 +1123,43 @@ mod tests {
         fs::create_dir_all(mine.join("data/x")).unwrap();
         assert!(reap(&DaemonRecord { state_dir: Some(mine.clone()), ..Default::default() }).is_empty());
         assert!(!mine.exists());
+    }
+
+    /// A dead run's mount namespace inode may since belong to another
+    /// run's daemon: its processes are swept only when they are also in
+    /// the dead run's host network namespace, which must still be mounted.
+    #[test]
+    fn a_reused_mount_namespace_inode_spares_processes_outside_the_runs_host() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "unshare -m needs root: run `sudo -E cargo test` (CI runs it as root; it is never skipped)"
+        );
+        let mut other = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sleep", "30"])
+            .spawn()
+            .unwrap();
+        let pid = other.id();
+        // unshare execs sleep once the namespace exists.
+        let own = fs::metadata("/proc/self/ns/mnt").unwrap().ino();
+        let mnt = (0..500)
+            .find_map(|_| {
+                let ino = fs::metadata(format!("/proc/{pid}/ns/mnt")).ok()?.ino();
+                let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+                if ino != own && exe.ends_with("sleep") {
+                    Some(ino)
+                } else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                }
+            })
+            .expect("unshare made a mount namespace");
+        for host_netns in [None, Some(PathBuf::from("/run/netns/bl-00000000-host-gone"))] {
+            let rec = DaemonRecord { mount_ns: Some(mnt), host_netns, ..Default::default() };
+            let _ = reap(&rec);
+            assert!(other.try_wait().unwrap().is_none(), "reap killed a process of another run");
+        }
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 
     #[test]
