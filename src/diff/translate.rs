@@ -268,6 +268,8 @@ pub fn step(st: &Step) -> Vec<DockerCommand> {
         },
         StepAction::FlushIptables => vec![DockerCommand { action: Action::FlushIptables, fails: None }],
         StepAction::RestartDaemon => vec![DockerCommand { action: Action::RestartDaemon, fails: None }],
+        // Traffic, not a docker command: the prober starts the flow on each side.
+        StepAction::Flow => vec![],
     };
     // The step's `fails` belongs to the command that starts the container:
     // the first one (`run`, `start`, `restart`).

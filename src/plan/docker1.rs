@@ -387,7 +387,13 @@ impl<'a> Builder<'a> {
         use crate::scenario::{StepAction, StepContainer};
         let action = *step.action.get_ref();
         let span = step.action.span();
-        let name = step.container.as_ref().map(|c| c.get_ref().name().to_string()).unwrap_or_default();
+        let name = step
+            .container
+            .as_ref()
+            .map(|c| c.get_ref().name().to_string())
+            // A flow's label is its name.
+            .or_else(|| step.name.as_ref().map(|n| n.get_ref().clone()))
+            .unwrap_or_default();
         let mut failed = None;
         match action {
             StepAction::Stop => self.stop(&name, span),
@@ -411,6 +417,8 @@ impl<'a> Builder<'a> {
                 }
             }
             StepAction::FlushIptables => self.rules.flush_all(),
+            // Traffic, not the daemon: the host stays as it is.
+            StepAction::Flow => {}
             StepAction::RestartDaemon => {
                 // Shutting down stops every container (1.6.2 restarts none by
                 // itself); the allocators live in memory and start afresh.

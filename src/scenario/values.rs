@@ -609,9 +609,11 @@ pub enum StepAction {
     Run,
     FlushIptables,
     RestartDaemon,
+    /// A UDP flow that keeps running over the following steps.
+    Flow,
 }
 
-const STEP_ACTIONS: [(&str, StepAction); 9] = [
+const STEP_ACTIONS: [(&str, StepAction); 10] = [
     ("connect", StepAction::Connect),
     ("disconnect", StepAction::Disconnect),
     ("stop", StepAction::Stop),
@@ -621,12 +623,13 @@ const STEP_ACTIONS: [(&str, StepAction); 9] = [
     ("run", StepAction::Run),
     ("flush-iptables", StepAction::FlushIptables),
     ("restart-daemon", StepAction::RestartDaemon),
+    ("flow", StepAction::Flow),
 ];
 
 impl StepAction {
     /// Whether the step names an existing container in `container`.
     pub fn needs_container(self) -> bool {
-        !matches!(self, StepAction::FlushIptables | StepAction::RestartDaemon)
+        !matches!(self, StepAction::FlushIptables | StepAction::RestartDaemon | StepAction::Flow)
     }
     pub fn needs_network(self) -> bool {
         matches!(self, StepAction::Connect | StepAction::Disconnect)

@@ -77,7 +77,13 @@ pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
 fn run_step(c: &mut Controller, step: &Step) -> String {
     let action = *step.action.get_ref();
     let span = step.action.span();
-    let name = step.container.as_ref().map(|x| x.get_ref().name().to_string()).unwrap_or_default();
+    let name = step
+        .container
+        .as_ref()
+        .map(|x| x.get_ref().name().to_string())
+        // A flow's label is its name.
+        .or_else(|| step.name.as_ref().map(|n| n.get_ref().clone()))
+        .unwrap_or_default();
     let network = step.network.as_ref().map(|n| n.get_ref().clone()).unwrap_or_default();
     let unknown = |c: &Controller| c.ctr(&name).is_none();
     let result: Result<(), controller::Failure> = match action {
@@ -113,6 +119,8 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
             c.rules.flush_all();
             Ok(())
         }
+        // Traffic, not the daemon: the host stays as it is.
+        StepAction::Flow => Ok(()),
         StepAction::RestartDaemon => {
             // Shutting down stops every container (none has a restart policy
             // here, so none comes back by itself).
