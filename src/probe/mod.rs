@@ -291,7 +291,7 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         let (job, r): (&ProbeJob, &ProbeResult) = (&jobs[i], &results[i]);
         o.target = Some(job.dst);
         o.elapsed_ms = r.elapsed.as_millis() as u64;
-        let (verdict, detail) = verdict_of(r, probe);
+        let (mut verdict, detail) = verdict_of(r, probe);
         o.actual = verdict.map(|v| v.to_string());
         o.detail = detail;
         o.passed = verdict == Some(e.result());
@@ -319,7 +319,19 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
                 responders.log.all(r.token).into_iter().filter(|p| p.node != job.netns).collect();
             o.received_by = got.iter().map(|p| node_of_netns(plan, &p.node)).collect();
             o.detail = if got.is_empty() {
-                format!("{}; broadcast to {}: no responder received it", o.detail, job.dst)
+                // The sender's kernel loops a broadcast back to its own
+                // sockets: an answer from its own responder reached nobody.
+                if verdict == Some(Verdict::Reachable) {
+                    verdict = Some(Verdict::Blocked);
+                    o.actual = Some(Verdict::Blocked.to_string());
+                    o.passed = e.result() == Verdict::Blocked;
+                    format!(
+                        "only the sender's own responder answered (its kernel loops a broadcast back); broadcast to {}: no other responder received it",
+                        job.dst
+                    )
+                } else {
+                    format!("{}; broadcast to {}: no responder received it", o.detail, job.dst)
+                }
             } else {
                 format!("{}; broadcast to {}: received by {}", o.detail, job.dst, o.received_by.join(", "))
             };
