@@ -14,7 +14,7 @@ pub fn run(file: &Path, format: Format) -> u8 {
                 Format::Text => {
                     for (i, lab) in labs.iter().enumerate() {
                         if many {
-                            print!("{}== {} ==\n", if i > 0 { "\n" } else { "" }, lab.scenario().name);
+                            println!("{}== {} ==", if i > 0 { "\n" } else { "" }, lab.scenario().name);
                         }
                         print!("{}", lab.plan());
                     }

@@ -927,4 +927,22 @@ mod tests {
         let none = verdict_of(&result(Outcome::NoRoute, 0, 0), ProbeSpec::Icmp);
         assert_eq!(none, (Some(Verdict::Blocked), "no route to the target".to_string()));
     }
+
+    #[test]
+    fn broadcasts_are_the_limited_one_and_the_directed_ones_of_the_labs_subnets() {
+        let text = "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"n\"\nsubnet = \"172.19.0.0/16\"\n[[container]]\nname = \"c1\"\nnetwork = \"n\"\n";
+        let s = crate::Scenario::parse("t.toml".into(), text.into()).unwrap();
+        let lab = crate::Lab::from_scenario(s).unwrap();
+        let plan = lab.plan();
+        for (ip, want) in [
+            ("255.255.255.255", true),
+            ("172.19.255.255", true),
+            ("198.51.100.255", true),
+            ("172.19.0.2", false),
+            ("172.18.255.255", false),
+            ("127.255.255.255", true),
+        ] {
+            assert_eq!(is_broadcast(plan, ip.parse().unwrap()), want, "{ip}");
+        }
+    }
 }

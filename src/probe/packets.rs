@@ -502,4 +502,15 @@ mod tests {
         assert_eq!(classify(&u, &reply(IpNextHeaderProtocols::Udp, &l4)), Some(Answer::Reachable));
         assert_eq!(classify(&w, &reply(IpNextHeaderProtocols::Udp, &l4)), None);
     }
+
+    #[test]
+    fn flow_datagrams_carry_their_flow_and_number() {
+        let p = flow_payload(0xdeadbeef, 42);
+        assert_eq!(parse_flow(p.as_bytes()), Some((0xdeadbeef, 42)));
+        // Neither parser takes the other's payload.
+        assert_eq!(parse_token(p.as_bytes()), None);
+        assert_eq!(parse_flow(token_payload(7).as_bytes()), None);
+        assert_eq!(parse_flow(b"bridgelab-flow zz 1\n"), None);
+        assert_eq!(parse_flow(b"bridgelab-flow 0000000a\n"), None);
+    }
 }

@@ -30,8 +30,11 @@ use crate::scenario::{ListenSpec, Proto};
 #[derive(Debug, Clone, Default)]
 pub struct PeerLog {
     probes: Arc<Mutex<HashMap<u32, Vec<SeenPeer>>>>,
-    flows: Arc<Mutex<HashMap<u32, VecDeque<(u64, SeenPeer)>>>>,
+    flows: Arc<Mutex<HashMap<u32, FlowLog>>>,
 }
+
+/// A flow's latest datagrams that a responder got: (number, who got it).
+type FlowLog = VecDeque<(u64, SeenPeer)>;
 
 /// How many of a flow's latest datagrams the log keeps.
 const FLOW_LOG: usize = 256;
