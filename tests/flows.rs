@@ -189,3 +189,57 @@ async fn a_flow_keeps_its_conntrack_entry_until_its_sender_or_the_lab_goes() {
     assert_eq!(std::sync::Arc::strong_count(&sent), 1);
     lab.down().unwrap();
 }
+
+const CLEARED: &str = r#"
+versions = ["docker1", "docker20"]
+
+[[container]]
+name    = "sip"
+publish = ["5060:5060/udp"]
+listen  = ["udp:5060"]
+
+[[step]]
+do    = "flow"
+name  = "f"
+from  = "external"
+to    = "host"
+probe = "udp:5060"
+
+[[step.expect]]
+flow   = "f"
+to     = "sip"
+result = "reachable"
+source = "external"
+
+[[step]]
+do        = "stop"
+container = "sip"
+"#;
+
+/// A stopping container's conntrack entries: Docker 20.10 deletes those
+/// whose reply tuple has its address (libnetwork's
+/// clearEndpointConnections), Docker 1.6.2 keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_deletes_the_containers_conntrack_entries_from_docker20_on() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::temp_scenario(&dir, "cleared", CLEARED);
+    for lab in Lab::load_all(&path).unwrap() {
+        let version = lab.scenario().version.unwrap().to_string();
+        let cleared = lab.plan().steps[1].after.conntrack_cleared.clone();
+        let sip = lab.plan().container("sip").unwrap().ip().unwrap();
+        assert_eq!(cleared, if version == "docker20" { vec![sip] } else { vec![] }, "{version}");
+        let mut running = lab.up().await.unwrap();
+        let mut responders = probe::start_responders(&running).unwrap();
+        let checked = probe::check_scenario(&mut running, &mut responders).await;
+        assert!(checked.failure.is_none() && checked.expectations[0].passed, "{version}: {checked:#?}");
+        let port = responders.flow("f").unwrap().src_port;
+        let dnat = format!("sport={port} dport=5060 src={sip} dst=198.51.100.2 sport=5060 dport={port}");
+        let kept = conntrack(&running, "host").lines().any(|l| l.contains(&dnat));
+        // The flow's next datagram after the deletion is not DNAT'd: no
+        // entry to sip's address can come back.
+        assert_eq!(kept, version == "docker1", "{version}: {}", conntrack(&running, "host"));
+        drop(responders);
+        running.down().unwrap();
+    }
+}

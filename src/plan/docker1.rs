@@ -985,6 +985,8 @@ impl<'a> Builder<'a> {
             containers: self.containers.to_vec(),
             nodes,
             steps: vec![],
+            // Docker 1.6.2 never touches the conntrack table.
+            conntrack_cleared: vec![],
         })
     }
 }

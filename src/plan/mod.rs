@@ -70,6 +70,12 @@ pub struct Plan {
     pub bindings: Vec<firewall::PortMapping>,
     /// The lab after each `[[step]]`, in order.
     pub steps: Vec<StepPlan>,
+    /// In a step's plan: the container addresses whose conntrack entries
+    /// the daemon deleted during the step (libnetwork's
+    /// `RevokeExternalConnectivity` → `clearEndpointConnections`: every
+    /// entry whose reply tuple has the address). Docker 1.6.2 deletes none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conntrack_cleared: Vec<Ipv4Addr>,
 }
 
 /// What a `[[step]]` leaves behind.

@@ -110,6 +110,9 @@ pub struct Controller<'a> {
     bound: usize,
     veth_names: BTreeSet<String>,
     serial: u64,
+    /// Addresses whose conntrack entries were deleted since the last plan
+    /// was taken (see [`Controller::revoke`]).
+    pub conntrack_cleared: Vec<Ipv4Addr>,
     ports_cache: PortsCache,
     /// Port mappings and rules that failed starts made and gave back: work
     /// the plan does not keep (see `limits::MAX_GIVEN_BACK`).
@@ -170,6 +173,7 @@ impl<'a> Controller<'a> {
             bound: 0,
             veth_names: BTreeSet::new(),
             serial: 0,
+            conntrack_cleared: Vec::new(),
             ports_cache: PortsCache::default(),
             given_back: 0,
             too_big: false,
@@ -853,9 +857,18 @@ impl<'a> Controller<'a> {
         Ok(())
     }
 
-    /// `RevokeExternalConnectivity`: the ports go (the exposed ports stay known).
+    /// `RevokeExternalConnectivity`: the ports go (the exposed ports stay
+    /// known), then `clearEndpointConnections` deletes every conntrack
+    /// entry whose reply tuple has the endpoint's address (moby#8795: a
+    /// new endpoint with the same address would inherit them).
     fn revoke(&mut self, id: &str) {
         self.release_ports(id);
+        if let Some(ep) = self.endpoint(id) {
+            let ip = ep.address.ip();
+            if !self.conntrack_cleared.contains(&ip) {
+                self.conntrack_cleared.push(ip);
+            }
+        }
     }
 
     /// The bridge driver's `Leave`: with icc off, the links go.

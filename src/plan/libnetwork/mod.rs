@@ -61,6 +61,8 @@ pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
         }
     }
     let mut plan = snapshot(&mut c)?;
+    // What the setup revoked met no traffic yet.
+    plan.conntrack_cleared.clear();
     let mut size = super::limits::PlanSize::default();
     size.add(s, &plan, "the start", || super::limits::heaviest(s, &plan))?;
     for (i, step) in s.spec.steps.iter().enumerate() {
@@ -315,6 +317,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         port_mappings: c.relays(),
         bindings: c.unrelayed(),
         steps: vec![],
+        conntrack_cleared: std::mem::take(&mut c.conntrack_cleared),
     })
 }
 
