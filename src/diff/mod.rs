@@ -689,7 +689,8 @@ pub async fn diff_run(
     let step_plans: Vec<crate::plan::Plan> =
         lab_side.as_ref().map(|l| l.lab.plan().steps.iter().map(|s| s.after.clone()).collect()).unwrap_or_default();
     let mut restored = false;
-    let phases: Vec<(String, Vec<DockerCommand>, Vec<Expect>, Option<&Step>)> =
+    type PhaseOf<'s> = (String, Vec<DockerCommand>, Vec<Expect>, Option<&'s Step>);
+    let phases: Vec<PhaseOf> =
         std::iter::once(("setup".to_string(), script.setup.clone(), scenario.spec.expects.clone(), None))
             .chain(
                 script
