@@ -374,7 +374,15 @@ impl FileReport {
             let differ = self.phases.iter().filter(|p| !p.hunks.is_empty()).count();
             paint("31;1", &format!("DIFFERENT ({differ} of {} phases differ)", self.phases.len()))
         };
-        let _ = writeln!(s, "{verdict}  {}", self.file.display());
+        // One run of a file with `versions` says which.
+        match self.scenario.split_once('@') {
+            Some((_, version)) => {
+                let _ = writeln!(s, "{verdict}  {} (@{version})", self.file.display());
+            }
+            None => {
+                let _ = writeln!(s, "{verdict}  {}", self.file.display());
+            }
+        }
         s
     }
 }
