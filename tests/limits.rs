@@ -487,3 +487,58 @@ fn work_given_back_by_failed_starts_is_bounded_with_a_location() {
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
+
+/// Docker 28 inserts each published port's ACCEPT at the head of filter
+/// DOCKER (a deque) and adds a raw rule per loopback port: many ports still
+/// plan in linear time (x8 the ports, well under x64).
+#[test]
+fn docker28_ports_plan_in_linear_time() {
+    let _one = one_at_a_time();
+    let lab = |n: usize| {
+        format!(
+            "[daemon]\nfirewall = \"docker28\"\n[[container]]\nname = \"web\"\n\
+             publish = [\"127.0.0.1:{}-{}:1-{n}\"]\n",
+            30_001,
+            30_000 + n
+        )
+    };
+    let (small, large) = (2_000, 16_000);
+    let p = valid(&lab(large));
+    assert!(p.iptables.rule_count() > 3 * large, "{}", p.iptables.rule_count());
+    assert!(p.iptables.render().contains("! -i lo -p tcp -m tcp --dport 46000 -j DROP"));
+    let best = |text: &str| (0..3).map(|_| time_plan(text)).min().unwrap();
+    let (ta, tb) = (best(&lab(small)), best(&lab(large)));
+    let ratio = tb.as_secs_f64() / ta.as_secs_f64();
+    eprintln!("{small}: {ta:?}, {large}: {tb:?} (x{ratio:.1})");
+    assert!(ratio < 20.0, "{small}: {ta:?}, {large}: {tb:?} (x{ratio:.1}; linear is x8)");
+}
+
+/// Docker 29's nftabler adds a batch per port; each batch is all or nothing.
+/// Taking a failed batch back by its own undo log (not by copying the table
+/// before each batch) and finding a rule through an index (not by walking
+/// its group) keep many ports linear (x8 the ports, well under x64).
+#[test]
+fn docker29_nftables_ports_plan_in_linear_time() {
+    let _one = one_at_a_time();
+    let lab = |n: usize| {
+        format!(
+            "[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n[host]\nforwarding = true\n\
+             [[container]]\nname = \"web\"\npublish = [\"{}-{}:1-{n}\"]\n",
+            30_001,
+            30_000 + n
+        )
+    };
+    let (small, large) = (1_000, 8_000);
+    let p = valid(&lab(large));
+    let listing = p.iptables.nft.listing();
+    assert!(
+        listing.contains("tcp dport 38000 counter dnat to 172.17.0.2:8000"),
+        "{}",
+        &listing[..2000.min(listing.len())]
+    );
+    let best = |text: &str| (0..3).map(|_| time_plan(text)).min().unwrap();
+    let (ta, tb) = (best(&lab(small)), best(&lab(large)));
+    let ratio = tb.as_secs_f64() / ta.as_secs_f64();
+    eprintln!("{small}: {ta:?}, {large}: {tb:?} (x{ratio:.1})");
+    assert!(ratio < 20.0, "{small}: {ta:?}, {large}: {tb:?} (x{ratio:.1}; linear is x8)");
+}

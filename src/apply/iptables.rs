@@ -24,7 +24,7 @@ use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
-use crate::plan::firewall::{normalize_save, Ruleset};
+use crate::plan::firewall::{join_families, normalize_save, Ruleset};
 
 /// The `iptables-restore` / `iptables-save` pair to use.
 pub fn tools() -> (String, String) {
@@ -33,6 +33,12 @@ pub fn tools() -> (String, String) {
         Some("nft") => ("iptables-nft-restore".into(), "iptables-nft-save".into()),
         _ => ("iptables-restore".into(), "iptables-save".into()),
     }
+}
+
+/// The `ip6tables-restore` / `ip6tables-save` pair, picked as [`tools`] picks.
+pub fn tools6() -> (String, String) {
+    let (restore, save) = tools();
+    (restore.replacen("iptables", "ip6tables", 1), save.replacen("iptables", "ip6tables", 1))
 }
 
 /// Prepares a child: joins the lab's namespace between fork and exec, in
@@ -117,8 +123,8 @@ pub(crate) fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> 
 /// Installs every table of `rules`, one `iptables-restore` per table:
 /// added to what is there (`noflush`), or replacing each table whole.
 pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
-    let (restore, _) = tools();
     for t in &rules.tables {
+        let (restore, _) = if t.table.is_v6() { tools6() } else { tools() };
         let text = rules.table_text(t);
         let mut cmd = Command::new(&restore);
         cmd.arg("-w");
@@ -133,16 +139,22 @@ pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
 
 /// `iptables-save` of the namespace, normalized like the plan's rendering:
 /// no comments, no counters, and tables without any rule or user chain
-/// left out (the legacy tools show tables merely touched by a lookup).
+/// left out (the legacy tools show tables merely touched by a lookup);
+/// then, when there is any, the same of `ip6tables-save` (see
+/// [`join_families`]).
 pub fn save(ns: &File) -> Result<String> {
+    Ok(join_families(&save4(ns)?, &save6(ns)?))
+}
+
+/// `iptables-save` of the namespace alone, normalized as [`save`] is.
+pub fn save4(ns: &File) -> Result<String> {
     Ok(canonical_tables(&normalize_save(&raw_save(ns, &[])?)))
 }
 
-/// `ip6tables-save` of the namespace (the same variant as [`tools`]),
+/// `ip6tables-save` of the namespace (the variant [`tools6`] picks),
 /// normalized as [`save`] is.
 pub fn save6(ns: &File) -> Result<String> {
-    let save = tools().1.replacen("iptables", "ip6tables", 1);
-    Ok(canonical_tables(&normalize_save(&save_with(&save, ns, &[])?)))
+    Ok(canonical_tables(&normalize_save(&save_with(&tools6().1, ns, &[])?)))
 }
 
 fn raw_save(ns: &File, args: &[&str]) -> Result<String> {
@@ -180,7 +192,7 @@ pub fn counters(ns: &File) -> Result<std::collections::HashMap<String, u64>> {
 }
 
 /// Drops tables without rules or user chains and puts the rest in one
-/// order (filter, nat, then by name): the legacy tools list tables in the
+/// order (filter, nat, then by name: raw): the legacy tools list tables in the
 /// order the kernel instantiated them, which differs from nft's.
 fn canonical_tables(text: &str) -> String {
     let mut blocks: Vec<Vec<&str>> = Vec::new();

@@ -302,10 +302,15 @@ impl RunningLab {
     pub async fn apply_step(&mut self, next: &Plan) -> Result<Vec<String>> {
         let old = self.plan.clone();
         let same = |a: &NodePlan, b: &NodePlan| serde_json::to_string(a).ok() == serde_json::to_string(b).ok();
+        // The host, external, the uplink's segment and the machines live
+        // through every step; containers' namespaces come and go.
+        let lasting = |name: &str| {
+            matches!(name, "host" | "external" | crate::plan::UPLINK_SEGMENT) || old.machine(name).is_some()
+        };
         let gone: Vec<String> = old
             .nodes
             .iter()
-            .filter(|n| n.name != "host" && n.name != "external")
+            .filter(|n| !lasting(&n.name))
             .filter(|n| next.node(&n.name).is_none_or(|m| !same(n, m)))
             .map(|n| n.name.clone())
             .collect();
@@ -362,12 +367,38 @@ impl RunningLab {
         }
         self.wire(next, &wanted, &fresh, None).await?;
         // A namespace made by this step gets the sysctls the daemon writes
-        // there (a container's own, as when the lab is built).
-        for node in next.nodes.iter().filter(|n| fresh.contains(&n.name)) {
+        // there (a container's own, as when the lab is built); a namespace
+        // that was there gets those it did not have (Docker 28's
+        // per-interface ones, for an interface this step added).
+        for node in &next.nodes {
+            let before = old.nodes.iter().find(|n| n.name == node.name && !fresh.contains(&n.name));
+            let new = |s: &&crate::plan::Sysctl| {
+                before.is_none_or(|b| !b.sysctls.iter().any(|o| o.key == s.key && o.value == s.value))
+            };
             let ns = &self.ns(&node.name).file;
-            let pairs: Vec<(&str, &str)> =
-                node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = node
+                .sysctls
+                .iter()
+                .filter(|s| s.write)
+                .filter(new)
+                .map(|s| (s.key.as_str(), s.value.as_str()))
+                .collect();
             if !pairs.is_empty() {
+                netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
+            }
+        }
+        // A `sysctl` step: what changed in a namespace that lives on is
+        // written there, in the plan's order.
+        for node in next.nodes.iter().filter(|n| lasting(&n.name)) {
+            let before = old.node(&node.name).map(|n| n.sysctls.as_slice()).unwrap_or_default();
+            let pairs: Vec<(&str, &str)> = node
+                .sysctls
+                .iter()
+                .filter(|s| s.write && !before.iter().any(|b| b.key == s.key && b.value == s.value))
+                .map(|s| (s.key.as_str(), s.value.as_str()))
+                .collect();
+            if !pairs.is_empty() {
+                let ns = &self.ns(&node.name).file;
                 netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
             }
         }

@@ -163,7 +163,7 @@ pub struct Readback {
 
 /// Reads one side: the host namespace and each container namespace given.
 pub async fn read_side(host: &File, inventory: Inventory, namespaces: &[(String, &File)]) -> Result<Readback> {
-    let iptables = crate::apply::iptables::save(host)?;
+    let iptables = crate::apply::iptables::save4(host)?;
     let ip6tables = crate::apply::iptables::save6(host)?;
     let host_state = read_settled_host(host).await?;
     let mut host_sysctls: Vec<(String, String)> =

@@ -708,6 +708,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// A `host-rules` step with the `iptables-restore` dockerd's PATH finds.
+    pub fn restore_rules(&self, rules: &str, noflush: bool) -> Result<()> {
+        restore_rules(&self.host_ns, rules, noflush, &self.tools.path)
+    }
+
     /// Ends the daemon and everything it started; every failure is
     /// returned, not just the first.
     pub fn stop(&mut self) -> Result<()> {
@@ -743,10 +748,11 @@ impl Drop for Daemon {
     }
 }
 
-/// Installs `[host] rules` (iptables-restore text) in the host namespace
-/// before the daemon starts, added to what is there.
-pub fn restore_rules(host_ns: &File, rules: &str, path: &std::ffi::OsStr) -> Result<()> {
-    run_in_netns(host_ns, "iptables-restore", &["-w", "--noflush"], path, Some(rules.as_bytes()))
+/// A `host-rules` step: `iptables-restore` (or `--noflush`) of the text in
+/// the host namespace, as a user or a firewall manager runs it.
+pub fn restore_rules(host_ns: &File, rules: &str, noflush: bool, path: &std::ffi::OsStr) -> Result<()> {
+    let args: &[&str] = if noflush { &["-w", "--noflush"] } else { &["-w"] };
+    run_in_netns(host_ns, "iptables-restore", args, path, Some(rules.as_bytes()))
 }
 
 /// Runs a tool inside the namespace `ns` (joined between fork and exec)

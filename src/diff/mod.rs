@@ -69,6 +69,7 @@ impl Testbed for RealView<'_> {
     fn netns_file(&self, node: &str) -> Option<&File> {
         match node {
             "host" | "external" => self.host.netns_file(node),
+            m if self.plan.machine(m).is_some() => self.host.netns_file(m),
             c => self.files.get(c),
         }
     }
@@ -120,7 +121,7 @@ fn node_plan(name: &str, s: &compare::NsState) -> NodePlan {
 
 /// The plan of the real host, as read back: enough for the probe engine
 /// to resolve names (`netns`, addresses, gateways) as it does in a lab.
-fn real_plan(scenario: &Scenario, external: &NodePlan, r: &Readback) -> Plan {
+fn real_plan(scenario: &Scenario, pre: &Plan, r: &Readback) -> Plan {
     let mode_of = |name: &str| {
         let inline = scenario.spec.steps.iter().filter_map(|s| match s.container.as_ref().map(|c| c.get_ref()) {
             Some(crate::scenario::StepContainer::Inline(c)) => Some(&**c),
@@ -135,7 +136,9 @@ fn real_plan(scenario: &Scenario, external: &NodePlan, r: &Readback) -> Plan {
             .map(|c| c.networks()[0].clone())
             .unwrap_or(NetworkMode::Bridge)
     };
-    let mut nodes = vec![node_plan("host", &r.host), external.clone()];
+    // External, the uplink's segment and the machines are bridgelab's on both sides.
+    let mut nodes = vec![node_plan("host", &r.host)];
+    nodes.extend(pre.nodes.iter().filter(|n| n.name != "host").cloned());
     let mut containers = Vec::new();
     for (name, w) in &r.inventory.containers {
         let netns = match w {
@@ -191,6 +194,7 @@ fn real_plan(scenario: &Scenario, external: &NodePlan, r: &Readback) -> Plan {
         bindings: vec![],
         steps: vec![],
         conntrack_cleared: vec![],
+        machines: pre.machines.clone(),
     }
 }
 
@@ -432,7 +436,8 @@ struct RealSide {
     responders: Option<Responders>,
     daemon: Daemon,
     host: RunningLab,
-    external: NodePlan,
+    /// The host before the daemon, as bridgelab planned and built it.
+    pre: Plan,
 }
 
 /// Reads a bridgelab lab back, with the reader Docker's side goes through.
@@ -528,6 +533,13 @@ async fn perform(r: &mut RealSide, commands: &[DockerCommand], t: &mut Timing) -
             Action::FlushIptables => {
                 r.daemon.flush_iptables()?;
                 Ok(())
+            }
+            Action::HostRules { rules, noflush } => r.daemon.restore_rules(rules, *noflush).map_err(|e| e.to_string()),
+            Action::Sysctl { node, key, value } => {
+                // The host, external and machines are bridgelab's namespaces on this side too.
+                let ns =
+                    r.host.netns_file(node).ok_or_else(|| Error::Environment(format!("no namespace for {node}")))?;
+                apply::netns::write_sysctl(ns, key, value).map_err(|e| format!("sysctl {key}={value}: {e}"))
             }
         };
         t.commands += started.elapsed();
@@ -642,7 +654,7 @@ pub async fn diff_run(
     // [external], then the daemon inside it.
     let building = Instant::now();
     let (pre_scenario, pre_plan) = pre_daemon(&scenario)?;
-    let external = pre_plan.node("external").cloned().ok_or_else(|| Error::Environment("no external node".into()))?;
+    let pre = pre_plan.clone();
     let host = apply::up(pre_scenario, pre_plan, apply::UpOptions::default()).await?;
     report.docker_run = host.run_id().to_string();
     let host_ns = host.netns_file("host").ok_or_else(|| Error::Environment("no host namespace".into()))?;
@@ -651,16 +663,11 @@ pub async fn diff_run(
         apply::netns::write_sysctl(host_ns, "net.ipv4.ip_forward", "1")
             .map_err(|e| Error::Environment(format!("host: net.ipv4.ip_forward: {e}")))?;
     }
-    for (k, v) in &before.sysctls {
-        apply::netns::write_sysctl(host_ns, k, v).map_err(|e| Error::Environment(format!("host: {k}: {e}")))?;
-    }
-    if let Some(rules) = &before.rules {
-        dockerd::restore_rules(host_ns, rules, &tools.path)?;
-    }
+    // `[host] sysctls` and `rules` are in the pre-daemon plan: built above.
     t.host = building.elapsed();
     let starting = Instant::now();
     let daemon = Daemon::start(tools, host_ns, host.run_id(), &script.daemon_flags).await?;
-    let mut real = RealSide { responders: None, daemon, host, external };
+    let mut real = RealSide { responders: None, daemon, host, pre };
     t.daemon_start = starting.elapsed();
     let importing = Instant::now();
     real.daemon.import_image().await?;
@@ -767,7 +774,7 @@ pub async fn diff_run(
         let probing = Instant::now();
         let view = RealView {
             scenario: &scenario,
-            plan: real_plan(&scenario, &real.external, &real_read),
+            plan: real_plan(&scenario, &real.pre, &real_read),
             host: &real.host,
             files,
         };

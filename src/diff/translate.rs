@@ -35,6 +35,10 @@ pub enum Action {
     /// `iptables -F` and `-X` of the filter and nat tables in the host
     /// namespace: what a firewall reload does to Docker's rules.
     FlushIptables,
+    /// `iptables-restore` of a `host-rules` step in the host namespace.
+    HostRules { rules: String, noflush: bool },
+    /// A `sysctl` step: the value written in the node's namespace.
+    Sysctl { node: String, key: String, value: String },
 }
 
 /// An action with what the report calls it and, for a step that says it
@@ -60,6 +64,10 @@ impl DockerCommand {
             }
             Action::RestartDaemon => "restart dockerd (SIGTERM, start again)".into(),
             Action::FlushIptables => "iptables -F; iptables -X; iptables -t nat -F; iptables -t nat -X".into(),
+            Action::HostRules { noflush, .. } => {
+                format!("iptables-restore{} < the step's rules", if *noflush { " --noflush" } else { "" })
+            }
+            Action::Sysctl { node, key, value } => format!("sysctl -w {key}={value} (in {node})"),
         }
     }
 }
@@ -270,6 +278,17 @@ pub fn step(st: &Step) -> Vec<DockerCommand> {
         StepAction::RestartDaemon => vec![DockerCommand { action: Action::RestartDaemon, fails: None }],
         // Traffic, not a docker command: the prober starts the flow on each side.
         StepAction::Flow => vec![],
+        StepAction::HostRules => {
+            let rules = st.rules.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
+            let noflush = st.noflush.as_ref().is_some_and(|n| *n.get_ref());
+            vec![DockerCommand { action: Action::HostRules { rules, noflush }, fails: None }]
+        }
+        StepAction::Sysctl => {
+            let node = st.node.as_ref().map(|n| n.get_ref().clone()).unwrap_or_else(|| "host".into());
+            let key = st.key.as_ref().map(|k| k.get_ref().clone()).unwrap_or_default();
+            let value = st.value.as_ref().map(|v| v.get_ref().0.clone()).unwrap_or_default();
+            vec![DockerCommand { action: Action::Sysctl { node, key, value }, fails: None }]
+        }
     };
     // The step's `fails` belongs to the command that starts the container:
     // the first one (`run`, `start`, `restart`).

@@ -39,65 +39,10 @@ fn overlaps(a: Ipv4Network, b: Ipv4Network) -> bool {
     b.contains(a.network()) || a.contains(b.network())
 }
 
-fn loopback() -> LinkPlan {
-    LinkPlan {
-        name: "lo".into(),
-        kind: LinkKind::Loopback,
-        mac: None,
-        mtu: None,
-        mtu_expected: 65536,
-        master: None,
-        // The kernel adds 127.0.0.1/8 when lo comes up.
-        addresses: vec![IfaceAddr(ipnet(Ipv4Addr::LOCALHOST, 8))],
-        up: true,
-        hairpin: false,
-    }
-}
-
-/// One end of the host–external uplink, `eth0` on both sides, with a
-/// locally administered MAC (not Docker's 02:42 prefix).
-fn uplink_end(address: IfaceAddr, peer_node: &str, create: bool) -> LinkPlan {
-    let o = address.ip().octets();
-    LinkPlan {
-        name: "eth0".into(),
-        kind: LinkKind::Veth { peer_node: peer_node.into(), peer: "eth0".into(), create },
-        mac: Some(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])),
-        mtu: None,
-        mtu_expected: 1500,
-        master: None,
-        addresses: vec![address],
-        up: true,
-        hairpin: false,
-    }
-}
-
-fn connected(addr: IfaceAddr, dev: &str) -> RoutePlan {
-    RoutePlan {
-        dst: Some(addr.network()),
-        via: None,
-        dev: dev.into(),
-        connected: Some(addr.ip()),
-        scope_link: false,
-        linkdown: false,
-    }
-}
-
-fn via(dst: Option<Ipv4Network>, gw: Ipv4Addr, dev: &str) -> RoutePlan {
-    RoutePlan { dst, via: Some(gw), dev: dev.into(), connected: None, scope_link: false, linkdown: false }
-}
-
-/// A MAC for a bridge: Docker 1.6.2 sets a random locally administered one
-/// (`randMacAddr`: bytes below 0xff, multicast bit cleared, local bit set);
-/// bridgelab derives the "random" bytes from the name so runs repeat.
-fn bridge_mac(scenario: &str, name: &str) -> MacAddr {
-    let h = crate::stable_hash::fnv1a(&["bridge-mac", scenario, name]).to_be_bytes();
-    let mut m = [0u8; 6];
-    for (b, x) in m.iter_mut().zip(h) {
-        *b = x % 255;
-    }
-    m[0] = (m[0] & !1) | 2;
-    MacAddr(m)
-}
+// Docker 1.6.2 gives its bridge a random locally administered MAC
+// (`randMacAddr`: bytes below 0xff, multicast bit cleared, local bit set),
+// made as `host::admin_bridge_mac` makes one: stable per name.
+use super::host::{admin_bridge_mac as bridge_mac, connected, loopback, uplink_end, via};
 
 struct Builder<'a> {
     s: &'a Scenario,
@@ -130,6 +75,8 @@ struct Builder<'a> {
     given_back: usize,
     /// Past [`MAX_GIVEN_BACK`]: no more containers are started.
     too_big: bool,
+    /// The uplink's segment and the `[[machine]]`s' namespaces.
+    machines: Vec<NodePlan>,
 }
 
 /// Where a link's walk along `container:` modes ends.
@@ -211,22 +158,24 @@ impl<'a> Builder<'a> {
             }
         }
         let daemon = &spec.daemon;
-        host.sysctls.push(Sysctl {
+        let mut sysctls = vec![Sysctl {
             key: "net.ipv4.ip_forward".into(),
             // A new namespace starts with forwarding off; Docker only ever writes "1".
             value: if daemon.ip_forward() { "1" } else { "0" }.into(),
             write: daemon.ip_forward(),
-        });
+        }];
 
         // What the daemon and the firewall rely on without writing it: the
         // ephemeral range Docker reads for dynamic ports, and br_netfilter
         // handing bridged traffic to iptables (else icc = false blocks nothing).
-        host.sysctls.push(Sysctl {
+        sysctls.push(Sysctl {
             key: "net.ipv4.ip_local_port_range".into(),
             value: format!("{}\t{}", NETNS_EPHEMERAL_RANGE.0, NETNS_EPHEMERAL_RANGE.1),
             write: false,
         });
-        host.sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: false });
+        sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: false });
+        // `[host] sysctls` were there before; Docker 1.6.2 writes ip_forward over them.
+        host.sysctls = super::host::host_sysctls(s, sysctls, &[]);
 
         let mut external =
             NodePlan { name: "external".into(), links: vec![loopback()], routes: vec![], sysctls: vec![] };
@@ -235,9 +184,12 @@ impl<'a> Builder<'a> {
         for r in &spec.external.routes {
             external.routes.push(via(Some(r.get_ref().network()), UPLINK_HOST.ip(), "eth0"));
         }
+        let machines = super::host::machine_nodes(s, &mut host, &mut external);
         Builder {
             s,
-            rules: Ruleset::default(),
+            machines,
+            // The host's own rules come first; Docker's calls go over them.
+            rules: super::host::rules_before(s),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
             mappings: Mappings::default(),
             host,
@@ -419,6 +371,24 @@ impl<'a> Builder<'a> {
             StepAction::FlushIptables => self.rules.flush_all(),
             // Traffic, not the daemon: the host stays as it is.
             StepAction::Flow => {}
+            StepAction::HostRules => {
+                if let Err((at, e)) = super::host::host_rules_step(self.s, step, &mut self.rules) {
+                    self.err(at, e);
+                }
+            }
+            StepAction::Sysctl => {
+                let (node, key, value) = super::host::sysctl_step(step);
+                let target = match node.as_str() {
+                    "host" => Some(&mut self.host),
+                    "external" => Some(&mut self.external),
+                    m => self.machines.iter_mut().find(|n| n.name == m),
+                };
+                if let Some(n) = target {
+                    let mut st = super::host::SysctlState { entries: std::mem::take(&mut n.sysctls) };
+                    st.write(&key, &value);
+                    n.sysctls = st.entries;
+                }
+            }
             StepAction::RestartDaemon => {
                 // Shutting down stops every container (1.6.2 restarts none by
                 // itself); the allocators live in memory and start afresh.
@@ -434,6 +404,9 @@ impl<'a> Builder<'a> {
             }
         }
         let mut label = if name.is_empty() { action.to_string() } else { format!("{action} {name}") };
+        if let Some(l) = super::host::step_label(step) {
+            label = l;
+        }
         match (failed, &step.fails) {
             (None, None) => {}
             (Some(d), None) => self.errors.push(d),
@@ -970,6 +943,7 @@ impl<'a> Builder<'a> {
         let mut host = self.host.clone();
         super::host::settle_kernel(&mut host);
         let mut nodes = vec![host, self.external.clone()];
+        nodes.extend(self.machines.iter().cloned());
         nodes.extend(self.nodes.iter().cloned());
         for n in &mut nodes {
             n.routes.sort_by_key(|r| r.sort_key());
@@ -987,6 +961,7 @@ impl<'a> Builder<'a> {
             steps: vec![],
             // Docker 1.6.2 never touches the conntrack table.
             conntrack_cleared: vec![],
+            machines: super::host::machine_plans(self.s),
         })
     }
 }

@@ -34,6 +34,7 @@ pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 10
 pub const BR_NETFILTER_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
 /// Link that carries `[host] routes` in the host namespace (a port-less bridge).
 pub const HOST_DUMMY: &str = "dummy0";
+pub use host::{SEGMENT_BRIDGE, UPLINK_SEGMENT};
 
 pub(crate) const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
     match Ipv4Network::new_checked(ip, prefix) {
@@ -63,9 +64,9 @@ pub struct Plan {
     /// Published ports: each has iptables rules (unless `iptables = false`)
     /// and a userland proxy listening in the host namespace.
     pub port_mappings: Vec<firewall::PortMapping>,
-    /// Published ports nothing relays (`--userland-proxy=false`): Docker
-    /// holds them (`docker inspect` lists them) and only the rules carry
-    /// them. Empty while the userland proxy is on.
+    /// Published ports nothing relays (`--userland-proxy=false`, and a
+    /// routed network's IPv4 side, with host port 0): Docker holds them
+    /// (`docker inspect` lists them) and only the rules carry them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bindings: Vec<firewall::PortMapping>,
     /// The lab after each `[[step]]`, in order.
@@ -76,6 +77,18 @@ pub struct Plan {
     /// entry whose reply tuple has the address). Docker 1.6.2 deletes none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conntrack_cleared: Vec<Ipv4Addr>,
+    /// `[[machine]]`s: nodes Docker does not own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachinePlan>,
+}
+
+/// A `[[machine]]`: its node has its name.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachinePlan {
+    pub name: String,
+    /// `uplink` or the `[[host.bridge]]` it is on.
+    pub attach: String,
+    pub address: IfaceAddr,
 }
 
 /// What a `[[step]]` leaves behind.
@@ -283,6 +296,9 @@ impl Plan {
     pub fn container(&self, name: &str) -> Option<&ContainerPlan> {
         self.containers.iter().find(|c| c.name == name)
     }
+    pub fn machine(&self, name: &str) -> Option<&MachinePlan> {
+        self.machines.iter().find(|m| m.name == name)
+    }
 
     /// The address of a container namespace's `eth0`: where whoever lives
     /// in it is reached. A `container:` container shares it, and keeps it
@@ -340,19 +356,17 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
             return Err(scenario.error(
                 span,
                 format!(
-                    "firewall = \"{other}\" is not implemented yet; \"docker1\" (Docker 1.6.2) and \"docker20\" (Docker 20.10.24) are"
+                    "firewall = \"{other}\" is not implemented yet; \"docker1\" (Docker 1.6.2), \"docker20\" (Docker 20.10.24), \"docker28\" (28.5.2) and \"docker29\" (29.7.2) are"
                 ),
             ));
         }
     }
-    // Docker 29 is modelled with its nftables backend only so far.
-    let nftables = daemon.backend.as_ref().is_some_and(|b| *b.get_ref() == crate::scenario::Backend::Nftables);
-    if daemon.firewall() == Firewall::Docker29 && !nftables {
-        let span = daemon.firewall.as_ref().map(|f| f.span()).unwrap_or(0..0);
-        return Err(scenario.error(
-            span,
-            "firewall = \"docker29\" with backend = \"iptables\" is not implemented yet; backend = \"nftables\" is",
-        ));
+    // Its bridge has no address and its containers no gateway
+    // (bridge_linux.go GetSkipGwAlloc, setupBridgeIPv4): not modelled yet.
+    for n in &scenario.spec.networks {
+        if let Some(g) = n.gateway_mode.as_ref().filter(|g| *g.get_ref() == crate::scenario::GatewayMode::Isolated) {
+            return Err(scenario.error(g.span(), "gateway_mode = \"isolated\" is not implemented yet"));
+        }
     }
     match libnetwork {
         Some(v) => libnetwork::plan(scenario, v),
@@ -360,5 +374,7 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
     }
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod tests;

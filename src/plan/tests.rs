@@ -17,6 +17,14 @@ fn err(text: &str) -> String {
     plan_of(text).expect_err("plan should fail").to_string()
 }
 
+/// A mistake, found by validation or by the planner.
+fn bad(text: &str) -> String {
+    match Scenario::parse("p.toml".into(), text.to_string()) {
+        Err(e) => e.to_string(),
+        Ok(s) => plan(&s).expect_err("plan should fail").to_string(),
+    }
+}
+
 fn ips(p: &Plan) -> Vec<String> {
     p.containers.iter().map(|c| c.ip().map(|i| i.to_string()).unwrap_or_else(|| "-".into())).collect()
 }
@@ -208,11 +216,85 @@ fn requested_mac_wins() {
 }
 
 #[test]
-fn unimplemented_layouts_say_so() {
-    let e = err("[daemon]\nfirewall = \"docker28\"\n");
-    assert!(e.contains("not implemented yet"), "{e}");
-    let e = err("[daemon]\nfirewall = \"docker29\"\n");
-    assert!(e.contains("not implemented yet"), "{e}");
+fn docker29s_backend_picks_its_firewaller() {
+    // newFirewaller: the nftabler with nftables, the iptabler otherwise;
+    // the same Docker 29 model (pools, random MACs) either way.
+    let fwd = "[host]\nforwarding = true\n";
+    let nft = ok(&format!("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n{fwd}"));
+    assert!(nft.iptables.tables.iter().all(|t| t.chains.is_empty()), "{}", nft.iptables.render());
+    assert!(nft.iptables.nft.listing().contains("table ip docker-bridges"), "{}", nft.iptables.nft.listing());
+    let ipt = ok(&format!("[daemon]\nfirewall = \"docker29\"\n{fwd}"));
+    assert!(ipt.iptables.nft.is_empty());
+    assert!(ipt.iptables.render().contains("-A FORWARD -j DOCKER-FORWARD"), "{}", ipt.iptables.render());
+    // Only the nftabler makes the daemon refuse to start without forwarding.
+    let e = err("[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n");
+    assert!(e.contains("IPv4 forwarding is disabled"), "{e}");
+    ok("[daemon]\nfirewall = \"docker29\"\n");
+}
+
+#[test]
+fn docker28_keys_name_the_release_that_lacks_them() {
+    let e = bad("[daemon]\nfirewall = \"docker20\"\nallow_direct_routing = true\n");
+    assert!(e.contains("p.toml:3:24: allow_direct_routing: Docker 20.10.24 has no --allow-direct-routing flag"), "{e}");
+    let e = bad("[daemon]\nip_forward_no_drop = false\n");
+    assert!(e.contains("ip_forward_no_drop: Docker 1.6.2 has no --ip-forward-no-drop flag"), "{e}");
+    let e = bad("[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"n\"\ngateway_mode = \"routed\"\n");
+    assert!(e.contains("gateway_mode: Docker 20.10.24 has no gateway modes"), "{e}");
+    for fw in ["docker28", "docker29"] {
+        ok(&format!("[daemon]\nfirewall = \"{fw}\"\nallow_direct_routing = true\nip_forward_no_drop = true\n"));
+    }
+}
+
+#[test]
+fn isolated_needs_internal_in_dockers_words() {
+    let net = "[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"n\"\ngateway_mode = \"isolated\"\n";
+    assert!(bad(net).contains("gateway mode 'isolated' can only be used for an internal network"));
+    assert!(bad(&format!("{net}internal = true\n")).contains("not implemented yet"));
+    let e = bad("[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"n\"\ngateway_mode = \"bridged\"\n");
+    assert!(e.contains("unknown gateway_mode \"bridged\""), "{e}");
+}
+
+#[test]
+fn docker28_forward_drop_only_when_the_daemon_turned_forwarding_on() {
+    let policy = |extra: &str| {
+        let p = ok(&format!("[daemon]\nfirewall = \"docker28\"\n{extra}"));
+        p.iptables.render().lines().find(|l| l.starts_with(":FORWARD")).unwrap().to_string()
+    };
+    assert_eq!(policy(""), ":FORWARD DROP");
+    assert_eq!(policy("ip_forward_no_drop = true\n"), ":FORWARD ACCEPT");
+    assert_eq!(policy("[host]\nforwarding = true\n"), ":FORWARD ACCEPT");
+    // No network, nothing written: `bridge = "none"` and no [[network]].
+    let p = ok("[daemon]\nfirewall = \"docker28\"\nbridge = \"none\"\n");
+    assert!(p.iptables.render().contains(":FORWARD ACCEPT"));
+    let host = p.nodes.iter().find(|n| n.name == "host").unwrap();
+    assert!(host.sysctls.iter().any(|s| s.key == "net.ipv4.ip_forward" && s.value == "0" && !s.write));
+}
+
+#[test]
+fn docker28_direct_routing_and_macs() {
+    let text = |extra: &str| {
+        format!(
+            "[daemon]\nfirewall = \"docker28\"\n{extra}[[container]]\nname = \"aa\"\n[[container]]\nname = \"bb\"\n"
+        )
+    };
+    let p = ok(&text(""));
+    let r = p.iptables.render();
+    assert!(r.contains("-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP\n"), "{r}");
+    assert!(r.contains("# ip6tables-save\n"), "{r}");
+    assert!(!ok(&text("allow_direct_routing = true\n")).iptables.render().contains("*raw"));
+    // Random MACs (GenerateRandomMAC): unicast, locally administered, not 02:42:IP.
+    let (a, b) =
+        (p.container("aa").unwrap().endpoint().unwrap().mac, p.container("bb").unwrap().endpoint().unwrap().mac);
+    assert_ne!(a, b);
+    for m in [a, b] {
+        assert_eq!(m.0[0] & 0x03, 0x02, "{m}");
+        assert_ne!(m.to_string(), "02:42:ac:11:00:02");
+    }
+    // Stable per scenario.
+    assert_eq!(ok(&text("")).container("aa").unwrap().endpoint().unwrap().mac, a);
+    // docker20 keeps its output: no raw, no IPv6.
+    let r20 = ok("[daemon]\nfirewall = \"docker20\"\n[[container]]\nname = \"aa\"\n").iptables.render();
+    assert!(!r20.contains("*raw") && !r20.contains("ip6tables"), "{r20}");
 }
 
 #[test]
@@ -776,4 +858,37 @@ fn docker29_nftables_restart_keeps_the_networks_rules() {
     a.sort_unstable();
     b.sort_unstable();
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_routed_networks_ports_are_listed_without_a_host_port_and_proxied_on_ipv6() {
+    // tests/fixtures/docker28 m7 (routed): `docker inspect` lists the IPv4
+    // binding with an empty host port and `[::]:8080`, the proxy's.
+    let net = "[daemon]\nfirewall = \"docker28\"\n[[network]]\nname = \"r\"\nsubnet = \"10.90.0.0/24\"\ngateway_mode = \"routed\"\n";
+    let ctr = |n: &str, p: &str| format!("[[container]]\nname = \"{n}\"\nnetwork = \"r\"\npublish = [\"{p}\"]\n");
+    let stop = "[[step]]\ndo = \"stop\"\ncontainer = \"aa\"\n";
+    let p = ok(&format!("{net}{}{}{stop}", ctr("aa", "8080:80"), ctr("bb", "127.0.0.1:8081:80")));
+    let show = |v: &[crate::plan::firewall::PortMapping]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+    assert_eq!(show(&p.port_mappings), [":::8080/tcp -> 10.90.0.2:80 (aa)"]);
+    // A host address asked for is ignored: NAT is off (configurePortBindingIPv4).
+    assert_eq!(show(&p.bindings), ["0.0.0.0:0/tcp -> 10.90.0.2:80 (aa)", "0.0.0.0:0/tcp -> 10.90.0.3:80 (bb)"]);
+    // aa's stop gives back its two bindings; bb's, on the same host port 0, stays.
+    let after = &p.steps[0].after;
+    assert!(after.port_mappings.is_empty(), "{:?}", show(&after.port_mappings));
+    assert_eq!(show(&after.bindings), ["0.0.0.0:0/tcp -> 10.90.0.3:80 (bb)"]);
+}
+
+#[test]
+fn docker28_maps_a_containers_bindings_in_cmp_port_binding_order() {
+    // dockerd 28.5.2 (tests/diff.rs SCENARIO28): `-p 8080:80 -p
+    // 127.0.0.1:8081:80` DNATs 8080 first, the default host address sorting
+    // before 127.0.0.1 (sortAndNormPBs); then a dynamic port, after every
+    // exact one though its container port is lower.
+    let p = ok("[daemon]\nfirewall = \"docker28\"\n[[container]]\nname = \"web\"\npublish = [\"127.0.0.1:8081:80\", \"8080:80\", \"79\", \"9000:90\"]\n");
+    let nat = p.iptables.render();
+    let dnat: Vec<&str> = nat.lines().filter(|l| l.contains("-j DNAT")).collect();
+    let at = |s: &str| dnat.iter().position(|l| l.contains(s)).unwrap_or_else(|| panic!("{s}: {dnat:?}"));
+    assert!(at("--dport 8080 ") < at("--dport 8081 "), "{dnat:?}");
+    assert!(at("--dport 8081 ") < at("--dport 9000 "), "{dnat:?}");
+    assert!(at("--dport 9000 ") < at(":79"), "{dnat:?}");
 }

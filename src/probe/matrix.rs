@@ -27,6 +27,7 @@ pub struct Cell {
 /// Senders and targets: the host, the external node, running containers.
 pub fn nodes(lab: &RunningLab) -> Vec<String> {
     let mut v = vec!["host".to_string(), "external".to_string()];
+    v.extend(lab.plan().machines.iter().map(|m| m.name.clone()));
     v.extend(lab.plan().containers.iter().filter(|c| c.netns.is_some()).map(|c| c.name.clone()));
     v
 }

@@ -88,6 +88,7 @@ pub struct ExpectOutcome {
 fn sender_netns(plan: &Plan, node: &str) -> Result<String, String> {
     match node {
         "host" | "external" => Ok(node.to_string()),
+        m if plan.machine(m).is_some() => Ok(m.to_string()),
         c => match plan.container(c) {
             None => Err(format!("unknown node {c}")),
             Some(cp) => cp.netns.clone().ok_or_else(|| format!("container {c} is not running")),
@@ -98,6 +99,12 @@ fn sender_netns(plan: &Plan, node: &str) -> Result<String, String> {
 /// The host's address as a sender in `from_ns` sees it: the bridge gateway
 /// from a bridged container, the uplink address from anywhere else.
 fn host_address(plan: &Plan, from_ns: &str) -> Ipv4Addr {
+    if let Some(m) = plan.machine(from_ns) {
+        // A guest on a host bridge sees the host at the bridge's address.
+        let bridge = plan.node("host").and_then(|h| h.link(&m.attach));
+        let on_bridge = bridge.and_then(|l| l.addresses.iter().find(|a| a.network().contains(m.address.ip())));
+        return on_bridge.map(|a| a.ip()).unwrap_or(UPLINK_HOST.ip());
+    }
     plan.netns_gateway(from_ns).unwrap_or(UPLINK_HOST.ip())
 }
 
@@ -116,6 +123,7 @@ pub fn resolve_target(plan: &Plan, from_ns: &str, to: &str) -> Result<Ipv4Addr, 
     match name {
         "host" => Ok(host_address(plan, from_ns)),
         "external" => Ok(UPLINK_EXTERNAL.ip()),
+        m if plan.machine(m).is_some() => Ok(plan.machine(m).expect("just found").address.ip()),
         c => {
             let cp = plan.container(c).ok_or_else(|| format!("unknown node {c}"))?;
             let ns = cp.netns.as_deref().ok_or_else(|| format!("container {c} is not running"))?;
@@ -698,17 +706,20 @@ pub fn wanted_responders<T: Testbed + ?Sized>(lab: &T) -> Vec<Wanted> {
         Some(crate::scenario::StepContainer::Inline(c)) => Some(&**c),
         _ => None,
     });
-    let listens = spec
-        .containers
-        .iter()
-        .chain(inline)
-        .filter_map(|c| {
-            // A stopped or removed container has no namespace in the plan.
-            let ns = lab.plan().container(c.name()).and_then(|cp| cp.netns.clone())?;
-            Some(c.listen.iter().map(move |l| (c.name().to_string(), ns.clone(), *l.get_ref())))
-        })
-        .flatten()
-        .chain(spec.external.listen.iter().map(|l| ("external".to_string(), "external".to_string(), *l.get_ref())));
+    let listens =
+        spec.containers
+            .iter()
+            .chain(inline)
+            .filter_map(|c| {
+                // A stopped or removed container has no namespace in the plan.
+                let ns = lab.plan().container(c.name()).and_then(|cp| cp.netns.clone())?;
+                Some(c.listen.iter().map(move |l| (c.name().to_string(), ns.clone(), *l.get_ref())))
+            })
+            .flatten()
+            .chain(spec.external.listen.iter().map(|l| ("external".to_string(), "external".to_string(), *l.get_ref())))
+            .chain(spec.machines.iter().flat_map(|m| {
+                m.listen.iter().map(move |l| (m.name().to_string(), m.name().to_string(), *l.get_ref()))
+            }));
     for (owner, netns, spec) in listens {
         if !wanted.iter().any(|w| w.netns == netns && w.spec == spec) {
             wanted.push(Wanted { owner, netns, spec });

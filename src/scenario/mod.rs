@@ -58,7 +58,7 @@ impl Scenario {
             Diagnostics::single(source.clone(), span, e.message().to_string())
         })?;
         let mut spec = spec;
-        let errors = validate::validate_file(&spec);
+        let errors = validate::validate_file(&spec, source.text());
         if !errors.is_empty() {
             return Err(Diagnostics::new(source, errors));
         }
@@ -125,6 +125,33 @@ impl Scenario {
     }
 }
 
+/// Where a byte range of a string value's contents lies in the file, for
+/// a mistake found inside the string (a rule of `[host] rules`). `value`
+/// is the span of the string as written, quotes included. Exact for a
+/// string without escapes; otherwise the whole string.
+pub fn span_in_string(
+    text: &str,
+    value: std::ops::Range<usize>,
+    inner: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    let raw = text.get(value.clone()).unwrap_or_default();
+    let delim = ["\"\"\"", "'''", "\"", "'"].into_iter().find(|d| raw.starts_with(d)).unwrap_or("");
+    let mut start = value.start + delim.len();
+    if delim.len() == 3 {
+        // A newline right after the opening quotes is not part of the string.
+        if text[start..].starts_with("\r\n") {
+            start += 2;
+        } else if text[start..].starts_with('\n') {
+            start += 1;
+        }
+    }
+    let end = value.end.saturating_sub(delim.len()).max(start);
+    if delim.starts_with('\'') || !text[start..end].contains('\\') {
+        return (start + inner.start).min(end)..(start + inner.end).min(end);
+    }
+    value
+}
+
 /// The file's contents, key for key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +169,9 @@ pub struct Spec {
     pub networks: Vec<Network>,
     #[serde(default, rename = "container")]
     pub containers: Vec<Container>,
+    /// `[[machine]]`: nodes that are not Docker's.
+    #[serde(default, rename = "machine")]
+    pub machines: Vec<Machine>,
     #[serde(default)]
     pub external: External,
     #[serde(default)]
@@ -174,9 +204,11 @@ pub struct Daemon {
     pub userland_proxy: Option<Sp<bool>>,
     pub firewall: Option<Sp<Firewall>>,
     pub backend: Option<Sp<Backend>>,
-    /// `--allow-direct-routing` (Docker 28+).
+    /// `--allow-direct-routing` (Docker 28.2+): no raw-table drops of
+    /// packets routed straight to a container's address.
     pub allow_direct_routing: Option<Sp<bool>>,
-    /// `--ip-forward-no-drop` (Docker 28+).
+    /// `--ip-forward-no-drop` (Docker 28+): the FORWARD policy stays ACCEPT
+    /// when the daemon turns forwarding on.
     pub ip_forward_no_drop: Option<Sp<bool>>,
 }
 
@@ -215,6 +247,12 @@ impl Daemon {
     pub fn mtu(&self) -> u32 {
         self.mtu.as_ref().map(|m| *m.get_ref()).unwrap_or(DEFAULT_MTU)
     }
+    pub fn allow_direct_routing(&self) -> bool {
+        flag(&self.allow_direct_routing, false)
+    }
+    pub fn ip_forward_no_drop(&self) -> bool {
+        flag(&self.ip_forward_no_drop, false)
+    }
     pub fn firewall(&self) -> Firewall {
         self.firewall.as_ref().map(|f| *f.get_ref()).unwrap_or_default()
     }
@@ -234,6 +272,43 @@ pub struct Host {
     /// started (Docker 20.10 sets the FORWARD policy to DROP only when it
     /// turns forwarding on itself).
     pub forwarding: Option<Sp<bool>>,
+    /// Host sysctls as they were before the daemon started, written in
+    /// the host namespace before Docker writes its own.
+    #[serde(default)]
+    pub sysctls: Sysctls,
+    /// `iptables-restore` text in force before the daemon started.
+    pub rules: Option<Sp<String>>,
+}
+
+/// `[[machine]]`: a node Docker does not own, on the host's uplink (a LAN
+/// neighbour) or on a `[[host.bridge]]` (a VM or LXD guest).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub name: Sp<String>,
+    /// `"uplink"` or the name of a `[[host.bridge]]`.
+    pub attach: Sp<String>,
+    /// Its address with the prefix of its subnet.
+    pub address: Sp<IfaceAddr>,
+    /// Its default route's next hop.
+    pub gateway: Option<Sp<Ip>>,
+    /// Subnets it routes via the host's address on its segment.
+    #[serde(default)]
+    pub routes: Vec<Sp<IfaceAddr>>,
+    #[serde(default)]
+    pub listen: Vec<Sp<ListenSpec>>,
+}
+
+/// Where `attach = "uplink"` puts a machine.
+pub const UPLINK: &str = "uplink";
+
+impl Machine {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+    pub fn on_uplink(&self) -> bool {
+        self.attach.get_ref() == UPLINK
+    }
 }
 
 /// `[[host.bridge]]`: a bridge that exists before the daemon starts.
@@ -265,6 +340,12 @@ pub struct Network {
     pub host_ip: Option<Sp<Ip>>,
     /// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
     pub gateway_mode: Option<Sp<GatewayMode>>,
+}
+
+impl Network {
+    pub fn gateway_mode(&self) -> GatewayMode {
+        self.gateway_mode.as_ref().map(|g| *g.get_ref()).unwrap_or_default()
+    }
 }
 
 /// `[[container]]`, and the inline container of a `run` step.
@@ -443,6 +524,14 @@ pub struct Step {
     pub probe: Option<Sp<ProbeSpec>>,
     /// For `flow`: milliseconds between datagrams (default 100).
     pub interval_ms: Option<Sp<u64>>,
+    /// For `sysctl`: the key, its value, and the node (default `host`).
+    pub key: Option<Sp<String>>,
+    pub value: Option<Sp<SysctlValue>>,
+    pub node: Option<Sp<String>>,
+    /// For `host-rules`: `iptables-restore` text, loaded over the host's
+    /// rules; `noflush = true` is `iptables-restore --noflush`.
+    pub rules: Option<Sp<String>>,
+    pub noflush: Option<Sp<bool>>,
     #[serde(default, rename = "expect")]
     pub expects: Vec<Expect>,
 }

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::diag::short;
 use super::{
-    Backend, Container, Diagnostic, Expect, Firewall, NetworkMode, ProbeSpec, Sp, Spec, Step, StepAction,
+    Backend, Container, Diagnostic, Expect, Firewall, GatewayMode, NetworkMode, ProbeSpec, Sp, Spec, Step, StepAction,
     StepContainer, Verdict, DEFAULT_BRIDGE,
 };
 
@@ -24,6 +24,7 @@ const PREDEFINED_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
 pub fn node_names(spec: &Spec) -> BTreeSet<&str> {
     let mut names: BTreeSet<&str> = RESERVED_NODES.into_iter().collect();
     names.extend(spec.containers.iter().map(|c| c.name()));
+    names.extend(spec.machines.iter().map(|m| m.name()));
     for step in &spec.steps {
         if let Some(StepContainer::Inline(c)) = step.container.as_ref().map(|c| c.get_ref()) {
             names.insert(c.name());
@@ -64,6 +65,8 @@ pub fn valid_ifname(name: &str) -> bool {
 
 struct Checker<'a> {
     spec: &'a Spec,
+    /// The file's text, for mistakes inside a string (`rules`).
+    text: &'a str,
     /// Names of `[[network]]`s, for references (a lookup, not a scan: a
     /// check must stay linear in the size of the file).
     network_names: HashSet<&'a str>,
@@ -136,15 +139,15 @@ impl Checker<'_> {
 /// Checks a file as written: top-level `versions` and each expectation's
 /// result keys, then each run of it (one per version) as [`validate`]
 /// does. A mistake found in some runs only says under which.
-pub fn validate_file(spec: &Spec) -> Vec<Diagnostic> {
+pub fn validate_file(spec: &Spec, text: &str) -> Vec<Diagnostic> {
     let mut errors = versions(spec);
     if !errors.is_empty() {
         errors.sort_by_key(|d| d.span.start);
         return errors;
     }
-    let Some(vs) = &spec.versions else { return validate(spec) };
+    let Some(vs) = &spec.versions else { return validate(spec, text) };
     let runs: Vec<(Firewall, Vec<Diagnostic>)> =
-        vs.get_ref().iter().map(|v| (*v.get_ref(), validate(&under_version(spec, v)))).collect();
+        vs.get_ref().iter().map(|v| (*v.get_ref(), validate(&under_version(spec, v), text))).collect();
     let same = |a: &Diagnostic, b: &Diagnostic| a.span == b.span && a.message == b.message;
     let mut out: Vec<Diagnostic> = Vec::new();
     for (v, errs) in &runs {
@@ -276,13 +279,15 @@ pub fn fill_flow_expects(spec: &mut Spec) {
     }
 }
 
-pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
+pub fn validate(spec: &Spec, text: &str) -> Vec<Diagnostic> {
     let network_names = spec.networks.iter().map(|n| n.name.get_ref().as_str()).collect();
-    let mut c = Checker { spec, network_names, flows: HashMap::new(), errors: Vec::new() };
+    let mut c = Checker { spec, text, network_names, flows: HashMap::new(), errors: Vec::new() };
     c.name();
     c.lab_addresses();
     c.daemon();
     c.host();
+    c.host_before();
+    c.machines();
     c.networks();
     c.containers_and_steps();
     c.probe();
@@ -401,6 +406,43 @@ impl<'a> Checker<'a> {
         if let Some(m) = &d.mtu {
             if !(68..=65535).contains(m.get_ref()) {
                 self.err(m.span(), format!("invalid mtu {}: must be between 68 and 65535", m.get_ref()));
+            }
+        }
+        // Keys that came with Docker 28 (cmd/dockerd/config_unix.go @v28.5.2).
+        if !matches!(d.firewall(), Firewall::Docker28 | Firewall::Docker29) {
+            let release = match d.firewall() {
+                Firewall::Docker1 => "Docker 1.6.2",
+                _ => "Docker 20.10.24",
+            };
+            let keys = [
+                (d.allow_direct_routing.as_ref().map(|x| x.span()), "allow_direct_routing", "--allow-direct-routing"),
+                (d.ip_forward_no_drop.as_ref().map(|x| x.span()), "ip_forward_no_drop", "--ip-forward-no-drop"),
+            ];
+            for (span, key, flag) in keys {
+                if let Some(span) = span {
+                    self.err(
+                        span,
+                        format!(
+                            "{key}: {release} has no {flag} flag; it needs firewall = \"docker28\" or \"docker29\""
+                        ),
+                    );
+                }
+            }
+            for n in &self.spec.networks {
+                if let Some(g) = &n.gateway_mode {
+                    self.err(
+                        g.span(),
+                        format!("gateway_mode: {release} has no gateway modes; it needs firewall = \"docker28\" or \"docker29\""),
+                    );
+                }
+            }
+        }
+        for n in &self.spec.networks {
+            // parseNetworkOptions (bridge_linux.go @v28.5.2).
+            if let (Some(g), false) = (&n.gateway_mode, n.internal) {
+                if *g.get_ref() == GatewayMode::Isolated {
+                    self.err(g.span(), "gateway mode 'isolated' can only be used for an internal network");
+                }
             }
         }
         // `--firewall-backend` came with Docker 29 (daemon/config: FirewallBackend).
@@ -570,6 +612,7 @@ impl<'a> Checker<'a> {
                 (Some(n), false) => self.err(n.span(), format!("step {:?} takes no network", action.to_string())),
                 (None, false) => {}
             }
+            self.step_fields(step);
             if let (Some(ip), false) = (&step.ip, action == StepAction::Connect) {
                 self.err(ip.span(), format!("step {:?} takes no ip (only \"connect\" does)", action.to_string()));
             }
@@ -610,9 +653,12 @@ impl<'a> Checker<'a> {
         }
         match &step.from {
             None => self.err(at.clone(), "step \"flow\" needs from (the sender)"),
-            Some(f) if !RESERVED_NODES.contains(&f.get_ref().as_str()) && !known.contains(f.get_ref()) => self.err(
+            Some(f) if !self.is_node(f.get_ref(), known) => self.err(
                 f.span(),
-                format!("unknown node {:?}: from must be a container, \"host\" or \"external\"", short(f.get_ref())),
+                format!(
+                    "unknown node {:?}: from must be a container, a machine, \"host\" or \"external\"",
+                    short(f.get_ref())
+                ),
             ),
             Some(_) => {}
         }
@@ -637,7 +683,6 @@ impl<'a> Checker<'a> {
     /// An expectation's or a flow's `to`: a node (`name@network` picks a
     /// network) or an IP address.
     fn target(&mut self, to: &Sp<String>, known: &Known) {
-        let is_node = |n: &str| RESERVED_NODES.contains(&n) || known.contains(n);
         let t = to.get_ref().as_str();
         if t.parse::<Ipv4Addr>().is_ok() {
             return;
@@ -646,11 +691,11 @@ impl<'a> Checker<'a> {
             Some((n, net)) => (n, Some(net)),
             None => (t, None),
         };
-        if !is_node(node) {
+        if !self.is_node(node, known) {
             self.err(
                 to.span(),
                 format!(
-                    "unknown node {:?}: to must be a container, \"host\", \"external\" or an IP address",
+                    "unknown node {:?}: to must be a container, a machine, \"host\", \"external\" or an IP address",
                     short(node)
                 ),
             );
@@ -675,6 +720,8 @@ impl<'a> Checker<'a> {
             );
         } else if RESERVED_NODES.contains(&name) {
             self.err(c.name.span(), format!("container name {name:?} is reserved for the lab's {name} node"));
+        } else if self.spec.machines.iter().any(|m| m.name() == name) {
+            self.err(c.name.span(), format!("container name {name:?} is taken by a [[machine]]"));
         } else if known.contains(name) {
             self.err(c.name.span(), format!(
                 "Conflict. The name \"{name}\" is already in use by container {}. You have to delete (or rename) that container to be able to reuse that name.",
@@ -758,8 +805,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A node name: the lab's own, a container created by now, or a machine.
+    fn is_node(&self, n: &str, known: &Known) -> bool {
+        RESERVED_NODES.contains(&n) || known.contains(n) || self.spec.machines.iter().any(|m| m.name() == n)
+    }
+
     fn expect(&mut self, e: &Expect, known: &Known) {
-        let is_node = |n: &str| RESERVED_NODES.contains(&n) || known.contains(n);
+        let spec = self.spec;
+        let is_node =
+            |n: &str| RESERVED_NODES.contains(&n) || known.contains(n) || spec.machines.iter().any(|m| m.name() == n);
         // The probe: its own, or its flow's.
         let probe = match (&e.flow, &e.from, &e.probe) {
             (Some(flow), from, probe) => {
@@ -794,7 +848,7 @@ impl<'a> Checker<'a> {
                     Some(f) if !is_node(f.get_ref()) => self.err(
                         f.span(),
                         format!(
-                            "unknown node {:?}: from must be a container, \"host\" or \"external\"",
+                            "unknown node {:?}: from must be a container, a machine, \"host\" or \"external\"",
                             short(f.get_ref())
                         ),
                     ),
@@ -895,7 +949,192 @@ impl<'a> Checker<'a> {
                     },
                 }
             }
+            m if self.spec.machines.iter().any(|x| x.name() == m) => {
+                self.err(v.span(), "via: a machine sends by its own routes; via is for a container or \"external\"")
+            }
             // An unknown sender is reported for `from`.
+            _ => {}
+        }
+    }
+
+    /// `[host] sysctls` and `rules`: what the host had before the daemon.
+    fn host_before(&mut self) {
+        let spec = self.spec;
+        let mut devices: Vec<&str> = vec!["all", "default", "lo", "eth0"];
+        if !spec.host.routes.is_empty() {
+            devices.push(crate::plan::HOST_DUMMY);
+        }
+        devices.extend(spec.host.bridges.iter().map(|b| b.name.get_ref().as_str()));
+        for (k, v) in &spec.host.sysctls.0 {
+            let key = k.get_ref().as_str();
+            if let Err(e) = sysctl_key(key) {
+                self.err(k.span(), e);
+                continue;
+            }
+            if key == "net.ipv4.ip_local_port_range" {
+                self.err(
+                    k.span(),
+                    "net.ipv4.ip_local_port_range: bridgelab's port allocator does not read it yet (Docker's dynamic ports would differ)",
+                );
+                continue;
+            }
+            if let Some(dev) = sysctl_device(key) {
+                if !devices.contains(&dev) {
+                    self.err(
+                        k.span(),
+                        format!(
+                            "sysctl {key}: the host has no interface {dev} before the daemon starts (it has {})",
+                            devices.join(", ")
+                        ),
+                    );
+                }
+            }
+            let _ = v;
+        }
+        if let Some(rules) = &spec.host.rules {
+            let loaded = crate::plan::firewall::restore::Restore::parse(rules.get_ref())
+                .and_then(|r| crate::plan::firewall::Ruleset::from_restore(&r));
+            if let Err(e) = loaded {
+                let at = super::span_in_string(self.text, rules.span(), e.at);
+                self.err(at, format!("iptables-restore: {}", e.message));
+            }
+        }
+    }
+
+    /// `[[machine]]`: names, where they are attached, their addresses.
+    fn machines(&mut self) {
+        let spec = self.spec;
+        let mut names: HashSet<&str> = HashSet::new();
+        let mut taken: HashMap<Ipv4Addr, &str> = HashMap::new();
+        taken.insert(crate::plan::UPLINK_HOST.ip(), "the host's uplink");
+        taken.insert(crate::plan::UPLINK_EXTERNAL.ip(), "the external node");
+        for b in &spec.host.bridges {
+            if let Some(a) = &b.address {
+                taken.insert(a.get_ref().ip(), "the bridge's own address");
+            }
+        }
+        for m in &spec.machines {
+            let name = m.name();
+            if !valid_container_name(name) {
+                self.err(
+                    m.name.span(),
+                    format!(
+                        "invalid machine name {:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+, as for containers",
+                        short(name)
+                    ),
+                );
+            } else if RESERVED_NODES.contains(&name) {
+                self.err(m.name.span(), format!("machine name {name:?} is reserved for the lab's {name} node"));
+            } else if !names.insert(name) {
+                self.err(m.name.span(), format!("machine {name} is defined twice"));
+            }
+            let attach = m.attach.get_ref().as_str();
+            let subnet = if m.on_uplink() {
+                Some(crate::plan::UPLINK_HOST.network())
+            } else {
+                match spec.host.bridges.iter().find(|b| b.name.get_ref() == attach) {
+                    Some(b) => b.address.as_ref().map(|a| a.get_ref().network()),
+                    None => {
+                        self.err(
+                            m.attach.span(),
+                            format!("unknown attach {:?}: \"uplink\" or the name of a [[host.bridge]]", short(attach)),
+                        );
+                        continue;
+                    }
+                }
+            };
+            let addr = *m.address.get_ref();
+            if let Some(sub) = subnet {
+                if !sub.contains(addr.ip()) {
+                    self.err(m.address.span(), format!("address {addr} is outside {attach}'s subnet {sub}"));
+                    continue;
+                }
+                if addr.ip() == sub.network() || addr.ip() == sub.broadcast() {
+                    self.err(m.address.span(), format!("address {addr} is the network or broadcast address of {sub}"));
+                    continue;
+                }
+                if addr.network() != sub {
+                    self.err(
+                        m.address.span(),
+                        format!("address {addr}: its prefix must be {attach}'s, /{}", sub.prefix()),
+                    );
+                    continue;
+                }
+            } else if !m.routes.is_empty() {
+                self.err(m.routes[0].span(), format!("routes: bridge {attach} has no address for them to go via"));
+            }
+            if let Some(other) = taken.insert(addr.ip(), name) {
+                let other =
+                    if names.contains(other) && other != name { format!("machine {other}") } else { other.to_string() };
+                self.err(m.address.span(), format!("address {} is taken by {other}", addr.ip()));
+            }
+            if let Some(gw) = &m.gateway {
+                if !addr.network().contains(gw.get_ref().0) || gw.get_ref().0 == addr.ip() {
+                    self.err(gw.span(), format!("gateway {} is not a neighbour on {}", gw.get_ref(), addr.network()));
+                }
+            }
+            for r in &m.routes {
+                let (ip, net) = (r.get_ref().ip(), r.get_ref().network());
+                if ip != net.network() {
+                    self.err(r.span(), format!("route {}: not a subnet, its subnet is {net}", r.get_ref()));
+                }
+            }
+        }
+    }
+
+    /// The keys of `sysctl` and `host-rules` steps, and only theirs.
+    fn step_fields(&mut self, step: &super::Step) {
+        let action = *step.action.get_ref();
+        let name = action.to_string();
+        let only = |c: &mut Self, span: Option<Range<usize>>, key: &str, owner: &str| {
+            if let Some(sp) = span {
+                c.err(sp, format!("step {name:?} takes no {key} (only \"{owner}\" does)"));
+            }
+        };
+        if action != StepAction::Sysctl {
+            only(self, step.key.as_ref().map(|k| k.span()), "key", "sysctl");
+            only(self, step.value.as_ref().map(|k| k.span()), "value", "sysctl");
+            only(self, step.node.as_ref().map(|k| k.span()), "node", "sysctl");
+        }
+        if action != StepAction::HostRules {
+            only(self, step.rules.as_ref().map(|k| k.span()), "rules", "host-rules");
+            only(self, step.noflush.as_ref().map(|k| k.span()), "noflush", "host-rules");
+        }
+        match action {
+            StepAction::Sysctl => {
+                match &step.key {
+                    None => self.err(step.action.span(), "step \"sysctl\" needs a key"),
+                    Some(k) => {
+                        if let Err(e) = sysctl_key(k.get_ref()) {
+                            self.err(k.span(), e);
+                        }
+                    }
+                }
+                if step.value.is_none() {
+                    self.err(step.action.span(), "step \"sysctl\" needs a value");
+                }
+                if let Some(n) = &step.node {
+                    let n_ = n.get_ref().as_str();
+                    if !RESERVED_NODES.contains(&n_) && !self.spec.machines.iter().any(|m| m.name() == n_) {
+                        self.err(
+                            n.span(),
+                            format!(
+                                "node {:?}: a sysctl step writes on \"host\", \"external\" or a machine",
+                                short(n_)
+                            ),
+                        );
+                    }
+                }
+            }
+            StepAction::HostRules => match &step.rules {
+                None => self.err(step.action.span(), "step \"host-rules\" needs rules (iptables-restore text)"),
+                Some(r) => {
+                    if let Err(e) = crate::plan::firewall::restore::Restore::parse(r.get_ref()) {
+                        let at = super::span_in_string(self.text, r.span(), e.at);
+                        self.err(at, format!("iptables-restore: {}", e.message));
+                    }
+                }
+            },
             _ => {}
         }
     }
@@ -905,6 +1144,33 @@ impl<'a> Checker<'a> {
         if *t.get_ref() == 0 {
             self.err(t.span(), "timeout_ms must be at least 1");
         }
+    }
+}
+
+/// A sysctl of a network namespace that this kernel has: `net.*`, and
+/// with an interface's name in it, the same key for `all` (or `default`)
+/// exists. (Reads the names under `/proc/sys/net`, never a value.)
+pub fn sysctl_key(key: &str) -> Result<(), String> {
+    if !key.starts_with("net.") || key.contains("..") || key.contains('/') || key.ends_with('.') {
+        return Err(format!("sysctl {:?}: only net.* sysctls belong to a network namespace", short(key)));
+    }
+    let mut parts: Vec<&str> = key.split('.').collect();
+    if sysctl_device(key).is_some() {
+        parts[3] = if parts[2] == "neigh" { "default" } else { "all" };
+    }
+    let path = std::path::Path::new("/proc/sys").join(parts.join("/"));
+    if !path.is_file() {
+        return Err(format!("sysctl {key}: no such sysctl in a network namespace of this kernel"));
+    }
+    Ok(())
+}
+
+/// The interface a per-interface sysctl names (`net.ipv4.conf.eth0.forwarding`).
+pub fn sysctl_device(key: &str) -> Option<&str> {
+    let parts: Vec<&str> = key.split('.').collect();
+    match parts.as_slice() {
+        ["net", "ipv4" | "ipv6", "conf" | "neigh", dev, _, ..] => Some(dev),
+        _ => None,
     }
 }
 

@@ -609,11 +609,13 @@ pub enum StepAction {
     Run,
     FlushIptables,
     RestartDaemon,
+    Sysctl,
+    HostRules,
     /// A UDP flow that keeps running over the following steps.
     Flow,
 }
 
-const STEP_ACTIONS: [(&str, StepAction); 10] = [
+const STEP_ACTIONS: [(&str, StepAction); 12] = [
     ("connect", StepAction::Connect),
     ("disconnect", StepAction::Disconnect),
     ("stop", StepAction::Stop),
@@ -623,13 +625,22 @@ const STEP_ACTIONS: [(&str, StepAction); 10] = [
     ("run", StepAction::Run),
     ("flush-iptables", StepAction::FlushIptables),
     ("restart-daemon", StepAction::RestartDaemon),
+    ("sysctl", StepAction::Sysctl),
+    ("host-rules", StepAction::HostRules),
     ("flow", StepAction::Flow),
 ];
 
 impl StepAction {
     /// Whether the step names an existing container in `container`.
     pub fn needs_container(self) -> bool {
-        !matches!(self, StepAction::FlushIptables | StepAction::RestartDaemon | StepAction::Flow)
+        !matches!(
+            self,
+            StepAction::FlushIptables
+                | StepAction::RestartDaemon
+                | StepAction::Sysctl
+                | StepAction::HostRules
+                | StepAction::Flow
+        )
     }
     pub fn needs_network(self) -> bool {
         matches!(self, StepAction::Connect | StepAction::Disconnect)
@@ -661,9 +672,9 @@ pub enum Firewall {
     Docker1,
     /// libnetwork's bridge driver, Docker 17.06–26.
     Docker20,
-    /// Docker 28's layout.
+    /// Docker 28.5.2's layout (libnetwork's `iptabler`).
     Docker28,
-    /// Docker 29's layout (`backend = "nftables"`: the nftabler).
+    /// Docker 29.7.2's layout (`backend = "iptables"`: its `iptabler`; `"nftables"`: its `nftabler`).
     Docker29,
 }
 
@@ -693,7 +704,8 @@ impl fmt::Display for Firewall {
     }
 }
 
-/// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
+/// `[[network]] gateway_mode`: `com.docker.network.bridge.gateway_mode_ipv4`
+/// (Docker 28: bridge_linux.go `newGwMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GatewayMode {
     #[default]
@@ -845,3 +857,79 @@ mod tests {
         assert!("02:42:ac:11:00".parse::<MacAddr>().is_err());
     }
 }
+
+/// A sysctl's value as a file writes it: `0`, `1` or a string such as
+/// `"40000 40100"`; kept as the text that goes into `/proc/sys`, with
+/// runs of blanks as one tab, as the kernel prints a vector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SysctlValue(pub String);
+
+impl SysctlValue {
+    pub fn new(s: &str) -> SysctlValue {
+        SysctlValue(s.split_whitespace().collect::<Vec<_>>().join("\t"))
+    }
+}
+
+impl fmt::Display for SysctlValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SysctlValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = SysctlValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sysctl value: a number or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SysctlValue, E> {
+                Ok(SysctlValue(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SysctlValue, E> {
+                if v.trim().is_empty() {
+                    return Err(E::custom("an empty sysctl value"));
+                }
+                Ok(SysctlValue::new(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for SysctlValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `[host] sysctls`: keys and values in the file's order (the order they
+/// are written in).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sysctls(pub Vec<(Sp<String>, Sp<SysctlValue>)>);
+
+impl<'de> Deserialize<'de> for Sysctls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Sysctls;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of sysctls: { \"net.ipv4.ip_forward\" = 1 }")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Sysctls, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, val)) = map.next_entry::<Sp<String>, Sp<SysctlValue>>()? {
+                    v.push((k, val));
+                }
+                Ok(Sysctls(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+use super::Sp;

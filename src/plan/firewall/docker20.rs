@@ -10,6 +10,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::firewaller::{Config, Firewaller, NetworkConfig};
 use super::{BridgeFacts, FirewallLayout, PortMapping, RuleRef, Ruleset, Table};
 use crate::scenario::Proto;
 
@@ -226,12 +227,7 @@ impl FirewallLayout for Docker20 {
             // The v6 port mapper has no chain without --ip6tables: no rules.
             std::net::IpAddr::V6(_) => return Ok(vec![]),
         };
-        let daddr = if host.is_unspecified() { String::new() } else { format!("-d {host}/32 ") };
-        let not_from_bridge = if self.hairpin() { String::new() } else { format!("! -i {br} ") };
-        let dnat = format!(
-            "{daddr}{not_from_bridge}-p {p} -m {p} --dport {} -j DNAT --to-destination {}:{}",
-            m.host_port, m.container_ip, m.container_port
-        );
+        let refs = self.port_refs(br, m);
         if !r.has_chain(Table::Nat, DOCKER) {
             let d = if host.is_unspecified() { "0/0".to_string() } else { host.to_string() };
             let mut args = format!(
@@ -243,9 +239,7 @@ impl FirewallLayout for Docker20 {
             }
             return Err(no_chain(Table::Nat, &args));
         }
-        r.append_unless_present(Table::Nat, DOCKER, dnat.clone());
-        let accept =
-            format!("-d {}/32 ! -i {br} -o {br} -p {p} -m {p} --dport {} -j ACCEPT", m.container_ip, m.container_port);
+        r.append_unless_present(Table::Nat, DOCKER, refs[0].2.clone());
         if !r.has_chain(Table::Filter, DOCKER) {
             let args = format!(
                 "{DOCKER} ! -i {br} -o {br} -p {p} -d {} --dport {} -j ACCEPT",
@@ -253,18 +247,9 @@ impl FirewallLayout for Docker20 {
             );
             return Err(no_chain(Table::Filter, &args));
         }
-        r.append_unless_present(Table::Filter, DOCKER, accept.clone());
-        let hairpin = format!(
-            "-s {ip}/32 -d {ip}/32 -p {p} -m {p} --dport {} -j MASQUERADE",
-            m.container_port,
-            ip = m.container_ip
-        );
-        r.append_unless_present(Table::Nat, "POSTROUTING", hairpin.clone());
-        Ok(vec![
-            (Table::Nat, DOCKER.into(), dnat),
-            (Table::Filter, DOCKER.into(), accept),
-            (Table::Nat, "POSTROUTING".into(), hairpin),
-        ])
+        r.append_unless_present(Table::Filter, DOCKER, refs[1].2.clone());
+        r.append_unless_present(Table::Nat, "POSTROUTING", refs[2].2.clone());
+        Ok(refs)
     }
 
     /// `linkContainers("-A", …)`: `ChainInfo.Link` for one port, both ways.
@@ -286,5 +271,118 @@ impl FirewallLayout for Docker20 {
         r.append_unless_present(Table::Filter, DOCKER, there.clone());
         r.append_unless_present(Table::Filter, DOCKER, back.clone());
         Ok(vec![(Table::Filter, DOCKER.into(), there), (Table::Filter, DOCKER.into(), back)])
+    }
+}
+
+/// What 20.10's daemon-wide settings are, as a [`Config`].
+static PROXY_ON: Config = Config { ipv4: true, ipv6: false, hairpin: false, allow_direct_routing: false };
+static PROXY_OFF: Config = Config { ipv4: true, ipv6: false, hairpin: true, allow_direct_routing: false };
+
+fn facts(nc: &NetworkConfig) -> BridgeFacts {
+    BridgeFacts {
+        name: nc.if_name.clone(),
+        address: crate::scenario::IfaceAddr(nc.prefix),
+        icc: nc.icc,
+        ip_masq: nc.masquerade,
+        internal: nc.internal,
+    }
+}
+
+impl Docker20 {
+    /// The rules `map_port` appends for one binding (none for `::`).
+    fn port_refs(&self, br: &str, m: &PortMapping) -> Vec<RuleRef> {
+        let std::net::IpAddr::V4(host) = m.host_ip else { return vec![] };
+        let p = m.proto;
+        let daddr = if host.is_unspecified() { String::new() } else { format!("-d {host}/32 ") };
+        let not_from_bridge = if self.hairpin() { String::new() } else { format!("! -i {br} ") };
+        let dnat = format!(
+            "{daddr}{not_from_bridge}-p {p} -m {p} --dport {} -j DNAT --to-destination {}:{}",
+            m.host_port, m.container_ip, m.container_port
+        );
+        let accept =
+            format!("-d {}/32 ! -i {br} -o {br} -p {p} -m {p} --dport {} -j ACCEPT", m.container_ip, m.container_port);
+        let hairpin = format!(
+            "-s {ip}/32 -d {ip}/32 -p {p} -m {p} --dport {} -j MASQUERADE",
+            m.container_port,
+            ip = m.container_ip
+        );
+        vec![
+            (Table::Nat, DOCKER.into(), dnat),
+            (Table::Filter, DOCKER.into(), accept),
+            (Table::Nat, "POSTROUTING".into(), hairpin),
+        ]
+    }
+}
+
+/// Docker 20.10 behind the [`Firewaller`] calls: libnetwork 20.10 had no
+/// firewaller, so each call maps onto what its bridge driver did at that
+/// moment (no endpoint rules; DOCKER-USER after every network).
+impl Firewaller for Docker20 {
+    fn backend(&self) -> &'static str {
+        "iptables"
+    }
+    fn config(&self) -> &Config {
+        if self.hairpin() {
+            &PROXY_OFF
+        } else {
+            &PROXY_ON
+        }
+    }
+    fn init(&self, rules: &mut Ruleset) {
+        self.driver_start(rules);
+    }
+    fn setup_user_chain(&self, rules: &mut Ruleset) {
+        self.arrange_user_chain(rules);
+    }
+    fn filter_forward_drop(&self, rules: &mut Ruleset) {
+        rules.set_policy(Table::Filter, "FORWARD", "DROP");
+    }
+    fn new_network(&self, rules: &mut Ruleset, nc: &NetworkConfig) -> Result<(), String> {
+        self.daemon_start(rules, &facts(nc));
+        Ok(())
+    }
+    fn del_network(&self, rules: &mut Ruleset, nc: &NetworkConfig) {
+        self.network_remove(rules, &facts(nc));
+    }
+    fn add_ports(&self, rules: &mut Ruleset, nc: &NetworkConfig, pbs: &[PortMapping]) -> Result<Vec<RuleRef>, String> {
+        let mut out = Vec::new();
+        for m in pbs {
+            out.extend(self.map_port(rules, &nc.if_name, m)?);
+        }
+        Ok(out)
+    }
+    /// `DeleteForwardingTableEntry` of each binding.
+    fn del_ports(&self, rules: &mut Ruleset, nc: &NetworkConfig, pbs: &[PortMapping]) {
+        let refs: Vec<RuleRef> = pbs.iter().flat_map(|m| self.port_refs(&nc.if_name, m)).collect();
+        rules.delete_all(&refs);
+    }
+    fn add_link(
+        &self,
+        rules: &mut Ruleset,
+        nc: &NetworkConfig,
+        parent: Ipv4Addr,
+        child: Ipv4Addr,
+        ports: &[(Proto, u16)],
+    ) -> Result<(), String> {
+        for &(p, port) in ports {
+            self.link(rules, &nc.if_name, parent, child, p, port)?;
+        }
+        Ok(())
+    }
+    fn del_link(
+        &self,
+        rules: &mut Ruleset,
+        nc: &NetworkConfig,
+        parent: Ipv4Addr,
+        child: Ipv4Addr,
+        ports: &[(Proto, u16)],
+    ) {
+        let br = &nc.if_name;
+        for &(p, port) in ports {
+            let there = format!("-s {parent}/32 -d {child}/32 -i {br} -o {br} -p {p} -m {p} --dport {port} -j ACCEPT");
+            let back = format!("-s {child}/32 -d {parent}/32 -i {br} -o {br} -p {p} -m {p} --sport {port} -j ACCEPT");
+            rules.delete(&(Table::Filter, DOCKER.into(), there));
+            rules.delete(&(Table::Filter, DOCKER.into(), back));
+        }
     }
 }

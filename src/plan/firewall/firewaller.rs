@@ -102,6 +102,14 @@ pub trait Firewaller: std::fmt::Debug {
     /// daemon turned `ip_forward` on and `--ip-forward-no-drop` is off.
     fn filter_forward_drop(&self, rules: &mut Ruleset);
 
+    /// Whether it implements moby's `filterForwardDropper` (bridge
+    /// setup_ip_forwarding.go): the iptables layouts do; one that does not
+    /// (29's nftabler) makes `setupIPv4Forwarding` only check that
+    /// `ip_forward` is on (`checkIPv4Forwarding`).
+    fn filter_forward_dropper(&self) -> bool {
+        true
+    }
+
     /// `NewNetwork` (= `ReapplyNetworkLevelRules`): the network's own
     /// rules, at the end of the bridge driver's `createNetwork`.
     fn new_network(&self, rules: &mut Ruleset, nc: &NetworkConfig) -> Result<(), String>;

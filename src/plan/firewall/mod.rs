@@ -11,10 +11,12 @@
 pub mod docker1;
 pub mod docker20;
 pub mod firewaller;
+pub mod iptabler;
 pub mod nftabler;
 pub mod nftables;
+pub mod restore;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -22,34 +24,53 @@ use serde::Serialize;
 
 use crate::scenario::Proto;
 
-/// The iptables tables bridgelab writes to, in `iptables-save` order.
+/// The iptables tables bridgelab writes to, in the order bridgelab prints
+/// them (filter, nat, raw: see `apply::iptables::canonical_tables`), then
+/// the same tables of `ip6tables`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Table {
     Filter,
     Nat,
+    Raw,
+    Filter6,
+    Nat6,
+    Raw6,
 }
 
 impl Table {
+    /// The table's name, as both `iptables` and `ip6tables` call it.
     pub fn name(self) -> &'static str {
         match self {
-            Table::Filter => "filter",
-            Table::Nat => "nat",
+            Table::Filter | Table::Filter6 => "filter",
+            Table::Nat | Table::Nat6 => "nat",
+            Table::Raw | Table::Raw6 => "raw",
         }
+    }
+    /// An `ip6tables` table.
+    pub fn is_v6(self) -> bool {
+        matches!(self, Table::Filter6 | Table::Nat6 | Table::Raw6)
     }
     fn builtin_chains(self) -> &'static [&'static str] {
         match self {
-            Table::Filter => &["INPUT", "FORWARD", "OUTPUT"],
-            Table::Nat => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            Table::Filter | Table::Filter6 => &["INPUT", "FORWARD", "OUTPUT"],
+            Table::Nat | Table::Nat6 => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            Table::Raw | Table::Raw6 => &["PREROUTING", "OUTPUT"],
         }
     }
 }
+
+/// The line between the `iptables-save` and the `ip6tables-save` text in
+/// [`Ruleset::render`] and in what bridgelab reads back (only when there
+/// are IPv6 rules: Docker 20.10 and 1.6.2 have none).
+pub const IP6TABLES_MARK: &str = "# ip6tables-save\n";
 
 /// One chain's rules, each in `iptables-save` argument order without `-A CHAIN`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Chain {
     pub name: String,
-    pub rules: Vec<String>,
+    /// A deque: Docker 28 inserts each published port's rule at the head.
+    pub rules: VecDeque<String>,
     /// A built-in chain's policy when it is not ACCEPT (`iptables -P`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -104,8 +125,11 @@ impl Ruleset {
         if let Some(i) = self.tables.iter().position(|x| x.table == t) {
             return &mut self.tables[i];
         }
-        let chains =
-            t.builtin_chains().iter().map(|c| Chain { name: c.to_string(), rules: vec![], policy: None }).collect();
+        let chains = t
+            .builtin_chains()
+            .iter()
+            .map(|c| Chain { name: c.to_string(), rules: VecDeque::new(), policy: None })
+            .collect();
         self.tables.push(TableRules { table: t, chains });
         self.tables.sort_by_key(|x| x.table);
         let i = self.tables.iter().position(|x| x.table == t).expect("just added");
@@ -125,7 +149,7 @@ impl Ruleset {
     pub fn new_chain(&mut self, t: Table, chain: &str) {
         let table = self.table(t);
         if !table.chains.iter().any(|c| c.name == chain) {
-            table.chains.push(Chain { name: chain.to_string(), rules: vec![], policy: None });
+            table.chains.push(Chain { name: chain.to_string(), rules: VecDeque::new(), policy: None });
         }
     }
 
@@ -163,7 +187,7 @@ impl Ruleset {
 
     /// `iptables -t T -I CHAIN rule`: insert at the top.
     pub fn insert(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
-        self.chain(t, chain).rules.insert(0, rule.clone());
+        self.chain(t, chain).rules.push_front(rule.clone());
         self.counted(t, chain, &rule, true);
         (t, chain.to_string(), rule)
     }
@@ -225,7 +249,7 @@ impl Ruleset {
 
     /// `iptables -t T -A CHAIN rule`: append.
     pub fn append(&mut self, t: Table, chain: &str, rule: String) -> RuleRef {
-        self.chain(t, chain).rules.push(rule.clone());
+        self.chain(t, chain).rules.push_back(rule.clone());
         self.counted(t, chain, &rule, true);
         (t, chain.to_string(), rule)
     }
@@ -296,7 +320,7 @@ impl Ruleset {
                         if marked.binary_search_by(|m| (from + j).cmp(m)).is_ok() {
                             gone.push(r);
                         } else {
-                            c.rules.push(r);
+                            c.rules.push_back(r);
                         }
                     }
                 }
@@ -309,7 +333,7 @@ impl Ruleset {
                         kept.push(r);
                     }
                 }
-                c.rules = kept;
+                c.rules = kept.into();
             }
             for r in gone {
                 self.counted(t, chain, &r, false);
@@ -384,7 +408,28 @@ impl Ruleset {
             let builtin = t.table.builtin_chains();
             t.chains.iter().any(|c| !c.rules.is_empty() || !builtin.contains(&c.name.as_str()) || c.policy.is_some())
         };
-        normalize_save(&self.tables.iter().filter(used).map(|t| self.table_text(t)).collect::<String>())
+        let text = |v6: bool| {
+            normalize_save(
+                &self
+                    .tables
+                    .iter()
+                    .filter(|t| t.table.is_v6() == v6)
+                    .filter(used)
+                    .map(|t| self.table_text(t))
+                    .collect::<String>(),
+            )
+        };
+        join_families(&text(false), &text(true))
+    }
+}
+
+/// The IPv4 and IPv6 texts as one: the second, when there is one, after
+/// [`IP6TABLES_MARK`].
+pub fn join_families(v4: &str, v6: &str) -> String {
+    if v6.is_empty() {
+        v4.to_string()
+    } else {
+        format!("{v4}{IP6TABLES_MARK}{v6}")
     }
 }
 

@@ -267,9 +267,14 @@ impl Firewaller for Nftabler {
         &self.config
     }
 
+    /// Never called: see [`Firewaller::filter_forward_dropper`].
+    fn filter_forward_drop(&self, _rules: &mut Ruleset) {}
+
     /// nftables cannot drop what is not Docker's: dockerd checks that
     /// forwarding is on instead (`checkIPv4Forwarding`), and never sets a policy.
-    fn filter_forward_drop(&self, _rules: &mut Ruleset) {}
+    fn filter_forward_dropper(&self) -> bool {
+        false
+    }
 
     /// `NewNftabler` → `init` for each family: base chains, empty verdict
     /// maps and the jumps through them.

@@ -9,7 +9,7 @@
 //! [`NftRuleset::from_json`] reads `nft -j list ruleset` back into the same
 //! model, so the plan and the kernel are printed by one printer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -69,13 +69,39 @@ pub struct Map {
 }
 
 /// One table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Table {
     pub family: Family,
     pub name: String,
     /// Maps and chains in the kernel's order: the order they were made.
     pub maps: Vec<Map>,
     pub chains: Vec<Chain>,
+    /// Every (chain, group, rule) the table holds, so "rule exists" is one
+    /// lookup and not a walk of a group that may hold a rule per published
+    /// port (a group's rules are unique: a second copy is refused).
+    #[serde(skip)]
+    rules: HashSet<(String, u32, String)>,
+}
+
+/// Tables are equal when what the kernel would hold is: the index follows.
+impl PartialEq for Table {
+    fn eq(&self, o: &Table) -> bool {
+        self.family == o.family && self.name == o.name && self.maps == o.maps && self.chains == o.chains
+    }
+}
+impl Eq for Table {}
+
+/// How to take back one command of a batch that fails later.
+enum Undo {
+    PopChain,
+    InsertChain(usize, Chain),
+    PopMap,
+    InsertMap(usize, Map),
+    PopElement(usize),
+    InsertElement(usize, usize, (String, String)),
+    PopRule { chain: usize, group: u32 },
+    InsertRule { chain: usize, group: u32, at: usize, rule: String },
+    Nothing,
 }
 
 /// An error of an nftables update, in moby's words (`internal/nftables`).
@@ -83,7 +109,7 @@ pub type NftError = String;
 
 impl Table {
     pub fn new(family: Family, name: &str) -> Table {
-        Table { family, name: name.into(), maps: vec![], chains: vec![] }
+        Table { family, name: name.into(), maps: vec![], chains: vec![], rules: HashSet::new() }
     }
 
     pub fn chain(&self, name: &str) -> Option<&Chain> {
@@ -103,33 +129,94 @@ impl Table {
     /// order (moby's update template ranges over Go maps, which
     /// `text/template` visits sorted), after the ones already there.
     pub fn apply(&mut self, cmds: &[Cmd]) -> Result<(), NftError> {
-        let mut next = self.clone();
+        // All or nothing without copying the table: each command leaves
+        // how to take it back, and a failure takes the batch back in turn.
+        let mut undo = Vec::with_capacity(cmds.len());
         for c in cmds {
-            next.one(c)?;
+            match self.one(c) {
+                Ok(u) => undo.push(u),
+                Err(e) => {
+                    for u in undo.into_iter().rev() {
+                        self.take_back(u);
+                    }
+                    return Err(e);
+                }
+            }
         }
-        let old_chains: Vec<&str> = self.chains.iter().map(|c| c.name.as_str()).collect();
-        let (mut kept, mut made): (Vec<Chain>, Vec<Chain>) =
-            next.chains.drain(..).partition(|c| old_chains.contains(&c.name.as_str()));
-        made.sort_by(|a, b| a.name.cmp(&b.name));
-        kept.extend(made);
-        next.chains = kept;
-        let old_maps: Vec<&str> = self.maps.iter().map(|m| m.name.as_str()).collect();
-        let (mut kept, mut made): (Vec<Map>, Vec<Map>) =
-            next.maps.drain(..).partition(|m| old_maps.contains(&m.name.as_str()));
-        made.sort_by(|a, b| a.name.cmp(&b.name));
-        kept.extend(made);
-        next.maps = kept;
-        *self = next;
+        let made = |name: &str| cmds.iter().any(|c| matches!(c, Cmd::Chain { name: n, .. } if n == name));
+        if cmds.iter().any(|c| matches!(c, Cmd::Chain { .. })) {
+            let (mut kept, mut new): (Vec<Chain>, Vec<Chain>) = self.chains.drain(..).partition(|c| !made(&c.name));
+            new.sort_by(|a, b| a.name.cmp(&b.name));
+            kept.extend(new);
+            self.chains = kept;
+        }
+        let made = |name: &str| cmds.iter().any(|c| matches!(c, Cmd::Map { name: n, .. } if n == name));
+        if cmds.iter().any(|c| matches!(c, Cmd::Map { .. })) {
+            let (mut kept, mut new): (Vec<Map>, Vec<Map>) = self.maps.drain(..).partition(|m| !made(&m.name));
+            new.sort_by(|a, b| a.name.cmp(&b.name));
+            kept.extend(new);
+            self.maps = kept;
+        }
         Ok(())
     }
 
-    fn one(&mut self, cmd: &Cmd) -> Result<(), NftError> {
+    fn take_back(&mut self, u: Undo) {
+        match u {
+            Undo::PopChain => {
+                if let Some(c) = self.chains.pop() {
+                    self.forget_rules(&c);
+                }
+            }
+            Undo::InsertChain(i, c) => {
+                for (g, rules) in &c.groups {
+                    self.rules.extend(rules.iter().map(|r| (c.name.clone(), *g, r.clone())));
+                }
+                self.chains.insert(i, c);
+            }
+            Undo::PopMap => {
+                self.maps.pop();
+            }
+            Undo::InsertMap(i, m) => self.maps.insert(i, m),
+            Undo::PopElement(m) => {
+                self.maps[m].elements.pop();
+            }
+            Undo::InsertElement(m, i, e) => self.maps[m].elements.insert(i, e),
+            Undo::PopRule { chain, group } => {
+                let c = &mut self.chains[chain];
+                if let Some(g) = c.groups.get_mut(&group) {
+                    if let Some(r) = g.pop() {
+                        self.rules.remove(&(c.name.clone(), group, r));
+                    }
+                    if g.is_empty() {
+                        c.groups.remove(&group);
+                    }
+                }
+            }
+            Undo::InsertRule { chain, group, at, rule } => {
+                let c = &mut self.chains[chain];
+                self.rules.insert((c.name.clone(), group, rule.clone()));
+                c.groups.entry(group).or_default().insert(at, rule);
+            }
+            Undo::Nothing => {}
+        }
+    }
+
+    fn forget_rules(&mut self, c: &Chain) {
+        for (g, rules) in &c.groups {
+            for r in rules {
+                self.rules.remove(&(c.name.clone(), *g, r.clone()));
+            }
+        }
+    }
+
+    fn one(&mut self, cmd: &Cmd) -> Result<Undo, NftError> {
         match cmd {
             Cmd::Chain { name, base } => {
                 if self.chain(name).is_some() {
                     return Err(format!("chain '{name}' already exists"));
                 }
                 self.chains.push(Chain { name: name.clone(), base: base.clone(), groups: BTreeMap::new() });
+                Ok(Undo::PopChain)
             }
             Cmd::DelChain(name) => {
                 // A chain goes with its rules; moby refuses only a missing one.
@@ -138,13 +225,16 @@ impl Table {
                     .iter()
                     .position(|c| &c.name == name)
                     .ok_or_else(|| format!("cannot delete chain '{name}', it does not exist"))?;
-                self.chains.remove(i);
+                let c = self.chains.remove(i);
+                self.forget_rules(&c);
+                Ok(Undo::InsertChain(i, c))
             }
             Cmd::Map { name, kind } => {
                 if self.map(name).is_some() {
                     return Err(format!("map '{name}' already exists"));
                 }
                 self.maps.push(Map { name: name.clone(), kind: kind.clone(), elements: vec![] });
+                Ok(Undo::PopMap)
             }
             Cmd::DelMap(name) => {
                 let i = self
@@ -158,62 +248,77 @@ impl Table {
                         self.maps[i].elements.len()
                     ));
                 }
-                self.maps.remove(i);
+                Ok(Undo::InsertMap(i, self.maps.remove(i)))
             }
             Cmd::Element { map, key, value } => {
-                let m = self
+                let i = self
                     .maps
-                    .iter_mut()
-                    .find(|m| &m.name == map)
+                    .iter()
+                    .position(|m| &m.name == map)
                     .ok_or_else(|| format!("cannot add to map '{map}', it does not exist"))?;
+                let m = &mut self.maps[i];
                 if m.elements.iter().any(|(k, _)| k == key) {
                     return Err(format!("map '{map}' already contains element '{key}'"));
                 }
                 m.elements.push((key.clone(), value.clone()));
+                Ok(Undo::PopElement(i))
             }
             Cmd::DelElement { map, key } => {
-                let m = self
+                let mi = self
                     .maps
-                    .iter_mut()
-                    .find(|m| &m.name == map)
+                    .iter()
+                    .position(|m| &m.name == map)
                     .ok_or_else(|| format!("cannot delete from map '{map}', it does not exist"))?;
+                let m = &mut self.maps[mi];
                 let i = m
                     .elements
                     .iter()
                     .position(|(k, _)| k == key)
                     .ok_or_else(|| format!("map '{map}' does not contain element '{key}'"))?;
-                m.elements.remove(i);
+                Ok(Undo::InsertElement(mi, i, m.elements.remove(i)))
             }
             Cmd::Rule { chain, group, rule, ignore_exist } => {
-                let c = self.chain_mut(chain).ok_or_else(|| format!("chain '{chain}' does not exist"))?;
-                let g = c.groups.entry(*group).or_default();
-                if g.contains(rule) {
+                let ci = self
+                    .chains
+                    .iter()
+                    .position(|c| &c.name == chain)
+                    .ok_or_else(|| format!("chain '{chain}' does not exist"))?;
+                let key = (chain.clone(), *group, rule.clone());
+                if self.rules.contains(&key) {
                     if *ignore_exist {
-                        return Ok(());
+                        return Ok(Undo::Nothing);
                     }
                     return Err(format!("adding rule:'{rule}' chain:'{chain}' group:{group}: rule exists"));
                 }
-                g.push(rule.clone());
+                self.chains[ci].groups.entry(*group).or_default().push(rule.clone());
+                self.rules.insert(key);
+                Ok(Undo::PopRule { chain: ci, group: *group })
             }
             Cmd::DelRule { chain, group, rule, ignore_exist } => {
-                let c = self
-                    .chain_mut(chain)
+                let ci = self
+                    .chains
+                    .iter()
+                    .position(|c| &c.name == chain)
                     .ok_or_else(|| format!("deleting rule:'{rule}' - chain '{chain}' does not exist"))?;
-                // moby's `slices.DeleteFunc`: every copy goes.
-                let before = c.groups.get(group).map_or(0, Vec::len);
-                if let Some(g) = c.groups.get_mut(group) {
-                    g.retain(|r| r != rule);
-                    if g.is_empty() {
-                        c.groups.remove(group);
+                // moby's `slices.DeleteFunc`: every copy goes (a group holds one).
+                if !self.rules.remove(&(chain.clone(), *group, rule.clone())) {
+                    if !ignore_exist {
+                        return Err(format!(
+                            "deleting rule:'{rule}' chain:'{chain}' group:{group}: rule does not exist"
+                        ));
                     }
+                    return Ok(Undo::Nothing);
                 }
-                let after = c.groups.get(group).map_or(0, Vec::len);
-                if before == after && !ignore_exist {
-                    return Err(format!("deleting rule:'{rule}' chain:'{chain}' group:{group}: rule does not exist"));
+                let c = &mut self.chains[ci];
+                let g = c.groups.get_mut(group).expect("the index knows the rule");
+                let i = g.iter().position(|r| r == rule).expect("the index knows the rule");
+                let gone = g.remove(i);
+                if g.is_empty() {
+                    c.groups.remove(group);
                 }
+                Ok(Undo::InsertRule { chain: ci, group: *group, at: i, rule: gone })
             }
         }
-        Ok(())
     }
 
     /// The table as `nft -s list table FAMILY NAME` prints it.

@@ -17,11 +17,12 @@ use super::ipam::Ipam;
 use super::network::{allocate, hex_id, HostRoutes, Network};
 use super::portallocator::PortAllocator;
 use super::sandbox::{Sandbox, SortKey};
-use super::version::Version;
+use super::version::{ContainerMac, FirewallerKind, Version};
 use crate::plan::firewall::docker20::Docker20;
-use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode, NetworkConfig};
+use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode};
+use crate::plan::firewall::iptabler::Iptabler;
 use crate::plan::firewall::nftabler::Nftabler;
-use crate::plan::firewall::{FirewallLayout, PortMapping, Ruleset, Table};
+use crate::plan::firewall::{PortMapping, Ruleset, Table};
 use crate::plan::limits::{self, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
 use crate::plan::{host, MacAddr};
@@ -82,10 +83,11 @@ pub struct BridgeDev {
 pub struct Controller<'a> {
     pub s: &'a Scenario,
     pub v: &'static Version,
-    pub layout: Docker20,
-    /// `--firewall-backend=nftables` (Docker 29): the nftabler makes every
-    /// rule and `layout` none (`iptables` is then false).
-    pub nft: Option<Nftabler>,
+    /// The driver's firewaller (`d.firewaller`): the version's, or with
+    /// `--firewall-backend=nftables` (Docker 29) the nftabler.
+    pub layout: Box<dyn Firewaller>,
+    /// The daemon turned `net.ipv4.ip_forward` on (28: with its first network).
+    pub forwarding_set: bool,
     pub iptables: bool,
     pub proxy: bool,
     pub rules: Ruleset,
@@ -121,6 +123,8 @@ pub struct Controller<'a> {
     /// containers are started.
     pub too_big: bool,
     pub errors: Vec<Diagnostic>,
+    /// What `sysctl` steps wrote so far: (node, key, value), in order.
+    pub sysctl_writes: Vec<(String, String, String)>,
 }
 
 /// `ErrConflictSharedNetwork`.
@@ -129,6 +133,24 @@ const SHARED_NETWORK: &str =
 /// `ErrConflictNoNetwork`.
 const NO_NETWORK: &str =
     "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+
+/// The bridge driver's `newFirewaller` (bridge_linux.go @docker-v29.7.2):
+/// the nftabler when the daemon's backend is nftables, else the release's
+/// iptables layout; one `firewaller.Config` for either.
+fn firewaller(v: &'static Version, d: &crate::scenario::Daemon, proxy: bool) -> Box<dyn Firewaller> {
+    let config = Config {
+        ipv4: d.iptables(),
+        ipv6: v.ip6tables,
+        hairpin: !proxy,
+        allow_direct_routing: d.allow_direct_routing(),
+    };
+    let nftables = d.backend.as_ref().is_some_and(|b| *b.get_ref() == crate::scenario::Backend::Nftables);
+    match v.firewaller {
+        _ if nftables => Box::new(Nftabler { config }),
+        FirewallerKind::Docker20 => Box::new(Docker20 { userland_proxy: proxy }),
+        FirewallerKind::Iptabler(release) => Box::new(Iptabler { config, release }),
+    }
+}
 
 impl<'a> Controller<'a> {
     pub fn new(s: &'a Scenario, v: &'static Version) -> Controller<'a> {
@@ -146,20 +168,15 @@ impl<'a> Controller<'a> {
                 by_docker: false,
             })
             .collect();
-        // dockerd's --firewall-backend; --iptables=false leaves no firewaller.
-        let nft = (d.backend.as_ref().is_some_and(|b| *b.get_ref() == crate::scenario::Backend::Nftables)
-            && d.iptables())
-        .then_some(Nftabler {
-            config: Config { ipv4: true, ipv6: true, hairpin: !proxy, allow_direct_routing: false },
-        });
         Controller {
             s,
             v,
-            layout: Docker20 { userland_proxy: proxy },
-            iptables: d.iptables() && nft.is_none(),
-            nft,
+            layout: firewaller(v, d, proxy),
+            forwarding_set: false,
+            iptables: d.iptables(),
             proxy,
-            rules: Ruleset::default(),
+            // The host's own rules come first; Docker's calls go over them.
+            rules: host::rules_before(s),
             ipam: Ipam::new(v.predefined_pools()),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
             bridges,
@@ -178,6 +195,7 @@ impl<'a> Controller<'a> {
             given_back: 0,
             too_big: false,
             errors: vec![],
+            sysctl_writes: vec![],
         }
     }
 
@@ -244,16 +262,16 @@ impl<'a> Controller<'a> {
     /// of every chain.
     pub fn start_daemon(&mut self, restart: bool) {
         let d = &self.s.spec.daemon;
-        if self.iptables {
-            self.layout.driver_start(&mut self.rules);
+        // 28's IPv6 chains are made with --iptables=false too (--ip6tables is on).
+        if self.iptables || self.v.ip6tables {
+            self.layout.init(&mut self.rules);
         }
-        if let Some(nft) = self.nft {
-            nft.init(&mut self.rules);
-        }
-        // setupIPForwarding: only a daemon that turns forwarding on sets the
-        // FORWARD policy to DROP (and a restarted one finds it on).
-        if !restart && d.ip_forward() && self.iptables && !host::forwarding_before(self.s) {
-            self.rules.set_policy(Table::Filter, "FORWARD", "DROP");
+        // 20.10's setupIPForwarding at driver configuration: only a daemon
+        // that turns forwarding on sets the FORWARD policy to DROP (and a
+        // restarted one finds it on). 28 does it with its first network.
+        if !self.v.forwarding_per_network {
+            // Only the nftabler (29) cannot drop: this never fails here.
+            let _ = self.forward_on(restart);
         }
         if restart {
             self.ipam.restart();
@@ -261,29 +279,32 @@ impl<'a> Controller<'a> {
             // populateNetworks: Docker walks a Go map, bridgelab goes in creation order.
             if self.iptables {
                 for n in self.networks.iter().filter(|n| !n.default) {
-                    self.layout.daemon_start(&mut self.rules, &n.facts());
-                }
-            }
-            // The nftabler made its table anew above: the stored networks' rules come back.
-            if let Some(nft) = self.nft {
-                for n in self.networks.iter().filter(|n| !n.default) {
-                    let _ = nft.new_network(&mut self.rules, &nft_config(n));
+                    let _ = self.layout.new_network(&mut self.rules, &n.fw_config());
                 }
             }
             // "Clear stale bridge network": its rules and pool go, the device stays.
+            if !self.v.user_chain_per_network {
+                // setupUserChains, at the end of libnetwork.New.
+                self.layout.setup_user_chain(&mut self.rules);
+            }
             if let Some(i) = self.networks.iter().position(|n| n.default) {
                 let n = self.networks.remove(i);
                 if self.iptables {
-                    self.layout.network_remove(&mut self.rules, &n.facts());
+                    self.layout.del_network(&mut self.rules, &n.fw_config());
                 }
                 self.ipam.release_address(n.pool, n.gateway.ip());
                 self.ipam.release_pool(n.pool);
             }
+        } else if !self.v.user_chain_per_network {
+            // setupUserChains, at the end of libnetwork.New.
+            if self.iptables || self.v.ip6tables {
+                self.layout.setup_user_chain(&mut self.rules);
+            }
         } else if self.iptables {
             // The `none` and `host` networks come first, each followed by
             // arrangeUserFilterRule.
-            self.layout.arrange_user_chain(&mut self.rules);
-            self.layout.arrange_user_chain(&mut self.rules);
+            self.layout.setup_user_chain(&mut self.rules);
+            self.layout.setup_user_chain(&mut self.rules);
         }
         if !d.networking_disabled() {
             if let Err((span, e)) = self.init_bridge_driver() {
@@ -354,11 +375,12 @@ impl<'a> Controller<'a> {
             internal: false,
             icc: d.icc(),
             // verifyDaemonSettings turns --ip-masq off with --iptables=false.
-            ip_masq: d.ip_masq() && (self.iptables || self.nft.is_some()),
+            ip_masq: d.ip_masq() && self.iptables,
             mtu: d.mtu(),
             host_binding: d.ip.as_ref().map(|i| i.get_ref().0),
             created_bridge: false,
             origin,
+            gateway_mode: GatewayMode::Nat,
         };
         if name != DEFAULT_BRIDGE && !self.bridges.iter().any(|b| b.name == name) {
             self.ipam.release_address(pool, gw);
@@ -385,13 +407,10 @@ impl<'a> Controller<'a> {
     /// The bridge driver's `createNetwork` (the device, its address, the
     /// rules) and the controller's `arrangeUserFilterRule` after it.
     fn create_driver_network(&mut self, mut net: Network, default: bool) -> Result<(), String> {
-        // setupIPv4Forwarding: a firewaller that cannot drop forwarded
-        // traffic (the nftabler) makes dockerd check ip_forward instead of
-        // setting it (setup_ip_forwarding.go checkIPv4Forwarding).
-        if self.nft.is_some() && self.s.spec.daemon.ip_forward() && !host::forwarding_before(self.s) {
-            return Err("IPv4 forwarding is disabled: check your host's firewalling and set sysctl \
-                 net.ipv4.ip_forward=1, or disable this check using daemon option --ip-forward=false"
-                .into());
+        if self.v.forwarding_per_network {
+            // The setupIPv4Forwarding step of createNetwork: before the
+            // bridge is made, so a failed check leaves nothing behind.
+            self.forward_on(false)?;
         }
         match self.bridges.iter_mut().find(|b| b.name == net.bridge) {
             // setupBridgeIPv4: the address is replaced when it differs.
@@ -411,14 +430,41 @@ impl<'a> Controller<'a> {
             net.created_bridge = self.bridges.iter().any(|b| b.name == net.bridge && b.by_docker);
         }
         if self.iptables {
-            self.layout.daemon_start(&mut self.rules, &net.facts());
-        }
-        if let Some(nft) = self.nft {
-            nft.new_network(&mut self.rules, &nft_config(&net))?;
+            // The addfirewallerNetwork step (NewNetwork).
+            let _ = self.layout.new_network(&mut self.rules, &net.fw_config());
         }
         self.networks.push(net);
-        if self.iptables {
-            self.layout.arrange_user_chain(&mut self.rules);
+        if self.iptables && self.v.user_chain_per_network {
+            self.layout.setup_user_chain(&mut self.rules);
+        }
+        Ok(())
+    }
+
+    /// `setupIPv4Forwarding`: `ip_forward` on; when that changed it (not on
+    /// a restart, which finds it on) and the daemon has iptables and no
+    /// `--ip-forward-no-drop`, `FilterForwardDrop`. A firewaller that
+    /// cannot drop (29's nftabler) makes the daemon check forwarding
+    /// instead of setting it (`checkIPv4Forwarding`, setup_ip_forwarding.go
+    /// @docker-v29.7.2), for every network.
+    fn forward_on(&mut self, restart: bool) -> Result<(), String> {
+        let d = &self.s.spec.daemon;
+        if !d.ip_forward() {
+            return Ok(());
+        }
+        if !self.layout.filter_forward_dropper() {
+            if host::forwarding_before(self.s) {
+                return Ok(());
+            }
+            return Err("IPv4 forwarding is disabled: check your host's firewalling and set sysctl \
+                 net.ipv4.ip_forward=1, or disable this check using daemon option --ip-forward=false"
+                .into());
+        }
+        if self.forwarding_set {
+            return Ok(());
+        }
+        self.forwarding_set = true;
+        if !restart && self.iptables && !host::forwarding_before(self.s) && !d.ip_forward_no_drop() {
+            self.layout.filter_forward_drop(&mut self.rules);
         }
         Ok(())
     }
@@ -455,6 +501,12 @@ impl<'a> Controller<'a> {
             host_binding: spec.host_ip.as_ref().map(|h| h.get_ref().0),
             created_bridge: false,
             origin: if subnet.is_some() { "--subnet".into() } else { "next default pool".into() },
+            gateway_mode: match spec.gateway_mode() {
+                crate::scenario::GatewayMode::Nat => GatewayMode::Nat,
+                crate::scenario::GatewayMode::NatUnprotected => GatewayMode::NatUnprotected,
+                crate::scenario::GatewayMode::Routed => GatewayMode::Routed,
+                crate::scenario::GatewayMode::Isolated => GatewayMode::Isolated,
+            },
         };
         // checkConflict against the networks the driver has.
         for other in &self.networks {
@@ -708,7 +760,12 @@ impl<'a> Controller<'a> {
             iface: String::new(),
             host_veth,
             address: IfaceAddr(Ipv4Network::new(ip, net.pool.subnet.prefix()).expect("valid")),
-            mac: mac.unwrap_or_else(|| mac_from_ip(ip)),
+            mac: mac.unwrap_or_else(|| match self.v.container_mac {
+                ContainerMac::FromIp => mac_from_ip(ip),
+                ContainerMac::Random => {
+                    host::random_mac(&["container-mac", &self.s.name, name, &net.name, &self.serial.to_string()])
+                }
+            }),
             gateway: net.gateway.ip(),
             mtu,
             exposed: None,
@@ -717,9 +774,8 @@ impl<'a> Controller<'a> {
             link_parents: vec![],
         };
         // The bridge driver's CreateEndpoint: AddEndpoint once the veth is made.
-        if let Some(nft) = self.nft {
-            let nc = nft_config(&net);
-            if let Err(e) = nft.add_endpoint(&mut self.rules, &nc, ip) {
+        if self.iptables {
+            if let Err(e) = self.layout.add_endpoint(&mut self.rules, &net.fw_config(), ip) {
                 self.ipam.release_address(net.pool, ip);
                 return Err((span, e));
             }
@@ -801,7 +857,8 @@ impl<'a> Controller<'a> {
                 ports + 1
             ));
         }
-        let key = SortKey { internal: net.internal, network: net.name.clone() };
+        let gateway = !(net.internal && self.v.internal_without_gateway);
+        let key = SortKey { internal: net.internal, network: net.name.clone(), gateway };
         let (children, parents) = (sb.link_children.clone(), sb.link_parents.clone());
         {
             let sb = self.sandbox_mut(&ep.container).expect("a sandbox");
@@ -887,7 +944,7 @@ impl<'a> Controller<'a> {
     fn link(&mut self, id: &str, enable: bool) -> Result<(), String> {
         let ep = self.endpoint(id).cloned().expect("known endpoint");
         let Some(exposed) = ep.exposed.clone() else { return Ok(()) };
-        let bridge = self.network(&ep.network).map(|n| n.bridge.clone()).unwrap_or_default();
+        let Some(nc) = self.network(&ep.network).map(|n| n.fw_config()) else { return Ok(()) };
         // (parent address, child address, the child's exposed ports)
         type Pair = (Ipv4Addr, Ipv4Addr, Vec<(Proto, u16)>);
         let mut pairs: Vec<Pair> = Vec::new();
@@ -904,30 +961,11 @@ impl<'a> Controller<'a> {
                 _ => {}
             }
         }
-        if let (Some(nft), Some(nc)) = (self.nft, self.network(&ep.network).map(nft_config)) {
-            for (parent, child, ports) in pairs {
-                if enable {
-                    nft.add_link(&mut self.rules, &nc, parent, child, &ports)?;
-                } else {
-                    nft.del_link(&mut self.rules, &nc, parent, child, &ports);
-                }
-            }
-            return Ok(());
-        }
         for (parent, child, ports) in pairs {
-            for (proto, port) in ports {
-                if enable {
-                    self.layout.link(&mut self.rules, &bridge, parent, child, proto, port)?;
-                } else {
-                    let there = format!(
-                        "-s {parent}/32 -d {child}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {port} -j ACCEPT"
-                    );
-                    let back = format!(
-                        "-s {child}/32 -d {parent}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} --sport {port} -j ACCEPT"
-                    );
-                    self.rules.delete(&(Table::Filter, "DOCKER".into(), there));
-                    self.rules.delete(&(Table::Filter, "DOCKER".into(), back));
-                }
+            if enable {
+                self.layout.add_link(&mut self.rules, &nc, parent, child, &ports)?;
+            } else {
+                self.layout.del_link(&mut self.rules, &nc, parent, child, &ports);
             }
         }
         Ok(())
@@ -935,36 +973,94 @@ impl<'a> Controller<'a> {
 
     /// `allocatePorts`: each binding on IPv4 (the host address given, or
     /// the network's default binding address), then, with the userland
-    /// proxy on and a default binding address of 0.0.0.0, on `::`.
+    /// proxy on and a default binding address of 0.0.0.0, on `::`. On a
+    /// routed network the IPv4 side is routed (no host port); the `::` side
+    /// stays NATed by the proxy (28 `addPortMappings`: NAT is disabled per
+    /// family, and the network has no IPv6).
     fn allocate_ports(
         &mut self,
         ep: &Endpoint,
         net: &Network,
         bindings: &[PortBinding],
     ) -> Result<Vec<Mapped>, String> {
-        if let Some((work, e)) = self.fails_without_trace(net, bindings) {
-            // What the failed start would have made and given back.
-            self.given_back += work;
-            return Err(e);
+        let sorted;
+        let bindings = if self.v.sort_port_bindings {
+            sorted = {
+                let mut b = bindings.to_vec();
+                b.sort_by(super::endpoint::cmp_port_binding);
+                b
+            };
+            &sorted[..]
+        } else {
+            bindings
+        };
+        let routed = net.gateway_mode == GatewayMode::Routed;
+        if !routed {
+            if let Some((work, e)) = self.fails_without_trace(net, bindings) {
+                // What the failed start would have made and given back.
+                self.given_back += work;
+                return Err(e);
+            }
         }
         // One name for every mapping of the container: a name may be long.
         let container: Arc<str> = ep.container.as_str().into();
         let mut done: Vec<Mapped> = Vec::new();
         for b in bindings {
             for host_ip in self.host_addresses(net, b) {
-                match self.allocate_port(ep, &container, net, b, host_ip) {
+                let mapped = if routed && host_ip.is_ipv4() {
+                    self.open_routed_port(ep, &container, net, b)
+                } else {
+                    self.allocate_port(ep, &container, net, b, host_ip)
+                };
+                match mapped {
                     Ok(m) => done.push(m),
                     Err(e) => {
                         // What a failed start made and gives back, counted
                         // against `MAX_GIVEN_BACK` by `start`.
                         self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
-                        self.unmap(&done, net);
+                        self.unmap(net, &done);
                         return Err(e);
                     }
                 }
             }
         }
         Ok(done)
+    }
+
+    /// A routed network's IPv4 binding (28 `configPortBindingIPv4` with
+    /// NAT disabled): on 0.0.0.0 whatever host address was asked for, no
+    /// host port, no listener, no proxy; the firewall opens the container's
+    /// port (`setPerPortForwarding`). Docker still lists it (`docker
+    /// inspect`: `0.0.0.0:` with an empty host port).
+    fn open_routed_port(
+        &mut self,
+        ep: &Endpoint,
+        container: &Arc<str>,
+        net: &Network,
+        b: &PortBinding,
+    ) -> Result<Mapped, String> {
+        let m = PortMapping {
+            container: container.clone(),
+            proto: b.proto,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host_port: 0,
+            container_ip: ep.address.ip(),
+            container_port: b.port,
+        };
+        let rules = if self.iptables {
+            self.layout.add_ports(&mut self.rules, &net.fw_config(), std::slice::from_ref(&m))?
+        } else {
+            vec![]
+        };
+        self.unrelayed.push(m.clone());
+        Ok(Mapped {
+            proto: b.proto,
+            host_ip: m.host_ip,
+            host_port: 0,
+            container_ip: m.container_ip,
+            container_port: b.port,
+            rules,
+        })
     }
 
     /// The host addresses a binding is mapped on, in order: the one given
@@ -1063,8 +1159,12 @@ impl<'a> Controller<'a> {
                 container_ip: ep.address.ip(),
                 container_port: b.port,
             };
-            let rules = if self.iptables {
-                match self.layout.map_port(&mut self.rules, &net.bridge, &m) {
+            let nc = net.fw_config();
+            // 20.10 adds the rules, then binds; 28 binds, then adds them.
+            let bind = |c: &Self| c.bind_error(host_ip, b.proto, port);
+            let early = if self.v.rules_before_bind { None } else { bind(self) };
+            let rules = if self.iptables && early.is_none() {
+                match self.layout.add_ports(&mut self.rules, &nc, std::slice::from_ref(&m)) {
                     Ok(r) => r,
                     Err(e) => {
                         self.ports.release(host_ip, b.proto, port);
@@ -1075,17 +1175,9 @@ impl<'a> Controller<'a> {
             } else {
                 vec![]
             };
-            if let Some(nft) = self.nft {
-                if let Err(e) = nft.add_ports(&mut self.rules, &nft_config(net), std::slice::from_ref(&m)) {
-                    self.ports.release(host_ip, b.proto, port);
-                    last = e;
-                    continue;
-                }
-            }
-            if let Some(e) = self.bind_error(host_ip, b.proto, port) {
-                self.rules.delete_all(&rules);
-                if let Some(nft) = self.nft {
-                    nft.del_ports(&mut self.rules, &nft_config(net), std::slice::from_ref(&m));
+            if let Some(e) = early.or_else(|| bind(self)) {
+                if !rules.is_empty() {
+                    self.layout.del_ports(&mut self.rules, &nc, std::slice::from_ref(&m));
                 }
                 self.ports.release(host_ip, b.proto, port);
                 last = if self.proxy { format!("Error starting userland proxy: {e}") } else { e };
@@ -1135,24 +1227,11 @@ impl<'a> Controller<'a> {
     /// The port mapper's `Unmap` of each binding: proxy stopped, rules
     /// deleted if there, port released. In one pass over the proxies and
     /// the rules, however many ports there are.
-    fn unmap(&mut self, mapped: &[Mapped], net: &Network) {
-        if let Some(nft) = self.nft {
-            // DelPorts: all of the endpoint's bindings in one batch.
-            let pbs: Vec<PortMapping> = mapped
-                .iter()
-                .map(|m| PortMapping {
-                    container: "".into(),
-                    proto: m.proto,
-                    host_ip: m.host_ip,
-                    host_port: m.host_port,
-                    container_ip: m.container_ip,
-                    container_port: m.container_port,
-                })
-                .collect();
-            nft.del_ports(&mut self.rules, &nft_config(net), &pbs);
-        }
-        let mut gone: HashSet<(IpAddr, Proto, u16)> = HashSet::new();
-        let mut rules = Vec::new();
+    fn unmap(&mut self, net: &Network, mapped: &[Mapped]) {
+        // Routed bindings all have host port 0: the container side tells them apart.
+        let mut gone: HashSet<(IpAddr, Proto, u16, Ipv4Addr, u16)> = HashSet::new();
+        let mut bindings = Vec::new();
+        let nobody: Arc<str> = "".into();
         for m in mapped {
             if let Some(ips) = self.binds.get_mut(&(m.proto, m.host_port)) {
                 if let Some(i) = ips.iter().position(|ip| *ip == m.host_ip) {
@@ -1160,13 +1239,26 @@ impl<'a> Controller<'a> {
                     self.bound -= 1;
                 }
             }
-            gone.insert((m.host_ip, m.proto, m.host_port));
-            rules.extend(m.rules.iter().cloned());
-            self.ports.release(m.host_ip, m.proto, m.host_port);
+            gone.insert((m.host_ip, m.proto, m.host_port, m.container_ip, m.container_port));
+            bindings.push(PortMapping {
+                container: nobody.clone(),
+                proto: m.proto,
+                host_ip: m.host_ip,
+                host_port: m.host_port,
+                container_ip: m.container_ip,
+                container_port: m.container_port,
+            });
+            if m.host_port != 0 {
+                self.ports.release(m.host_ip, m.proto, m.host_port);
+            }
         }
-        self.proxies.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
-        self.unrelayed.retain(|p| !gone.contains(&(p.host_ip, p.proto, p.host_port)));
-        self.rules.delete_all(&rules);
+        let kept =
+            |p: &PortMapping| !gone.contains(&(p.host_ip, p.proto, p.host_port, p.container_ip, p.container_port));
+        self.proxies.retain(kept);
+        self.unrelayed.retain(kept);
+        if self.iptables {
+            self.layout.del_ports(&mut self.rules, &net.fw_config(), &bindings);
+        }
     }
 
     /// `releasePorts` of an endpoint.
@@ -1175,7 +1267,7 @@ impl<'a> Controller<'a> {
         let mapped = std::mem::take(&mut ep.mapped);
         let network = ep.network.clone();
         let Some(net) = self.network(&network).cloned() else { return };
-        self.unmap(&mapped, &net);
+        self.unmap(&net, &mapped);
     }
 
     /// `endpoint.sbLeave`: connectivity revoked when it was the gateway
@@ -1204,11 +1296,12 @@ impl<'a> Controller<'a> {
     fn delete_endpoint(&mut self, id: &str) {
         let Some(i) = self.endpoints.iter().position(|e| e.id == id) else { return };
         let ep = self.endpoints.remove(i);
-        if let (Some(nft), Some(n)) = (self.nft, self.network(&ep.network).map(nft_config)) {
-            nft.del_endpoint(&mut self.rules, &n, ep.address.ip());
-        }
         if let Some(n) = self.network(&ep.network) {
-            let pool = n.pool;
+            let (pool, nc) = (n.pool, n.fw_config());
+            // DeleteEndpoint: DelEndpoint first.
+            if self.iptables {
+                self.layout.del_endpoint(&mut self.rules, &nc, ep.address.ip());
+            }
             self.ipam.release_address(pool, ep.address.ip());
         }
     }
@@ -1336,18 +1429,5 @@ impl<'a> Controller<'a> {
     /// The bindings without a proxy (userland proxy off).
     pub fn unrelayed(&self) -> Vec<PortMapping> {
         self.unrelayed.clone()
-    }
-}
-
-/// What the nftabler is told of a network (`newFirewallerNetwork`).
-fn nft_config(n: &Network) -> NetworkConfig {
-    NetworkConfig {
-        if_name: n.bridge.clone(),
-        internal: n.internal,
-        icc: n.icc,
-        masquerade: n.ip_masq,
-        host_ip: None,
-        prefix: n.subnet(),
-        gateway_mode: GatewayMode::Nat,
     }
 }

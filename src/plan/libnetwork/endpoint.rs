@@ -20,6 +20,24 @@ pub struct PortBinding {
     pub host_port_end: u16,
 }
 
+/// 28's `cmpPortBinding` (bridge port_mapping_linux.go @v28.5.2, by which
+/// `sortAndNormPBs` orders an endpoint's bindings before they are mapped):
+/// exact host ports before ranges and dynamic ports, then by container
+/// port, protocol (tcp before udp), host port, host port end, host address
+/// (none, the default, first). The container address is the endpoint's.
+pub fn cmp_port_binding(a: &PortBinding, b: &PortBinding) -> std::cmp::Ordering {
+    let range = |p: &PortBinding| p.host_port == 0 || p.host_port != p.host_port_end.max(p.host_port);
+    let end = |p: &PortBinding| p.host_port_end.max(p.host_port);
+    (range(a), a.port, a.proto == Proto::Udp, a.host_port, end(a), a.host_ip).cmp(&(
+        range(b),
+        b.port,
+        b.proto == Proto::Udp,
+        b.host_port,
+        end(b),
+        b.host_ip,
+    ))
+}
+
 /// An operational binding (`bridgeEndpoint.portMapping`): the address the
 /// port mapper used and the port it got.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -123,6 +123,13 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
         }
         // Traffic, not the daemon: the host stays as it is.
         StepAction::Flow => Ok(()),
+        // Docker 20.10 does not watch the rules (no firewalld here): they
+        // stay as the text leaves them.
+        StepAction::HostRules => host::host_rules_step(c.s, step, &mut c.rules),
+        StepAction::Sysctl => {
+            c.sysctl_writes.push(host::sysctl_step(step));
+            Ok(())
+        }
         StepAction::RestartDaemon => {
             // Shutting down stops every container (none has a restart policy
             // here, so none comes back by itself).
@@ -148,6 +155,9 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
         (false, true) => format!("{action} {name}"),
         (false, false) => format!("{action} {name} {network}"),
     };
+    if let Some(l) = host::step_label(step) {
+        label = l;
+    }
     if c.too_big {
         return label;
     }
@@ -171,12 +181,16 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         errors.sort_by_key(|d| d.span.start);
         return Err(Diagnostics::new(s.source.clone(), errors));
     }
-    let (mut hostnode, external) = host::base_nodes(s);
+    let (mut hostnode, mut external) = host::base_nodes(s);
     for b in &c.bridges {
         hostnode.links.push(host::bridge_link(&b.name, b.mac, b.addresses.clone()));
         for a in &b.addresses {
             hostnode.routes.push(host::connected(*a, &b.name));
         }
+    }
+    let mut machines = host::machine_nodes(s, &mut hostnode, &mut external);
+    for n in std::iter::once(&mut external).chain(machines.iter_mut()) {
+        n.sysctls = host::node_sysctls(Default::default(), vec![], &c.sysctl_writes, &n.name.clone());
     }
     // Host ends of the veths, then the container namespaces.
     let mut nodes = Vec::new();
@@ -217,6 +231,15 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
                     hairpin: false,
                 });
                 node.routes.push(host::connected(ep.address, &ep.iface));
+                if c.v.ipv6_off_per_interface {
+                    // osl `setIPv6`: an interface without an IPv6 address
+                    // gets IPv6 off (28; 20.10 turned off `all`).
+                    node.sysctls.push(Sysctl {
+                        key: format!("net.ipv6.conf.{}.disable_ipv6", ep.iface),
+                        value: "1".into(),
+                        write: true,
+                    });
+                }
             }
             if let Some(gw) = sb.gateway_endpoint().and_then(|id| c.endpoints.iter().find(|e| e.id == id)) {
                 node.routes.push(host::via(None, gw.gateway, &gw.iface));
@@ -226,13 +249,16 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     }
     // Sysctls: what the daemon writes, and what it relies on.
     let d = &s.spec.daemon;
-    let forward = d.ip_forward() || host::forwarding_before(s);
-    hostnode.sysctls.push(Sysctl {
+    // 28 writes it with a network (none with `bridge = "none"` and no [[network]]).
+    let set = if c.v.forwarding_per_network { c.forwarding_set } else { d.ip_forward() };
+    let forward = set || host::forwarding_before(s);
+    let mut docker = Vec::new();
+    docker.push(Sysctl {
         key: "net.ipv4.ip_forward".into(),
         value: if forward { "1" } else { "0" }.into(),
         write: forward,
     });
-    hostnode.sysctls.push(Sysctl {
+    docker.push(Sysctl {
         key: "net.ipv4.ip_local_port_range".into(),
         value: format!("{}\t{}", portallocator_range().0, portallocator_range().1),
         write: false,
@@ -240,12 +266,13 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     // setupBridgeNetFiltering: a network without icc (and with iptables)
     // makes the daemon turn bridge-nf-call-iptables on, if forwarding is on;
     // otherwise bridgelab only relies on it (a new namespace has it on).
-    let brnf = (c.iptables || c.nft.is_some()) && forward && c.networks.iter().any(|n| !n.icc);
-    hostnode.sysctls.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: brnf });
+    // 28 also for the userland proxy off (bridge_linux.go enableBrNfCallIptables).
+    let brnf = c.iptables && forward && c.networks.iter().any(|n| !n.icc || (c.v.brnf_without_proxy && !c.proxy));
+    docker.push(Sysctl { key: BR_NETFILTER_SYSCTL.into(), value: "1".into(), write: brnf });
     for n in &c.networks {
         if n.created_bridge || n.default {
             // setupDefaultSysctl: no IPv6 router advertisements on the bridge.
-            hostnode.sysctls.push(Sysctl {
+            docker.push(Sysctl {
                 key: format!("net.ipv6.conf.{}.accept_ra", n.bridge),
                 value: "0".into(),
                 write: true,
@@ -253,15 +280,17 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         }
         if !c.proxy {
             // setupLoopbackAddressesRouting, for hairpin NAT to 127.0.0.1.
-            hostnode.sysctls.push(Sysctl {
+            docker.push(Sysctl {
                 key: format!("net.ipv4.conf.{}.route_localnet", n.bridge),
                 value: "1".into(),
                 write: true,
             });
         }
     }
+    hostnode.sysctls = host::host_sysctls(s, docker, &c.sysctl_writes);
     host::settle_kernel(&mut hostnode);
     let mut all = vec![hostnode, external];
+    all.extend(machines);
     all.extend(nodes);
     for n in &mut all {
         n.routes.sort_by_key(|r| r.sort_key());
@@ -318,6 +347,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         bindings: c.unrelayed(),
         steps: vec![],
         conntrack_cleared: std::mem::take(&mut c.conntrack_cleared),
+        machines: host::machine_plans(s),
     })
 }
 

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use ipnetwork::Ipv4Network;
 
 use super::ipam::{Ipam, IpamError, PoolId};
+use crate::plan::firewall::firewaller::{GatewayMode, NetworkConfig};
 use crate::plan::firewall::BridgeFacts;
 use crate::scenario::IfaceAddr;
 
@@ -37,6 +38,8 @@ pub struct Network {
     pub created_bridge: bool,
     /// How its subnet was chosen, for people reading the plan.
     pub origin: String,
+    /// `gateway_mode_ipv4` (28+; always `nat` before).
+    pub gateway_mode: GatewayMode,
 }
 
 impl Network {
@@ -47,6 +50,19 @@ impl Network {
             icc: self.icc,
             ip_masq: self.ip_masq,
             internal: self.internal,
+        }
+    }
+    /// `newFirewallerNetwork`'s `NetworkConfig`: the prefix is the
+    /// bridge's (`Config4.Prefix`, masked: the subnet).
+    pub fn fw_config(&self) -> NetworkConfig {
+        NetworkConfig {
+            if_name: self.bridge.clone(),
+            internal: self.internal,
+            icc: self.icc,
+            masquerade: self.ip_masq,
+            host_ip: None,
+            prefix: self.pool.subnet,
+            gateway_mode: self.gateway_mode,
         }
     }
     pub fn subnet(&self) -> Ipv4Network {

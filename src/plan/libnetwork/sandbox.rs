@@ -3,8 +3,11 @@
 //!
 //! The order decides which endpoint is the sandbox's gateway endpoint
 //! (`getGatewayEndpoint`: the first one with a gateway): it carries the
-//! default route and every published port. Bridge endpoints all have a
-//! gateway, so it is the first non-internal network, by name.
+//! default route and every published port. Internal networks sort last, so
+//! it is the first non-internal network, by name; 20.10's bridge endpoints
+//! all have a gateway, 28's on an internal network none (bridge `Join`
+//! skips `SetGateway`), so a container only on internal networks has no
+//! gateway endpoint there.
 
 use std::cmp::Ordering;
 
@@ -13,6 +16,8 @@ use std::cmp::Ordering;
 pub struct SortKey {
     pub internal: bool,
     pub network: String,
+    /// The endpoint has a gateway (`hasGatewayOrDefaultRoute`).
+    pub gateway: bool,
 }
 
 /// `endpoint.Less` for bridge endpoints (equal priorities, none in the
@@ -67,9 +72,10 @@ impl Sandbox {
         self.endpoints.retain(|(e, _)| e != id);
     }
 
-    /// `getGatewayEndpoint`.
+    /// `getGatewayEndpoint` (28 `selectGatewayEndpoint`): the first
+    /// endpoint with a gateway.
     pub fn gateway_endpoint(&self) -> Option<&str> {
-        self.endpoints.first().map(|(id, _)| id.as_str())
+        self.endpoints.iter().find(|(_, k)| k.gateway).map(|(id, _)| id.as_str())
     }
 }
 
@@ -78,7 +84,7 @@ mod tests {
     use super::*;
 
     fn key(net: &str, internal: bool) -> SortKey {
-        SortKey { internal, network: net.into() }
+        SortKey { internal, network: net.into(), gateway: true }
     }
 
     #[test]
@@ -96,5 +102,15 @@ mod tests {
         sb.remove("e2");
         assert_eq!(sb.gateway_endpoint(), Some("e1"));
         assert_eq!((sb.next_iface(), sb.next_iface()), ("eth0".to_string(), "eth1".to_string()));
+    }
+
+    #[test]
+    fn an_endpoint_without_a_gateway_is_never_the_gateway_endpoint() {
+        // 28: internal networks give no gateway.
+        let mut sb = Sandbox::new("s1");
+        sb.add("e1", SortKey { gateway: false, ..key("vault", true) });
+        assert_eq!(sb.gateway_endpoint(), None);
+        sb.add("e2", key("zzz", false));
+        assert_eq!(sb.gateway_endpoint(), Some("e2"));
     }
 }

@@ -18,6 +18,18 @@ use crate::scenario::Firewall;
 pub enum ContainerMac {
     /// `netutils.GenerateMACFromIP`: `02:42` and the four IPv4 bytes.
     FromIp,
+    /// `netutils.GenerateRandomMAC` (bridge driver `CreateEndpoint`, 28):
+    /// random, stable in bridgelab per scenario, container and network.
+    Random,
+}
+
+/// Which firewaller a release's bridge driver makes (`newFirewaller`).
+#[derive(Debug, Clone, Copy)]
+pub enum FirewallerKind {
+    /// 20.10's rules behind the trait (`firewall/docker20.rs`).
+    Docker20,
+    /// moby's `iptabler` of a release (`firewall/iptabler.rs`).
+    Iptabler(&'static crate::plan::firewall::iptabler::Release),
 }
 
 /// One Docker release that runs libnetwork.
@@ -33,9 +45,43 @@ pub struct Version {
     /// them round-robin.
     pub local_pools: &'static [(Ipv4Addr, u8, u8)],
     pub container_mac: ContainerMac,
-    /// The first two bytes of a bridge's random MAC (`GenerateRandomMAC`
-    /// keeps `02:42`; the other four are random, stable in bridgelab).
-    pub bridge_mac_prefix: [u8; 2],
+    /// The first two bytes of a bridge's random MAC (20.10's
+    /// `GenerateRandomMAC` keeps `02:42`; the other four are random, stable
+    /// in bridgelab); `None`: all six random (28's `GenerateRandomMAC`).
+    pub bridge_mac_prefix: Option<[u8; 2]>,
+    pub firewaller: FirewallerKind,
+    /// 20.10: DOCKER-USER is arranged after every network the controller
+    /// makes (`arrangeUserFilterRule`); 28: once, at the end of
+    /// `libnetwork.New` (`setupUserChains`), before the default bridge.
+    pub user_chain_per_network: bool,
+    /// 20.10's port mapper adds the rules before it binds the host port;
+    /// 28's binds first (`attemptBindHostPorts`), so a failed bind adds
+    /// and deletes nothing.
+    pub rules_before_bind: bool,
+    /// `--ip6tables` (on by default since 27): the IPv6 chains are made.
+    pub ip6tables: bool,
+    /// 28: `bridge-nf-call-iptables` also for the userland proxy off
+    /// (`enableBrNfCallIptables := !config.EnableICC || !d.config.EnableUserlandProxy`,
+    /// bridge_linux.go); 20.10 only for icc off.
+    pub brnf_without_proxy: bool,
+    /// 28: `net.ipv4.ip_forward` (and the FORWARD policy) are set when a
+    /// network is created (bridge_linux.go `setupIPv4Forwarding` step),
+    /// not at driver configuration: no network, no write.
+    pub forwarding_per_network: bool,
+    /// 28.0+: `[daemon] ip_forward_no_drop`, `allow_direct_routing` (28.2+),
+    /// `[[network]] gateway_mode`.
+    pub docker28_keys: bool,
+    /// 28: `net.ipv6.conf.<eth>.disable_ipv6 = 1` per container interface
+    /// (osl `setIPv6`), instead of 20.10's `all`.
+    pub ipv6_off_per_interface: bool,
+    /// 28: an endpoint on an internal network has no gateway (bridge
+    /// `Join` skips `SetGateway`), so no default route through it; 20.10
+    /// gives every bridge endpoint one.
+    pub internal_without_gateway: bool,
+    /// 28: the bridge driver orders an endpoint's bindings itself
+    /// (`sortAndNormPBs`, [`cmp_port_binding`](super::endpoint::cmp_port_binding))
+    /// before it maps them; 20.10 maps them in the daemon's `SortPortMap` order.
+    pub sort_port_bindings: bool,
     /// Whether a port published on every address also gets a
     /// `docker-proxy` on `::` (20.10 does, with the userland proxy on).
     pub proxy_on_ipv6_any: bool,
@@ -72,61 +118,86 @@ impl Version {
 pub static DOCKER20: Version = Version {
     firewall: Firewall::Docker20,
     release: "Docker 20.10.24",
-    local_pools: &[
-        (Ipv4Addr::new(172, 17, 0, 0), 16, 16),
-        (Ipv4Addr::new(172, 18, 0, 0), 16, 16),
-        (Ipv4Addr::new(172, 19, 0, 0), 16, 16),
-        (Ipv4Addr::new(172, 20, 0, 0), 14, 16),
-        (Ipv4Addr::new(172, 24, 0, 0), 14, 16),
-        (Ipv4Addr::new(172, 28, 0, 0), 14, 16),
-        (Ipv4Addr::new(192, 168, 0, 0), 16, 20),
-    ],
+    local_pools: DOCKER20_POOLS,
     container_mac: ContainerMac::FromIp,
-    bridge_mac_prefix: [0x02, 0x42],
+    bridge_mac_prefix: Some([0x02, 0x42]),
+    firewaller: FirewallerKind::Docker20,
+    user_chain_per_network: true,
+    rules_before_bind: true,
+    ip6tables: false,
+    brnf_without_proxy: false,
+    forwarding_per_network: false,
+    docker28_keys: false,
+    ipv6_off_per_interface: false,
+    internal_without_gateway: false,
+    sort_port_bindings: false,
     proxy_on_ipv6_any: true,
     container_sysctls: &[
         ("net.ipv4.ping_group_range", "0\t2147483647"),
         ("net.ipv4.ip_unprivileged_port_start", "0"),
         ("net.ipv6.conf.all.disable_ipv6", "1"),
     ],
-    msg_bridge_and_bip: "You specified -b & --bip, mutually exclusive options. Please specify only one",
-    msg_iptables_and_icc: "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true",
+    msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
+    msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
 };
 
-/// Docker 29 as far as the nftables backend needs (bridgelab issue 9,
-/// nft29): 20.10's pools, MACs and messages until the docker28/29 version
-/// data replaces this.
-pub static DOCKER29: Version = Version { firewall: Firewall::Docker29, release: "Docker 29.7.2", ..DOCKER20_DATA };
+/// `ipamutils.localScopeDefaultNetworks`, the same in 20.10.24 and 28.5.2.
+const DOCKER20_POOLS: &[(Ipv4Addr, u8, u8)] = &[
+    (Ipv4Addr::new(172, 17, 0, 0), 16, 16),
+    (Ipv4Addr::new(172, 18, 0, 0), 16, 16),
+    (Ipv4Addr::new(172, 19, 0, 0), 16, 16),
+    (Ipv4Addr::new(172, 20, 0, 0), 14, 16),
+    (Ipv4Addr::new(172, 24, 0, 0), 14, 16),
+    (Ipv4Addr::new(172, 28, 0, 0), 14, 16),
+    (Ipv4Addr::new(192, 168, 0, 0), 16, 20),
+];
+/// `verifyDaemonSettings` (daemon_unix.go, the same words in 20.10 and 28).
+const MSG_BRIDGE_AND_BIP: &str = "You specified -b & --bip, mutually exclusive options. Please specify only one";
+const MSG_IPTABLES_AND_ICC: &str = "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true";
 
-/// DOCKER20 as a constant, for struct update syntax.
-const DOCKER20_DATA: Version = Version {
-    firewall: Firewall::Docker20,
-    release: "Docker 20.10.24",
-    local_pools: &[
-        (Ipv4Addr::new(172, 17, 0, 0), 16, 16),
-        (Ipv4Addr::new(172, 18, 0, 0), 16, 16),
-        (Ipv4Addr::new(172, 19, 0, 0), 16, 16),
-        (Ipv4Addr::new(172, 20, 0, 0), 14, 16),
-        (Ipv4Addr::new(172, 24, 0, 0), 14, 16),
-        (Ipv4Addr::new(172, 28, 0, 0), 14, 16),
-        (Ipv4Addr::new(192, 168, 0, 0), 16, 20),
-    ],
-    container_mac: ContainerMac::FromIp,
-    bridge_mac_prefix: [0x02, 0x42],
+/// Docker 28.5.2 (moby v28.5.2): the same pools (`ipamutils`
+/// `localScopeDefaultNetworks`), random MACs, the `iptabler`.
+pub static DOCKER28: Version = DOCKER28_BASE;
+
+/// Docker 29.7.2 (moby docker-v29.7.2): 28's model with 29's `iptabler`
+/// (no isolation chains, DOCKER-INTERNAL); with `backend = "nftables"` the
+/// controller makes the nftabler instead (`newFirewaller`).
+pub static DOCKER29: Version = Version {
+    firewall: Firewall::Docker29,
+    release: "Docker 29.7.2",
+    firewaller: FirewallerKind::Iptabler(&crate::plan::firewall::iptabler::DOCKER29),
+    ..DOCKER28_BASE
+};
+
+/// [`DOCKER28`] as a constant, the base of later releases (a static
+/// cannot be the base of a `..`).
+const DOCKER28_BASE: Version = Version {
+    firewall: Firewall::Docker28,
+    release: "Docker 28.5.2",
+    local_pools: DOCKER20_POOLS,
+    container_mac: ContainerMac::Random,
+    bridge_mac_prefix: None,
+    firewaller: FirewallerKind::Iptabler(&crate::plan::firewall::iptabler::DOCKER28),
+    user_chain_per_network: false,
+    rules_before_bind: false,
+    ip6tables: true,
+    brnf_without_proxy: true,
+    forwarding_per_network: true,
+    docker28_keys: true,
+    ipv6_off_per_interface: true,
+    internal_without_gateway: true,
+    sort_port_bindings: true,
     proxy_on_ipv6_any: true,
-    container_sysctls: &[
-        ("net.ipv4.ping_group_range", "0\t2147483647"),
-        ("net.ipv4.ip_unprivileged_port_start", "0"),
-        ("net.ipv6.conf.all.disable_ipv6", "1"),
-    ],
-    msg_bridge_and_bip: "You specified -b & --bip, mutually exclusive options. Please specify only one",
-    msg_iptables_and_icc: "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true",
+    container_sysctls: &[("net.ipv4.ping_group_range", "0\t2147483647"), ("net.ipv4.ip_unprivileged_port_start", "0")],
+    msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
+    msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
 };
 
 /// The libnetwork release a `firewall` value imitates, if it is one.
 pub fn of(f: Firewall) -> Option<&'static Version> {
     match f {
         Firewall::Docker20 => Some(&DOCKER20),
+        Firewall::Docker28 => Some(&DOCKER28),
         Firewall::Docker29 => Some(&DOCKER29),
         _ => None,
     }
