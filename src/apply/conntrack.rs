@@ -2,7 +2,9 @@
 //! `clearEndpointConnections` does when a container's endpoint loses its
 //! external connectivity (vishvananda/netlink's `ConntrackDeleteFilter`
 //! with `ConntrackReplyAnyIP`: list every IPv4 entry, delete each whose
-//! reply tuple has the address, by resending its attributes).
+//! reply tuple has the address, by resending its attributes); and what
+//! Docker 23+'s `clearConntrackEntries` adds when it programs an endpoint:
+//! UDP entries by original destination port (`ConntrackOrigDstPort`).
 //!
 //! Only the kernel's real table makes a `flow` step's entry stale or not:
 //! so the lab deletes exactly what the daemon it imitates deletes.
@@ -14,6 +16,7 @@ use std::net::Ipv4Addr;
 use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use super::netns;
+use crate::plan::UdpConntrackFilter;
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -24,8 +27,13 @@ const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const IPPROTO_UDP: u8 = 17;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
 /// `NLA_F_NESTED | NLA_F_NET_BYTEORDER`: flags, not part of the type.
@@ -63,11 +71,15 @@ fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
-/// The source and destination of an entry's reply tuple, from the
-/// attributes of a `IPCTNL_MSG_CT_NEW` message.
-fn reply_addresses(attrs: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    let reply = attributes(attrs).into_iter().find(|(k, _)| *k == CTA_TUPLE_REPLY)?.1;
-    let ip = attributes(reply).into_iter().find(|(k, _)| *k == CTA_TUPLE_IP)?.1;
+/// The nested attribute `kind` of `attrs`.
+fn nested(attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(attrs).into_iter().find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
+/// The source and destination of a tuple (`CTA_TUPLE_ORIG` or `_REPLY`),
+/// from the attributes of a `IPCTNL_MSG_CT_NEW` message.
+fn tuple_addresses(attrs: &[u8], which: u16) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let ip = nested(nested(attrs, which)?, CTA_TUPLE_IP)?;
     let addr = |want: u16| {
         attributes(ip)
             .into_iter()
@@ -75,6 +87,33 @@ fn reply_addresses(attrs: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
             .map(|(_, v)| Ipv4Addr::new(v[0], v[1], v[2], v[3]))
     };
     Some((addr(CTA_IP_V4_SRC)?, addr(CTA_IP_V4_DST)?))
+}
+
+fn reply_addresses(attrs: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    tuple_addresses(attrs, CTA_TUPLE_REPLY)
+}
+
+/// The protocol and destination port of the original tuple.
+fn orig_proto_dst_port(attrs: &[u8]) -> Option<(u8, u16)> {
+    let proto = nested(nested(attrs, CTA_TUPLE_ORIG)?, CTA_TUPLE_PROTO)?;
+    let num = nested(proto, CTA_PROTO_NUM).and_then(|v| v.first().copied())?;
+    let port = nested(proto, CTA_PROTO_DST_PORT).filter(|v| v.len() == 2).map(|v| u16::from_be_bytes([v[0], v[1]]))?;
+    Some((num, port))
+}
+
+/// What the daemon deletes: entries whose reply tuple has one of `ips`
+/// (`ConntrackReplyAnyIP`), and UDP entries whose original tuple matches
+/// one of `udp` (`ConntrackOrigDstPort`, `ConntrackOrigDstIP`).
+fn deleted_by(attrs: &[u8], ips: &[Ipv4Addr], udp: &[UdpConntrackFilter]) -> bool {
+    if reply_addresses(attrs).is_some_and(|(s, d)| ips.contains(&s) || ips.contains(&d)) {
+        return true;
+    }
+    if udp.is_empty() {
+        return false;
+    }
+    let Some((IPPROTO_UDP, port)) = orig_proto_dst_port(attrs) else { return false };
+    let dst = tuple_addresses(attrs, CTA_TUPLE_ORIG).map(|(_, d)| d);
+    udp.iter().any(|f| f.dst_port == port && f.dst_ip.is_none_or(|ip| Some(ip) == dst))
 }
 
 /// The netlink messages in one datagram: (type, flags-free body after the
@@ -99,12 +138,13 @@ fn error_code(body: &[u8]) -> i32 {
 }
 
 /// Deletes, in namespace `ns`, every IPv4 conntrack entry whose reply
-/// tuple has one of `ips` as source or destination. Returns how many.
-pub fn delete_by_reply_ip(ns: &File, ips: &[Ipv4Addr]) -> io::Result<usize> {
-    if ips.is_empty() {
+/// tuple has one of `ips` as source or destination, and every UDP entry
+/// that one of `udp` matches. Returns how many.
+pub fn delete(ns: &File, ips: &[Ipv4Addr], udp: &[UdpConntrackFilter]) -> io::Result<usize> {
+    if ips.is_empty() && udp.is_empty() {
         return Ok(0);
     }
-    let ips = ips.to_vec();
+    let (ips, udp) = (ips.to_vec(), udp.to_vec());
     netns::run_in(ns, move || {
         let sock = Socket::new(NETLINK_NETFILTER)?;
         let kernel = SocketAddr::new(0, 0);
@@ -121,7 +161,7 @@ pub fn delete_by_reply_ip(ns: &File, ips: &[Ipv4Addr]) -> io::Result<usize> {
                     }
                     k if k == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW => {
                         let attrs = body.get(4..).unwrap_or_default();
-                        if reply_addresses(attrs).is_some_and(|(s, d)| ips.contains(&s) || ips.contains(&d)) {
+                        if deleted_by(attrs, &ips, &udp) {
                             doomed.push(attrs.to_vec());
                         }
                     }
@@ -177,6 +217,35 @@ mod tests {
         .concat();
         assert_eq!(reply_addresses(&attrs), Some((Ipv4Addr::new(172, 17, 0, 2), Ipv4Addr::new(198, 51, 100, 2))));
         assert_eq!(reply_addresses(&attrs[..attrs.len() / 2]), None);
+    }
+
+    fn udp_tuple(kind: u16, src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let ip = [attr(CTA_IP_V4_SRC, &src), attr(CTA_IP_V4_DST, &dst)].concat();
+        let proto = [
+            attr(CTA_PROTO_NUM, &[IPPROTO_UDP]),
+            attr(2, &[0x13, 0xc4]),
+            attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
+        ]
+        .concat();
+        attr(kind | 0x8000, &[attr(CTA_TUPLE_IP | 0x8000, &ip), attr(CTA_TUPLE_PROTO | 0x8000, &proto)].concat())
+    }
+
+    #[test]
+    fn udp_entries_are_matched_by_their_original_destination_port_and_address() {
+        // A LAN peer's un-NAT'd flow to the host's port 5060.
+        let attrs = [
+            udp_tuple(CTA_TUPLE_ORIG, [198, 51, 100, 2], [198, 51, 100, 1], 5060),
+            udp_tuple(CTA_TUPLE_REPLY, [198, 51, 100, 1], [198, 51, 100, 2], 5060),
+        ]
+        .concat();
+        assert_eq!(orig_proto_dst_port(&attrs), Some((IPPROTO_UDP, 5060)));
+        let port = |p| UdpConntrackFilter { dst_port: p, dst_ip: None };
+        assert!(deleted_by(&attrs, &[], &[port(5060)]));
+        assert!(!deleted_by(&attrs, &[], &[port(5061)]));
+        assert!(!deleted_by(&attrs, &[Ipv4Addr::new(172, 17, 0, 2)], &[]));
+        let at = |ip| UdpConntrackFilter { dst_port: 5060, dst_ip: Some(ip) };
+        assert!(deleted_by(&attrs, &[], &[at(Ipv4Addr::new(198, 51, 100, 1))]));
+        assert!(!deleted_by(&attrs, &[], &[at(Ipv4Addr::new(127, 0, 0, 1))]));
     }
 
     #[test]

@@ -419,10 +419,14 @@ impl RunningLab {
             self.proxies = proxy::start(&host_ns, &next.port_mappings).await?;
         }
         // After the rules and proxies, as the daemon revokes the ports first.
-        if !next.conntrack_cleared.is_empty() {
-            let n = conntrack::delete_by_reply_ip(&host_ns, &next.conntrack_cleared)
+        if !next.conntrack_cleared.is_empty() || !next.conntrack_cleared_udp.is_empty() {
+            let n = conntrack::delete(&host_ns, &next.conntrack_cleared, &next.conntrack_cleared_udp)
                 .map_err(|e| Error::apply("host: delete conntrack entries", e))?;
-            tracing::debug!("conntrack: {n} entries of {:?} deleted", next.conntrack_cleared);
+            tracing::debug!(
+                "conntrack: {n} entries of {:?} and UDP {:?} deleted",
+                next.conntrack_cleared,
+                next.conntrack_cleared_udp
+            );
         }
         self.plan = next.clone();
         // Carrier changes only on the host's bridges and in rebuilt nodes.

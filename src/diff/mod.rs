@@ -194,6 +194,7 @@ fn real_plan(scenario: &Scenario, pre: &Plan, r: &Readback) -> Plan {
         bindings: vec![],
         steps: vec![],
         conntrack_cleared: vec![],
+        conntrack_cleared_udp: vec![],
         machines: pre.machines.clone(),
     }
 }

@@ -961,6 +961,7 @@ impl<'a> Builder<'a> {
             steps: vec![],
             // Docker 1.6.2 never touches the conntrack table.
             conntrack_cleared: vec![],
+            conntrack_cleared_udp: vec![],
             machines: super::host::machine_plans(self.s),
         })
     }

@@ -326,7 +326,7 @@ result = "blocked"
 
 const VERSIONED: &str = r#"
 name = "v"
-versions = ["docker1", "docker20"]
+versions = ["docker1", "docker20", "docker28", "docker29"]
 [[container]]
 name = "web"
 listen = ["udp:53"]
@@ -334,7 +334,7 @@ listen = ["udp:53"]
 from = "external"
 to = "web"
 probe = "icmp"
-result_by_version = { docker1 = "reachable", docker20 = "blocked" }
+result_by_version = { docker1 = "reachable", docker20 = "blocked", docker28 = "refused", docker29 = "blocked" }
 [[step]]
 do = "flow"
 name = "dns"
@@ -363,6 +363,8 @@ fn a_file_with_versions_runs_once_per_version_each_with_its_own_result() {
         vec![
             ("v@docker1".into(), Some(Firewall::Docker1), Firewall::Docker1, Verdict::Reachable),
             ("v@docker20".into(), Some(Firewall::Docker20), Firewall::Docker20, Verdict::Blocked),
+            ("v@docker28".into(), Some(Firewall::Docker28), Firewall::Docker28, Verdict::Refused),
+            ("v@docker29".into(), Some(Firewall::Docker29), Firewall::Docker29, Verdict::Blocked),
         ]
     );
     for r in &runs {

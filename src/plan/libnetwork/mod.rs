@@ -63,6 +63,7 @@ pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
     let mut plan = snapshot(&mut c)?;
     // What the setup revoked met no traffic yet.
     plan.conntrack_cleared.clear();
+    plan.conntrack_cleared_udp.clear();
     let mut size = super::limits::PlanSize::default();
     size.add(s, &plan, "the start", || super::limits::heaviest(s, &plan))?;
     for (i, step) in s.spec.steps.iter().enumerate() {
@@ -347,6 +348,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         bindings: c.unrelayed(),
         steps: vec![],
         conntrack_cleared: std::mem::take(&mut c.conntrack_cleared),
+        conntrack_cleared_udp: std::mem::take(&mut c.conntrack_cleared_udp),
         machines: host::machine_plans(s),
     })
 }
