@@ -76,8 +76,28 @@ impl Lab {
         Lab::from_scenario(scenario)
     }
 
-    /// Plans an already loaded scenario.
+    /// Loads a scenario file and plans each of its runs: one, or one per
+    /// version of a file with top-level `versions` (see
+    /// [`Scenario::variants`]).
+    pub fn load_all(path: impl AsRef<Path>) -> Result<Vec<Lab>> {
+        Scenario::load(path)?.variants().into_iter().map(Lab::from_scenario).collect()
+    }
+
+    /// Plans an already loaded scenario. A file with `versions` is one lab
+    /// per version: plan each of [`Scenario::variants`].
     pub fn from_scenario(scenario: Scenario) -> Result<Lab> {
+        if let Some(vs) = &scenario.spec.versions {
+            let names: Vec<String> = vs.get_ref().iter().map(|v| v.get_ref().to_string()).collect();
+            return Err(scenario
+                .error(
+                    vs.span(),
+                    format!(
+                        "this scenario runs once per version ({}): each run is its own lab (bridgelab run and check take them all)",
+                        names.join(", ")
+                    ),
+                )
+                .into());
+        }
         let plan = plan::plan(&scenario)?;
         Ok(Lab { scenario, plan })
     }

@@ -194,10 +194,27 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
                 let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
                 let actual = e.actual.as_deref().unwrap_or("error");
                 let via = e.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default();
-                let mut line = format!(
-                    "  {mark} {} -> {}{target} {}{via}: expected {}, got {actual}",
-                    e.from, e.to, e.probe, e.expected
-                );
+                let mut line = match &e.flow {
+                    // Where the flow's datagrams should arrive, and where they did.
+                    Some(flow) => {
+                        let target = e.target.map(|t| format!(" to {t}")).unwrap_or_default();
+                        let at = e.received_by.first().map(|n| format!(", arriving at {n}")).unwrap_or_default();
+                        format!(
+                            "  {mark} flow {flow} ({}{target} {}) at {}: expected {}, got {actual}{at}",
+                            e.from, e.probe, e.to, e.expected
+                        )
+                    }
+                    None => {
+                        let mut l = format!(
+                            "  {mark} {} -> {}{target} {}{via}: expected {}, got {actual}",
+                            e.from, e.to, e.probe, e.expected
+                        );
+                        if !e.received_by.is_empty() {
+                            let _ = write!(l, ", received by {}", e.received_by.join(", "));
+                        }
+                        l
+                    }
+                };
                 if let Some(src) = &e.source_expected {
                     let seen = e.source_seen.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
                     let _ = write!(line, ", source {src} (saw {seen})");

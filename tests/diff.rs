@@ -223,6 +223,44 @@ fn every_shipped_docker20_scenario_is_equal_to_the_real_daemon() {
     }
 }
 
+/// A file with `versions`: each version that has a real daemon here is
+/// diffed against its own (every shipped one is equal), and the others are
+/// skipped with a line that says so, not an error.
+#[test]
+fn every_shipped_versioned_scenario_is_equal_under_each_version_with_a_daemon() {
+    common::require_root();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::scenario_path(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read_to_string(p).unwrap().lines().any(|l| l.starts_with("versions")))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let out = diff_command(&paths).arg("--keep-going").output().unwrap();
+    let shown = text(&out);
+    for f in &files {
+        let runs = bridgelab::Scenario::load(f).unwrap().variants();
+        for run in runs {
+            let v = run.version.unwrap();
+            // docker1 and docker29: bridgelab has no daemon of theirs.
+            let line = match bridgelab::diff::dockerd::prefix_of(v) {
+                None => format!(
+                    "skip  {} ({}): no real daemon for {v}: bridgelab has no dockerd of that version to compare with",
+                    f.display(),
+                    run.name
+                ),
+                Some(_) => format!("EQUAL  {} (@{v})", f.display()),
+            };
+            assert!(shown.lines().any(|l| l.ends_with(&line)), "{line:?} missing:\n{shown}");
+        }
+    }
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    for id in run_ids(&shown) {
+        assert_eq!(traces_of(&id), Vec::<String>::new());
+    }
+}
+
 /// A small docker28 host: ports on every address and on 127.0.0.1 (raw
 /// table), a routed network the external node routes to directly (a
 /// gateway mode), random MACs.

@@ -9,17 +9,25 @@ use std::path::PathBuf;
 use bridgelab::Lab;
 use rstest::rstest;
 
-fn snapshot_name(path: &std::path::Path) -> String {
-    path.file_stem().unwrap().to_string_lossy().into_owned()
+/// The file's stem; for one run of a file with `versions`, `@VERSION`
+/// after it, so each version has its own snapshots.
+fn snapshot_name(path: &std::path::Path, lab: &Lab) -> String {
+    let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+    match lab.scenario().version {
+        Some(v) => format!("{stem}@{v}"),
+        None => stem,
+    }
 }
 
 /// The plan is the simulator's answer; it needs no root and must not drift.
 #[rstest]
 fn plan_snapshot(#[files("scenarios/*.toml")] path: PathBuf) {
-    let lab = Lab::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let about = lab.scenario().spec.about.as_deref().unwrap_or("");
-    assert!(!about.trim().is_empty(), "{} needs an `about`", path.display());
-    insta::assert_snapshot!(format!("plan-{}", snapshot_name(&path)), lab.plan().to_string());
+    let labs = Lab::load_all(&path).unwrap_or_else(|e| panic!("{e}"));
+    for lab in &labs {
+        let about = lab.scenario().spec.about.as_deref().unwrap_or("");
+        assert!(!about.trim().is_empty(), "{} needs an `about`", path.display());
+        insta::assert_snapshot!(format!("plan-{}", snapshot_name(&path, lab)), lab.plan().to_string());
+    }
 }
 
 /// Built for real: what netlink and iptables-save report equals the plan
@@ -30,35 +38,42 @@ fn plan_snapshot(#[files("scenarios/*.toml")] path: PathBuf) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
     common::require_root();
-    let lab = Lab::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let running = lab.up().await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // A file with `versions`: each run is its own lab, one after another.
+    for lab in Lab::load_all(&path).unwrap_or_else(|e| panic!("{e}")) {
+        built_lab(&path, lab).await;
+    }
+}
+
+async fn built_lab(path: &std::path::Path, lab: Lab) {
+    let name = snapshot_name(path, &lab);
+    let running = lab.up().await.unwrap_or_else(|e| panic!("{}: {e}", name));
     let run_id = running.run_id().to_string();
     assert_eq!(common::namespaces_of(&run_id).len(), running.plan().nodes.len());
 
     let observed = running.observe().await.unwrap();
     let mismatches = bridgelab::apply::verify::verify(running.plan(), &observed);
-    assert!(mismatches.is_empty(), "{}: {mismatches:#?}", path.display());
+    assert!(mismatches.is_empty(), "{}: {mismatches:#?}", name);
 
     let host = observed.node("host").unwrap();
     let rules = host.iptables.as_deref().unwrap();
     assert_eq!(rules, running.plan().iptables.render(), "iptables-save differs from the plan");
     // What the scenario's [snapshot] selects, normalized so it is the same on every run.
     let snap = bridgelab::apply::snapshot::render(running.plan(), &running.scenario().spec.snapshot, &observed);
-    insta::assert_snapshot!(format!("lab-{}", snapshot_name(&path)), snap);
+    insta::assert_snapshot!(format!("lab-{name}"), snap);
 
     // Every expectation of the file holds on the wire, steps included, and
     // after each step the lab still matches that step's plan.
     let mut running = running;
     let mut responders = bridgelab::probe::start_responders(&running).unwrap();
     let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await;
-    assert!(checked.failure.is_none(), "{}: {:?}", path.display(), checked.failure);
+    assert!(checked.failure.is_none(), "{}: {:?}", name, checked.failure);
     for step in &checked.steps {
-        assert!(step.mismatches.is_empty(), "{} after {}: {:#?}", path.display(), step.label, step.mismatches);
+        assert!(step.mismatches.is_empty(), "{} after {}: {:#?}", name, step.label, step.mismatches);
     }
     let outcomes = checked.expectations;
-    assert!(!outcomes.is_empty(), "{} has no expectations", path.display());
+    assert!(!outcomes.is_empty(), "{} has no expectations", name);
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
-    assert!(failed.is_empty(), "{}: {failed:#?}", path.display());
+    assert!(failed.is_empty(), "{}: {failed:#?}", name);
     drop(responders);
 
     running.down().unwrap();

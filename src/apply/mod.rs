@@ -11,6 +11,7 @@
 //! first. Kept labs (`bridgelab up`) are detached and removed by
 //! `bridgelab down` or `cleanup`, through the [`registry`](crate::registry).
 
+pub mod conntrack;
 pub mod iptables;
 mod netlink;
 pub mod netns;
@@ -416,6 +417,16 @@ impl RunningLab {
                 let _ = p.await;
             }
             self.proxies = proxy::start(&host_ns, &next.port_mappings).await?;
+        }
+        // After the rules and proxies, as the daemon revokes the ports first.
+        if !next.conntrack_cleared.is_empty() || !next.conntrack_cleared_udp.is_empty() {
+            let n = conntrack::delete(&host_ns, &next.conntrack_cleared, &next.conntrack_cleared_udp)
+                .map_err(|e| Error::apply("host: delete conntrack entries", e))?;
+            tracing::debug!(
+                "conntrack: {n} entries of {:?} and UDP {:?} deleted",
+                next.conntrack_cleared,
+                next.conntrack_cleared_udp
+            );
         }
         self.plan = next.clone();
         // Carrier changes only on the host's bridges and in rebuilt nodes.

@@ -24,14 +24,27 @@ pub struct RunArgs {
 pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     let mut worst = 0u8;
     let mut reports = Vec::new();
-    for f in files {
-        let (code, r) = run_one(f, &args).await;
-        worst = worst.max(code);
-        reports.push(r);
-        // An interrupted tool means bridgelab itself is being stopped:
-        // report what was found, and run no further scenario.
-        if code > 128 {
-            break;
+    'files: for f in files {
+        let started = Instant::now();
+        // A file with `versions` is one lab, and one report, per version.
+        let labs = match bridgelab::Lab::load_all(f) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{}", render_error(&e));
+                worst = worst.max(e.exit_code() as u8);
+                reports.push(ScenarioReport::not_loaded(f, &e, started.elapsed()));
+                continue;
+            }
+        };
+        for lab in labs {
+            let (code, r) = run_one(f, lab, &args).await;
+            worst = worst.max(code);
+            reports.push(r);
+            // An interrupted tool means bridgelab itself is being stopped:
+            // report what was found, and run no further scenario.
+            if code > 128 {
+                break 'files;
+            }
         }
     }
     match args.format {
@@ -51,16 +64,9 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
 /// as it happens and kept in the report; the exit code is the worst of
 /// them (2 bad input, 3 environment, 128 + N a signal), or 1 for a verdict
 /// that failed.
-async fn run_one(f: &Path, args: &RunArgs) -> (u8, ScenarioReport) {
+async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, ScenarioReport) {
     let started = Instant::now();
-    let lab = match bridgelab::Lab::load(f) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", render_error(&e));
-            return (e.exit_code() as u8, ScenarioReport::not_loaded(f, &e, started.elapsed()));
-        }
-    };
-    let mut report = ScenarioReport::new(f.to_path_buf(), lab.plan().scenario.clone());
+    let mut report = ScenarioReport::new(f.to_path_buf(), lab.scenario().name.clone());
     let mut code = 0u8;
     let building = Instant::now();
     let running = match lab.up().await {

@@ -395,18 +395,15 @@ impl Names {
     }
 }
 
-/// The container address a rule belongs to: `--to-destination ADDR:` or
-/// `-d ADDR/32`.
+/// The container address a rule belongs to: `--to-destination ADDR:`,
+/// else `-d ADDR/32` (a DNAT of a binding to a host address has both, and
+/// belongs to its container, not to the host address).
 fn rule_owner(rule: &str) -> Option<&str> {
     let words: Vec<&str> = rule.split_whitespace().collect();
-    for w in words.windows(2) {
-        match w[0] {
-            "--to-destination" => return w[1].split(':').next(),
-            "-d" if w[1].ends_with("/32") => return w[1].strip_suffix("/32"),
-            _ => {}
-        }
-    }
-    None
+    let after = |flag: &str| words.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+    after("--to-destination")
+        .and_then(|d| d.split(':').next())
+        .or_else(|| after("-d").and_then(|d| d.strip_suffix("/32")))
 }
 
 /// Chains whose network rules a restarted daemon re-inserts in a random order.
@@ -746,8 +743,18 @@ mod tests {
             rule_owner(
                 "-d 127.0.0.1/32 ! -i docker0 -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.17.0.2:80"
             ),
-            Some("127.0.0.1")
+            Some("172.17.0.2")
         );
+        // So it sorts with its container's other DNATs (docker20-publish:
+        // dockerd 20.10 put the 8082/udp DNAT before it on one run, after
+        // it on others).
+        let a = "*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 9001 -j DNAT --to-destination 172.17.0.2:91\n\
+                 -A DOCKER ! -i docker0 -p udp -m udp --dport 8082 -j DNAT --to-destination 172.17.0.2:53\n\
+                 -A DOCKER -d 127.0.0.1/32 ! -i docker0 -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n";
+        let b = "*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 9001 -j DNAT --to-destination 172.17.0.2:91\n\
+                 -A DOCKER -d 127.0.0.1/32 ! -i docker0 -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.17.0.2:80\n\
+                 -A DOCKER ! -i docker0 -p udp -m udp --dport 8082 -j DNAT --to-destination 172.17.0.2:53\nCOMMIT\n";
+        assert_eq!(canonical_rule_order(a, false), canonical_rule_order(b, false));
     }
 
     /// captures/17-restore-order: a restarted daemon re-inserts network

@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::plan::{ContainerPlan, LinkKind, LinkPlan, NodePlan, Plan, RoutePlan};
 use crate::probe::responder::Responders;
 use crate::probe::{ExpectOutcome, Testbed};
-use crate::scenario::{Expect, IfaceAddr, MacAddr, NetworkMode, Scenario, Sp};
+use crate::scenario::{Expect, IfaceAddr, MacAddr, NetworkMode, Scenario, Sp, Step};
 use crate::Lab;
 
 /// The real Docker host as the probe engine sees it: the scenario, a plan
@@ -193,6 +193,8 @@ fn real_plan(scenario: &Scenario, pre: &Plan, r: &Readback) -> Plan {
         port_mappings: vec![],
         bindings: vec![],
         steps: vec![],
+        conntrack_cleared: vec![],
+        conntrack_cleared_udp: vec![],
         machines: pre.machines.clone(),
     }
 }
@@ -377,7 +379,15 @@ impl FileReport {
             let differ = self.phases.iter().filter(|p| !p.hunks.is_empty()).count();
             paint("31;1", &format!("DIFFERENT ({differ} of {} phases differ)", self.phases.len()))
         };
-        let _ = writeln!(s, "{verdict}  {}", self.file.display());
+        // One run of a file with `versions` says which.
+        match self.scenario.split_once('@') {
+            Some((_, version)) => {
+                let _ = writeln!(s, "{verdict}  {} (@{version})", self.file.display());
+            }
+            None => {
+                let _ = writeln!(s, "{verdict}  {}", self.file.display());
+            }
+        }
         s
     }
 }
@@ -605,8 +615,23 @@ pub async fn diff_with(
     dockers: &Dockers,
     plan_lab: impl FnOnce(&Scenario) -> Result<Lab>,
 ) -> Result<FileReport> {
+    diff_run(path, Scenario::load(path)?, dockers, plan_lab).await
+}
+
+/// One run of a scenario file on a real daemon and in the lab: the file
+/// itself, or one of its [`Scenario::variants`] (a file with `versions`).
+pub async fn diff_run(
+    path: &Path,
+    scenario: Scenario,
+    dockers: &Dockers,
+    plan_lab: impl FnOnce(&Scenario) -> Result<Lab>,
+) -> Result<FileReport> {
     let started = Instant::now();
-    let scenario = Scenario::load(path)?;
+    if let Some(vs) = &scenario.spec.versions {
+        return Err(scenario
+            .error(vs.span(), "this scenario runs once per version: diff each of its variants (bridgelab diff does)")
+            .into());
+    }
     let tools = dockers.for_firewall(scenario.spec.daemon.firewall()).map_err(|e| match e {
         Error::Environment(m) => Error::Environment(format!("{}: {m}", path.display())),
         other => other,
@@ -680,17 +705,20 @@ pub async fn diff_with(
     let step_plans: Vec<crate::plan::Plan> =
         lab_side.as_ref().map(|l| l.lab.plan().steps.iter().map(|s| s.after.clone()).collect()).unwrap_or_default();
     let mut restored = false;
-    let phases: Vec<(String, Vec<DockerCommand>, Vec<Expect>)> =
-        std::iter::once(("setup".to_string(), script.setup.clone(), scenario.spec.expects.clone()))
+    type PhaseOf<'s> = (String, Vec<DockerCommand>, Vec<Expect>, Option<&'s Step>);
+    let phases: Vec<PhaseOf> =
+        std::iter::once(("setup".to_string(), script.setup.clone(), scenario.spec.expects.clone(), None))
             .chain(
                 script
                     .steps
                     .iter()
                     .zip(&scenario.spec.steps)
-                    .map(|(s, st)| (s.label.clone(), s.commands.clone(), st.expects.clone())),
+                    .map(|(s, st)| (s.label.clone(), s.commands.clone(), st.expects.clone(), Some(st))),
             )
             .collect();
-    for (i, (label, commands, expects)) in phases.into_iter().enumerate() {
+    for (i, (label, commands, expects, step)) in phases.into_iter().enumerate() {
+        // A `flow` step starts its sender on each side (no docker command).
+        let flow = step.filter(|st| *st.action.get_ref() == crate::scenario::StepAction::Flow);
         restored |= commands.iter().any(|c| c.action == Action::RestartDaemon);
         // bridgelab: the step's plan (the setup is built already).
         if i > 0 {
@@ -702,7 +730,13 @@ pub async fn diff_with(
                     Some(next) => match l.lab.apply_step(&next).await {
                         Ok(gone) => {
                             l.responders.stop_nodes(&gone);
-                            crate::probe::sync_responders(&l.lab, &mut l.responders).await
+                            match crate::probe::sync_responders(&l.lab, &mut l.responders).await {
+                                Ok(()) => match flow {
+                                    Some(st) => crate::probe::start_flow(&l.lab, &mut l.responders, st),
+                                    None => Ok(()),
+                                },
+                                Err(e) => Err(e),
+                            }
                         }
                         Err(e) => Err(e),
                     },
@@ -752,6 +786,9 @@ pub async fn diff_with(
         match real.responders.as_mut() {
             None => real.responders = Some(crate::probe::start_responders(&view)?),
             Some(r) => crate::probe::sync_responders(&view, r).await?,
+        }
+        if let (Some(st), Some(r)) = (flow, real.responders.as_mut()) {
+            crate::probe::start_flow(&view, r, st)?;
         }
         let responders = real.responders.as_ref().expect("started above");
         let mut real_outcomes = crate::probe::check(&view, responders, &expects).await;

@@ -276,6 +276,8 @@ pub fn step(st: &Step) -> Vec<DockerCommand> {
         },
         StepAction::FlushIptables => vec![DockerCommand { action: Action::FlushIptables, fails: None }],
         StepAction::RestartDaemon => vec![DockerCommand { action: Action::RestartDaemon, fails: None }],
+        // Traffic, not a docker command: the prober starts the flow on each side.
+        StepAction::Flow => vec![],
         StepAction::HostRules => {
             let rules = st.rules.as_ref().map(|r| r.get_ref().clone()).unwrap_or_default();
             let noflush = st.noflush.as_ref().is_some_and(|n| *n.get_ref());

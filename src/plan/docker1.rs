@@ -340,7 +340,13 @@ impl<'a> Builder<'a> {
         use crate::scenario::{StepAction, StepContainer};
         let action = *step.action.get_ref();
         let span = step.action.span();
-        let name = step.container.as_ref().map(|c| c.get_ref().name().to_string()).unwrap_or_default();
+        let name = step
+            .container
+            .as_ref()
+            .map(|c| c.get_ref().name().to_string())
+            // A flow's label is its name.
+            .or_else(|| step.name.as_ref().map(|n| n.get_ref().clone()))
+            .unwrap_or_default();
         let mut failed = None;
         match action {
             StepAction::Stop => self.stop(&name, span),
@@ -364,6 +370,8 @@ impl<'a> Builder<'a> {
                 }
             }
             StepAction::FlushIptables => self.rules.flush_all(),
+            // Traffic, not the daemon: the host stays as it is.
+            StepAction::Flow => {}
             StepAction::HostRules => {
                 if let Err((at, e)) = super::host::host_rules_step(self.s, step, &mut self.rules) {
                     self.err(at, e);
@@ -954,6 +962,9 @@ impl<'a> Builder<'a> {
             containers: self.containers.to_vec(),
             nodes,
             steps: vec![],
+            // Docker 1.6.2 never touches the conntrack table.
+            conntrack_cleared: vec![],
+            conntrack_cleared_udp: vec![],
             machines: super::host::machine_plans(self.s),
         })
     }

@@ -71,9 +71,29 @@ pub struct Plan {
     pub bindings: Vec<firewall::PortMapping>,
     /// The lab after each `[[step]]`, in order.
     pub steps: Vec<StepPlan>,
+    /// In a step's plan: the container addresses whose conntrack entries
+    /// the daemon deleted during the step (libnetwork's
+    /// `RevokeExternalConnectivity` → `clearEndpointConnections`: every
+    /// entry whose reply tuple has the address). Docker 1.6.2 deletes none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conntrack_cleared: Vec<Ipv4Addr>,
+    /// In a step's plan: the UDP entries the daemon deleted by port during
+    /// the step (Docker 23+'s `ProgramExternalConnectivity` →
+    /// `clearConntrackEntries` → `DeleteConntrackEntriesByPort`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conntrack_cleared_udp: Vec<UdpConntrackFilter>,
     /// `[[machine]]`s: nodes Docker does not own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<MachinePlan>,
+}
+
+/// UDP conntrack entries by their original direction: destination port,
+/// and destination address when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UdpConntrackFilter {
+    pub dst_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<Ipv4Addr>,
 }
 
 /// A `[[machine]]`: its node has its name.

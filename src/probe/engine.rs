@@ -157,6 +157,8 @@ pub(crate) fn fresh_ids() -> (u16, u32) {
 /// there is no route. Must run inside the namespace.
 fn source_for(dst: Ipv4Addr) -> io::Result<Option<Ipv4Addr>> {
     let s = UdpSocket::bind("0.0.0.0:0")?;
+    // A broadcast target: without SO_BROADCAST the connect is refused (EACCES).
+    s.set_broadcast(true)?;
     match s.connect((dst, 9)) {
         Ok(()) => match s.local_addr()?.ip() {
             IpAddr::V4(ip) => Ok(Some(ip)),
@@ -238,11 +240,13 @@ struct Sockets {
 impl Sockets {
     fn open() -> io::Result<Sockets> {
         let ch = |p| transport_channel(65536, TransportChannelType::Layer3(p));
-        Ok(Sockets {
-            icmp: ch(IpNextHeaderProtocols::Icmp)?,
-            tcp: ch(IpNextHeaderProtocols::Tcp)?,
-            udp: ch(IpNextHeaderProtocols::Udp)?,
-        })
+        let udp = ch(IpNextHeaderProtocols::Udp)?;
+        // A udp probe may go to a broadcast address (the limited one or a
+        // subnet's): the kernel sends those only from a socket that asks.
+        // SAFETY: the descriptor belongs to `udp`, alive for this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(udp.0.socket.fd) };
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Broadcast, &true)?;
+        Ok(Sockets { icmp: ch(IpNextHeaderProtocols::Icmp)?, tcp: ch(IpNextHeaderProtocols::Tcp)?, udp })
     }
 }
 

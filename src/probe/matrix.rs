@@ -49,8 +49,10 @@ pub async fn run(lab: &RunningLab, probes: &[ProbeSpec]) -> Vec<Cell> {
                     .spec
                     .expects
                     .iter()
-                    .find(|e| e.from.get_ref() == from && e.to.get_ref() == to && e.probe.get_ref() == probe)
-                    .map(|e| *e.result.get_ref());
+                    .find(|e| {
+                        e.flow.is_none() && e.from().get_ref() == from && e.to.get_ref() == to && e.probe() == *probe
+                    })
+                    .map(|e| e.result());
                 let resolved =
                     sender_netns(plan, from).and_then(|ns| resolve_target(plan, &ns, to).map(|dst| (ns, dst)));
                 let differs_if_missing = expected.is_some();

@@ -64,11 +64,18 @@ pub struct ExpectOutcome {
     /// `via`, as written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The `flow` the expectation watches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
     pub expected: String,
     /// `None` when the probe could not be carried out.
     pub actual: Option<String>,
     pub source_expected: Option<String>,
     pub source_seen: Option<Ipv4Addr>,
+    /// The nodes whose responders got it: for a broadcast, every one
+    /// (the sender's own aside); for a flow, where its datagrams arrive.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub received_by: Vec<String>,
     pub passed: bool,
     /// What was seen, and for a failure, why.
     pub detail: String,
@@ -189,6 +196,23 @@ pub fn verdict_of(r: &ProbeResult, probe: ProbeSpec) -> (Option<Verdict>, String
     }
 }
 
+/// Whether `ip` is a broadcast address: the limited broadcast, or the
+/// directed broadcast of a subnet one of the plan's nodes has an address on.
+pub fn is_broadcast(plan: &Plan, ip: Ipv4Addr) -> bool {
+    ip == Ipv4Addr::BROADCAST
+        || plan.nodes.iter().flat_map(|n| n.links.iter()).flat_map(|l| l.addresses.iter()).any(|a| {
+            let net = a.network();
+            net.prefix() < 31 && net.broadcast() == ip
+        })
+}
+
+/// How an expectation is checked: a probe job, a flow, or not at all.
+enum Slot {
+    Job(usize),
+    Flow,
+    Unresolved(String),
+}
+
 /// Checks expectations against a running lab.
 pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expects: &[Expect]) -> Vec<ExpectOutcome> {
     let plan = lab.plan();
@@ -202,14 +226,18 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
     let neighbours = if expects.iter().any(|e| e.via.is_some()) { Some(host_links(lab).await) } else { None };
     // Resolve first; what cannot be resolved is an error outcome.
     let mut jobs = Vec::new();
-    let mut slots: Vec<Result<usize, String>> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
     for e in expects {
-        let resolved = sender_netns(plan, e.from.get_ref()).and_then(|ns| {
+        if e.flow.is_some() {
+            slots.push(Slot::Flow);
+            continue;
+        }
+        let resolved = sender_netns(plan, e.from().get_ref()).and_then(|ns| {
             let dst = resolve_target(plan, &ns, e.to.get_ref())?;
             let via = match (e.via(), &neighbours) {
                 (Some((_, net)), Some(links)) => {
-                    let wants_source = e.source.is_some() && matches!(e.probe.get_ref(), ProbeSpec::Tcp(_));
-                    Some(link_via(plan, links, e.from.get_ref(), &ns, net, wants_source)?)
+                    let wants_source = e.source.is_some() && matches!(e.probe(), ProbeSpec::Tcp(_));
+                    Some(link_via(plan, links, e.from().get_ref(), &ns, net, wants_source)?)
                 }
                 _ => None,
             };
@@ -217,11 +245,11 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         });
         match resolved {
             Ok((netns, dst, via)) => {
-                slots.push(Ok(jobs.len()));
-                let patient = *e.result.get_ref() != Verdict::Blocked;
-                jobs.push(ProbeJob { netns, dst, kind: wire_kind(*e.probe.get_ref()), patient, via });
+                slots.push(Slot::Job(jobs.len()));
+                let patient = e.result() != Verdict::Blocked;
+                jobs.push(ProbeJob { netns, dst, kind: wire_kind(e.probe()), patient, via });
             }
-            Err(msg) => slots.push(Err(msg)),
+            Err(msg) => slots.push(Slot::Unresolved(msg)),
         }
     }
     let started = Instant::now();
@@ -229,32 +257,40 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
 
     let mut out = Vec::new();
     for (e, slot) in expects.iter().zip(slots) {
-        let (line, col) = source.line_col(e.from.span().start);
-        let probe = *e.probe.get_ref();
+        let (line, col) = source.line_col(e.from().span().start);
+        let probe = e.probe();
         let via = e.via.as_ref().map(|v| format!(" via {}", v.get_ref())).unwrap_or_default();
+        let default_name = match &e.flow {
+            Some(f) => format!("flow {} -> {}", f.get_ref(), e.to.get_ref()),
+            None => format!("{} -> {} {}{via}", e.from().get_ref(), e.to.get_ref(), probe),
+        };
         let mut o = ExpectOutcome {
-            name: e
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{} -> {} {}{via}", e.from.get_ref(), e.to.get_ref(), probe)),
+            name: e.name.clone().unwrap_or(default_name),
             location: format!("{}:{line}:{col}", source.path().display()),
-            from: e.from.get_ref().clone(),
+            from: e.from().get_ref().clone(),
             to: e.to.get_ref().clone(),
             target: None,
             probe: probe.to_string(),
             via: e.via.as_ref().map(|v| v.get_ref().clone()),
-            expected: e.result.get_ref().to_string(),
+            flow: e.flow.as_ref().map(|f| f.get_ref().clone()),
+            expected: e.result().to_string(),
             actual: None,
             source_expected: e.source.as_ref().map(|s| s.get_ref().clone()),
             source_seen: None,
+            received_by: vec![],
             passed: false,
             detail: String::new(),
             elapsed_ms: 0,
             step: None,
         };
         let i = match slot {
-            Ok(i) => i,
-            Err(msg) => {
+            Slot::Job(i) => i,
+            Slot::Flow => {
+                check_flow(lab, responders, e, timeout, retries, &mut o).await;
+                out.push(o);
+                continue;
+            }
+            Slot::Unresolved(msg) => {
                 o.detail = msg;
                 out.push(o);
                 continue;
@@ -263,12 +299,12 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         let (job, r): (&ProbeJob, &ProbeResult) = (&jobs[i], &results[i]);
         o.target = Some(job.dst);
         o.elapsed_ms = r.elapsed.as_millis() as u64;
-        let (verdict, detail) = verdict_of(r, probe);
+        let (mut verdict, detail) = verdict_of(r, probe);
         o.actual = verdict.map(|v| v.to_string());
         o.detail = detail;
-        o.passed = verdict == Some(*e.result.get_ref());
+        o.passed = verdict == Some(e.result());
         if !o.passed {
-            match (verdict, *e.result.get_ref()) {
+            match (verdict, e.result()) {
                 (Some(Verdict::Blocked), _) if r.outcome == Outcome::Silence => {
                     o.detail = format!("{}; {}", o.detail, explain_block(lab, job, timeout).await);
                 }
@@ -283,7 +319,38 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
                 _ => {}
             }
         }
-        if let (Some(want), Some(Verdict::Reachable)) = (&e.source, verdict) {
+        // A broadcast: which responders (other than the sender's own) got it.
+        if matches!(probe, ProbeSpec::Udp(_)) && is_broadcast(plan, job.dst) {
+            // Answers may come from several; give the last ones a moment to log.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let got: Vec<responder::SeenPeer> =
+                responders.log.all(r.token).into_iter().filter(|p| p.node != job.netns).collect();
+            o.received_by = got.iter().map(|p| node_of_netns(plan, &p.node)).collect();
+            o.detail = if got.is_empty() {
+                // The sender's kernel loops a broadcast back to its own
+                // sockets: an answer from its own responder reached nobody.
+                if verdict == Some(Verdict::Reachable) {
+                    verdict = Some(Verdict::Blocked);
+                    o.actual = Some(Verdict::Blocked.to_string());
+                    o.passed = e.result() == Verdict::Blocked;
+                    format!(
+                        "only the sender's own responder answered (its kernel loops a broadcast back); broadcast to {}: no other responder received it",
+                        job.dst
+                    )
+                } else {
+                    format!("{}; broadcast to {}: no responder received it", o.detail, job.dst)
+                }
+            } else {
+                format!("{}; broadcast to {}: received by {}", o.detail, job.dst, o.received_by.join(", "))
+            };
+        }
+        // `source`: who the responder saw; with `blocked`, that the probe
+        // arrived and only its answer was lost.
+        let arrived_check = matches!(verdict, Some(Verdict::Reachable))
+            || (verdict == Some(Verdict::Blocked)
+                && e.result() == Verdict::Blocked
+                && matches!(probe, ProbeSpec::Udp(_)));
+        if let (Some(want), true) = (&e.source, arrived_check) {
             let seen = match probe {
                 // The engine completed the handshake at the link layer.
                 ProbeSpec::Tcp(_) if job.via.is_some() => {
@@ -298,15 +365,23 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
                 Some(peer) => {
                     o.source_seen = Some(peer);
                     let want = want.get_ref();
-                    let ok = match want.parse::<Ipv4Addr>() {
-                        Ok(ip) => ip == peer,
-                        Err(_) => node_addresses(plan, want).contains(&peer),
-                    };
-                    if !ok {
+                    if !source_matches(plan, want, peer) {
                         o.passed = false;
                         o.detail =
                             format!("{}; the responder saw the probe come from {peer}, not from {want}", o.detail);
+                    } else if verdict == Some(Verdict::Blocked) {
+                        o.detail = format!(
+                            "{}; the responder saw it arrive from {peer}: the answer was lost on the way back",
+                            o.detail
+                        );
                     }
+                }
+                None if verdict == Some(Verdict::Blocked) => {
+                    o.passed = false;
+                    o.detail = format!(
+                        "{}; no responder saw the probe: it was lost on the way there, not on the way back",
+                        o.detail
+                    );
                 }
                 None => {
                     o.passed = false;
@@ -327,6 +402,149 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
     }
     tracing::debug!("{} probes in {:?}", out.len(), started.elapsed());
     out
+}
+
+/// Whether `peer` is what an expectation's `source` names: an address,
+/// or any address of a node.
+fn source_matches(plan: &Plan, want: &str, peer: Ipv4Addr) -> bool {
+    match want.parse::<Ipv4Addr>() {
+        Ok(ip) => ip == peer,
+        Err(_) => node_addresses(plan, want).contains(&peer),
+    }
+}
+
+/// The node a responder's namespace belongs to, for reports: the
+/// container that made the namespace (a `container:` one shares it).
+fn node_of_netns(plan: &Plan, netns: &str) -> String {
+    match netns {
+        "host" | "external" => netns.to_string(),
+        ns => plan
+            .containers
+            .iter()
+            .find(|c| c.netns.as_deref() == Some(ns) && c.name == ns)
+            .or_else(|| plan.containers.iter().find(|c| c.netns.as_deref() == Some(ns)))
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| ns.to_string()),
+    }
+}
+
+/// The namespace a flow expectation's `to` names (where its datagrams
+/// should arrive).
+fn arrival_netns(plan: &Plan, to: &str) -> Option<String> {
+    sender_netns(plan, to).ok()
+}
+
+/// Checks an expectation on a running flow: watches the datagrams the
+/// flow sends from now on, for as long as a probe would wait, and says
+/// whether their echoes come back (`reachable`), an ICMP port unreachable
+/// does (`refused`) or nothing (`blocked`); where they arrive, and from
+/// which address the responder sees them.
+async fn check_flow<T: Testbed + ?Sized>(
+    lab: &T,
+    responders: &Responders,
+    e: &Expect,
+    timeout: Duration,
+    retries: u32,
+    o: &mut ExpectOutcome,
+) {
+    use std::sync::atomic::Ordering;
+    let name = e.flow.as_ref().map(|f| f.get_ref().as_str()).unwrap_or_default();
+    let Some(flow) = responders.flow(name) else {
+        o.detail = format!("flow {name} is not running");
+        return;
+    };
+    if let Some(why) = &flow.stopped {
+        o.detail = format!("flow {name} stopped: {why}");
+        return;
+    }
+    o.target = match flow.dst.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(_) => None,
+    };
+    let want = e.result();
+    // As long as a probe of this expectation would wait, and for at least
+    // three of the flow's datagrams.
+    let window = engine::Schedule::new(timeout, retries, want != Verdict::Blocked).total().max(flow.interval * 3);
+    let started = Instant::now();
+    let s0 = flow.state.sent.load(Ordering::SeqCst);
+    let (echoed, refused) = loop {
+        let echoed = flow.state.echoed.load(Ordering::SeqCst) > s0;
+        let refused = flow.state.refused.load(Ordering::SeqCst) > s0;
+        let early = match want {
+            Verdict::Reachable => echoed,
+            Verdict::Refused => refused,
+            Verdict::Blocked => false,
+        };
+        if early || started.elapsed() >= window {
+            break (echoed, refused);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    o.elapsed_ms = started.elapsed().as_millis() as u64;
+    let sent = flow.state.sent.load(Ordering::SeqCst) - s0;
+    let (verdict, what) = if echoed {
+        (Verdict::Reachable, "their echoes came back")
+    } else if refused {
+        (Verdict::Refused, "ICMP port unreachable came back: reached, nothing listening")
+    } else {
+        (Verdict::Blocked, "no answer came back")
+    };
+    o.actual = Some(verdict.to_string());
+    o.passed = verdict == want;
+    o.detail = format!(
+        "flow {name} ({}:{} -> {}): {sent} datagrams in {} ms, {what}",
+        o.from, flow.src_port, flow.dst, o.elapsed_ms
+    );
+    // Where the datagrams sent since then arrived.
+    let arrived = responders.log.flow_since(flow.token, s0);
+    let plan = lab.plan();
+    let Some((_, last)) = arrived.last() else {
+        o.detail = format!("{}; no responder got any of them", o.detail);
+        if e.source.is_some() || verdict == Verdict::Reachable {
+            o.passed = false;
+        }
+        return;
+    };
+    let at = node_of_netns(plan, &last.node);
+    o.received_by = vec![at.clone()];
+    let peer = match last.peer.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    o.source_seen = Some(peer);
+    o.detail = format!("{}; they arrive at {at}'s responder from {peer}", o.detail);
+    if arrival_netns(plan, e.to.get_ref()).as_deref() != Some(last.node.as_str()) {
+        o.passed = false;
+        o.detail = format!("{}, not at {}", o.detail, e.to.get_ref());
+    }
+    if let Some(want) = &e.source {
+        if !source_matches(plan, want.get_ref(), peer) {
+            o.passed = false;
+            o.detail = format!("{}, not from {}", o.detail, want.get_ref());
+        }
+    }
+}
+
+/// Starts the sender of a `flow` step, from the node and to the target it
+/// names as the lab is now.
+pub fn start_flow<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, step: &crate::scenario::Step) -> crate::Result<()> {
+    let (Some(name), Some(from), Some(to), Some(probe)) = (&step.name, &step.from, &step.to, &step.probe) else {
+        return Ok(());
+    };
+    let (name, from) = (name.get_ref(), from.get_ref());
+    let ProbeSpec::Udp(port) = *probe.get_ref() else { return Ok(()) };
+    let plan = lab.plan();
+    let netns = sender_netns(plan, from).map_err(|e| crate::Error::Environment(format!("flow {name}: {e}")))?;
+    let dst = resolve_target(plan, &netns, to.get_ref())
+        .map_err(|e| crate::Error::Environment(format!("flow {name}: {e}")))?;
+    let file = lab
+        .netns_file(&netns)
+        .ok_or_else(|| crate::Error::Environment(format!("flow {name}: no namespace for {netns}")))?;
+    let interval = Duration::from_millis(
+        step.interval_ms.as_ref().map(|i| *i.get_ref()).unwrap_or(crate::scenario::DEFAULT_FLOW_INTERVAL_MS),
+    );
+    r.start_flow(name, from, &netns, file, SocketAddr::from((dst, port)), interval)
+        .map_err(|e| crate::Error::apply(format!("flow {name}: socket in {netns}"), e))
 }
 
 /// A link of the host: its name, MAC and IPv4 addresses.
@@ -526,6 +744,7 @@ fn start_all<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, todo: Vec<Wanted>
 pub async fn sync_responders<T: Testbed + ?Sized>(lab: &T, r: &mut Responders) -> crate::Result<()> {
     let wanted = wanted_responders(lab);
     let current = |node: &str| lab.netns_file(node).and_then(responder::ns_id);
+    r.stop_orphan_flows(current, "its container stopped, restarted or was removed");
     let todo = r.retain_wanted(&wanted, current).await;
     start_all(lab, r, todo)
 }
@@ -579,6 +798,12 @@ pub async fn check_scenario(lab: &mut RunningLab, responders: &mut Responders) -
         if let Some(error) = failed {
             out.failure = Some(StepFailure { step: label, error });
             break;
+        }
+        if *step.action.get_ref() == crate::scenario::StepAction::Flow {
+            if let Err(error) = start_flow(lab, responders, step) {
+                out.failure = Some(StepFailure { step: label, error });
+                break;
+            }
         }
         for mut o in check(lab, responders, &step.expects).await {
             o.step = Some(label.clone());
@@ -712,5 +937,23 @@ mod tests {
         }
         let none = verdict_of(&result(Outcome::NoRoute, 0, 0), ProbeSpec::Icmp);
         assert_eq!(none, (Some(Verdict::Blocked), "no route to the target".to_string()));
+    }
+
+    #[test]
+    fn broadcasts_are_the_limited_one_and_the_directed_ones_of_the_labs_subnets() {
+        let text = "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"n\"\nsubnet = \"172.19.0.0/16\"\n[[container]]\nname = \"c1\"\nnetwork = \"n\"\n";
+        let s = crate::Scenario::parse("t.toml".into(), text.into()).unwrap();
+        let lab = crate::Lab::from_scenario(s).unwrap();
+        let plan = lab.plan();
+        for (ip, want) in [
+            ("255.255.255.255", true),
+            ("172.19.255.255", true),
+            ("198.51.100.255", true),
+            ("172.19.0.2", false),
+            ("172.18.255.255", false),
+            ("127.255.255.255", true),
+        ] {
+            assert_eq!(is_broadcast(plan, ip.parse().unwrap()), want, "{ip}");
+        }
     }
 }

@@ -52,6 +52,20 @@ pub fn parse_token(payload: &[u8]) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
+/// The payload of datagram `seq` (from 1) of the flow `token`: a
+/// responder records who sent it and echoes it, so the flow's sender
+/// learns which of its datagrams were answered.
+pub fn flow_payload(token: u32, seq: u64) -> String {
+    format!("bridgelab-flow {token:08x} {seq}\n")
+}
+
+/// Parses [`flow_payload`]: `(token, seq)`.
+pub fn parse_flow(payload: &[u8]) -> Option<(u32, u64)> {
+    let s = std::str::from_utf8(payload).ok()?;
+    let (token, seq) = s.strip_prefix("bridgelab-flow ")?.trim_end().split_once(' ')?;
+    Some((u32::from_str_radix(token, 16).ok()?, seq.parse().ok()?))
+}
+
 /// The full IPv4 packet for one attempt (`attempt` goes into the IP ID and
 /// the ICMP sequence number, so retries are distinguishable on a capture).
 pub fn craft(w: &Wire, attempt: u16) -> Vec<u8> {
@@ -487,5 +501,16 @@ mod tests {
         let l4 = [0, 53, 0x42, 0x42, 0, 8, 0, 0];
         assert_eq!(classify(&u, &reply(IpNextHeaderProtocols::Udp, &l4)), Some(Answer::Reachable));
         assert_eq!(classify(&w, &reply(IpNextHeaderProtocols::Udp, &l4)), None);
+    }
+
+    #[test]
+    fn flow_datagrams_carry_their_flow_and_number() {
+        let p = flow_payload(0xdeadbeef, 42);
+        assert_eq!(parse_flow(p.as_bytes()), Some((0xdeadbeef, 42)));
+        // Neither parser takes the other's payload.
+        assert_eq!(parse_token(p.as_bytes()), None);
+        assert_eq!(parse_flow(token_payload(7).as_bytes()), None);
+        assert_eq!(parse_flow(b"bridgelab-flow zz 1\n"), None);
+        assert_eq!(parse_flow(b"bridgelab-flow 0000000a\n"), None);
     }
 }

@@ -27,8 +27,12 @@ pub use values::*;
 pub struct Scenario {
     #[serde(skip)]
     pub source: Source,
-    /// `name`, or the file stem when the file has none.
+    /// `name`, or the file stem when the file has none; a run of a file
+    /// with `versions` adds `@VERSION` (see [`Scenario::variants`]).
     pub name: String,
+    /// The version this scenario runs under, for one run of a file with
+    /// top-level `versions`; `None` for a file without them.
+    pub version: Option<Firewall>,
     pub spec: Spec,
 }
 
@@ -53,10 +57,12 @@ impl Scenario {
             let span = e.span().unwrap_or(0..0);
             Diagnostics::single(source.clone(), span, e.message().to_string())
         })?;
-        let errors = validate::validate(&spec, source.text());
+        let mut spec = spec;
+        let errors = validate::validate_file(&spec, source.text());
         if !errors.is_empty() {
             return Err(Diagnostics::new(source, errors));
         }
+        validate::fill_flow_expects(&mut spec);
         let name = match &spec.name {
             Some(n) => n.get_ref().clone(),
             // Without a name, the file's stem, made safe for file names.
@@ -71,7 +77,27 @@ impl Scenario {
                 })
                 .unwrap_or_else(|| "scenario".into()),
         };
-        Ok(Scenario { source, name, spec })
+        Ok(Scenario { source, name, version: None, spec })
+    }
+
+    /// The runs of this scenario: itself, or for a file with top-level
+    /// `versions` one scenario per version, named `NAME@VERSION`, with
+    /// `[daemon] firewall` set to that version and each expectation's
+    /// `result_by_version` turned into its `result`.
+    pub fn variants(&self) -> Vec<Scenario> {
+        match &self.spec.versions {
+            None => vec![self.clone()],
+            Some(vs) => vs
+                .get_ref()
+                .iter()
+                .map(|v| Scenario {
+                    source: self.source.clone(),
+                    name: format!("{}@{}", self.name, v.get_ref()),
+                    version: Some(*v.get_ref()),
+                    spec: validate::under_version(&self.spec, v),
+                })
+                .collect(),
+        }
     }
 
     /// A diagnostic about this scenario, pointing at `span`.
@@ -132,6 +158,9 @@ pub fn span_in_string(
 pub struct Spec {
     pub name: Option<Sp<String>>,
     pub about: Option<String>,
+    /// Top-level `versions`: the scenario runs once per listed Docker
+    /// layout (see [`Scenario::variants`]).
+    pub versions: Option<Sp<Vec<Sp<Firewall>>>>,
     #[serde(default)]
     pub daemon: Daemon,
     #[serde(default)]
@@ -420,13 +449,23 @@ impl Default for SnapshotSettings {
 }
 
 /// `[[expect]]`: what must happen on the wire.
+///
+/// In a loaded [`Scenario`], `from` and `probe` are always there (an
+/// expectation on a `flow` gets those of its flow step), and so is `result`
+/// in each of [`Scenario::variants`]: use [`Expect::from`], [`Expect::probe`]
+/// and [`Expect::result`].
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    pub from: Sp<String>,
+    pub from: Option<Sp<String>>,
     pub to: Sp<String>,
-    pub probe: Sp<ProbeSpec>,
-    pub result: Sp<Verdict>,
+    pub probe: Option<Sp<ProbeSpec>>,
+    pub result: Option<Sp<Verdict>>,
+    /// The result under each of the top-level `versions`.
+    pub result_by_version: Option<Sp<std::collections::BTreeMap<String, Sp<Verdict>>>>,
+    /// The name of a running `flow` step, instead of `from` and `probe`:
+    /// where that flow's datagrams arrive now.
+    pub flow: Option<Sp<String>>,
     pub source: Option<Sp<String>>,
     /// `"host"` or `"host@NETWORK"`: send the probe as an Ethernet frame to
     /// that neighbour's MAC on the shared link, whatever the sender's
@@ -436,6 +475,19 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// The sender (a flow expectation's is its flow's).
+    pub fn from(&self) -> &Sp<String> {
+        self.from.as_ref().expect("a loaded scenario's expectations have a sender")
+    }
+    /// The probe (a flow expectation's is its flow's).
+    pub fn probe(&self) -> ProbeSpec {
+        *self.probe.as_ref().expect("a loaded scenario's expectations have a probe").get_ref()
+    }
+    /// The result wanted; a file with `versions` has one only in its
+    /// [`Scenario::variants`].
+    pub fn result(&self) -> Verdict {
+        *self.result.as_ref().expect("each run of a scenario has a result per expectation").get_ref()
+    }
     /// The neighbour `via` names and the network it picks, as written
     /// (`"host@back"` is `("host", Some("back"))`).
     pub fn via(&self) -> Option<(&str, Option<&str>)> {
@@ -462,6 +514,16 @@ pub struct Step {
     /// Docker's error for a `start`, `restart` or `run` that is meant to
     /// fail; the daemon rolls the container back and the lab goes on.
     pub fails: Option<Sp<String>>,
+    /// For `flow`: its name, for `[[expect]] flow = "NAME"`.
+    pub name: Option<Sp<String>>,
+    /// For `flow`: the sender.
+    pub from: Option<Sp<String>>,
+    /// For `flow`: the target, as an expectation's `to`.
+    pub to: Option<Sp<String>>,
+    /// For `flow`: `"udp:PORT"`.
+    pub probe: Option<Sp<ProbeSpec>>,
+    /// For `flow`: milliseconds between datagrams (default 100).
+    pub interval_ms: Option<Sp<u64>>,
     /// For `sysctl`: the key, its value, and the node (default `host`).
     pub key: Option<Sp<String>>,
     pub value: Option<Sp<SysctlValue>>,
@@ -473,6 +535,9 @@ pub struct Step {
     #[serde(default, rename = "expect")]
     pub expects: Vec<Expect>,
 }
+
+/// A `flow` step's datagram interval when it gives none.
+pub const DEFAULT_FLOW_INTERVAL_MS: u64 = 100;
 
 /// A step's `container`: a name, or (for `run`) a whole container table.
 #[derive(Debug, Clone, Serialize)]

@@ -323,3 +323,81 @@ result = "blocked"
     assert_eq!(s.spec.expects[0].via(), Some(("host", Some("bridge"))));
     assert_eq!(s.spec.expects[1].via(), None);
 }
+
+const VERSIONED: &str = r#"
+name = "v"
+versions = ["docker1", "docker20", "docker28", "docker29"]
+[[container]]
+name = "web"
+listen = ["udp:53"]
+[[expect]]
+from = "external"
+to = "web"
+probe = "icmp"
+result_by_version = { docker1 = "reachable", docker20 = "blocked", docker28 = "refused", docker29 = "blocked" }
+[[step]]
+do = "flow"
+name = "dns"
+from = "external"
+to = "host"
+probe = "udp:53"
+interval_ms = 50
+[[step.expect]]
+flow = "dns"
+to = "web"
+result = "refused"
+"#;
+
+#[test]
+fn a_file_with_versions_runs_once_per_version_each_with_its_own_result() {
+    let s = parse(VERSIONED).unwrap();
+    // The file itself keeps what was written.
+    assert!(s.spec.expects[0].result.is_none());
+    let runs = s.variants();
+    let got: Vec<(String, Option<Firewall>, Firewall, Verdict)> = runs
+        .iter()
+        .map(|r| (r.name.clone(), r.version, r.spec.daemon.firewall(), r.spec.expects[0].result()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("v@docker1".into(), Some(Firewall::Docker1), Firewall::Docker1, Verdict::Reachable),
+            ("v@docker20".into(), Some(Firewall::Docker20), Firewall::Docker20, Verdict::Blocked),
+            ("v@docker28".into(), Some(Firewall::Docker28), Firewall::Docker28, Verdict::Refused),
+            ("v@docker29".into(), Some(Firewall::Docker29), Firewall::Docker29, Verdict::Blocked),
+        ]
+    );
+    for r in &runs {
+        assert!(r.spec.versions.is_none() && r.spec.expects[0].result_by_version.is_none());
+        // A plain `result` holds under every version.
+        assert_eq!(r.spec.steps[0].expects[0].result(), Verdict::Refused);
+    }
+    // A file without versions is its own single run.
+    let plain = parse("[[container]]\nname = \"web\"\n").unwrap();
+    assert_eq!(plain.variants().len(), 1);
+    assert_eq!(plain.variants()[0].version, None);
+}
+
+#[test]
+fn an_expectation_on_a_flow_gets_the_flows_sender_and_probe() {
+    let s = parse(VERSIONED).unwrap();
+    let e = &s.spec.steps[0].expects[0];
+    assert_eq!(e.from().get_ref(), "external");
+    assert_eq!(e.probe(), ProbeSpec::Udp(53));
+    // Pointing at the `flow` key, for reports.
+    let flow_span = e.flow.as_ref().unwrap().span();
+    assert_eq!(e.from().span(), flow_span);
+    assert_eq!(*s.spec.steps[0].interval_ms.as_ref().unwrap().get_ref(), 50);
+}
+
+#[test]
+fn a_mistake_under_some_versions_only_says_which() {
+    let text = "versions = [\"docker1\", \"docker20\"]\n[daemon]\nuserland_proxy = false\n";
+    let err = first_error(text);
+    assert!(err.ends_with("(under docker1)"), "{err}");
+    // One said under every version is said once, as is.
+    let text = "versions = [\"docker1\", \"docker20\"]\n[[container]]\nname = \"x\"\n";
+    let err = parse(text).unwrap_err().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("(under"), "{err}");
+}

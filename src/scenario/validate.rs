@@ -8,8 +8,8 @@ use std::ops::Range;
 
 use super::diag::short;
 use super::{
-    Backend, Container, Diagnostic, Expect, Firewall, GatewayMode, NetworkMode, Sp, Spec, StepAction, StepContainer,
-    DEFAULT_BRIDGE,
+    Backend, Container, Diagnostic, Expect, Firewall, GatewayMode, NetworkMode, ProbeSpec, Sp, Spec, Step, StepAction,
+    StepContainer, Verdict, DEFAULT_BRIDGE,
 };
 
 /// Node names that containers may not take: they name the lab's own nodes.
@@ -70,6 +70,9 @@ struct Checker<'a> {
     /// Names of `[[network]]`s, for references (a lookup, not a scan: a
     /// check must stay linear in the size of the file).
     network_names: HashSet<&'a str>,
+    /// The `flow` steps met so far, by name: an expectation's `flow` must
+    /// name one started before it.
+    flows: HashMap<&'a str, &'a Step>,
     errors: Vec<Diagnostic>,
 }
 
@@ -133,9 +136,152 @@ impl Checker<'_> {
     }
 }
 
+/// Checks a file as written: top-level `versions` and each expectation's
+/// result keys, then each run of it (one per version) as [`validate`]
+/// does. A mistake found in some runs only says under which.
+pub fn validate_file(spec: &Spec, text: &str) -> Vec<Diagnostic> {
+    let mut errors = versions(spec);
+    if !errors.is_empty() {
+        errors.sort_by_key(|d| d.span.start);
+        return errors;
+    }
+    let Some(vs) = &spec.versions else { return validate(spec, text) };
+    let runs: Vec<(Firewall, Vec<Diagnostic>)> =
+        vs.get_ref().iter().map(|v| (*v.get_ref(), validate(&under_version(spec, v), text))).collect();
+    let same = |a: &Diagnostic, b: &Diagnostic| a.span == b.span && a.message == b.message;
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for (v, errs) in &runs {
+        for d in errs {
+            let everywhere = runs.iter().all(|(_, e)| e.iter().any(|x| same(x, d)));
+            let d = if everywhere {
+                d.clone()
+            } else {
+                Diagnostic::new(d.span.clone(), format!("{} (under {v})", d.message))
+            };
+            if !out.iter().any(|x| same(x, &d)) {
+                out.push(d);
+            }
+        }
+    }
+    out.sort_by_key(|d| d.span.start);
+    out
+}
+
+/// Every expectation of the file, steps included.
+fn all_expects(spec: &Spec) -> impl Iterator<Item = &Expect> {
+    spec.expects.iter().chain(spec.steps.iter().flat_map(|s| s.expects.iter()))
+}
+
+/// `versions`, `[daemon] firewall`, `result` and `result_by_version`.
+fn versions(spec: &Spec) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    let listed: Vec<Firewall> = spec.versions.iter().flat_map(|v| v.get_ref().iter().map(|f| *f.get_ref())).collect();
+    if let Some(vs) = &spec.versions {
+        if vs.get_ref().is_empty() {
+            errors.push(Diagnostic::new(
+                vs.span(),
+                "versions is empty: list the Docker layouts to run under, e.g. [\"docker1\", \"docker20\"]",
+            ));
+        }
+        for (i, v) in vs.get_ref().iter().enumerate() {
+            if listed[..i].contains(v.get_ref()) {
+                errors.push(Diagnostic::new(v.span(), format!("version {} is listed twice", v.get_ref())));
+            }
+        }
+        if let Some(f) = &spec.daemon.firewall {
+            errors.push(Diagnostic::new(
+                f.span(),
+                "firewall: this scenario runs under each of its top-level `versions`; give either versions or [daemon] firewall",
+            ));
+        }
+    }
+    for e in all_expects(spec) {
+        match (&e.result, &e.result_by_version, spec.versions.is_some()) {
+            (Some(_), Some(by), _) => errors.push(Diagnostic::new(
+                by.span(),
+                "give either result (the same under every version) or result_by_version, not both",
+            )),
+            (None, None, _) => errors.push(Diagnostic::new(
+                e.to.span(),
+                if spec.versions.is_some() {
+                    "this expectation has no result: add result, or result_by_version with a result per version"
+                } else {
+                    "this expectation has no result: add result = \"reachable\", \"refused\" or \"blocked\""
+                },
+            )),
+            (None, Some(by), false) => errors.push(Diagnostic::new(
+                by.span(),
+                "result_by_version needs top-level versions = [...] (the layouts the scenario runs under); without them use result",
+            )),
+            (None, Some(by), true) => {
+                for (k, v) in by.get_ref() {
+                    match k.parse::<Firewall>() {
+                        Err(msg) => errors.push(Diagnostic::new(v.span(), msg)),
+                        Ok(f) if !listed.contains(&f) => errors.push(Diagnostic::new(
+                            v.span(),
+                            format!("result_by_version: {f} is not one of the top-level versions"),
+                        )),
+                        Ok(_) => {}
+                    }
+                }
+                let missing: Vec<String> = listed
+                    .iter()
+                    .filter(|f| !by.get_ref().keys().any(|k| k.parse::<Firewall>().ok() == Some(**f)))
+                    .map(|f| f.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    errors.push(Diagnostic::new(
+                        by.span(),
+                        format!("result_by_version has no result for {}", missing.join(", ")),
+                    ));
+                }
+            }
+            (Some(_), None, _) => {}
+        }
+    }
+    errors
+}
+
+/// The file's spec as it runs under `version`: that `[daemon] firewall`,
+/// no `versions`, and each `result_by_version` turned into `result`.
+pub fn under_version(spec: &Spec, version: &Sp<Firewall>) -> Spec {
+    let mut s = spec.clone();
+    s.versions = None;
+    s.daemon.firewall = Some(version.clone());
+    let name = version.get_ref().to_string();
+    let pick = |e: &mut Expect| {
+        if let Some(by) = e.result_by_version.take() {
+            e.result = by.get_ref().get(&name).cloned();
+        }
+    };
+    s.expects.iter_mut().for_each(pick);
+    s.steps.iter_mut().flat_map(|st| st.expects.iter_mut()).for_each(pick);
+    s
+}
+
+/// Gives each `flow` expectation the sender and probe of its flow step
+/// (after validation: every `flow` names a known flow step).
+pub fn fill_flow_expects(spec: &mut Spec) {
+    let mut flows: HashMap<String, (Sp<String>, Sp<ProbeSpec>)> = HashMap::new();
+    for step in &mut spec.steps {
+        if *step.action.get_ref() == StepAction::Flow {
+            if let (Some(n), Some(f), Some(p)) = (&step.name, &step.from, &step.probe) {
+                flows.insert(n.get_ref().clone(), (f.clone(), p.clone()));
+            }
+        }
+        for e in &mut step.expects {
+            let Some(flow) = &e.flow else { continue };
+            if let Some((from, probe)) = flows.get(flow.get_ref()) {
+                e.from = Some(Sp::new(flow.span(), from.get_ref().clone()));
+                e.probe = Some(Sp::new(flow.span(), *probe.get_ref()));
+            }
+        }
+    }
+}
+
 pub fn validate(spec: &Spec, text: &str) -> Vec<Diagnostic> {
     let network_names = spec.networks.iter().map(|n| n.name.get_ref().as_str()).collect();
-    let mut c = Checker { spec, text, network_names, errors: Vec::new() };
+    let mut c = Checker { spec, text, network_names, flows: HashMap::new(), errors: Vec::new() };
     c.name();
     c.lab_addresses();
     c.daemon();
@@ -163,7 +309,7 @@ fn overlapping<'a>(earlier: &BTreeMap<(u32, u8), (usize, &'a str)>, sub: ipnetwo
     containing.chain(inside).min().map(|(_, name)| name)
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     /// The name ends up in file names (captures, reports): keep it plain.
     fn name(&mut self) {
         if let Some(n) = &self.spec.name {
@@ -470,9 +616,91 @@ impl Checker<'_> {
             if let (Some(ip), false) = (&step.ip, action == StepAction::Connect) {
                 self.err(ip.span(), format!("step {:?} takes no ip (only \"connect\" does)", action.to_string()));
             }
+            self.flow_step(step, &known);
             for e in &step.expects {
                 self.expect(e, &known);
             }
+        }
+    }
+
+    /// A `flow` step's keys (`name`, `from`, `to`, `probe`, `interval_ms`),
+    /// which no other step takes.
+    fn flow_step(&mut self, step: &'a Step, known: &Known) {
+        let action = *step.action.get_ref();
+        if action != StepAction::Flow {
+            let keys = [
+                ("name", step.name.as_ref().map(|x| x.span())),
+                ("from", step.from.as_ref().map(|x| x.span())),
+                ("to", step.to.as_ref().map(|x| x.span())),
+                ("probe", step.probe.as_ref().map(|x| x.span())),
+                ("interval_ms", step.interval_ms.as_ref().map(|x| x.span())),
+            ];
+            for (key, span) in keys {
+                if let Some(span) = span {
+                    self.err(span, format!("step {:?} takes no {key} (only \"flow\" does)", action.to_string()));
+                }
+            }
+            return;
+        }
+        let at = step.action.span();
+        match &step.name {
+            None => self.err(at.clone(), "step \"flow\" needs a name, for [[expect]] flow = \"NAME\""),
+            Some(n) => {
+                if self.flows.insert(n.get_ref().as_str(), step).is_some() {
+                    self.err(n.span(), format!("flow {} is defined twice", short(n.get_ref())));
+                }
+            }
+        }
+        match &step.from {
+            None => self.err(at.clone(), "step \"flow\" needs from (the sender)"),
+            Some(f) if !self.is_node(f.get_ref(), known) => self.err(
+                f.span(),
+                format!(
+                    "unknown node {:?}: from must be a container, a machine, \"host\" or \"external\"",
+                    short(f.get_ref())
+                ),
+            ),
+            Some(_) => {}
+        }
+        match &step.to {
+            None => self.err(at.clone(), "step \"flow\" needs to (the target)"),
+            Some(t) => self.target(t, known),
+        }
+        match &step.probe {
+            None => self.err(at, "step \"flow\" needs probe = \"udp:PORT\""),
+            Some(p) if !matches!(p.get_ref(), ProbeSpec::Udp(_)) => {
+                self.err(p.span(), "a flow is UDP datagrams from one source port: probe = \"udp:PORT\"")
+            }
+            Some(_) => {}
+        }
+        if let Some(i) = &step.interval_ms {
+            if !(1..=60_000).contains(i.get_ref()) {
+                self.err(i.span(), "interval_ms must be between 1 and 60000");
+            }
+        }
+    }
+
+    /// An expectation's or a flow's `to`: a node (`name@network` picks a
+    /// network) or an IP address.
+    fn target(&mut self, to: &Sp<String>, known: &Known) {
+        let t = to.get_ref().as_str();
+        if t.parse::<Ipv4Addr>().is_ok() {
+            return;
+        }
+        let (node, net) = match t.split_once('@') {
+            Some((n, net)) => (n, Some(net)),
+            None => (t, None),
+        };
+        if !self.is_node(node, known) {
+            self.err(
+                to.span(),
+                format!(
+                    "unknown node {:?}: to must be a container, a machine, \"host\", \"external\" or an IP address",
+                    short(node)
+                ),
+            );
+        } else if let Some(net) = net {
+            self.network_ref(to.span(), net);
         }
     }
 
@@ -577,36 +805,73 @@ impl Checker<'_> {
         }
     }
 
+    /// A node name: the lab's own, a container created by now, or a machine.
+    fn is_node(&self, n: &str, known: &Known) -> bool {
+        RESERVED_NODES.contains(&n) || known.contains(n) || self.spec.machines.iter().any(|m| m.name() == n)
+    }
+
     fn expect(&mut self, e: &Expect, known: &Known) {
         let spec = self.spec;
         let is_node =
             |n: &str| RESERVED_NODES.contains(&n) || known.contains(n) || spec.machines.iter().any(|m| m.name() == n);
-        if !is_node(e.from.get_ref()) {
-            self.err(
-                e.from.span(),
-                format!(
-                    "unknown node {:?}: from must be a container, a machine, \"host\" or \"external\"",
-                    short(e.from.get_ref())
-                ),
-            );
-        }
-        let to = e.to.get_ref().as_str();
-        if to.parse::<Ipv4Addr>().is_err() {
-            let (node, net) = match to.split_once('@') {
-                Some((n, net)) => (n, Some(net)),
-                None => (to, None),
-            };
-            if !is_node(node) {
-                self.err(
-                    e.to.span(),
-                    format!(
-                        "unknown node {:?}: to must be a container, a machine, \"host\", \"external\" or an IP address",
-                        short(node)
-                    ),
-                );
-            } else if let Some(net) = net {
-                self.network_ref(e.to.span(), net);
+        // The probe: its own, or its flow's.
+        let probe = match (&e.flow, &e.from, &e.probe) {
+            (Some(flow), from, probe) => {
+                for (key, span) in
+                    [("from", from.as_ref().map(|f| f.span())), ("probe", probe.as_ref().map(|p| p.span()))]
+                {
+                    if let Some(span) = span {
+                        self.err(span, format!("an expectation on a flow takes no {key}: the flow step gives it"));
+                    }
+                }
+                if let Some(v) = &e.via {
+                    self.err(v.span(), "an expectation on a flow takes no via: the flow's datagrams are routed");
+                }
+                let name = flow.get_ref().as_str();
+                match self.flows.get(name) {
+                    None => {
+                        self.err(
+                            flow.span(),
+                            format!(
+                                "no flow {:?} runs here: name a `flow` step before this expectation (a step's own expectations come after it)",
+                                short(name)
+                            ),
+                        );
+                        None
+                    }
+                    Some(step) => step.probe.as_ref().map(|p| *p.get_ref()),
+                }
             }
+            (None, from, probe) => {
+                match from {
+                    None => self.err(e.to.span(), "this expectation has no from (the sender), nor a flow"),
+                    Some(f) if !is_node(f.get_ref()) => self.err(
+                        f.span(),
+                        format!(
+                            "unknown node {:?}: from must be a container, a machine, \"host\" or \"external\"",
+                            short(f.get_ref())
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                if probe.is_none() {
+                    self.err(
+                        e.to.span(),
+                        "this expectation has no probe: add probe = \"icmp\", \"tcp:PORT\" or \"udp:PORT\"",
+                    );
+                }
+                probe.as_ref().map(|p| *p.get_ref())
+            }
+        };
+        self.target(&e.to, known);
+        // A flow's datagrams arrive at a node's responder.
+        if e.flow.is_some() && (e.to.get_ref().parse::<Ipv4Addr>().is_ok() || e.to.get_ref().contains('@')) {
+            self.err(e.to.span(), "to of a flow expectation names the node whose responder the datagrams reach");
+        }
+        if e.to.get_ref().parse::<Ipv4Addr>() == Ok(Ipv4Addr::BROADCAST)
+            && !matches!(probe, Some(ProbeSpec::Udp(_)) | None)
+        {
+            self.err(e.to.span(), "a broadcast (255.255.255.255) needs a udp probe: TCP has no broadcasts and Linux ignores broadcast pings");
         }
         if let Some(src) = &e.source {
             let s = src.get_ref().as_str();
@@ -616,8 +881,17 @@ impl Checker<'_> {
                     format!("unknown node {:?}: source must be a node name or an IP address", short(s)),
                 );
             }
-            if matches!(e.probe.get_ref(), super::ProbeSpec::Icmp) {
+            if matches!(probe, Some(ProbeSpec::Icmp)) {
                 self.err(src.span(), "source is checked by a responder: it needs a tcp or udp probe");
+            }
+            // A TCP responder records a peer only after a whole handshake,
+            // and a handshake needs the answer that was lost.
+            let blocked = e.result.as_ref().map(|r| *r.get_ref()) == Some(Verdict::Blocked);
+            if blocked && matches!(probe, Some(ProbeSpec::Tcp(_))) {
+                self.err(
+                    src.span(),
+                    "source with result = \"blocked\" needs a udp probe: a TCP responder sees nobody before the handshake, which needs the lost answer",
+                );
             }
         }
         self.via(e, known);
@@ -626,8 +900,8 @@ impl Checker<'_> {
     /// `via`: a neighbour on a link the sender shares with it. Only the
     /// host is one: the uplink from `external`, a bridge from a container.
     fn via(&mut self, e: &Expect, known: &Known) {
-        let (Some(v), Some((node, net))) = (&e.via, e.via()) else { return };
-        let from = e.from.get_ref().as_str();
+        let (Some(v), Some((node, net)), Some(from)) = (&e.via, e.via(), &e.from) else { return };
+        let from = from.get_ref().as_str();
         if node != "host" {
             self.err(
                 v.span(),

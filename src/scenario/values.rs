@@ -611,9 +611,11 @@ pub enum StepAction {
     RestartDaemon,
     Sysctl,
     HostRules,
+    /// A UDP flow that keeps running over the following steps.
+    Flow,
 }
 
-const STEP_ACTIONS: [(&str, StepAction); 11] = [
+const STEP_ACTIONS: [(&str, StepAction); 12] = [
     ("connect", StepAction::Connect),
     ("disconnect", StepAction::Disconnect),
     ("stop", StepAction::Stop),
@@ -625,6 +627,7 @@ const STEP_ACTIONS: [(&str, StepAction); 11] = [
     ("restart-daemon", StepAction::RestartDaemon),
     ("sysctl", StepAction::Sysctl),
     ("host-rules", StepAction::HostRules),
+    ("flow", StepAction::Flow),
 ];
 
 impl StepAction {
@@ -632,7 +635,11 @@ impl StepAction {
     pub fn needs_container(self) -> bool {
         !matches!(
             self,
-            StepAction::FlushIptables | StepAction::RestartDaemon | StepAction::Sysctl | StepAction::HostRules
+            StepAction::FlushIptables
+                | StepAction::RestartDaemon
+                | StepAction::Sysctl
+                | StepAction::HostRules
+                | StepAction::Flow
         )
     }
     pub fn needs_network(self) -> bool {

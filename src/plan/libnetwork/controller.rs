@@ -17,7 +17,7 @@ use super::ipam::Ipam;
 use super::network::{allocate, hex_id, HostRoutes, Network};
 use super::portallocator::PortAllocator;
 use super::sandbox::{Sandbox, SortKey};
-use super::version::{ContainerMac, FirewallerKind, Version};
+use super::version::{ClearUdpOnProgram, ContainerMac, FirewallerKind, Version};
 use crate::plan::firewall::docker20::Docker20;
 use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode};
 use crate::plan::firewall::iptabler::Iptabler;
@@ -25,7 +25,7 @@ use crate::plan::firewall::nftabler::Nftabler;
 use crate::plan::firewall::{PortMapping, Ruleset, Table};
 use crate::plan::limits::{self, BRIDGE_MAX_PORTS, MAX_PUBLISHED_PORTS};
 use crate::plan::portallocator::NETNS_EPHEMERAL_RANGE;
-use crate::plan::{host, MacAddr};
+use crate::plan::{host, MacAddr, UdpConntrackFilter};
 use crate::scenario::{Container, Diagnostic, IfaceAddr, NetworkMode, Proto, Scenario, DEFAULT_BRIDGE};
 
 /// A failed operation: where it points and Docker's message.
@@ -112,6 +112,12 @@ pub struct Controller<'a> {
     bound: usize,
     veth_names: BTreeSet<String>,
     serial: u64,
+    /// Addresses whose conntrack entries were deleted since the last plan
+    /// was taken (see [`Controller::revoke`]).
+    pub conntrack_cleared: Vec<Ipv4Addr>,
+    /// UDP entries deleted by port since the last plan (Docker 23+, see
+    /// [`Controller::program`]).
+    pub conntrack_cleared_udp: Vec<crate::plan::UdpConntrackFilter>,
     ports_cache: PortsCache,
     /// Port mappings and rules that failed starts made and gave back: work
     /// the plan does not keep (see `limits::MAX_GIVEN_BACK`).
@@ -187,6 +193,8 @@ impl<'a> Controller<'a> {
             bound: 0,
             veth_names: BTreeSet::new(),
             serial: 0,
+            conntrack_cleared: Vec::new(),
+            conntrack_cleared_udp: Vec::new(),
             ports_cache: PortsCache::default(),
             given_back: 0,
             too_big: false,
@@ -913,6 +921,30 @@ impl<'a> Controller<'a> {
         let ports = self.ports_cache.get(spec);
         self.endpoint_mut(id).expect("known").exposed = Some(ports.clone());
         let mapped = self.allocate_ports(&ep, &net, &ports.0)?;
+        if let Some(by) = self.v.clear_conntrack_on_program {
+            // 23+ (moby#44742): flows that met the host before the DNAT
+            // rules (the proxy, or nothing) are made to meet them again.
+            self.clear_conntrack(ep.address.ip());
+            for m in mapped.iter().filter(|m| m.proto == Proto::Udp) {
+                let f = match by {
+                    ClearUdpOnProgram::HostPort => UdpConntrackFilter { dst_port: m.host_port, dst_ip: None },
+                    ClearUdpOnProgram::ContainerPortAtHostIp => UdpConntrackFilter {
+                        dst_port: m.container_port,
+                        dst_ip: match m.host_ip {
+                            IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+                            _ => None,
+                        },
+                    },
+                };
+                // An IPv6 host address filters the IPv6 table only.
+                if matches!(m.host_ip, IpAddr::V6(ip) if !ip.is_unspecified()) {
+                    continue;
+                }
+                if !self.conntrack_cleared_udp.contains(&f) {
+                    self.conntrack_cleared_udp.push(f);
+                }
+            }
+        }
         self.endpoint_mut(id).expect("known").mapped = mapped;
         if !net.icc {
             if let Err(e) = self.link(id, true) {
@@ -923,9 +955,22 @@ impl<'a> Controller<'a> {
         Ok(())
     }
 
-    /// `RevokeExternalConnectivity`: the ports go (the exposed ports stay known).
+    /// `RevokeExternalConnectivity`: the ports go (the exposed ports stay
+    /// known), then `clearEndpointConnections` deletes every conntrack
+    /// entry whose reply tuple has the endpoint's address (moby#8795: a
+    /// new endpoint with the same address would inherit them).
     fn revoke(&mut self, id: &str) {
         self.release_ports(id);
+        if let Some(ip) = self.endpoint(id).map(|ep| ep.address.ip()) {
+            self.clear_conntrack(ip);
+        }
+    }
+
+    /// `DeleteConntrackEntries`: every entry whose reply tuple has `ip`.
+    fn clear_conntrack(&mut self, ip: Ipv4Addr) {
+        if !self.conntrack_cleared.contains(&ip) {
+            self.conntrack_cleared.push(ip);
+        }
     }
 
     /// The bridge driver's `Leave`: with icc off, the links go.

@@ -61,6 +61,9 @@ pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
         }
     }
     let mut plan = snapshot(&mut c)?;
+    // What the setup revoked met no traffic yet.
+    plan.conntrack_cleared.clear();
+    plan.conntrack_cleared_udp.clear();
     let mut size = super::limits::PlanSize::default();
     size.add(s, &plan, "the start", || super::limits::heaviest(s, &plan))?;
     for (i, step) in s.spec.steps.iter().enumerate() {
@@ -77,7 +80,13 @@ pub fn plan(s: &Scenario, v: &'static Version) -> Result<Plan, Diagnostics> {
 fn run_step(c: &mut Controller, step: &Step) -> String {
     let action = *step.action.get_ref();
     let span = step.action.span();
-    let name = step.container.as_ref().map(|x| x.get_ref().name().to_string()).unwrap_or_default();
+    let name = step
+        .container
+        .as_ref()
+        .map(|x| x.get_ref().name().to_string())
+        // A flow's label is its name.
+        .or_else(|| step.name.as_ref().map(|n| n.get_ref().clone()))
+        .unwrap_or_default();
     let network = step.network.as_ref().map(|n| n.get_ref().clone()).unwrap_or_default();
     let unknown = |c: &Controller| c.ctr(&name).is_none();
     let result: Result<(), controller::Failure> = match action {
@@ -113,6 +122,8 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
             c.rules.flush_all();
             Ok(())
         }
+        // Traffic, not the daemon: the host stays as it is.
+        StepAction::Flow => Ok(()),
         // Docker 20.10 does not watch the rules (no firewalld here): they
         // stay as the text leaves them.
         StepAction::HostRules => host::host_rules_step(c.s, step, &mut c.rules),
@@ -338,6 +349,8 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         port_mappings: c.relays(),
         bindings: c.unrelayed(),
         steps: vec![],
+        conntrack_cleared: std::mem::take(&mut c.conntrack_cleared),
+        conntrack_cleared_udp: std::mem::take(&mut c.conntrack_cleared_udp),
         machines: host::machine_plans(s),
     })
 }

@@ -735,3 +735,37 @@ fn every_container_namespace_gets_the_daemons_sysctls() {
         );
     }
 }
+
+/// What each release deletes from the conntrack table when a container
+/// with a published UDP port starts and stops: 20.10 only on the stop, by
+/// address (`clearEndpointConnections`); 23+ also on the start, by address
+/// and by UDP port (`clearConntrackEntries` in `ProgramExternalConnectivity`):
+/// 28 the host port on any address, 29 the container port at the host
+/// address it names.
+#[test]
+fn a_start_deletes_udp_entries_by_port_from_docker28_on() {
+    let text = r#"
+[[step]]
+do        = "run"
+container = { name = "sip", publish = ["127.0.0.1:5061:5060/udp", "8080:80"] }
+[[step]]
+do        = "stop"
+container = "sip"
+"#;
+    let udp =
+        |port, ip: Option<[u8; 4]>| crate::plan::UdpConntrackFilter { dst_port: port, dst_ip: ip.map(Ipv4Addr::from) };
+    for (firewall, on_start) in
+        [("docker20", vec![]), ("docker28", vec![udp(5061, None)]), ("docker29", vec![udp(5060, Some([127, 0, 0, 1]))])]
+    {
+        let s = Scenario::parse("p.toml".into(), format!("[daemon]\nfirewall = \"{firewall}\"\n{text}")).unwrap();
+        let plan = crate::plan::plan(&s).unwrap_or_else(|e| panic!("{e}"));
+        let (run, stop) = (&plan.steps[0].after, &plan.steps[1].after);
+        let sip = run.container("sip").unwrap().ip().unwrap();
+        assert_eq!(run.conntrack_cleared_udp, on_start, "{firewall}");
+        let by_address = if firewall == "docker20" { vec![] } else { vec![sip] };
+        assert_eq!(run.conntrack_cleared, by_address, "{firewall}");
+        // The revoke drops the mappings before it clears: by address only.
+        assert_eq!(stop.conntrack_cleared, vec![sip], "{firewall}");
+        assert!(stop.conntrack_cleared_udp.is_empty(), "{firewall}");
+    }
+}

@@ -23,6 +23,21 @@ pub enum ContainerMac {
     Random,
 }
 
+/// Which UDP conntrack entries `ProgramExternalConnectivity` deletes once
+/// the ports are mapped (`clearConntrackEntries`, moby#44742, Docker 23+),
+/// besides those of the endpoint's address: `DeleteConntrackEntriesByPort`,
+/// one filter per published UDP binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearUdpOnProgram {
+    /// 28 (libnetwork/iptables/conntrack.go): original destination port =
+    /// the binding's host port, any address.
+    HostPort,
+    /// 29 (daemon/libnetwork/iptables/conntrack.go): `port.Port`, the
+    /// binding's container port, and the host address when the binding
+    /// names one.
+    ContainerPortAtHostIp,
+}
+
 /// Which firewaller a release's bridge driver makes (`newFirewaller`).
 #[derive(Debug, Clone, Copy)]
 pub enum FirewallerKind {
@@ -82,6 +97,12 @@ pub struct Version {
     /// (`sortAndNormPBs`, [`cmp_port_binding`](super::endpoint::cmp_port_binding))
     /// before it maps them; 20.10 maps them in the daemon's `SortPortMap` order.
     pub sort_port_bindings: bool,
+    /// 23+: `ProgramExternalConnectivity` also calls `clearConntrackEntries`
+    /// (its address, and UDP entries by port); `None`: only
+    /// `RevokeExternalConnectivity` clears, by address (20.10's
+    /// `clearEndpointConnections`; 28's revoke drops `portMapping` before
+    /// it clears, so no port there either).
+    pub clear_conntrack_on_program: Option<ClearUdpOnProgram>,
     /// Whether a port published on every address also gets a
     /// `docker-proxy` on `::` (20.10 does, with the userland proxy on).
     pub proxy_on_ipv6_any: bool,
@@ -131,6 +152,7 @@ pub static DOCKER20: Version = Version {
     ipv6_off_per_interface: false,
     internal_without_gateway: false,
     sort_port_bindings: false,
+    clear_conntrack_on_program: None,
     proxy_on_ipv6_any: true,
     container_sysctls: &[
         ("net.ipv4.ping_group_range", "0\t2147483647"),
@@ -166,6 +188,7 @@ pub static DOCKER29: Version = Version {
     firewall: Firewall::Docker29,
     release: "Docker 29.7.2",
     firewaller: FirewallerKind::Iptabler(&crate::plan::firewall::iptabler::DOCKER29),
+    clear_conntrack_on_program: Some(ClearUdpOnProgram::ContainerPortAtHostIp),
     ..DOCKER28_BASE
 };
 
@@ -187,6 +210,7 @@ const DOCKER28_BASE: Version = Version {
     ipv6_off_per_interface: true,
     internal_without_gateway: true,
     sort_port_bindings: true,
+    clear_conntrack_on_program: Some(ClearUdpOnProgram::HostPort),
     proxy_on_ipv6_any: true,
     container_sysctls: &[("net.ipv4.ping_group_range", "0\t2147483647"), ("net.ipv4.ip_unprivileged_port_start", "0")],
     msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
