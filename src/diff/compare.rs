@@ -97,6 +97,42 @@ pub async fn read_settled_host(ns: &File) -> Result<NsState> {
     }
 }
 
+/// Waits (bounded, like [`read_settled_host`]) until no Docker veth on a
+/// host bridge is an orphan: one whose peer is in none of `namespaces`,
+/// the running containers' own. A start that fails after its endpoint
+/// joined (Docker 28 connects networks once the task exists) leaves the
+/// veth's peer in the dead task's namespace: libnetwork's rollback finds
+/// no link by the moved peer's name to delete (bridge `DeleteEndpoint`),
+/// and the kernel destroys that namespace, and the pair with it, only
+/// when its cleanup work runs (~0.8 s after the CLI returned, with
+/// dockerd 28.5.2 here). Docker's state is the one after that.
+pub async fn wait_for_orphan_veths(host: &File, namespaces: &[(String, &File)]) -> Result<()> {
+    let mut live = std::collections::HashSet::new();
+    for (name, file) in namespaces {
+        let s = read_ns(file, name).await?;
+        live.extend(s.links.iter().filter(|l| l.kind == Some(InfoKind::Veth)).filter_map(|l| l.peer_index));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let s = read_ns(host, "host").await?;
+        if orphan_veths(&s, &live).is_empty() || Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Docker's veths (`veth` + 7 hex digits) on a bridge whose index no live
+/// peer names. Machines' ports (`vnetN`) are bridgelab's own.
+fn orphan_veths<'a>(s: &'a NsState, live: &std::collections::HashSet<u32>) -> Vec<&'a str> {
+    s.links
+        .iter()
+        .filter(|l| l.kind == Some(InfoKind::Veth) && l.master.is_some() && l.name.starts_with("veth"))
+        .filter(|l| !live.contains(&l.index))
+        .map(|l| l.name.as_str())
+        .collect()
+}
+
 fn carrier_settled(s: &NsState) -> bool {
     s.bridges().all(|b| {
         let carrier = s.links.iter().any(|l| l.master == Some(b.index) && l.oper_up);
@@ -966,6 +1002,23 @@ mod tests {
         };
         plan.port_mappings = vec![mapping("0.0.0.0", 0), mapping("::", 8090)];
         assert_eq!(lab_inventory(&plan).ports, ["rt 80/tcp <- 0.0.0.0:", "rt 80/tcp <- [::]:8090"]);
+    }
+
+    #[test]
+    fn a_veth_whose_peer_no_container_holds_is_an_orphan() {
+        let port = |index, name: &str, master| LinkState { master, ..link(index, name, Some(InfoKind::Veth)) };
+        let s = NsState {
+            links: vec![
+                link(3, "docker0", Some(InfoKind::Bridge)),
+                port(4, "veth3564c03", Some(3)),
+                port(5, "vethe375a57", Some(3)),
+                port(6, "vnet0", Some(3)),
+                port(2, "eth0", None),
+            ],
+            ..NsState::default()
+        };
+        assert_eq!(orphan_veths(&s, &[4].into()), ["vethe375a57"]);
+        assert!(orphan_veths(&s, &[4, 5].into()).is_empty());
     }
 
     #[test]

@@ -311,16 +311,20 @@ impl DockerOutput {
     /// `Error response from daemon: ` it puts before the daemon's words,
     /// on one line.
     /// `docker run` puts `docker: ` first and `See 'docker run --help'.`
-    /// after it; both go.
+    /// (20.10) or `Run 'docker run --help' for more information` (28)
+    /// after it; 28's `docker start` ends with `Error: failed to start
+    /// containers: NAME`. All of that is the CLI's and goes.
     pub fn message(&self) -> String {
         let text = self.stderr.trim();
         let text = text.strip_prefix("docker: ").unwrap_or(text);
         let text = text.strip_prefix("Error response from daemon: ").unwrap_or(text);
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !(l.is_empty() || l.starts_with("See 'docker ") && l.ends_with("--help'.")))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let cli_noise = |l: &str| {
+            l.is_empty()
+                || l.starts_with("See 'docker ") && l.ends_with("--help'.")
+                || l.starts_with("Run 'docker ") && l.ends_with("--help' for more information")
+                || l.starts_with("Error: failed to start containers: ")
+        };
+        text.lines().map(str::trim).filter(|l| !cli_noise(l)).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -1105,6 +1109,20 @@ mod tests {
         assert_eq!(
             o.message(),
             "driver failed programming external connectivity on endpoint late (48): Bind for 0.0.0.0:8080 failed: port is already allocated."
+        );
+        // Docker 28's CLI, as captured from 28.5.2's `docker start` and `docker run`.
+        let o = DockerOutput {
+            stderr: "Error response from daemon: failed to set up container networking: network n1 not found\nError: failed to start containers: c1\n".into(),
+            ..o
+        };
+        assert_eq!(o.message(), "failed to set up container networking: network n1 not found");
+        let o = DockerOutput {
+            stderr: "docker: Error response from daemon: failed to set up container networking: driver failed programming external connectivity on endpoint d4 (27): failed to listen on TCP socket: address already in use\n\nRun 'docker run --help' for more information\n".into(),
+            ..o
+        };
+        assert_eq!(
+            o.message(),
+            "failed to set up container networking: driver failed programming external connectivity on endpoint d4 (27): failed to listen on TCP socket: address already in use"
         );
     }
 

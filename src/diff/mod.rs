@@ -32,7 +32,7 @@ pub mod translate;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -397,10 +397,65 @@ fn command_line(c: &DockerCommand, outcome: &std::result::Result<(), String>) ->
     let said = match (outcome, &c.fails) {
         (Ok(()), _) => "ok".to_string(),
         // Docker's message holds the scenario's (often with ids around it).
-        (Err(m), Some(want)) if m.contains(want.as_str()) => format!("fails: {want}"),
+        (Err(m), Some(want)) if as_the_lab_says(m, want).contains(want.as_str()) => format!("fails: {want}"),
         (Err(m), _) => format!("fails: {m}"),
     };
     format!("{}: {said}", c.display())
+}
+
+/// Docker's message with what it draws at random put as the scenario's
+/// `fails` (the lab's words) has it:
+///
+/// * the random 64-hex-digit ids (endpoints, networks) become the lab's,
+///   the first in Docker's message the first in `want`, and so on;
+/// * in 28's `Bind for ADDR:PORT failed: port is already allocated`, an
+///   unspecified ADDR (`0.0.0.0` or `::`) becomes `want`'s when that is
+///   unspecified too, for the same port. 28's allocator checks a binding
+///   on every address against `0.0.0.0`'s and `::`'s tables at once and
+///   reports the first taken one of a Go map's random iteration
+///   (portallocator.go `RequestPortsInRange`): either, on the same host.
+fn as_the_lab_says(docker: &str, want: &str) -> String {
+    let lab_ids = hex_ids(want);
+    let mut out = String::with_capacity(docker.len());
+    let mut rest = docker;
+    for (i, (at, _)) in hex_ids(docker).into_iter().enumerate() {
+        let Some((_, id)) = lab_ids.get(i) else { break };
+        let at = at - (docker.len() - rest.len());
+        out.push_str(&rest[..at]);
+        out.push_str(id);
+        rest = &rest[at + 64..];
+    }
+    out.push_str(rest);
+    const BIND: &str = "Bind for ";
+    const TAKEN: &str = " failed: port is already allocated";
+    let bound = |m: &str| -> Option<(usize, usize, bool, String)> {
+        let start = m.find(BIND)? + BIND.len();
+        let end = start + m[start..].find(TAKEN)?;
+        let (addr, port) = m[start..end].rsplit_once(':')?;
+        let any = addr.parse::<IpAddr>().is_ok_and(|a| a.is_unspecified());
+        Some((start, end, any, port.to_string()))
+    };
+    if let (Some((s, e, true, port)), Some((ws, we, true, wport))) = (bound(&out), bound(want)) {
+        if port == wport {
+            out.replace_range(s..e, &want[ws..we]);
+        }
+    }
+    out
+}
+
+/// Where each run of exactly 64 hex digits (a Docker id) starts, and the run.
+fn hex_ids(m: &str) -> Vec<(usize, &str)> {
+    let b = m.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let n = b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+        if n == 64 {
+            out.push((i, &m[i..i + 64]));
+        }
+        i += n.max(1);
+    }
+    out
 }
 
 /// The node of `plan` that owns `ip`: the host, external, or a container.
@@ -496,6 +551,7 @@ async fn read_real(r: &RealSide) -> Result<(Readback, Vec<NetworkInspect>, HashM
     }
     let host = r.host.netns_file("host").ok_or_else(|| Error::Environment("no host namespace".into()))?;
     let own: Vec<(String, &File)> = files.iter().map(|(n, f)| (n.clone(), f)).collect();
+    compare::wait_for_orphan_veths(host, &own).await?;
     let readback = compare::read_side(host, inventory, &own).await?;
     Ok((readback, networks, files))
 }
@@ -965,6 +1021,34 @@ mod tests {
             command_line(&c, &Err("No such container: web".into())),
             "docker start web: fails: No such container: web"
         );
+    }
+
+    #[test]
+    fn dockers_random_ids_and_bind_address_meet_the_labs() {
+        let c = |fails: &str| DockerCommand {
+            action: Action::Docker(vec!["start".into(), "late".into()]),
+            fails: Some(fails.into()),
+        };
+        let (lab, docker) = ("9da8".repeat(16), "c3b7".repeat(16));
+        let want = format!("driver failed programming external connectivity on endpoint late ({lab}): Bind for 0.0.0.0:8080 failed: port is already allocated");
+        // Captured from dockerd 28.5.2: ids at random, and `::` or `0.0.0.0` at random.
+        for addr in ["0.0.0.0", "::"] {
+            let real = format!("failed to set up container networking: driver failed programming external connectivity on endpoint late ({docker}): Bind for {addr}:8080 failed: port is already allocated");
+            assert_eq!(command_line(&c(&want), &Err(real)), format!("docker start late: fails: {want}"), "{addr}");
+        }
+        // A specific address, another port or an id too short is not Docker's randomness.
+        for real in [
+            format!("driver failed programming external connectivity on endpoint late ({docker}): Bind for 127.0.0.1:8080 failed: port is already allocated"),
+            format!("driver failed programming external connectivity on endpoint late ({docker}): Bind for :::8081 failed: port is already allocated"),
+            format!("driver failed programming external connectivity on endpoint late ({}): Bind for 0.0.0.0:8080 failed: port is already allocated", &docker[1..]),
+        ] {
+            assert_eq!(command_line(&c(&want), &Err(real.clone())), format!("docker start late: fails: {real}"));
+        }
+        // Networks' ids too, in order.
+        let (n1, n2) = ("a0c7".repeat(16), "0123".repeat(16));
+        let want = format!("no available IPv4 addresses on this network's address pools: n2 ({n1})");
+        let real = format!("failed to set up container networking: no available IPv4 addresses on this network's address pools: n2 ({n2})");
+        assert_eq!(command_line(&c(&want), &Err(real)), format!("docker start late: fails: {want}"));
     }
 
     #[test]

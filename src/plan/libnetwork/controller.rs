@@ -673,7 +673,8 @@ impl<'a> Controller<'a> {
                     if a.network == "bridge" && disabled {
                         continue; // NetworkDisabled: no endpoint at all
                     }
-                    self.connect_to_network(&name, a)?;
+                    self.connect_to_network(&name, a)
+                        .map_err(|(span, e)| (span, format!("{}{e}", self.v.msg_start_networking)))?;
                 }
                 if self.sandbox(&name).is_none() {
                     let ns = self.new_netns(&name, Some(Sandbox::new(&name)));

@@ -678,6 +678,39 @@ container = "web"
 }
 
 #[test]
+fn docker28_says_a_start_failed_to_set_up_networking() {
+    // dockerd 28.5.2 (start_linux.go `initializeCreatedTask` wraps
+    // `allocateNetwork`): "failed to set up container networking: " before
+    // the port error and before IPAM's; a link to a stopped container is
+    // found in `createSpec`, before the task: no prefix.
+    let plan28 = |text: &str| {
+        let s = Scenario::parse("p.toml".into(), format!("[daemon]\nfirewall = \"docker28\"\n{text}")).unwrap();
+        crate::plan::plan(&s).expect_err("plan should fail").to_string()
+    };
+    let e = plan28("[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:81\"]\n");
+    assert!(
+        e.contains(
+            ": failed to set up container networking: driver failed programming external connectivity on endpoint bb ("
+        ),
+        "{e}"
+    );
+    assert!(e.ends_with("): Bind for 0.0.0.0:8080 failed: port is already allocated"), "{e}");
+    let e = plan28(
+        "[[network]]\nname = \"n2\"\nsubnet = \"10.9.0.0/30\"\n[[container]]\nname = \"c2\"\nnetwork = \"n2\"\n\
+         [[container]]\nname = \"c3\"\nnetwork = \"n2\"\n",
+    );
+    assert!(
+        e.contains(": failed to set up container networking: no available IPv4 addresses on this network's address pools: n2 ("),
+        "{e}"
+    );
+    let e = plan28("[[container]]\nname = \"db\"\nrunning = false\n[[container]]\nname = \"aa\"\nlinks = [\"db:d\"]\n");
+    assert!(e.ends_with(": Cannot link to a non running container: /db AS /aa/d"), "{e}");
+    // 20.10 returns the driver's words as they are.
+    let e = err("[[container]]\nname = \"aa\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"bb\"\npublish = [\"8080:81\"]\n");
+    assert!(e.contains(": driver failed programming external connectivity on endpoint bb ("), "{e}");
+}
+
+#[test]
 fn a_failed_start_gives_back_every_port_and_rule() {
     // bb's bindings go highest first: 9010 … 9000 are mapped, then 8080
     // fails; all of it is given back (the model finds this without mapping).

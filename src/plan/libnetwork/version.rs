@@ -116,6 +116,11 @@ pub struct Version {
     pub msg_bridge_and_bip: &'static str,
     /// `verifyDaemonSettings`' words for `--iptables=false` with `--icc=false`.
     pub msg_iptables_and_icc: &'static str,
+    /// What a start's network errors begin with. 28 connects a starting
+    /// container's networks after its task exists (`initializeCreatedTask`,
+    /// start_linux.go), and wraps the error of `allocateNetwork` with
+    /// `errSetupNetworking`; 20.10 returns it as it is.
+    pub msg_start_networking: &'static str,
 }
 
 impl Version {
@@ -161,6 +166,7 @@ pub static DOCKER20: Version = Version {
     ],
     msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
     msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
+    msg_start_networking: "",
 };
 
 /// `ipamutils.localScopeDefaultNetworks`, the same in 20.10.24 and 28.5.2.
@@ -215,6 +221,8 @@ const DOCKER28_BASE: Version = Version {
     container_sysctls: &[("net.ipv4.ping_group_range", "0\t2147483647"), ("net.ipv4.ip_unprivileged_port_start", "0")],
     msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
     msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
+    // daemon/container_operations.go `errSetupNetworking` (28 and 29).
+    msg_start_networking: "failed to set up container networking: ",
 };
 
 /// The libnetwork release a `firewall` value imitates, if it is one.
