@@ -35,16 +35,9 @@ pub struct Config {
     pub allow_direct_routing: bool,
 }
 
-/// A network's gateway mode for IPv4 (`com.docker.network.bridge.gateway_mode_ipv4`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GatewayMode {
-    #[default]
-    Nat,
-    NatUnprotected,
-    Routed,
-    /// Internal networks only; the bridge has no address.
-    Isolated,
-}
+/// A network's gateway mode for IPv4 (`com.docker.network.bridge.gateway_mode_ipv4`):
+/// the scenario's own value, one type for the file and the firewall.
+pub use crate::scenario::GatewayMode;
 
 /// `firewaller.NetworkConfig` with its IPv4 `NetworkConfigFam` folded in
 /// (bridgelab's networks have no IPv6, so `Config6` is always invalid).

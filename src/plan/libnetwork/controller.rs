@@ -490,12 +490,7 @@ impl<'a> Controller<'a> {
         let gateway = spec.gateway.as_ref().map(|g| g.get_ref().0);
         let where_ = spec.subnet.as_ref().map(|s| s.span()).unwrap_or(span.clone());
         let host = self.host_routes();
-        let gateway_mode = match spec.gateway_mode() {
-            crate::scenario::GatewayMode::Nat => GatewayMode::Nat,
-            crate::scenario::GatewayMode::NatUnprotected => GatewayMode::NatUnprotected,
-            crate::scenario::GatewayMode::Routed => GatewayMode::Routed,
-            crate::scenario::GatewayMode::Isolated => GatewayMode::Isolated,
-        };
+        let gateway_mode = spec.gateway_mode();
         // GetSkipGwAlloc (bridge_linux.go): an isolated network has no gateway.
         let skip_gw = gateway_mode == GatewayMode::Isolated;
         let (pool, gw) = allocate(&mut self.ipam, &host, subnet, range, gateway, skip_gw).map_err(|e| {
