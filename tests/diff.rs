@@ -229,9 +229,8 @@ fn every_shipped_docker20_scenario_is_equal_to_the_real_daemon() {
 #[test]
 fn every_shipped_versioned_scenario_is_equal_under_each_version_with_a_daemon() {
     common::require_root();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(common::scenario_path(""))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let mut files: Vec<PathBuf> = common::shipped_scenarios()
+        .into_iter()
         .filter(|p| std::fs::read_to_string(p).unwrap().lines().any(|l| l.starts_with("versions")))
         .collect();
     files.sort();

@@ -261,8 +261,8 @@ fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
     let _serial = registry_wide();
     let before = root_namespace_state();
     let mut args = vec!["run".to_string()];
-    for e in std::fs::read_dir(common::scenario_path("")).unwrap() {
-        args.push(e.unwrap().path().to_string_lossy().into_owned());
+    for p in common::shipped_scenarios() {
+        args.push(p.to_string_lossy().into_owned());
     }
     let out = Command::new(common::bridgelab_bin()).args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

@@ -21,7 +21,7 @@ fn snapshot_name(path: &std::path::Path, lab: &Lab) -> String {
 
 /// The plan is the simulator's answer; it needs no root and must not drift.
 #[rstest]
-fn plan_snapshot(#[files("scenarios/*.toml")] path: PathBuf) {
+fn plan_snapshot(#[files("scenarios/**/*.toml")] path: PathBuf) {
     let labs = Lab::load_all(&path).unwrap_or_else(|e| panic!("{e}"));
     for lab in &labs {
         let about = lab.scenario().spec.about.as_deref().unwrap_or("");
@@ -36,7 +36,7 @@ fn plan_snapshot(#[files("scenarios/*.toml")] path: PathBuf) {
 /// snapshot.
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn built_lab_matches_plan(#[files("scenarios/*.toml")] path: PathBuf) {
+async fn built_lab_matches_plan(#[files("scenarios/**/*.toml")] path: PathBuf) {
     common::require_root();
     // A file with `versions`: each run is its own lab, one after another.
     for lab in Lab::load_all(&path).unwrap_or_else(|e| panic!("{e}")) {

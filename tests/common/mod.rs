@@ -24,6 +24,24 @@ pub fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
 
+/// Every shipped scenario file: `scenarios/*.toml` and the bug library in
+/// `scenarios/bugs/*.toml`, sorted.
+pub fn shipped_scenarios() -> Vec<PathBuf> {
+    let root = scenario_path("");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("bugs")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 pub fn bridgelab_bin() -> &'static str {
     env!("CARGO_BIN_EXE_bridgelab")
 }
