@@ -350,6 +350,72 @@ fn seconds(ms: u64) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
 }
 
+/// One file run under several Docker versions (`run --versions`), side by
+/// side: a row per expectation, a column per version, each cell the verdict
+/// seen there. `*` marks a verdict the file does not expect under that
+/// version; a version the file cannot be expressed in, or whose lab failed,
+/// says why under the table.
+pub fn by_version(file: &Path, runs: &[(String, &ScenarioReport)]) -> String {
+    // Rows in the order the first run that got that far met them.
+    let mut rows: Vec<(Option<String>, String, String)> = Vec::new();
+    for (_, r) in runs {
+        for e in &r.expectations {
+            if !rows.iter().any(|(st, loc, _)| *st == e.step && *loc == e.location) {
+                let label = match &e.step {
+                    Some(st) => format!("after {st}: {}", e.name),
+                    None => e.name.clone(),
+                };
+                rows.push((e.step.clone(), e.location.clone(), label));
+            }
+        }
+    }
+    let cell = |r: &ScenarioReport, step: &Option<String>, loc: &str| -> String {
+        if r.not_loaded_error().is_some() {
+            return "n/a".into();
+        }
+        match r.expectations.iter().find(|e| e.step == *step && e.location == loc) {
+            None => "-".into(),
+            Some(e) => {
+                let seen = e.actual.clone().unwrap_or_else(|| "error".into());
+                if e.passed {
+                    seen
+                } else {
+                    format!("{seen} *")
+                }
+            }
+        }
+    };
+    let mut table: Vec<Vec<String>> = Vec::new();
+    let mut head = vec![file.display().to_string()];
+    head.extend(runs.iter().map(|(v, _)| v.clone()));
+    table.push(head);
+    for (step, loc, label) in &rows {
+        let mut line = vec![format!("  {label}")];
+        line.extend(runs.iter().map(|(_, r)| cell(r, step, loc)));
+        table.push(line);
+    }
+    let mut verdicts = vec!["  verdict".to_string()];
+    verdicts.extend(runs.iter().map(|(_, r)| if r.passed { "PASS".to_string() } else { "FAIL".to_string() }));
+    table.push(verdicts);
+    let widths: Vec<usize> =
+        (0..table[0].len()).map(|c| table.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for line in &table {
+        let cells: Vec<String> = line.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(s, "{}", cells.join("  ").trim_end());
+    }
+    if runs.iter().any(|(_, r)| r.expectations.iter().any(|e| !e.passed)) {
+        let _ = writeln!(s, "  * not the result the file expects under that version");
+    }
+    for (v, r) in runs {
+        for e in &r.errors {
+            let first = e.message.lines().next().unwrap_or("");
+            let _ = writeln!(s, "  {v}: {}: {first}", e.stage);
+        }
+    }
+    s
+}
+
 /// JUnit XML: a testsuite per scenario file (a file that did not load is a
 /// failed suite), a testcase per expectation, per step and per error, plus
 /// one for the lab matching its plan. Every testcase and suite has its time.

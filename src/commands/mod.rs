@@ -79,6 +79,16 @@ pub enum Command {
         /// DIR/<scenario>-<interface>.pcap.
         #[arg(long, value_name = "DIR")]
         pcap: Option<PathBuf>,
+        /// Run each file under every one of these Docker layouts instead of
+        /// its own (`[daemon] firewall` or `versions`), e.g.
+        /// `--versions docker1,docker20,docker28`, and print a verdict table
+        /// per file: a row per expectation, a column per version, `*` where
+        /// the result is not the one the file expects there. An expectation
+        /// whose `result_by_version` does not name a version is shown, not
+        /// checked, under it. A version the file cannot be expressed in (a
+        /// key it lacks) is a column that says why, and exit code 2.
+        #[arg(long, value_name = "VERSIONS", value_delimiter = ',')]
+        versions: Vec<bridgelab::scenario::Firewall>,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
     ///
@@ -192,8 +202,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format, hold, junit, matrix, pcap } => {
-            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, pcap })).await
+        Command::Run { files, format, hold, junit, matrix, pcap, versions } => {
+            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, pcap, versions })).await
         }
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),

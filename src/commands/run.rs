@@ -19,15 +19,21 @@ pub struct RunArgs {
     pub junit: Option<PathBuf>,
     pub matrix: Vec<bridgelab::scenario::ProbeSpec>,
     pub pcap: Option<PathBuf>,
+    /// `--versions`: run every file under each of these layouts instead of
+    /// its own, and print a verdict table per file.
+    pub versions: Vec<bridgelab::scenario::Firewall>,
 }
 
 pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     let mut worst = 0u8;
     let mut reports = Vec::new();
+    // Per file under --versions: its reports' range and their versions.
+    let mut tables: Vec<(PathBuf, std::ops::Range<usize>, Vec<String>)> = Vec::new();
     'files: for f in files {
         let started = Instant::now();
-        // A file with `versions` is one lab, and one report, per version.
-        let labs = match bridgelab::Lab::load_all(f) {
+        // A file with `versions` is one lab, and one report, per version;
+        // under --versions, one per version asked for.
+        let labs = match load(f, &args.versions) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("{}", render_error(&e));
@@ -36,8 +42,18 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
                 continue;
             }
         };
+        let first = reports.len();
         for lab in labs {
-            let (code, r) = run_one(f, lab, &args).await;
+            let (code, r) = match lab {
+                Ok(lab) => run_one(f, lab, &args).await,
+                // A version the file cannot be expressed in: a column that says why.
+                Err((name, e)) => {
+                    eprintln!("{}", render_error(&e));
+                    let mut r = ScenarioReport::not_loaded(f, &e, started.elapsed());
+                    r.scenario = name;
+                    (e.exit_code() as u8, r)
+                }
+            };
             worst = worst.max(code);
             reports.push(r);
             // An interrupted tool means bridgelab itself is being stopped:
@@ -46,9 +62,19 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
                 break 'files;
             }
         }
+        if !args.versions.is_empty() {
+            let names = args.versions.iter().map(|v| v.to_string()).collect();
+            tables.push((f.clone(), first..reports.len(), names));
+        }
     }
     match args.format {
-        Format::Text => crate::out!("{}", report::text(&reports, std::io::stdout().is_terminal()).trim_end()),
+        Format::Text => {
+            crate::out!("{}", report::text(&reports, std::io::stdout().is_terminal()).trim_end());
+            for (f, range, names) in &tables {
+                let runs: Vec<(String, &ScenarioReport)> = names.iter().cloned().zip(&reports[range.clone()]).collect();
+                crate::out!("\n{}", report::by_version(f, &runs).trim_end());
+            }
+        }
         Format::Json => print_json(&reports),
     }
     if let Some(path) = &args.junit {
@@ -58,6 +84,29 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
         }
     }
     worst
+}
+
+type Planned = Result<bridgelab::Lab, (String, bridgelab::Error)>;
+
+/// The labs of one file: its runs, or with `versions` given (`--versions`)
+/// one per version, a version it cannot be expressed in as the error
+/// that says why (a column of its own, not the end of the file).
+fn load(f: &Path, versions: &[bridgelab::scenario::Firewall]) -> bridgelab::Result<Vec<Planned>> {
+    if versions.is_empty() {
+        return Ok(bridgelab::Lab::load_all(f)?.into_iter().map(Ok).collect());
+    }
+    let scenario = bridgelab::Scenario::load(f)?;
+    Ok(versions
+        .iter()
+        .map(|v| {
+            let name = format!("{}@{v}", scenario.name);
+            scenario
+                .under(*v)
+                .map_err(bridgelab::Error::from)
+                .and_then(bridgelab::Lab::from_scenario)
+                .map_err(|e| (name, e))
+        })
+        .collect())
 }
 
 /// The exit code and report of one scenario. Each error is said on stderr

@@ -52,7 +52,7 @@ pub async fn run(lab: &RunningLab, probes: &[ProbeSpec]) -> Vec<Cell> {
                     .find(|e| {
                         e.flow.is_none() && e.from().get_ref() == from && e.to.get_ref() == to && e.probe() == *probe
                     })
-                    .map(|e| e.result());
+                    .and_then(|e| e.wanted());
                 let resolved =
                     sender_netns(plan, from).and_then(|ns| resolve_target(plan, &ns, to).map(|dst| (ns, dst)));
                 let differs_if_missing = expected.is_some();

@@ -246,7 +246,7 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         match resolved {
             Ok((netns, dst, via)) => {
                 slots.push(Slot::Job(jobs.len()));
-                let patient = e.result() != Verdict::Blocked;
+                let patient = e.wanted() != Some(Verdict::Blocked);
                 jobs.push(ProbeJob { netns, dst, kind: wire_kind(e.probe()), patient, via });
             }
             Err(msg) => slots.push(Slot::Unresolved(msg)),
@@ -273,7 +273,7 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
             probe: probe.to_string(),
             via: e.via.as_ref().map(|v| v.get_ref().clone()),
             flow: e.flow.as_ref().map(|f| f.get_ref().clone()),
-            expected: e.result().to_string(),
+            expected: e.wanted().map_or_else(|| "unchecked".to_string(), |v| v.to_string()),
             actual: None,
             source_expected: e.source.as_ref().map(|s| s.get_ref().clone()),
             source_seen: None,
@@ -302,13 +302,13 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         let (mut verdict, detail) = verdict_of(r, probe);
         o.actual = verdict.map(|v| v.to_string());
         o.detail = detail;
-        o.passed = verdict == Some(e.result());
+        o.passed = e.met_by(verdict);
         if !o.passed {
-            match (verdict, e.result()) {
+            match (verdict, e.wanted()) {
                 (Some(Verdict::Blocked), _) if r.outcome == Outcome::Silence => {
                     o.detail = format!("{}; {}", o.detail, explain_block(lab, job, timeout).await);
                 }
-                (Some(Verdict::Refused), Verdict::Reachable) => {
+                (Some(Verdict::Refused), Some(Verdict::Reachable)) => {
                     o.detail = format!(
                         "{}; nothing listens on {} {}: give the target a `listen`",
                         o.detail,
@@ -332,7 +332,7 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
                 if verdict == Some(Verdict::Reachable) {
                     verdict = Some(Verdict::Blocked);
                     o.actual = Some(Verdict::Blocked.to_string());
-                    o.passed = e.result() == Verdict::Blocked;
+                    o.passed = e.met_by(Some(Verdict::Blocked));
                     format!(
                         "only the sender's own responder answered (its kernel loops a broadcast back); broadcast to {}: no other responder received it",
                         job.dst
@@ -348,7 +348,7 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         // arrived and only its answer was lost.
         let arrived_check = matches!(verdict, Some(Verdict::Reachable))
             || (verdict == Some(Verdict::Blocked)
-                && e.result() == Verdict::Blocked
+                && e.wanted() == Some(Verdict::Blocked)
                 && matches!(probe, ProbeSpec::Udp(_)));
         if let (Some(want), true) = (&e.source, arrived_check) {
             let seen = match probe {
@@ -461,19 +461,20 @@ async fn check_flow<T: Testbed + ?Sized>(
         std::net::IpAddr::V4(ip) => Some(ip),
         std::net::IpAddr::V6(_) => None,
     };
-    let want = e.result();
+    let want = e.wanted();
     // As long as a probe of this expectation would wait, and for at least
     // three of the flow's datagrams.
-    let window = engine::Schedule::new(timeout, retries, want != Verdict::Blocked).total().max(flow.interval * 3);
+    let window = engine::Schedule::new(timeout, retries, want != Some(Verdict::Blocked)).total().max(flow.interval * 3);
     let started = Instant::now();
     let s0 = flow.state.sent.load(Ordering::SeqCst);
     let (echoed, refused) = loop {
         let echoed = flow.state.echoed.load(Ordering::SeqCst) > s0;
         let refused = flow.state.refused.load(Ordering::SeqCst) > s0;
         let early = match want {
-            Verdict::Reachable => echoed,
-            Verdict::Refused => refused,
-            Verdict::Blocked => false,
+            Some(Verdict::Reachable) => echoed,
+            Some(Verdict::Refused) => refused,
+            Some(Verdict::Blocked) => false,
+            None => echoed || refused,
         };
         if early || started.elapsed() >= window {
             break (echoed, refused);
@@ -490,7 +491,7 @@ async fn check_flow<T: Testbed + ?Sized>(
         (Verdict::Blocked, "no answer came back")
     };
     o.actual = Some(verdict.to_string());
-    o.passed = verdict == want;
+    o.passed = e.met_by(Some(verdict));
     o.detail = format!(
         "flow {name} ({}:{} -> {}): {sent} datagrams in {} ms, {what}",
         o.from, flow.src_port, flow.dst, o.elapsed_ms

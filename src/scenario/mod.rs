@@ -100,6 +100,35 @@ impl Scenario {
         }
     }
 
+    /// This scenario as it runs under `version`, whatever its own
+    /// `[daemon] firewall` or `versions` say (`bridgelab run --versions`),
+    /// named `NAME@VERSION`. The file is read again and checked under that
+    /// version, so a key `version` lacks is an error here (`... (under
+    /// docker1)`). An expectation whose `result_by_version` does not name
+    /// `version` has no result under it: its verdict is shown, not checked.
+    pub fn under(&self, version: Firewall) -> Result<Scenario, Diagnostics> {
+        let source = self.source.clone();
+        let mut spec: Spec = toml::from_str(source.text())
+            .map_err(|e| Diagnostics::single(source.clone(), e.span().unwrap_or(0..0), e.message().to_string()))?;
+        let at = match (&spec.versions, &spec.daemon.firewall) {
+            (Some(v), _) => v.span(),
+            (None, Some(f)) => f.span(),
+            (None, None) => 0..0,
+        };
+        spec.daemon.firewall = None;
+        let mut spec = validate::under_version(&spec, &Sp::new(at, version));
+        let errors: Vec<Diagnostic> = validate::validate(&spec, source.text())
+            .into_iter()
+            .map(|d| Diagnostic::new(d.span.clone(), format!("{} (under {version})", d.message)))
+            .collect();
+        if !errors.is_empty() {
+            return Err(Diagnostics::new(source, errors));
+        }
+        validate::fill_flow_expects(&mut spec);
+        let base = self.name.split('@').next().unwrap_or(&self.name);
+        Ok(Scenario { source, name: format!("{base}@{version}"), version: Some(version), spec })
+    }
+
     /// A diagnostic about this scenario, pointing at `span`.
     pub fn error(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Diagnostics {
         Diagnostics::single(self.source.clone(), span, message.into())
@@ -486,7 +515,21 @@ impl Expect {
     /// The result wanted; a file with `versions` has one only in its
     /// [`Scenario::variants`].
     pub fn result(&self) -> Verdict {
-        *self.result.as_ref().expect("each run of a scenario has a result per expectation").get_ref()
+        self.wanted().expect("each run of a scenario has a result per expectation")
+    }
+    /// The result wanted, if any: a run under a version the file's
+    /// `result_by_version` does not name ([`Scenario::under`]) has none,
+    /// and only shows what happens.
+    pub fn wanted(&self) -> Option<Verdict> {
+        self.result.as_ref().map(|r| *r.get_ref())
+    }
+    /// Whether `got` (`None`: the probe could not be carried out) meets
+    /// this expectation; with no result wanted, any verdict does.
+    pub fn met_by(&self, got: Option<Verdict>) -> bool {
+        match self.wanted() {
+            Some(want) => got == Some(want),
+            None => got.is_some(),
+        }
     }
     /// The neighbour `via` names and the network it picks, as written
     /// (`"host@back"` is `("host", Some("back"))`).

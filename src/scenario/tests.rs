@@ -349,6 +349,34 @@ result = "refused"
 "#;
 
 #[test]
+fn under_another_version_a_file_keeps_its_results_and_is_checked_again() {
+    // A file without versions, under each layout: its plain results hold.
+    let plain = parse("[daemon]\nfirewall = \"docker20\"\n[[container]]\nname = \"web\"\n[[expect]]\nfrom = \"external\"\nto = \"web\"\nprobe = \"icmp\"\nresult = \"blocked\"\n").unwrap();
+    let under1 = plain.under(Firewall::Docker1).unwrap();
+    assert_eq!(under1.name, "t@docker1");
+    assert_eq!(under1.version, Some(Firewall::Docker1));
+    assert_eq!(under1.spec.daemon.firewall(), Firewall::Docker1);
+    assert_eq!(under1.spec.expects[0].wanted(), Some(Verdict::Blocked));
+    // A versioned file under a version it does not list: results named
+    // for other versions are not checked there; a plain one still is.
+    let s = parse(VERSIONED).unwrap();
+    let other = s.under(Firewall::Docker28).unwrap();
+    assert_eq!(other.spec.expects[0].wanted(), Some(Verdict::Refused));
+    let trimmed = VERSIONED.replace(", docker28 = \"refused\"", "").replace(", \"docker28\"", "");
+    let t = parse(&trimmed).unwrap();
+    let unlisted = t.under(Firewall::Docker28).unwrap();
+    assert_eq!(unlisted.spec.expects[0].wanted(), None);
+    assert!(unlisted.spec.expects[0].met_by(Some(Verdict::Blocked)));
+    assert!(!unlisted.spec.expects[0].met_by(None));
+    assert_eq!(unlisted.spec.steps[0].expects[0].wanted(), Some(Verdict::Refused));
+    // A key the version lacks is an error that says under which.
+    let nets = parse("[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"back\"\n[[container]]\nname = \"web\"\nnetwork = \"back\"\n").unwrap();
+    let e = nets.under(Firewall::Docker1).unwrap_err().to_string();
+    assert!(e.contains("(under docker1)"), "{e}");
+    assert!(nets.under(Firewall::Docker28).is_ok());
+}
+
+#[test]
 fn a_file_with_versions_runs_once_per_version_each_with_its_own_result() {
     let s = parse(VERSIONED).unwrap();
     // The file itself keeps what was written.
