@@ -299,7 +299,18 @@ pub fn udp_socket(
 ) -> io::Result<tokio::net::UdpSocket> {
     let s = run_in(ns, move || {
         let s = match addr {
-            std::net::SocketAddr::V4(_) => std::net::UdpSocket::bind(addr)?,
+            std::net::SocketAddr::V4(a) => {
+                // With SO_REUSEADDR, as Docker 28 binds a published UDP
+                // port: 0.0.0.0:P and 127.0.0.1:P of one run both bind
+                // (the plan says which binds Docker refuses).
+                use nix::sys::socket::{
+                    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+                };
+                let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+                setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+                bind(fd.as_raw_fd(), &SockaddrIn::from(a))?;
+                std::net::UdpSocket::from(fd)
+            }
             std::net::SocketAddr::V6(a) => std::net::UdpSocket::from(v6only(nix::sys::socket::SockType::Datagram, a)?),
         };
         if let Some(p) = peer {

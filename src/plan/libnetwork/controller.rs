@@ -17,7 +17,7 @@ use super::ipam::Ipam;
 use super::network::{allocate, hex_id, HostRoutes, Network};
 use super::portallocator::PortAllocator;
 use super::sandbox::{Sandbox, SortKey};
-use super::version::{ClearUdpOnProgram, ContainerMac, FirewallerKind, Version};
+use super::version::{ClearUdpOnProgram, ContainerMac, FirewallerKind, PortMapper, Version};
 use crate::plan::firewall::docker20::Docker20;
 use crate::plan::firewall::firewaller::{Config, Firewaller, GatewayMode};
 use crate::plan::firewall::iptabler::Iptabler;
@@ -659,6 +659,11 @@ impl<'a> Controller<'a> {
                 self.ctr_mut(&name).expect("known").netns = Some(ns);
             }
             NetworkMode::Bridge | NetworkMode::Named(_) => {
+                // 28: createSpec's links come before the networks; the
+                // container is on the default bridge by its configuration.
+                if self.v.links_before_networking && ctr.attachments.iter().any(|a| a.network == "bridge") {
+                    self.check_links(&name, c)?;
+                }
                 // allocateNetwork: the default network first, then the others.
                 let mut order: Vec<Attachment> =
                     ctr.attachments.iter().filter(|a| a.network == "bridge").cloned().collect();
@@ -677,22 +682,26 @@ impl<'a> Controller<'a> {
                 }
             }
         }
-        // createSpec → setupLinkedContainers, after the network.
-        if self.on_bridge(&name) {
-            for l in &c.links {
-                let spec = l.get_ref();
-                let Some(child) = self.ctr(&spec.container) else { continue };
-                if !child.running {
-                    let e = format!(
-                        "Cannot link to a non running container: /{} AS /{name}/{}",
-                        spec.container, spec.alias
-                    );
-                    return Err((l.span(), e));
-                }
-                if !self.on_bridge(&spec.container) {
-                    let id = crate::scenario::container_id(&spec.container);
-                    return Err((l.span(), format!("container {id} not attached to default bridge network")));
-                }
+        // 20.10: createSpec → setupLinkedContainers, after the network.
+        if !self.v.links_before_networking && self.on_bridge(&name) {
+            self.check_links(&name, c)?;
+        }
+        Ok(())
+    }
+
+    /// `setupLinkedContainers`: every linked container runs on the default bridge.
+    fn check_links(&self, name: &str, c: &Container) -> Result<(), Failure> {
+        for l in &c.links {
+            let spec = l.get_ref();
+            let Some(child) = self.ctr(&spec.container) else { continue };
+            if !child.running {
+                let e =
+                    format!("Cannot link to a non running container: /{} AS /{name}/{}", spec.container, spec.alias);
+                return Err((l.span(), e));
+            }
+            if !self.on_bridge(&spec.container) {
+                let id = crate::scenario::container_id(&spec.container);
+                return Err((l.span(), format!("container {id} not attached to default bridge network")));
             }
         }
         Ok(())
@@ -1036,6 +1045,9 @@ impl<'a> Controller<'a> {
             bindings
         };
         let routed = net.gateway_mode == GatewayMode::Routed;
+        if self.v.port_mapper == PortMapper::SamePortPerGroup {
+            return self.bind_groups(ep, net, bindings);
+        }
         if !routed {
             if let Some((work, e)) = self.fails_without_trace(net, bindings) {
                 // What the failed start would have made and given back.
@@ -1066,6 +1078,181 @@ impl<'a> Controller<'a> {
             }
         }
         Ok(done)
+    }
+
+    /// 28's `addPortMappings`: the sorted bindings in runs that differ
+    /// only in host address (`needSamePort`), each run given one host port
+    /// by [`bind_host_ports`](Self::bind_host_ports). A failure unmaps
+    /// what the runs before it mapped.
+    fn bind_groups(&mut self, ep: &Endpoint, net: &Network, bindings: &[PortBinding]) -> Result<Vec<Mapped>, String> {
+        let container: Arc<str> = ep.container.as_str().into();
+        let mut done: Vec<Mapped> = Vec::new();
+        for group in same_port_groups(bindings) {
+            match self.bind_host_ports(ep, &container, net, group) {
+                Ok(m) => done.extend(m),
+                Err(e) => {
+                    self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
+                    self.unmap(net, &done);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// `bindHostPorts`: one run's attempts, up to 10 for a dynamic port or
+    /// a range (each failure moves the allocator on), one for an exact port.
+    fn bind_host_ports(
+        &mut self,
+        ep: &Endpoint,
+        container: &Arc<str>,
+        net: &Network,
+        group: &[PortBinding],
+    ) -> Result<Vec<Mapped>, String> {
+        let b = group[0];
+        let exact = b.host_port != 0 && b.host_port_end.max(b.host_port) == b.host_port;
+        let mut last = String::new();
+        for _ in 0..if exact { 1 } else { 10 } {
+            match self.attempt_bind_host_ports(ep, container, net, group) {
+                Ok(m) => return Ok(m),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// `attemptBindHostPorts`: one port for every NATed address of the run
+    /// (`RequestPortsInRange`), each socket bound (`bindTCPOrUDP`, with
+    /// `SO_REUSEADDR`: only a listening socket, or an address the host
+    /// lacks, stops a bind), the rules added, then the TCP sockets listen
+    /// (`tcpListenBoundPorts`), where two of the run that overlap (0.0.0.0
+    /// and 127.0.0.1) clash. On a routed network the IPv4 side takes no
+    /// port (`disableNAT`). Any failure undoes the attempt.
+    fn attempt_bind_host_ports(
+        &mut self,
+        ep: &Endpoint,
+        container: &Arc<str>,
+        net: &Network,
+        group: &[PortBinding],
+    ) -> Result<Vec<Mapped>, String> {
+        let b = group[0];
+        let routed = net.gateway_mode == GatewayMode::Routed;
+        // (binding, host address, NATed) in `cfg` order: each binding's IPv4, then `::`.
+        let reqs: Vec<(PortBinding, IpAddr, bool)> = group
+            .iter()
+            .flat_map(|g| self.host_addresses(net, g).into_iter().map(move |ip| (*g, ip, !(routed && ip.is_ipv4()))))
+            .collect();
+        let nat: Vec<IpAddr> = reqs.iter().filter(|r| r.2).map(|r| r.1).collect();
+        if self.bound + nat.len() > MAX_PUBLISHED_PORTS {
+            // bridgelab's limit, not Docker's failure (see `allocate_port`).
+            if !self.too_big {
+                self.too_big = true;
+                let span = self.ctr(&ep.container).map(|c| c.spec.name.span()).unwrap_or(0..0);
+                self.err(
+                    span,
+                    format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a listener"),
+                );
+            }
+            return Err(format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab"));
+        }
+        let (proto, end) = (b.proto, b.host_port_end.max(b.host_port));
+        let range = (b.host_port != 0).then_some((b.host_port, end));
+        let port =
+            if nat.is_empty() { 0 } else { self.ports.request_ports(&nat, proto, range).map_err(|e| e.to_string())? };
+        let release = |c: &mut Self| {
+            for ip in &nat {
+                c.ports.release(*ip, proto, port);
+            }
+        };
+        for (g, ip, natted) in &reqs {
+            if !natted {
+                continue;
+            }
+            if let Some(errno) = self.bind_errno(*ip, proto, port) {
+                release(self);
+                let cfg = go_port_binding(*ip, g.host_port, end, ep.address.ip(), g.port, proto);
+                return Err(if g.host_port == end {
+                    format!("failed to bind host port for {cfg}: {errno}")
+                } else {
+                    format!("failed to bind host port {port} for {cfg}: {errno}")
+                });
+            }
+        }
+        let maps: Vec<PortMapping> = reqs
+            .iter()
+            .map(|(g, ip, natted)| PortMapping {
+                container: container.clone(),
+                proto,
+                host_ip: if *natted { *ip } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) },
+                host_port: if *natted { port } else { 0 },
+                container_ip: ep.address.ip(),
+                container_port: g.port,
+            })
+            .collect();
+        let nc = net.fw_config();
+        let mut rules: Vec<Vec<crate::plan::firewall::RuleRef>> = Vec::new();
+        if self.iptables {
+            for (i, m) in maps.iter().enumerate() {
+                match self.layout.add_ports(&mut self.rules, &nc, std::slice::from_ref(m)) {
+                    Ok(r) => rules.push(r),
+                    Err(e) => {
+                        self.layout.del_ports(&mut self.rules, &nc, &maps[..i]);
+                        release(self);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if proto == Proto::Tcp {
+            let mut listening: Vec<IpAddr> = Vec::new();
+            for (_, ip, natted) in &reqs {
+                if !natted {
+                    continue;
+                }
+                if self.bind_error_with(*ip, proto, port, &listening).is_some() {
+                    if self.iptables {
+                        self.layout.del_ports(&mut self.rules, &nc, &maps);
+                    }
+                    release(self);
+                    return Err("failed to listen on TCP socket: address already in use".into());
+                }
+                listening.push(*ip);
+            }
+        }
+        let mut out = Vec::with_capacity(maps.len());
+        for (i, (m, (_, _, natted))) in maps.into_iter().zip(&reqs).enumerate() {
+            if *natted {
+                self.binds.entry((proto, port)).or_default().push(m.host_ip);
+                self.bound += 1;
+            }
+            out.push(Mapped {
+                proto,
+                host_ip: m.host_ip,
+                host_port: m.host_port,
+                container_ip: m.container_ip,
+                container_port: m.container_port,
+                rules: rules.get(i).cloned().unwrap_or_default(),
+            });
+            if *natted && self.proxy {
+                self.proxies.push(m);
+            } else {
+                self.unrelayed.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why 28's `bindTCPOrUDP` cannot bind `ip:port` (an errno's words):
+    /// an IPv4 address the host lacks, or, for TCP, a listening socket on
+    /// an overlapping address (Docker's UDP sockets all have
+    /// `SO_REUSEADDR`, so they let another bind).
+    fn bind_errno(&self, ip: IpAddr, proto: Proto, port: u16) -> Option<&'static str> {
+        if let IpAddr::V4(v4) = ip {
+            if !self.host_address(v4) {
+                return Some("cannot assign requested address");
+            }
+        }
+        (proto == Proto::Tcp && self.bind_error(ip, proto, port).is_some()).then_some("address already in use")
     }
 
     /// A routed network's IPv4 binding (28 `configPortBindingIPv4` with
@@ -1201,10 +1388,8 @@ impl<'a> Controller<'a> {
                 container_port: b.port,
             };
             let nc = net.fw_config();
-            // 20.10 adds the rules, then binds; 28 binds, then adds them.
-            let bind = |c: &Self| c.bind_error(host_ip, b.proto, port);
-            let early = if self.v.rules_before_bind { None } else { bind(self) };
-            let rules = if self.iptables && early.is_none() {
+            // 20.10 adds the rules, then binds.
+            let rules = if self.iptables {
                 match self.layout.add_ports(&mut self.rules, &nc, std::slice::from_ref(&m)) {
                     Ok(r) => r,
                     Err(e) => {
@@ -1216,7 +1401,7 @@ impl<'a> Controller<'a> {
             } else {
                 vec![]
             };
-            if let Some(e) = early.or_else(|| bind(self)) {
+            if let Some(e) = self.bind_error(host_ip, b.proto, port) {
                 if !rules.is_empty() {
                     self.layout.del_ports(&mut self.rules, &nc, std::slice::from_ref(&m));
                 }
@@ -1471,4 +1656,35 @@ impl<'a> Controller<'a> {
     pub fn unrelayed(&self) -> Vec<PortMapping> {
         self.unrelayed.clone()
     }
+}
+
+/// 28's `sortAndNormPBs` order in runs of `needSamePort`: bindings that
+/// differ only in host address (the container address is the endpoint's).
+pub(crate) fn same_port_groups(bindings: &[PortBinding]) -> impl Iterator<Item = &[PortBinding]> {
+    let end = |b: &PortBinding| b.host_port_end.max(b.host_port);
+    bindings
+        .chunk_by(move |a, b| a.port == b.port && a.proto == b.proto && a.host_port == b.host_port && end(a) == end(b))
+}
+
+/// A `types.PortBinding` as Go's `String` writes it (libnetwork/types):
+/// `HOSTIP:` (`[::]:` for IPv6), the host port (`-END` for a range) and
+/// `:` when there is one, the container address, `PORT/PROTO`.
+pub(crate) fn go_port_binding(
+    host_ip: IpAddr,
+    host_port: u16,
+    end: u16,
+    ip: Ipv4Addr,
+    port: u16,
+    proto: Proto,
+) -> String {
+    let host = match host_ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let ports = match host_port {
+        0 => String::new(),
+        p if end != p => format!("{p}-{end}"),
+        p => p.to_string(),
+    };
+    format!("{host}:{ports}:{ip}:{port}/{proto}")
 }

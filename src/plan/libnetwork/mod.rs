@@ -100,7 +100,11 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
         StepAction::Restart if unknown(c) => Err((span, format!("No such container: {name}"))),
         StepAction::Restart => {
             c.stop(&name);
-            c.start(&name)
+            let prefix = c.v.msg_restart;
+            c.start(&name).map_err(|(at, e)| match prefix {
+                "" => (at, e),
+                p => (at, format!("{p}{name}: {e}")),
+            })
         }
         StepAction::Remove => {
             c.stop(&name);

@@ -8,7 +8,7 @@
 //! as a scenario and compares the rules byte for byte.
 
 use super::*;
-use crate::scenario::Scenario;
+use crate::scenario::{Proto, Scenario};
 
 fn plan_of(text: &str) -> Result<Plan, Diagnostics> {
     let text = format!("[daemon]\nfirewall = \"docker20\"\n{text}");
@@ -801,4 +801,119 @@ container = "sip"
         assert_eq!(stop.conntrack_cleared, vec![sip], "{firewall}");
         assert!(stop.conntrack_cleared_udp.is_empty(), "{firewall}");
     }
+}
+
+fn plan28(text: &str) -> Result<Plan, Diagnostics> {
+    let s = Scenario::parse("p.toml".into(), format!("[daemon]\nfirewall = \"docker28\"\n{text}")).unwrap();
+    crate::plan::plan(&s)
+}
+
+#[test]
+fn docker28_groups_bindings_that_differ_only_in_host_address() {
+    use super::endpoint::{cmp_port_binding, PortBinding};
+    let pb = |port, host_ip: Option<&str>, host_port, host_port_end| PortBinding {
+        proto: Proto::Tcp,
+        port,
+        host_ip: host_ip.map(|i| i.parse().unwrap()),
+        host_port,
+        host_port_end,
+    };
+    let mut b = vec![
+        pb(80, Some("127.0.0.1"), 0, 0),
+        pb(81, None, 8081, 8081),
+        pb(80, None, 0, 0),
+        pb(80, Some("127.0.0.1"), 8080, 8080),
+        pb(80, None, 8080, 0),
+    ];
+    b.sort_by(cmp_port_binding);
+    let groups: Vec<Vec<String>> = super::controller::same_port_groups(&b)
+        .map(|g| g.iter().map(|x| format!("{:?}:{}:{}", x.host_ip, x.host_port, x.port)).collect())
+        .collect();
+    // Exact ports first; 8080 on every address and on 127.0.0.1 share a
+    // port (a host port end of 0 is the port itself); dynamic 80 likewise.
+    assert_eq!(
+        groups,
+        [
+            vec!["None:8080:80", "Some(127.0.0.1):8080:80"],
+            vec!["None:8081:81"],
+            vec!["None:0:80", "Some(127.0.0.1):0:80"],
+        ]
+    );
+    assert_eq!(
+        super::controller::go_port_binding("::".parse().unwrap(), 8000, 8010, [172, 17, 0, 2].into(), 80, Proto::Udp),
+        "[::]:8000-8010:172.17.0.2:80/udp"
+    );
+}
+
+#[test]
+fn docker28_maps_one_port_for_every_address_of_a_run() {
+    // `-p 80 -p 127.0.0.1::80/udp`-like runs: one port on 0.0.0.0, :: and
+    // 127.0.0.1. UDP sockets with SO_REUSEADDR bind over each other, so
+    // the run maps; TCP ones clash when the second listens.
+    let p = plan28("[[container]]\nname = \"dns\"\npublish = [\"53/udp\", \"127.0.0.1::53/udp\"]\n").unwrap();
+    let proxies: Vec<String> = p.port_mappings.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        proxies,
+        [
+            "0.0.0.0:32768/udp -> 172.17.0.2:53 (dns)",
+            ":::32768/udp -> 172.17.0.2:53 (dns)",
+            "127.0.0.1:32768/udp -> 172.17.0.2:53 (dns)",
+        ]
+    );
+    let e = plan28("[[container]]\nname = \"both\"\npublish = [\"80\", \"127.0.0.1::80\"]\n").unwrap_err().to_string();
+    assert!(e.ends_with("): failed to listen on TCP socket: address already in use"), "{e}");
+    // Two runs with one host port: the allocator finds the clash (20.10's
+    // tables did not, and the proxy's bind did).
+    let e = plan28("[[container]]\nname = \"cc\"\npublish = [\"8080:80\", \"127.0.0.1:8080:81\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("): Bind for 0.0.0.0:8080 failed: port is already allocated"), "{e}");
+    let e = err("[[container]]\nname = \"cc\"\npublish = [\"8080:80\", \"127.0.0.1:8080:81\"]\n");
+    assert!(
+        e.ends_with("Error starting userland proxy: listen tcp4 0.0.0.0:8080: bind: address already in use"),
+        "{e}"
+    );
+    // A host address the host lacks: the daemon's own bind fails.
+    let e = plan28("[[container]]\nname = \"far\"\npublish = [\"192.0.2.99::80\"]\n").unwrap_err().to_string();
+    assert!(
+        e.ends_with("): failed to bind host port for 192.0.2.99::172.17.0.2:80/tcp: cannot assign requested address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn docker28_a_failed_dynamic_run_moves_the_allocator_ten_ports_on() {
+    // bindHostPorts tries a dynamic run 10 times (maxAllocatePortAttempts);
+    // each attempt's port is given back, but the range goes on after it.
+    let p = plan28(
+        "[[container]]\nname = \"both\"\nrunning = false\npublish = [\"80\", \"127.0.0.1::80\"]\n\
+         [[step]]\ndo = \"start\"\ncontainer = \"both\"\nfails = \"failed to set up container networking: \
+         driver failed programming external connectivity on endpoint both (1780ab9210ef4d7b1784ab9210f33652177aab9210eae1cd177eab9210eecaa4): \
+         failed to listen on TCP socket: address already in use\"\n\
+         [[step]]\ndo = \"run\"\n[step.container]\nname = \"later\"\npublish = [\"80\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<String> = p.steps[1].after.port_mappings.iter().map(|m| m.to_string()).collect();
+    assert_eq!(ports, ["0.0.0.0:32778/tcp -> 172.17.0.2:80 (later)", ":::32778/tcp -> 172.17.0.2:80 (later)"]);
+}
+
+#[test]
+fn docker28_checks_links_before_networking_and_words_a_restart() {
+    // createSpec (setupLinkedContainers) runs before initializeCreatedTask
+    // connects the networks: the stopped link wins over the taken port.
+    let text =
+        "[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n[[container]]\nname = \"db\"\nrunning = false\n\
+                [[container]]\nname = \"aa\"\nrunning = false\nlinks = [\"db:d\"]\npublish = [\"8080:80\"]\n\
+                [[step]]\ndo = \"start\"\ncontainer = \"aa\"\nfails = \"F\"\n";
+    let e = plan28(text).unwrap_err().to_string();
+    assert!(e.contains("Docker fails this step with \"Cannot link to a non running container: /db AS /aa/d\""), "{e}");
+    // 20.10 connects first, and fails on the port.
+    let e = err(text);
+    assert!(e.contains("Bind for 0.0.0.0:8080 failed: port is already allocated"), "{e}");
+    let restart = text.replace("do = \"start\"", "do = \"restart\"");
+    let e = plan28(&restart).unwrap_err().to_string();
+    assert!(
+        e.contains("with \"Cannot restart container aa: Cannot link to a non running container: /db AS /aa/d\""),
+        "{e}"
+    );
 }

@@ -38,6 +38,23 @@ pub enum ClearUdpOnProgram {
     ContainerPortAtHostIp,
 }
 
+/// How a release's bridge driver maps an endpoint's port bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMapper {
+    /// 20.10's `portmapper.MapRange`, one host address at a time: the
+    /// allocator (one table per address), the rules, then the proxy (or a
+    /// dummy listener) binds; its errors are Go's `listen tcp4 …` words.
+    PerAddress,
+    /// 28's `bindHostPorts` (bridge port_mapping_linux.go): bindings that
+    /// differ only in host address (`needSamePort`, adjacent after
+    /// `sortAndNormPBs`) get one port from one `RequestPortsInRange`; the
+    /// daemon binds each socket (`SO_REUSEADDR`, so sockets not yet
+    /// listening do not clash), adds the rules, then listens on the TCP
+    /// ones (`failed to bind host port for …`, `failed to listen on TCP
+    /// socket: …`). A failed dynamic attempt is retried up to 10 times.
+    SamePortPerGroup,
+}
+
 /// Which firewaller a release's bridge driver makes (`newFirewaller`).
 #[derive(Debug, Clone, Copy)]
 pub enum FirewallerKind {
@@ -69,10 +86,7 @@ pub struct Version {
     /// makes (`arrangeUserFilterRule`); 28: once, at the end of
     /// `libnetwork.New` (`setupUserChains`), before the default bridge.
     pub user_chain_per_network: bool,
-    /// 20.10's port mapper adds the rules before it binds the host port;
-    /// 28's binds first (`attemptBindHostPorts`), so a failed bind adds
-    /// and deletes nothing.
-    pub rules_before_bind: bool,
+    pub port_mapper: PortMapper,
     /// `--ip6tables` (on by default since 27): the IPv6 chains are made.
     pub ip6tables: bool,
     /// 28: `bridge-nf-call-iptables` also for the userland proxy off
@@ -121,6 +135,14 @@ pub struct Version {
     /// start_linux.go), and wraps the error of `allocateNetwork` with
     /// `errSetupNetworking`; 20.10 returns it as it is.
     pub msg_start_networking: &'static str,
+    /// 28: `setupLinkedContainers` runs in `createSpec`, before the
+    /// networks are connected (`initializeCreatedTask`), so a link to a
+    /// stopped container is found before a port that fails; 20.10
+    /// connects the networks first.
+    pub links_before_networking: bool,
+    /// What `docker restart`'s errors begin with (`ContainerRestart`,
+    /// daemon/restart.go: `Cannot restart container %s: %v`).
+    pub msg_restart: &'static str,
 }
 
 impl Version {
@@ -149,7 +171,7 @@ pub static DOCKER20: Version = Version {
     bridge_mac_prefix: Some([0x02, 0x42]),
     firewaller: FirewallerKind::Docker20,
     user_chain_per_network: true,
-    rules_before_bind: true,
+    port_mapper: PortMapper::PerAddress,
     ip6tables: false,
     brnf_without_proxy: false,
     forwarding_per_network: false,
@@ -167,6 +189,8 @@ pub static DOCKER20: Version = Version {
     msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
     msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
     msg_start_networking: "",
+    links_before_networking: false,
+    msg_restart: "",
 };
 
 /// `ipamutils.localScopeDefaultNetworks`, the same in 20.10.24 and 28.5.2.
@@ -208,7 +232,7 @@ const DOCKER28_BASE: Version = Version {
     bridge_mac_prefix: None,
     firewaller: FirewallerKind::Iptabler(&crate::plan::firewall::iptabler::DOCKER28),
     user_chain_per_network: false,
-    rules_before_bind: false,
+    port_mapper: PortMapper::SamePortPerGroup,
     ip6tables: true,
     brnf_without_proxy: true,
     forwarding_per_network: true,
@@ -223,6 +247,8 @@ const DOCKER28_BASE: Version = Version {
     msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
     // daemon/container_operations.go `errSetupNetworking` (28 and 29).
     msg_start_networking: "failed to set up container networking: ",
+    links_before_networking: true,
+    msg_restart: "Cannot restart container ",
 };
 
 /// The libnetwork release a `firewall` value imitates, if it is one.
