@@ -100,11 +100,8 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
         StepAction::Restart if unknown(c) => Err((span, format!("No such container: {name}"))),
         StepAction::Restart => {
             c.stop(&name);
-            let prefix = c.v.msg_restart;
-            c.start(&name).map_err(|(at, e)| match prefix {
-                "" => (at, e),
-                p => (at, format!("{p}{name}: {e}")),
-            })
+            // daemon/restart.go `ContainerRestart`, in 20.10.24 and 28.5.2 alike.
+            c.start(&name).map_err(|(at, e)| (at, format!("Cannot restart container {name}: {e}")))
         }
         StepAction::Remove => {
             c.stop(&name);

@@ -140,9 +140,6 @@ pub struct Version {
     /// stopped container is found before a port that fails; 20.10
     /// connects the networks first.
     pub links_before_networking: bool,
-    /// What `docker restart`'s errors begin with (`ContainerRestart`,
-    /// daemon/restart.go: `Cannot restart container %s: %v`).
-    pub msg_restart: &'static str,
 }
 
 impl Version {
@@ -190,7 +187,6 @@ pub static DOCKER20: Version = Version {
     msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
     msg_start_networking: "",
     links_before_networking: false,
-    msg_restart: "",
 };
 
 /// `ipamutils.localScopeDefaultNetworks`, the same in 20.10.24 and 28.5.2.
@@ -248,7 +244,6 @@ const DOCKER28_BASE: Version = Version {
     // daemon/container_operations.go `errSetupNetworking` (28 and 29).
     msg_start_networking: "failed to set up container networking: ",
     links_before_networking: true,
-    msg_restart: "Cannot restart container ",
 };
 
 /// The libnetwork release a `firewall` value imitates, if it is one.
