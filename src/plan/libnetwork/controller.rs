@@ -1068,10 +1068,7 @@ impl<'a> Controller<'a> {
                 match mapped {
                     Ok(m) => done.push(m),
                     Err(e) => {
-                        // What a failed start made and gives back, counted
-                        // against `MAX_GIVEN_BACK` by `start`.
-                        self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
-                        self.unmap(net, &done);
+                        self.give_back(net, &done);
                         return Err(e);
                     }
                 }
@@ -1091,13 +1088,19 @@ impl<'a> Controller<'a> {
             match self.bind_host_ports(ep, &container, net, group) {
                 Ok(m) => done.extend(m),
                 Err(e) => {
-                    self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
-                    self.unmap(net, &done);
+                    self.give_back(net, &done);
                     return Err(e);
                 }
             }
         }
         Ok(done)
+    }
+
+    /// Unmaps what a failed start mapped, counting it against
+    /// `MAX_GIVEN_BACK` (checked by `start`).
+    fn give_back(&mut self, net: &Network, done: &[Mapped]) {
+        self.given_back += done.len() + done.iter().map(|m| m.rules.len()).sum::<usize>();
+        self.unmap(net, done);
     }
 
     /// `bindHostPorts`: one run's attempts, up to 10 for a dynamic port or
