@@ -398,6 +398,13 @@ impl<'a> Builder<'a> {
                 for n in running.iter().rev() {
                     self.stop(n, span.clone());
                 }
+                // The daemon writes ip_forward = 1 at every start (--ip-forward),
+                // over a `sysctl` step that turned it off; never the FORWARD policy.
+                if self.s.spec.daemon.ip_forward() {
+                    let mut st = super::host::SysctlState { entries: std::mem::take(&mut self.host.sysctls) };
+                    st.write("net.ipv4.ip_forward", "1");
+                    self.host.sysctls = st.entries;
+                }
                 self.start_daemon();
             }
             StepAction::Connect | StepAction::Disconnect => {

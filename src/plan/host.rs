@@ -171,7 +171,7 @@ pub(crate) fn rules_before(s: &Scenario) -> firewall::Ruleset {
         .unwrap_or_default()
 }
 
-fn is_forwarding_switch(key: &str) -> bool {
+pub(crate) fn is_forwarding_switch(key: &str) -> bool {
     key == "net.ipv4.ip_forward" || key == "net.ipv4.conf.all.forwarding"
 }
 

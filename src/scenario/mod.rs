@@ -496,6 +496,9 @@ pub struct Expect {
     /// where that flow's datagrams arrive now.
     pub flow: Option<Sp<String>>,
     pub source: Option<Sp<String>>,
+    /// The `source` under some of the top-level `versions` (a version it
+    /// does not name checks no source).
+    pub source_by_version: Option<Sp<std::collections::BTreeMap<String, Sp<String>>>>,
     /// `"host"` or `"host@NETWORK"`: send the probe as an Ethernet frame to
     /// that neighbour's MAC on the shared link, whatever the sender's
     /// routes say.

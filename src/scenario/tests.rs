@@ -407,6 +407,33 @@ fn a_file_with_versions_runs_once_per_version_each_with_its_own_result() {
 }
 
 #[test]
+fn source_by_version_gives_each_version_its_source_or_none() {
+    let text = r#"versions = ["docker20", "docker28"]
+[[container]]
+name = "web"
+publish = ["8080:80"]
+listen = ["tcp:80"]
+[[expect]]
+from = "external"
+to = "host"
+probe = "tcp:8080"
+result = "reachable"
+source_by_version = { docker20 = "host" }
+"#;
+    let runs = parse(text).unwrap().variants();
+    let got: Vec<Option<String>> =
+        runs.iter().map(|r| r.spec.expects[0].source.as_ref().map(|s| s.get_ref().clone())).collect();
+    assert_eq!(got, [Some("host".to_string()), None]);
+    assert!(runs.iter().all(|r| r.spec.expects[0].source_by_version.is_none()));
+    let both = text.replace("source_by_version", "source = \"external\"\nsource_by_version");
+    assert!(first_error(&both).contains("give either source"), "{}", first_error(&both));
+    let unlisted = text.replace("docker20 = \"host\"", "docker1 = \"host\"");
+    assert!(first_error(&unlisted).contains("source_by_version: docker1 is not one of the top-level versions"));
+    let bare = text.replace("versions = [\"docker20\", \"docker28\"]\n", "");
+    assert!(first_error(&bare).contains("source_by_version needs top-level versions"), "{}", first_error(&bare));
+}
+
+#[test]
 fn an_expectation_on_a_flow_gets_the_flows_sender_and_probe() {
     let s = parse(VERSIONED).unwrap();
     let e = &s.spec.steps[0].expects[0];

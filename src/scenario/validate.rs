@@ -238,12 +238,36 @@ fn versions(spec: &Spec) -> Vec<Diagnostic> {
             }
             (Some(_), None, _) => {}
         }
+        let Some(by) = &e.source_by_version else { continue };
+        if e.source.is_some() {
+            errors.push(Diagnostic::new(
+                by.span(),
+                "give either source (the same under every version) or source_by_version, not both",
+            ));
+        } else if spec.versions.is_none() {
+            errors.push(Diagnostic::new(
+                by.span(),
+                "source_by_version needs top-level versions = [...] (the layouts the scenario runs under); without them use source",
+            ));
+        } else {
+            for (k, v) in by.get_ref() {
+                match k.parse::<Firewall>() {
+                    Err(msg) => errors.push(Diagnostic::new(v.span(), msg)),
+                    Ok(f) if !listed.contains(&f) => errors.push(Diagnostic::new(
+                        v.span(),
+                        format!("source_by_version: {f} is not one of the top-level versions"),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+        }
     }
     errors
 }
 
 /// The file's spec as it runs under `version`: that `[daemon] firewall`,
-/// no `versions`, and each `result_by_version` turned into `result`.
+/// no `versions`, and each `result_by_version` (`source_by_version`)
+/// turned into `result` (`source`).
 pub fn under_version(spec: &Spec, version: &Sp<Firewall>) -> Spec {
     let mut s = spec.clone();
     s.versions = None;
@@ -252,6 +276,9 @@ pub fn under_version(spec: &Spec, version: &Sp<Firewall>) -> Spec {
     let pick = |e: &mut Expect| {
         if let Some(by) = e.result_by_version.take() {
             e.result = by.get_ref().get(&name).cloned();
+        }
+        if let Some(by) = e.source_by_version.take() {
+            e.source = by.get_ref().get(&name).cloned();
         }
     };
     s.expects.iter_mut().for_each(pick);

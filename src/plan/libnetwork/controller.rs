@@ -271,11 +271,12 @@ impl<'a> Controller<'a> {
             self.layout.init(&mut self.rules);
         }
         // 20.10's setupIPForwarding at driver configuration: only a daemon
-        // that turns forwarding on sets the FORWARD policy to DROP (and a
-        // restarted one finds it on). 28 does it with its first network.
+        // that turns forwarding on sets the FORWARD policy to DROP (a
+        // restarted one finds it on, unless a `sysctl` step turned it off).
+        // 28 does it with its first network.
         if !self.v.forwarding_per_network {
             // Only the nftabler (29) cannot drop: this never fails here.
-            let _ = self.forward_on(restart);
+            let _ = self.forward_on();
         }
         if restart {
             self.ipam.restart();
@@ -417,7 +418,7 @@ impl<'a> Controller<'a> {
         if self.v.forwarding_per_network {
             // The setupIPv4Forwarding step of createNetwork: before the
             // bridge is made, so a failed check leaves nothing behind.
-            self.forward_on(false)?;
+            self.forward_on()?;
         }
         match self.bridges.iter_mut().find(|b| b.name == net.bridge) {
             // setupBridgeIPv4: the address is replaced when it differs; an
@@ -452,30 +453,49 @@ impl<'a> Controller<'a> {
         Ok(())
     }
 
-    /// `setupIPv4Forwarding`: `ip_forward` on; when that changed it (not on
-    /// a restart, which finds it on) and the daemon has iptables and no
-    /// `--ip-forward-no-drop`, `FilterForwardDrop`. A firewaller that
-    /// cannot drop (29's nftabler) makes the daemon check forwarding
-    /// instead of setting it (`checkIPv4Forwarding`, setup_ip_forwarding.go
-    /// @docker-v29.7.2), for every network.
-    fn forward_on(&mut self, restart: bool) -> Result<(), String> {
+    /// `net.ipv4.ip_forward` in the host now: on before the daemon, or
+    /// turned on by it, and then what `sysctl` steps wrote.
+    fn forwarding_now(&self) -> bool {
+        let mut on = host::forwarding_before(self.s) || self.forwarding_set;
+        for (node, key, value) in &self.sysctl_writes {
+            if node == "host" && host::is_forwarding_switch(key) {
+                on = value == "1";
+            }
+        }
+        on
+    }
+
+    /// `setupIPv4Forwarding`: `ip_forward` on; when that changed it (at the
+    /// first start, or on a restart after a `sysctl` step turned it off)
+    /// and the daemon has iptables and no `--ip-forward-no-drop`,
+    /// `FilterForwardDrop` (setup_ip_forwarding.go reads the sysctl at every
+    /// start). A firewaller that cannot drop (29's nftabler) makes the
+    /// daemon check forwarding instead of setting it (`checkIPv4Forwarding`,
+    /// setup_ip_forwarding.go @docker-v29.7.2), for every network.
+    fn forward_on(&mut self) -> Result<(), String> {
         let d = &self.s.spec.daemon;
         if !d.ip_forward() {
             return Ok(());
         }
+        let on = self.forwarding_now();
         if !self.layout.filter_forward_dropper() {
-            if host::forwarding_before(self.s) {
+            if on {
                 return Ok(());
             }
             return Err("IPv4 forwarding is disabled: check your host's firewalling and set sysctl \
                  net.ipv4.ip_forward=1, or disable this check using daemon option --ip-forward=false"
                 .into());
         }
-        if self.forwarding_set {
+        if on && self.forwarding_set {
             return Ok(());
         }
+        if !on && self.forwarding_set {
+            // Turned off by a `sysctl` step since the daemon set it: the
+            // restarted daemon writes it again, after that step.
+            self.sysctl_writes.push(("host".into(), "net.ipv4.ip_forward".into(), "1".into()));
+        }
         self.forwarding_set = true;
-        if !restart && self.iptables && !host::forwarding_before(self.s) && !d.ip_forward_no_drop() {
+        if !on && self.iptables && !d.ip_forward_no_drop() {
             self.layout.filter_forward_drop(&mut self.rules);
         }
         Ok(())

@@ -168,6 +168,33 @@ fn the_forward_policy_drops_only_when_the_daemon_turned_forwarding_on() {
     same_rules(&ok("[host]\nforwarding = true\n"), include_str!("captures/7-forward-1-before.txt"));
 }
 
+/// setupIPForwarding runs at every daemon start (DB-02): forwarding on
+/// before the daemon leaves the policy ACCEPT; a `sysctl` step that turns
+/// it off before a restart makes the restarted daemon write it again and
+/// set the policy to DROP, as dockerd 20.10.24 and 28.5.2 do.
+#[test]
+fn a_restart_after_forwarding_was_turned_off_sets_it_again_and_drops() {
+    let p = ok(r#"[host]
+sysctls = { "net.ipv4.ip_forward" = 1 }
+[[step]]
+do = "restart-daemon"
+[[step]]
+do = "sysctl"
+key = "net.ipv4.ip_forward"
+value = 0
+[[step]]
+do = "restart-daemon"
+"#);
+    let policy = |p: &Plan| p.iptables.render().lines().find(|l| l.starts_with(":FORWARD")).unwrap().to_string();
+    let fwd = |p: &Plan| {
+        p.node("host").unwrap().sysctls.iter().find(|s| s.key == "net.ipv4.ip_forward").unwrap().value.clone()
+    };
+    assert_eq!((policy(&p), fwd(&p)), (":FORWARD ACCEPT".into(), "1".into()));
+    assert_eq!(policy(&p.steps[0].after), ":FORWARD ACCEPT", "still on at the restart");
+    assert_eq!((policy(&p.steps[1].after), fwd(&p.steps[1].after)), (":FORWARD ACCEPT".into(), "0".into()));
+    assert_eq!((policy(&p.steps[2].after), fwd(&p.steps[2].after)), (":FORWARD DROP".into(), "1".into()));
+}
+
 #[test]
 fn bip_fixed_cidr_and_mtu() {
     let p = ok(r#"bip = "10.66.0.1/24"
