@@ -353,10 +353,13 @@ impl Ruleset {
         self.recount();
     }
 
-    /// What a firewall reload does: every rule and user chain gone (the
-    /// built-in chains keep their policies).
+    /// What a firewall reload does, `iptables -F; iptables -X; iptables
+    /// -t nat -F; iptables -t nat -X` (what `bridgelab diff` runs): every
+    /// rule and user chain of the IPv4 filter and nat tables gone (the
+    /// built-in chains keep their policies). Docker 28's raw table and the
+    /// ip6tables rules are not touched, as on a real host.
     pub fn flush_all(&mut self) {
-        for t in &mut self.tables {
+        for t in self.tables.iter_mut().filter(|t| matches!(t.table, Table::Filter | Table::Nat)) {
             let builtin = t.table.builtin_chains();
             t.chains.retain(|c| builtin.contains(&c.name.as_str()));
             for c in &mut t.chains {
