@@ -213,9 +213,33 @@ impl RunningLab {
         phase("firewall");
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
         phase("proxies");
-        let settled = self.settle(&all).await;
+        self.settle(&all).await?;
         phase("settle");
-        settled
+        self.advertise(&plan, &all)
+    }
+
+    /// Docker 28+ announces the address of each interface it brings up in
+    /// a container with an unsolicited ARP request (osl `advertiseAddrs`,
+    /// moby#48808): a neighbour that holds another MAC for the address (a
+    /// container that had it before) updates its entry. Docker sends
+    /// three, a second apart; the lab sends the first once the bridge
+    /// ports carry frames (after `settle`), for the containers in `nodes`.
+    fn advertise(&self, plan: &Plan, nodes: &[String]) -> Result<()> {
+        if !crate::plan::libnetwork::version::of(plan.firewall).is_some_and(|v| v.advertise_addr) {
+            return Ok(());
+        }
+        for c in &plan.containers {
+            let Some(node) = c.netns.as_deref().filter(|n| *n == c.name && nodes.iter().any(|m| m == n)) else {
+                continue;
+            };
+            for e in &c.endpoints {
+                let ip = e.address.ip();
+                let frame = crate::probe::packets::arp_request([0xff; 6], e.mac.0, ip, ip);
+                netns::send_frame(&self.ns(node).file, &e.iface, &frame)
+                    .map_err(|err| Error::apply(format!("{node}: unsolicited ARP for {ip} on {}", e.iface), err))?;
+            }
+        }
+        Ok(())
     }
 
     fn ns(&self, node: &str) -> &NetNs {
@@ -433,6 +457,7 @@ impl RunningLab {
         let mut changed = fresh;
         changed.push("host".into());
         self.settle(&changed).await?;
+        self.advertise(next, &changed)?;
         Ok(gone)
     }
 

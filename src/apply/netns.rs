@@ -215,6 +215,23 @@ pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> io::Result<T> + Send) -> i
     })
 }
 
+/// Sends one Ethernet frame on `iface` of the namespace, through a packet
+/// socket (pnet datalink), as a daemon writes to an `AF_PACKET` socket.
+pub fn send_frame(ns: &File, iface: &str, frame: &[u8]) -> io::Result<()> {
+    run_in(ns, || {
+        let ni = pnet::datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == iface)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {iface}")))?;
+        match pnet::datalink::channel(&ni, pnet::datalink::Config::default())? {
+            pnet::datalink::Channel::Ethernet(mut tx, _rx) => {
+                tx.send_to(frame, None).unwrap_or_else(|| Err(io::Error::other("no frame sent")))
+            }
+            _ => Err(io::Error::other("not an Ethernet channel")),
+        }
+    })
+}
+
 /// Reads a sysctl inside a namespace (`net.ipv4.ip_forward`).
 pub fn read_sysctl(ns: &File, key: &str) -> io::Result<String> {
     Ok(read_sysctls(ns, &[key])?.remove(0))

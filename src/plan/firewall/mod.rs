@@ -353,10 +353,13 @@ impl Ruleset {
         self.recount();
     }
 
-    /// What a firewall reload does: every rule and user chain gone (the
-    /// built-in chains keep their policies).
+    /// What a firewall reload does, `iptables -F; iptables -X; iptables
+    /// -t nat -F; iptables -t nat -X` (what `bridgelab diff` runs): every
+    /// rule and user chain of the IPv4 filter and nat tables gone (the
+    /// built-in chains keep their policies). Docker 28's raw table and the
+    /// ip6tables rules are not touched, as on a real host.
     pub fn flush_all(&mut self) {
-        for t in &mut self.tables {
+        for t in self.tables.iter_mut().filter(|t| matches!(t.table, Table::Filter | Table::Nat)) {
             let builtin = t.table.builtin_chains();
             t.chains.retain(|c| builtin.contains(&c.name.as_str()));
             for c in &mut t.chains {
@@ -602,6 +605,24 @@ mod tests {
         r.delete_all(std::slice::from_ref(&a));
         r.insert_unless_present(Table::Filter, "FORWARD", "-j A".into());
         assert_eq!(r.render().matches("-j A").count(), 1);
+    }
+
+    #[test]
+    fn flush_all_is_iptables_f_and_x_of_filter_and_nat() {
+        // `iptables -F; -X; -t nat -F; -X`: Docker 28's raw drops and its
+        // ip6tables chains are left where they are.
+        let mut r = Ruleset::default();
+        r.new_chain(Table::Filter, "DOCKER");
+        r.append(Table::Filter, "FORWARD", "-j DOCKER".into());
+        r.append(Table::Nat, "POSTROUTING", "-j MASQUERADE".into());
+        r.append(Table::Raw, "PREROUTING", "-d 172.17.0.2/32 ! -i docker0 -j DROP".into());
+        r.new_chain(Table::Filter6, "DOCKER-USER");
+        r.flush_all();
+        let text = r.render();
+        let (v4, v6) = text.split_once(IP6TABLES_MARK).expect("the IPv6 chain is still there");
+        assert!(!v4.contains("-j DOCKER\n") && !v4.contains(":DOCKER -") && !v4.contains("MASQUERADE"), "{v4}");
+        assert!(v4.contains("-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP"), "{v4}");
+        assert!(v6.contains(":DOCKER-USER -"), "{v6}");
     }
 
     #[test]

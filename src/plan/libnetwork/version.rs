@@ -107,6 +107,11 @@ pub struct Version {
     /// `Join` skips `SetGateway`), so no default route through it; 20.10
     /// gives every bridge endpoint one.
     pub internal_without_gateway: bool,
+    /// 28: each IPv4 address of an interface brought up in a container is
+    /// announced with an unsolicited ARP request (osl `advertiseAddrs`,
+    /// `l2disco.NewUnsolARP`, moby#48808), so a neighbour holding another
+    /// MAC for a reused address updates it; 20.10 announces nothing.
+    pub advertise_addr: bool,
     /// 28: the bridge driver orders an endpoint's bindings itself
     /// (`sortAndNormPBs`, [`cmp_port_binding`](super::endpoint::cmp_port_binding))
     /// before it maps them; 20.10 maps them in the daemon's `SortPortMap` order.
@@ -175,6 +180,7 @@ pub static DOCKER20: Version = Version {
     docker28_keys: false,
     ipv6_off_per_interface: false,
     internal_without_gateway: false,
+    advertise_addr: false,
     sort_port_bindings: false,
     clear_conntrack_on_program: None,
     proxy_on_ipv6_any: true,
@@ -235,6 +241,7 @@ const DOCKER28_BASE: Version = Version {
     docker28_keys: true,
     ipv6_off_per_interface: true,
     internal_without_gateway: true,
+    advertise_addr: true,
     sort_port_bindings: true,
     clear_conntrack_on_program: Some(ClearUdpOnProgram::HostPort),
     proxy_on_ipv6_any: true,
