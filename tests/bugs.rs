@@ -25,7 +25,10 @@ fn file_name(p: &Path) -> String {
 
 /// Whether `text` holds `moby/moby#` followed by a number.
 fn cites_moby(text: &str) -> bool {
-    text.match_indices("moby/moby#").any(|(i, m)| text[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    // libnetwork's tracker held Docker's networking issues until 2021.
+    ["moby/moby#", "moby/libnetwork#"].iter().any(|repo| {
+        text.match_indices(repo).any(|(i, m)| text[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 /// The `dbNN-….toml` names in the README table's rows (lines `| DB-…`).
@@ -53,7 +56,7 @@ fn every_bug_file_runs_under_versions_shows_a_change_or_says_it_holds_everywhere
         let versions = spec.versions.as_ref().unwrap_or_else(|| panic!("{name}: no top-level `versions`"));
         assert!(!versions.get_ref().is_empty(), "{name}: `versions` is empty");
         let about = spec.about.as_deref().unwrap_or_else(|| panic!("{name}: no `about`"));
-        assert!(cites_moby(about), "{name}: the `about` cites no moby/moby#NNNN");
+        assert!(cites_moby(about), "{name}: the `about` cites no moby/moby#NNNN (or moby/libnetwork#NNNN)");
         let changes = spec.expects.iter().chain(spec.steps.iter().flat_map(|st| st.expects.iter())).any(|e| {
             e.result_by_version.as_ref().is_some_and(|by| {
                 let results: BTreeSet<String> = by.get_ref().values().map(|v| format!("{:?}", v.get_ref())).collect();
@@ -61,9 +64,15 @@ fn every_bug_file_runs_under_versions_shows_a_change_or_says_it_holds_everywhere
             })
         });
         let everywhere = about.to_lowercase().contains("every version");
+        // A bug of releases no layout imitates (25.0.x, 27.3, 1.12) shows
+        // the fixed behaviour only, and says so.
+        let fixed_only = about.contains("no layout for the affected releases");
+        // A bug still open in the one layout it concerns (DB-19: 29's
+        // nftables backend) has no fix to show; its `about` says so.
+        let open_in_one = versions.get_ref().len() == 1 && about.contains("open") && about.contains("no fix");
         assert!(
-            changes || everywhere,
-            "{name}: no expectation whose result differs between versions, and the `about` does not say it holds in every version"
+            changes || everywhere || open_in_one || fixed_only,
+            "{name}: no expectation whose result differs between versions, and the `about` says neither that it holds in every version nor that it is open in the one layout it concerns (no fix), nor that there is no layout for the affected releases"
         );
     }
 }
