@@ -560,6 +560,10 @@ pub struct Step {
     /// Docker's error for a `start`, `restart` or `run` that is meant to
     /// fail; the daemon rolls the container back and the lab goes on.
     pub fails: Option<Sp<String>>,
+    /// Instead of `fails`, in a file with top-level `versions`: Docker's
+    /// error under each version that fails the step; under a version it
+    /// does not name, the step succeeds.
+    pub fails_by_version: Option<Sp<std::collections::BTreeMap<String, Sp<String>>>>,
     /// For `flow`: its name, for `[[expect]] flow = "NAME"`.
     pub name: Option<Sp<String>>,
     /// For `flow`: the sender.

@@ -434,6 +434,29 @@ source_by_version = { docker20 = "host" }
 }
 
 #[test]
+fn fails_by_version_gives_each_version_its_message_or_success() {
+    let text = r#"versions = ["docker1", "docker20", "docker28"]
+[[container]]
+name = "web"
+[[step]]
+do = "start"
+container = "web"
+fails_by_version = { docker20 = "a", docker28 = "failed to set up container networking: a" }
+"#;
+    let runs = parse(text).unwrap().variants();
+    let got: Vec<Option<String>> =
+        runs.iter().map(|r| r.spec.steps[0].fails.as_ref().map(|s| s.get_ref().clone())).collect();
+    assert_eq!(got, [None, Some("a".into()), Some("failed to set up container networking: a".into())]);
+    assert!(runs.iter().all(|r| r.spec.steps[0].fails_by_version.is_none()));
+    let both = text.replace("fails_by_version", "fails = \"a\"\nfails_by_version");
+    assert!(first_error(&both).contains("give either fails"), "{}", first_error(&both));
+    let unlisted = text.replace("docker20 = \"a\"", "docker29 = \"a\"");
+    assert!(first_error(&unlisted).contains("fails_by_version: docker29 is not one of the top-level versions"));
+    let bare = text.replace("versions = [\"docker1\", \"docker20\", \"docker28\"]\n", "");
+    assert!(first_error(&bare).contains("fails_by_version needs top-level versions"), "{}", first_error(&bare));
+}
+
+#[test]
 fn an_expectation_on_a_flow_gets_the_flows_sender_and_probe() {
     let s = parse(VERSIONED).unwrap();
     let e = &s.spec.steps[0].expects[0];

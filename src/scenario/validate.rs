@@ -196,78 +196,83 @@ fn versions(spec: &Spec) -> Vec<Diagnostic> {
         }
     }
     for e in all_expects(spec) {
-        match (&e.result, &e.result_by_version, spec.versions.is_some()) {
-            (Some(_), Some(by), _) => errors.push(Diagnostic::new(
-                by.span(),
-                "give either result (the same under every version) or result_by_version, not both",
-            )),
-            (None, None, _) => errors.push(Diagnostic::new(
+        if e.result.is_none() && e.result_by_version.is_none() {
+            errors.push(Diagnostic::new(
                 e.to.span(),
                 if spec.versions.is_some() {
                     "this expectation has no result: add result, or result_by_version with a result per version"
                 } else {
                     "this expectation has no result: add result = \"reachable\", \"refused\" or \"blocked\""
                 },
-            )),
-            (None, Some(by), false) => errors.push(Diagnostic::new(
-                by.span(),
-                "result_by_version needs top-level versions = [...] (the layouts the scenario runs under); without them use result",
-            )),
-            (None, Some(by), true) => {
-                for (k, v) in by.get_ref() {
-                    match k.parse::<Firewall>() {
-                        Err(msg) => errors.push(Diagnostic::new(v.span(), msg)),
-                        Ok(f) if !listed.contains(&f) => errors.push(Diagnostic::new(
-                            v.span(),
-                            format!("result_by_version: {f} is not one of the top-level versions"),
-                        )),
-                        Ok(_) => {}
-                    }
-                }
-                let missing: Vec<String> = listed
-                    .iter()
-                    .filter(|f| !by.get_ref().keys().any(|k| k.parse::<Firewall>().ok() == Some(**f)))
-                    .map(|f| f.to_string())
-                    .collect();
-                if !missing.is_empty() {
-                    errors.push(Diagnostic::new(
-                        by.span(),
-                        format!("result_by_version has no result for {}", missing.join(", ")),
-                    ));
-                }
-            }
-            (Some(_), None, _) => {}
+            ));
         }
-        let Some(by) = &e.source_by_version else { continue };
-        if e.source.is_some() {
-            errors.push(Diagnostic::new(
-                by.span(),
-                "give either source (the same under every version) or source_by_version, not both",
-            ));
-        } else if spec.versions.is_none() {
-            errors.push(Diagnostic::new(
-                by.span(),
-                "source_by_version needs top-level versions = [...] (the layouts the scenario runs under); without them use source",
-            ));
-        } else {
-            for (k, v) in by.get_ref() {
-                match k.parse::<Firewall>() {
-                    Err(msg) => errors.push(Diagnostic::new(v.span(), msg)),
-                    Ok(f) if !listed.contains(&f) => errors.push(Diagnostic::new(
-                        v.span(),
-                        format!("source_by_version: {f} is not one of the top-level versions"),
-                    )),
-                    Ok(_) => {}
-                }
+        if let Some(by) = &e.result_by_version {
+            let fine = by_version(spec, &listed, "result", e.result.is_some(), by, &mut errors);
+            // Every version needs a result (a `source` or `fails` it does not name is none).
+            let missing: Vec<String> = listed
+                .iter()
+                .filter(|f| !by.get_ref().keys().any(|k| k.parse::<Firewall>().ok() == Some(**f)))
+                .map(|f| f.to_string())
+                .collect();
+            if fine && !missing.is_empty() {
+                errors.push(Diagnostic::new(
+                    by.span(),
+                    format!("result_by_version has no result for {}", missing.join(", ")),
+                ));
             }
+        }
+        if let Some(by) = &e.source_by_version {
+            by_version(spec, &listed, "source", e.source.is_some(), by, &mut errors);
+        }
+    }
+    for st in &spec.steps {
+        if let Some(by) = &st.fails_by_version {
+            by_version(spec, &listed, "fails", st.fails.is_some(), by, &mut errors);
         }
     }
     errors
 }
 
+/// A `KEY_by_version` table (`result`, `source`, `fails`): the plain KEY
+/// beside it, no top-level `versions`, or a version they do not list is an
+/// error. Whether it was fine.
+fn by_version<T>(
+    spec: &Spec,
+    listed: &[Firewall],
+    key: &str,
+    plain: bool,
+    by: &Sp<std::collections::BTreeMap<String, Sp<T>>>,
+    errors: &mut Vec<Diagnostic>,
+) -> bool {
+    let before = errors.len();
+    if plain {
+        errors.push(Diagnostic::new(
+            by.span(),
+            format!("give either {key} (the same under every version) or {key}_by_version, not both"),
+        ));
+    } else if spec.versions.is_none() {
+        errors.push(Diagnostic::new(
+            by.span(),
+            format!("{key}_by_version needs top-level versions = [...] (the layouts the scenario runs under); without them use {key}"),
+        ));
+    } else {
+        for (k, v) in by.get_ref() {
+            match k.parse::<Firewall>() {
+                Err(msg) => errors.push(Diagnostic::new(v.span(), msg)),
+                Ok(f) if !listed.contains(&f) => errors.push(Diagnostic::new(
+                    v.span(),
+                    format!("{key}_by_version: {f} is not one of the top-level versions"),
+                )),
+                Ok(_) => {}
+            }
+        }
+    }
+    errors.len() == before
+}
+
 /// The file's spec as it runs under `version`: that `[daemon] firewall`,
-/// no `versions`, and each `result_by_version` (`source_by_version`)
-/// turned into `result` (`source`).
+/// no `versions`, and each `result_by_version` (`source_by_version`,
+/// `fails_by_version`) turned into `result` (`source`, `fails`).
 pub fn under_version(spec: &Spec, version: &Sp<Firewall>) -> Spec {
     let mut s = spec.clone();
     s.versions = None;
@@ -283,6 +288,11 @@ pub fn under_version(spec: &Spec, version: &Sp<Firewall>) -> Spec {
     };
     s.expects.iter_mut().for_each(pick);
     s.steps.iter_mut().flat_map(|st| st.expects.iter_mut()).for_each(pick);
+    for st in &mut s.steps {
+        if let Some(by) = st.fails_by_version.take() {
+            st.fails = by.get_ref().get(&name).cloned();
+        }
+    }
     s
 }
 
