@@ -264,3 +264,109 @@ async fn docker28_host_imports_audits_clean_and_shows_a_docker_user_rule() {
     )
     .await;
 }
+
+// ---- without root: the captured outputs ----
+
+use bridgelab::import::audit::{audit, HostRules, Kind};
+use bridgelab::import::{write, HostState, Options};
+
+fn saved(layout: &str) -> HostState {
+    HostState::from_dir(&fixtures(layout)).unwrap()
+}
+
+fn saved_rules(layout: &str) -> HostRules {
+    let dir = fixtures(layout);
+    HostRules {
+        v4: std::fs::read_to_string(dir.join("iptables-save.txt")).unwrap(),
+        v6: std::fs::read_to_string(dir.join("ip6tables-save.txt")).ok(),
+        nft_json: None,
+    }
+}
+
+#[test]
+fn saved_outputs_import_into_a_scenario_that_plans_the_hosts_addresses() {
+    for layout in ["docker20", "docker28"] {
+        let h = saved(layout);
+        let imported = write(&h, &Options::default()).unwrap();
+        assert_eq!(imported.scenario.spec.daemon.firewall().to_string(), layout);
+        // Every address Docker handed out is the plan's.
+        for c in &h.containers {
+            for (net, ep) in c.network_settings.networks.iter().flatten() {
+                let Ok(ip) = ep.ip_address.parse::<std::net::Ipv4Addr>() else { continue };
+                let plan = imported.plan.container(c.short_name()).unwrap();
+                let planned = plan.endpoints.iter().find(|e| e.network == *net).unwrap().address.0.ip();
+                assert_eq!(planned, ip, "{layout}: {} on {net}", c.short_name());
+            }
+        }
+        // Docker's random bridge names map to the plan's.
+        let usr = h.networks.iter().find(|n| n.name == "usr").unwrap().bridge().unwrap();
+        assert!(imported.bridges.contains_key(&usr), "{layout}: {:?}", imported.bridges);
+        assert_eq!(imported.notes.len(), 2, "{layout}: {:?}", imported.notes);
+    }
+}
+
+#[test]
+fn saved_rules_audit_clean_and_each_edit_is_its_finding() {
+    for layout in ["docker20", "docker28"] {
+        let imported = write(&saved(layout), &Options::default()).unwrap();
+        let rules = saved_rules(layout);
+        assert_eq!(audit(&imported, &rules).unwrap(), vec![], "{layout}");
+
+        // A user's DOCKER-USER rule.
+        let mut r = rules.clone();
+        r.v4 = r.v4.replace(
+            "-A FORWARD -j DOCKER-USER\n",
+            "-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -s 10.9.9.0/24 -j DROP\n",
+        );
+        let f = audit(&imported, &r).unwrap();
+        assert_eq!(f.len(), 1, "{layout}: {f:?}");
+        assert_eq!((f[0].kind, f[0].line.as_str()), (Kind::Added, "-A DOCKER-USER -s 10.9.9.0/24 -j DROP"));
+
+        // The last rule of Docker's longest filter chain moved to its head
+        // (a tool that re-inserted it).
+        let mut r = rules.clone();
+        let filter = r.v4.split("COMMIT").next().unwrap().to_string();
+        let chain_of = |l: &str| l.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let longest = filter
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(chain_of)
+            .max_by_key(|c| filter.lines().filter(|l| chain_of(l) == *c).count())
+            .unwrap();
+        let head = format!("-A {longest} ");
+        assert!(filter.lines().filter(|l| l.starts_with(&head)).count() >= 3, "{layout}: {longest}");
+        let last = filter.lines().rfind(|l| l.starts_with(&head)).unwrap().to_string();
+        r.v4 = r.v4.replace(&format!("{last}\n"), "").replacen(&head, &format!("{last}\n{head}"), 1);
+        let f = audit(&imported, &r).unwrap();
+        assert_eq!(f.len(), 1, "{layout}: {f:?}");
+        assert_eq!((f[0].kind, f[0].line.as_str()), (Kind::Moved, last.as_str()));
+
+        // A flush: only the policies are left.
+        let mut r = rules.clone();
+        r.v4 =
+            r.v4.lines()
+                .filter(|l| l.starts_with('*') || *l == "COMMIT" || (l.starts_with(':') && !l.ends_with(" -")))
+                .collect::<Vec<_>>()
+                .join("\n");
+        let f = audit(&imported, &r).unwrap();
+        assert!(f.iter().any(|x| x.kind == Kind::ChainRemoved && x.chain == "DOCKER"), "{layout}: {f:?}");
+        assert!(f.iter().all(|x| x.kind != Kind::Added), "{layout}: {f:?}");
+    }
+}
+
+#[test]
+fn what_import_cannot_keep_is_said_in_the_file() {
+    let mut h = saved("docker20");
+    h.info.server_version = "24.0.7".into();
+    // An address the plan does not give again (a container removed before it).
+    let other = h.containers.iter_mut().find(|c| c.short_name() == "other").unwrap();
+    other.network_settings.networks.as_mut().unwrap().get_mut("usr").unwrap().ip_address = "172.18.0.9".into();
+    h.add_daemon_args("--userland-proxy=false --ipv6");
+    let imported = write(&h, &Options::default()).unwrap();
+    let t = &imported.text;
+    assert!(t.contains("# - Docker 24.0.7 is between layouts: written as docker20"), "{t}");
+    assert!(t.contains("# - other has 172.18.0.9 on usr on the host, the plan gives it 172.18.0.3"), "{t}");
+    assert!(t.contains("# - --ipv6=true left out"), "{t}");
+    assert!(t.contains("\nuserland_proxy = false\n"), "{t}");
+    assert!(!t.contains("dockerd's defaults assumed"), "{t}");
+}

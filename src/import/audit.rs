@@ -180,12 +180,14 @@ fn compare(family: &'static str, planned: &str, actual: &str, names: &Names) -> 
     let mut keys = plan.order.clone();
     keys.extend(host.order.iter().filter(|k| !plan.chains.contains_key(k)).cloned());
     let mut out = Vec::new();
+    // Findings speak the host's names (`br-<id>` as `iptables -S` shows them).
+    let back = Names(names.0.iter().map(|(real, ours)| (ours.clone(), real.clone())).collect());
     let finding = |kind, table: &str, chain: &str, line: String, why: String| Finding {
         kind,
         family,
         table: table.to_string(),
-        chain: chain.to_string(),
-        line,
+        chain: back.apply(chain),
+        line: back.apply(&line),
         why,
     };
     let accept = (Some("ACCEPT".to_string()), vec![]);

@@ -251,9 +251,16 @@ impl<'a> Writer<'a> {
             return;
         };
         let pool = n.pool4();
+        // Docker 20.10 shows the default bridge's gateway only when --bip
+        // gave it; otherwise it is the subnet's first address (bridge
+        // driver: the bridge's address is the network's gateway).
         let bip = pool.and_then(|p| {
-            let prefix = p.subnet.split_once('/')?.1;
-            (!p.gateway.is_empty()).then(|| format!("{}/{prefix}", p.gateway))
+            let net: ipnetwork::Ipv4Network = p.subnet.parse().ok()?;
+            let gw = match p.gateway.parse::<Ipv4Addr>() {
+                Ok(g) => g,
+                Err(_) => net.nth(1)?,
+            };
+            Some(format!("{gw}/{}", net.prefix()))
         });
         let name = n.option("bridge.name").unwrap_or("docker0");
         if name != "docker0" {
@@ -546,15 +553,19 @@ impl<'a> Writer<'a> {
                 publish_all = true;
             }
         }
-        let expose = c
-            .config
-            .exposed_ports
-            .iter()
-            .flatten()
-            .map(|(k, _)| k)
-            .filter(|k| !asked.contains_key(*k) && !(c.host_config.publish_all_ports && c.state.running))
-            .cloned()
-            .collect();
+        // With -P written as its ports, every exposed port is published.
+        let expose = if c.host_config.publish_all_ports && c.state.running {
+            vec![]
+        } else {
+            c.config
+                .exposed_ports
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .filter(|k| !asked.contains_key(*k))
+                .cloned()
+                .collect()
+        };
         (publish, expose, publish_all)
     }
 }
