@@ -370,3 +370,27 @@ fn what_import_cannot_keep_is_said_in_the_file() {
     assert!(t.contains("\nuserland_proxy = false\n"), "{t}");
     assert!(!t.contains("dockerd's defaults assumed"), "{t}");
 }
+
+#[test]
+fn the_verbs_read_saved_outputs_and_say_so_in_their_exit_codes() {
+    let dir = fixtures("docker20");
+    let out = bridgelab().arg("import").arg("--from").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("firewall = \"docker20\""));
+    let out = bridgelab().arg("audit").arg("--from").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = tempfile::tempdir().unwrap();
+    let rules = t.path().join("rules");
+    let saved = std::fs::read_to_string(dir.join("iptables-save.txt")).unwrap();
+    std::fs::write(&rules, saved.replacen("COMMIT\n", "-A INPUT -p tcp -m tcp --dport 22 -j DROP\nCOMMIT\n", 1))
+        .unwrap();
+    let out = bridgelab().arg("audit").arg("--from").arg(&dir).arg("--rules").arg(&rules).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        findings(&out),
+        ["added    filter: -A INPUT -p tcp -m tcp --dport 22 -j DROP  (not Docker's: added by hand (iptables -I/-A) or by another firewall tool)"]
+    );
+    let out = bridgelab().arg("import").arg("--from").arg(t.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("containers.json"), "{}", text(&out));
+}
