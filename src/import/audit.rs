@@ -385,4 +385,31 @@ mod tests {
         let host = PLAN.replace("docker0", "br-3f2a9c0d1e4b");
         assert_eq!(compare("iptables", PLAN, &host, &names), vec![]);
     }
+
+    #[test]
+    fn docker29_nftables_listings_compare_line_by_line_under_their_chain() {
+        let s = crate::Scenario::parse(
+            "t.toml".into(),
+            "[daemon]\nfirewall = \"docker29\"\nbackend = \"nftables\"\n[host]\nforwarding = true\n\
+             [[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n"
+                .into(),
+        )
+        .unwrap();
+        let plan = crate::plan::plan(&s).unwrap();
+        let listing = plan.iptables.nft.listing();
+        assert_eq!(compare_nft(&listing, &listing), vec![]);
+        let (at, chain) = listing
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.trim().strip_prefix("chain ").map(|c| (i, c.trim_end_matches(" {").to_string())))
+            .unwrap();
+        let mut lines: Vec<&str> = listing.lines().collect();
+        lines.insert(at + 1, "\t\tip saddr 10.9.9.0/24 drop");
+        let f = compare_nft(&listing, &lines.join("\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].kind, f[0].chain.as_str(), f[0].line.as_str()),
+            (Kind::Added, chain.as_str(), "ip saddr 10.9.9.0/24 drop")
+        );
+    }
 }
