@@ -102,6 +102,10 @@ async fn real_host(firewall: Firewall, text: &str) -> RealHost {
     let (pre, plan) = bridgelab::diff::pre_daemon(&scenario).unwrap();
     let host = bridgelab::apply::up(pre, plan, Default::default()).await.unwrap();
     let ns = host.netns_file("host").unwrap();
+    // As `diff` does: a host that routed before the daemon started.
+    if bridgelab::diff::host_before(text).forwarding {
+        bridgelab::apply::netns::write_sysctl(ns, "net.ipv4.ip_forward", "1").unwrap();
+    }
     let script = translate::translate(&scenario);
     let daemon = Daemon::start(tools, ns, host.run_id(), &script.daemon_flags).await.unwrap();
     daemon.import_image().await.unwrap();
@@ -267,7 +271,7 @@ async fn docker28_host_imports_audits_clean_and_shows_a_docker_user_rule() {
 
 // ---- without root: the captured outputs ----
 
-use bridgelab::import::audit::{audit, HostRules, Kind};
+use bridgelab::import::audit::{audit, infer, HostRules, Kind};
 use bridgelab::import::{write, HostState, Options};
 
 fn saved(layout: &str) -> HostState {
@@ -393,4 +397,69 @@ fn the_verbs_read_saved_outputs_and_say_so_in_their_exit_codes() {
     let out = bridgelab().arg("import").arg("--from").arg(t.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("containers.json"), "{}", text(&out));
+}
+
+/// Imports the setup of each shipped scenario in `files` from a real
+/// daemon and audits it: the findings of each, by file.
+async fn import_shipped(files: &[&str]) -> Vec<(String, Vec<String>, String)> {
+    let mut out = Vec::new();
+    for f in files {
+        let path = common::scenario_path(f);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let firewall = Scenario::parse(path.clone(), text.clone()).unwrap().spec.daemon.firewall();
+        let real = real_host(firewall, &text).await;
+        let h = HostState::from_docker(real.docker_cli(), &real.host_url()).unwrap();
+        let rules = HostRules::read(real.host.netns_file("host").unwrap(), false).unwrap();
+        let i = infer(&h, &Options::default(), &rules).unwrap();
+        let found = i.findings.iter().map(|f| f.to_string()).collect();
+        out.push((f.to_string(), found, i.imported.text.clone()));
+        real.down();
+    }
+    out
+}
+
+/// Shipped topologies on real daemons, with the flags `docker info` does
+/// not show (`--userland-proxy=false`, `--iptables=false`,
+/// `--allow-direct-routing`, forwarding on before the daemon) read off the
+/// rules: each imports and audits with no drift; the file whose host had a
+/// user's FORWARD rule before the daemon started shows exactly that rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_topologies_import_from_real_daemons_with_no_drift() {
+    common::require_root();
+    let files = [
+        "docker20-user-networks.toml",
+        "docker20-links.toml",
+        "docker20-bip-fixed-cidr.toml",
+        "docker20-userland-proxy-off.toml",
+        "docker20-iptables-off.toml",
+        "docker20-forwarding.toml",
+        "docker20-docker-user-rule.toml",
+        "docker28-routed.toml",
+        "docker28-isolated.toml",
+        "docker28-nat-unprotected.toml",
+        "docker28-proxy-off.toml",
+        "docker28-direct-routing.toml",
+    ];
+    for (f, found, text) in import_shipped(&files).await {
+        if f == "docker20-docker-user-rule.toml" {
+            assert_eq!(
+                found,
+                ["added    filter: -A FORWARD -d 198.51.100.9/32 -i docker0 -j DROP  (not Docker's: added by hand \
+                  (iptables -I/-A) or by another firewall tool)"],
+                "{f}"
+            );
+        } else {
+            assert_eq!(found, Vec::<String>::new(), "{f}:\n{text}");
+        }
+        let inferred = |key: &str| text.contains(key);
+        match f.as_str() {
+            "docker20-userland-proxy-off.toml" | "docker28-proxy-off.toml" => {
+                assert!(inferred("\nuserland_proxy = false\n"), "{f}:\n{text}")
+            }
+            "docker20-iptables-off.toml" => assert!(inferred("\niptables = false\n"), "{f}:\n{text}"),
+            "docker20-forwarding.toml" => assert!(inferred("[host]\nforwarding = true"), "{f}:\n{text}"),
+            "docker28-direct-routing.toml" => assert!(inferred("\nallow_direct_routing = true\n"), "{f}:\n{text}"),
+            _ => assert!(inferred("\nuserland_proxy = true\n") && !inferred("forwarding = true"), "{f}:\n{text}"),
+        }
+    }
 }

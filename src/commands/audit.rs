@@ -55,16 +55,28 @@ fn rules(host: &HostArgs, r: &RuleArgs, nft_wanted: bool) -> Result<HostRules, I
     }
 }
 
+/// Whether the host is a Docker 29 with the nftables backend.
+fn nftables(h: &bridgelab::import::HostState) -> bool {
+    let backend = h.info.firewall_backend.as_ref().map(|b| b.driver.as_str()).unwrap_or_default();
+    let backend = h.flags.get("firewall-backend").map(String::as_str).unwrap_or(backend);
+    h.info.server_version.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 29)
+        && backend.starts_with("nftables")
+}
+
+/// The host read, its rules read, and the scenario inferred from both.
+pub fn inferred(host: &HostArgs, r: &RuleArgs, path: &Path) -> Result<audit::Inferred, ImportError> {
+    let h = host.read()?;
+    let rules = rules(host, r, nftables(&h))?;
+    let o = bridgelab::import::Options { name: host.name.clone(), path: path.to_path_buf() };
+    audit::infer(&h, &o, &rules)
+}
+
 pub fn run(host: &HostArgs, r: &RuleArgs) -> u8 {
-    let imported = match host.import(Path::new("imported.toml")) {
-        Ok(i) => i,
-        Err(e) => return fail(&e),
-    };
-    let nft = !imported.plan.iptables.nft.is_empty();
-    let found = match rules(host, r, nft).and_then(|h| audit::audit(&imported, &h)) {
+    let found = match inferred(host, r, Path::new("imported.toml")) {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
+    let imported = &found.imported;
     println!(
         "audit: the host's rules against the plan of its imported scenario ({}, {} containers, {} networks)",
         imported.scenario.spec.daemon.firewall(),
@@ -74,14 +86,14 @@ pub fn run(host: &HostArgs, r: &RuleArgs) -> u8 {
     for n in &imported.notes {
         println!("note: {n}");
     }
-    for f in &found {
+    for f in &found.findings {
         println!("{f}");
     }
-    if found.is_empty() {
+    if found.findings.is_empty() {
         println!("no drift: every rule is where Docker puts it");
         0
     } else {
-        println!("DRIFT: {} finding(s)", found.len());
+        println!("DRIFT: {} finding(s)", found.findings.len());
         1
     }
 }

@@ -63,9 +63,13 @@ pub fn fail(e: &ImportError) -> u8 {
     e.exit_code()
 }
 
-pub fn run(args: &HostArgs, output: Option<&Path>) -> u8 {
+pub fn run(args: &HostArgs, rules: Option<&super::audit::RuleArgs>, output: Option<&Path>) -> u8 {
     let path = output.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("imported.toml"));
-    let imported = match args.import(&path) {
+    let imported = match rules {
+        None => args.import(&path),
+        Some(r) => super::audit::inferred(args, r, &path).map(|i| i.imported),
+    };
+    let imported = match imported {
         Ok(i) => i,
         Err(e) => return fail(&e),
     };

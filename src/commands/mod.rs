@@ -181,6 +181,14 @@ pub enum Command {
     Import {
         #[command(flatten)]
         host: import::HostArgs,
+        /// Also read the host's rules (as `audit` does: this namespace's,
+        /// or --rules, --rules6, --nft) and take from them what Docker does
+        /// not show: --iptables, --userland-proxy, and whether forwarding
+        /// was on before the daemon started; the file says what was inferred.
+        #[arg(long)]
+        infer: bool,
+        #[command(flatten)]
+        rules: audit::RuleArgs,
         /// Write the scenario to FILE instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -191,7 +199,10 @@ pub enum Command {
     /// the plan's rules with the host's: `iptables-save` and
     /// `ip6tables-save` of this network namespace (read-only; run it on the
     /// Docker host), or saved outputs (--rules, --rules6; `nft -j list
-    /// ruleset` with --nft for Docker 29's nftables backend). Docker's
+    /// ruleset` with --nft for Docker 29's nftables backend). What Docker
+    /// does not show (--iptables, --userland-proxy unless given, forwarding
+    /// on before the daemon) is inferred: the combination whose plan is
+    /// nearest the rules is audited, and named in a note. Docker's
     /// random bridge names are mapped to bridgelab's, counters dropped, and
     /// one container's port rules compared as a set, as `bridgelab diff`
     /// does. Each rule another tool added (a DOCKER-USER rule, ufw,
@@ -250,7 +261,9 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Diff { files, docker, keep_going } => {
             interruptible(diff::run(&files, docker.as_deref(), keep_going)).await
         }
-        Command::Import { host, output } => import::run(&host, output.as_deref()),
+        Command::Import { host, infer, rules, output } => {
+            import::run(&host, infer.then_some(&rules), output.as_deref())
+        }
         Command::Audit { host, rules } => audit::run(&host, &rules),
         Command::Cleanup { all } => cleanup::run(all),
     }

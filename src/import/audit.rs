@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 
-use super::{ImportError, Imported};
+use super::{HostState, ImportError, Imported, Options};
 use crate::diff::compare::{align, canonical_rule_order, Line, Names};
 use crate::plan::firewall::nftables::NftRuleset;
 use crate::plan::firewall::{normalize_save, IP6TABLES_MARK};
@@ -262,6 +262,79 @@ fn compare(family: &'static str, planned: &str, actual: &str, names: &Names) -> 
         }
     }
     out
+}
+
+/// What `infer` settled on: the scenario audited, its findings, and what
+/// it took from the rules.
+#[derive(Debug, Clone)]
+pub struct Inferred {
+    pub imported: Imported,
+    pub findings: Vec<Finding>,
+    /// `[daemon]`/`[host]` keys read off the rules, e.g. `userland_proxy = false`.
+    pub inferred: Vec<String>,
+}
+
+/// Imports `h` with what Docker does not show filled in from the host's
+/// rules: `--iptables`, `--userland-proxy` (unless given) and whether
+/// forwarding was on before the daemon started (Docker 20.10 and 28 leave
+/// the FORWARD policy ACCEPT then). Each combination is planned (plans are
+/// pure and cheap) and the one whose rules differ least from the host's is
+/// taken; on a tie, dockerd's defaults.
+pub fn infer(h: &HostState, o: &Options, rules: &HostRules) -> Result<Inferred, ImportError> {
+    let (firewall, _) = super::writer::layout(&h.info.server_version)?;
+    // Each unknown: its daemon.json flag (or `None` for `[host]
+    // forwarding`), dockerd's default first.
+    let mut unknown: Vec<(Option<&str>, [bool; 2])> = Vec::new();
+    let mut flags = vec!["iptables", "userland-proxy"];
+    if matches!(firewall, "docker28" | "docker29") {
+        flags.push("allow-direct-routing");
+    }
+    for f in flags {
+        if !h.flags.contains_key(f) {
+            let default = f != "allow-direct-routing";
+            unknown.push((Some(f), [default, !default]));
+        }
+    }
+    if h.forwarding.is_none() && firewall != "docker1" {
+        unknown.push((None, [false, true]));
+    }
+    let mut best: Option<Inferred> = None;
+    for mask in 0..(1u32 << unknown.len()) {
+        let mut v = h.clone();
+        let mut said = Vec::new();
+        for (i, (flag, values)) in unknown.iter().enumerate() {
+            let value = values[usize::from(mask & (1 << i) != 0)];
+            match flag {
+                Some(f) => {
+                    v.flags.insert(f.to_string(), value.to_string());
+                    said.push(format!("{} = {value}", f.replace('-', "_")));
+                }
+                None => {
+                    v.forwarding = Some(value);
+                    said.push(format!("[host] forwarding = {value}"));
+                }
+            }
+        }
+        if !said.is_empty() {
+            v.inferred
+                .push(format!("inferred from the host's rules (docker info does not show them): {}", said.join(", ")));
+        }
+        // A combination Docker refuses (iptables off with icc off) is no candidate.
+        let Ok(imported) = super::write(&v, o) else { continue };
+        let findings = audit(&imported, rules)?;
+        if best.as_ref().is_none_or(|b| findings.len() < b.findings.len()) {
+            best = Some(Inferred { imported, findings, inferred: said });
+        }
+    }
+    // The combination with nothing changed is written when every other fails.
+    match best {
+        Some(b) => Ok(b),
+        None => {
+            let imported = super::write(h, o)?;
+            let findings = audit(&imported, rules)?;
+            Ok(Inferred { imported, findings, inferred: vec![] })
+        }
+    }
 }
 
 /// The drift between `rules` and the plan of `imported`; empty when none.

@@ -171,6 +171,12 @@ pub struct HostState {
     pub flags: BTreeMap<String, String>,
     /// Where it came from, for the file's header.
     pub source: String,
+    /// Whether `net.ipv4.ip_forward` was 1 before the daemon started
+    /// (`[host] forwarding`): no Docker output says it; `None` unknown.
+    pub forwarding: Option<bool>,
+    /// What was inferred rather than read (see [`super::audit::infer`]),
+    /// for the file's header.
+    pub inferred: Vec<String>,
 }
 
 /// Saved files of `--from DIR`.
@@ -206,6 +212,8 @@ impl HostState {
             info: parse("docker info", info)?,
             flags: BTreeMap::new(),
             source: String::new(),
+            forwarding: None,
+            inferred: vec![],
         })
     }
 
@@ -230,6 +238,8 @@ impl HostState {
             info: parse(&at(INFO_FILE), &info)?,
             flags: BTreeMap::new(),
             source: format!("saved outputs in {}", dir.display()),
+            forwarding: None,
+            inferred: vec![],
         };
         if let Some(text) = read(DAEMON_JSON_FILE, false)? {
             h.add_daemon_json(&at(DAEMON_JSON_FILE), &text)?;

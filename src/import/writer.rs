@@ -107,13 +107,16 @@ pub fn write(h: &HostState, o: &Options) -> Result<Imported, ImportError> {
     let mut w = Writer {
         h,
         firewall,
-        notes: note.into_iter().collect(),
+        notes: note.into_iter().chain(h.inferred.iter().cloned()).collect(),
         daemon: vec![format!("firewall = {}", q(firewall))],
         host: vec![],
         body: String::new(),
         networks: BTreeSet::new(),
     };
     w.daemon_flags();
+    if h.forwarding == Some(true) {
+        w.host.push("[host]\nforwarding = true".into());
+    }
     w.default_bridge();
     w.user_networks();
     let written = w.containers();
