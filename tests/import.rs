@@ -365,7 +365,8 @@ fn what_import_cannot_keep_is_said_in_the_file() {
     // An address the plan does not give again (a container removed before it).
     let other = h.containers.iter_mut().find(|c| c.short_name() == "other").unwrap();
     other.network_settings.networks.as_mut().unwrap().get_mut("usr").unwrap().ip_address = "172.18.0.9".into();
-    h.add_daemon_args("--userland-proxy=false --ipv6");
+    // --icc=false on the command line, but the default bridge says icc is on: inspect wins.
+    h.add_daemon_args("--userland-proxy=false --ipv6 --icc=false");
     let imported = write(&h, &Options::default()).unwrap();
     let t = &imported.text;
     assert!(t.contains("# - Docker 24.0.7 is between layouts: written as docker20"), "{t}");
@@ -373,6 +374,8 @@ fn what_import_cannot_keep_is_said_in_the_file() {
     assert!(t.contains("# - --ipv6=true left out"), "{t}");
     assert!(t.contains("\nuserland_proxy = false\n"), "{t}");
     assert!(!t.contains("dockerd's defaults assumed"), "{t}");
+    let daemon = t.split("[daemon]").nth(1).unwrap().split("\n\n").next().unwrap();
+    assert_eq!(daemon, "\nfirewall = \"docker20\"\nuserland_proxy = false", "{t}");
 }
 
 #[test]

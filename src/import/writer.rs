@@ -210,8 +210,14 @@ impl<'a> Writer<'a> {
 
     fn daemon_flags(&mut self) {
         let flags = &self.h.flags;
+        // The default bridge's inspect shows what --icc and --ip-masq made
+        // of it: that is the truth where it was read.
+        let inspected = self.h.networks.iter().any(|n| n.is_default_bridge());
         for (flag, key) in BOOL_FLAGS {
             let Some(v) = flags.get(flag) else { continue };
+            if inspected && matches!(flag, "icc" | "ip-masq") {
+                continue;
+            }
             if matches!(flag, "allow-direct-routing" | "ip-forward-no-drop") && !self.since28() {
                 self.notes.push(format!("--{flag}={v} left out: {} has no such flag", self.firewall));
                 continue;
@@ -283,7 +289,7 @@ impl<'a> Writer<'a> {
         if n.option("bridge.enable_icc") == Some("false") {
             self.daemon.push("icc = false".into());
         }
-        if n.option("bridge.enable_ip_masquerade") == Some("false") && !self.h.flags.contains_key("ip-masq") {
+        if n.option("bridge.enable_ip_masquerade") == Some("false") {
             self.daemon.push("ip_masq = false".into());
         }
         if let Some(ip) = n.option("bridge.host_binding_ipv4").filter(|ip| *ip != "0.0.0.0") {
