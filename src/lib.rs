@@ -48,6 +48,7 @@ pub mod capture;
 pub mod cleanup;
 pub mod diff;
 pub mod error;
+pub mod import;
 pub mod plan;
 pub mod probe;
 pub mod registry;

@@ -142,7 +142,19 @@ fn plan_prints_text_and_json() {
 fn help_explains_verbs_and_exit_codes() {
     let out = bridgelab(&["--help"]);
     let t = text(&out.stdout);
-    for word in ["check", "plan", "run", "up", "down", "ls", "cleanup", "Exit codes", "3 environment problem"] {
+    for word in [
+        "check",
+        "plan",
+        "run",
+        "up",
+        "down",
+        "ls",
+        "cleanup",
+        "import",
+        "audit",
+        "Exit codes",
+        "3 environment problem",
+    ] {
         assert!(t.contains(word), "--help lacks {word:?}:\n{t}");
     }
     for code in ["129 SIGHUP", "130 SIGINT", "131 SIGQUIT", "143 SIGTERM"] {

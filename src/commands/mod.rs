@@ -1,10 +1,12 @@
 //! CLI verbs. Each returns the process exit code: 0 pass, 1 an expectation
 //! failed, 2 bad input, 3 environment problem, 128 + N stopped by signal N.
 
+mod audit;
 mod check;
 mod cleanup;
 mod diff;
 mod down;
+mod import;
 mod ls;
 mod plan;
 mod run;
@@ -167,6 +169,64 @@ pub enum Command {
         #[arg(long)]
         keep_going: bool,
     },
+    /// Read a running Docker host and write a scenario that rebuilds it.
+    ///
+    /// Reads, read-only, what the daemon says about itself (`docker info`,
+    /// `ps`, `inspect`, `network ls`, `network inspect`, through the docker
+    /// CLI and --host; or saved outputs with --from DIR) and the daemon's
+    /// flags where given (--daemon-json, --daemon-args). Writes a scenario
+    /// (stdout, or -o FILE) with: the layout nearest the Docker version
+    /// (docker1, docker20, docker28, docker29), [daemon] from the default
+    /// bridge (bip, fixed_cidr, icc, ip_masq, ip, mtu, -b) and the flags
+    /// given, every bridge network with its subnet, gateway, range and
+    /// options, every container in the order it was started with its
+    /// networks, the addresses the user asked for, published ports, exposed
+    /// ports and links. A `#` comment at the top lists everything approximated:
+    /// a version between layouts, a dynamic host port pinned to the one it
+    /// got, a network driver or IPv6 left out, an address the plan gives
+    /// differently. The file is checked and planned before it is written.
+    ///
+    /// Exit codes: 0 written, 2 bad saved input, 3 docker not reachable or
+    /// the written file does not check (a bug: the message shows it).
+    Import {
+        #[command(flatten)]
+        host: import::HostArgs,
+        /// Also read the host's rules (as `audit` does: this namespace's,
+        /// or --rules, --rules6, --nft) and take from them what Docker does
+        /// not show: --iptables, --userland-proxy, and whether forwarding
+        /// was on before the daemon started; the file says what was inferred.
+        #[arg(long)]
+        infer: bool,
+        #[command(flatten)]
+        rules: audit::RuleArgs,
+        /// Write the scenario to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Compare a Docker host's firewall rules with what bridgelab plans for it.
+    ///
+    /// Imports the host as `import` does, plans the scenario, and compares
+    /// the plan's rules with the host's: `iptables-save` and
+    /// `ip6tables-save` of this network namespace (read-only; run it on the
+    /// Docker host), or saved outputs (--rules, --rules6; `nft -j list
+    /// ruleset` with --nft for Docker 29's nftables backend). What Docker
+    /// does not show (--iptables, --userland-proxy unless given, forwarding
+    /// on before the daemon) is inferred: the combination whose plan is
+    /// nearest the rules is audited, and named in a note. Docker's
+    /// random bridge names are mapped to bridgelab's, counters dropped, and
+    /// one container's port rules compared as a set, as `bridgelab diff`
+    /// does. Each rule another tool added (a DOCKER-USER rule, ufw,
+    /// firewalld), removed (iptables -D, a flush) or moved, and each policy
+    /// changed, is one line with a short explanation.
+    ///
+    /// Exit codes: 0 no drift, 1 drift, 2 bad saved input, 3 docker or the
+    /// rules not readable.
+    Audit {
+        #[command(flatten)]
+        host: import::HostArgs,
+        #[command(flatten)]
+        rules: audit::RuleArgs,
+    },
     /// Remove what dead runs left behind; never touches a live run.
     Cleanup {
         /// Also remove labs kept by `bridgelab up`.
@@ -211,6 +271,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Diff { files, docker, keep_going } => {
             interruptible(diff::run(&files, docker.as_deref(), keep_going)).await
         }
+        Command::Import { host, infer, rules, output } => {
+            import::run(&host, infer.then_some(&rules), output.as_deref())
+        }
+        Command::Audit { host, rules } => audit::run(&host, &rules),
         Command::Cleanup { all } => cleanup::run(all),
     }
 }
