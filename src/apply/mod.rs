@@ -11,6 +11,7 @@
 //! first. Kept labs (`bridgelab up`) are detached and removed by
 //! `bridgelab down` or `cleanup`, through the [`registry`](crate::registry).
 
+pub mod arp;
 pub mod conntrack;
 pub mod iptables;
 mod netlink;
@@ -234,7 +235,7 @@ impl RunningLab {
             };
             for e in &c.endpoints {
                 let ip = e.address.ip();
-                let frame = crate::probe::packets::arp_request([0xff; 6], e.mac.0, ip, ip);
+                let frame = arp::request([0xff; 6], e.mac.0, ip, ip);
                 netns::send_frame(&self.ns(node).file, &e.iface, &frame)
                     .map_err(|err| Error::apply(format!("{node}: unsolicited ARP for {ip} on {}", e.iface), err))?;
             }

@@ -6,6 +6,7 @@ mod check;
 mod cleanup;
 mod diff;
 mod down;
+mod host;
 mod import;
 mod ls;
 mod plan;
@@ -190,7 +191,7 @@ pub enum Command {
     /// the written file does not check (a bug: the message shows it).
     Import {
         #[command(flatten)]
-        host: import::HostArgs,
+        host: host::HostArgs,
         /// Also read the host's rules (as `audit` does: this namespace's,
         /// or --rules, --rules6, --nft) and take from them what Docker does
         /// not show: --iptables, --userland-proxy, and whether forwarding
@@ -198,7 +199,7 @@ pub enum Command {
         #[arg(long)]
         infer: bool,
         #[command(flatten)]
-        rules: audit::RuleArgs,
+        rules: host::RuleArgs,
         /// Write the scenario to FILE instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -223,9 +224,9 @@ pub enum Command {
     /// rules not readable.
     Audit {
         #[command(flatten)]
-        host: import::HostArgs,
+        host: host::HostArgs,
         #[command(flatten)]
-        rules: audit::RuleArgs,
+        rules: host::RuleArgs,
     },
     /// Remove what dead runs left behind; never touches a live run.
     Cleanup {

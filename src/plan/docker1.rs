@@ -189,7 +189,7 @@ impl<'a> Builder<'a> {
             s,
             machines,
             // The host's own rules come first; Docker's calls go over them.
-            rules: super::host::rules_before(s),
+            rules: super::host::rules_before(s).unwrap_or_default(),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
             mappings: Mappings::default(),
             host,

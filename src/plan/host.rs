@@ -163,12 +163,15 @@ pub(crate) fn settle_kernel(host: &mut NodePlan) {
 }
 
 /// The rules in force before the daemon started (`[host] rules`), as
-/// `iptables-restore` left them; validation has loaded them once already.
-pub(crate) fn rules_before(s: &Scenario) -> firewall::Ruleset {
-    let Some(text) = &s.spec.host.rules else { return firewall::Ruleset::default() };
-    firewall::restore::Restore::parse(text.get_ref())
-        .and_then(|r| firewall::Ruleset::from_restore(&r))
-        .unwrap_or_default()
+/// `iptables-restore` left them, or where their text goes wrong.
+pub(crate) fn rules_before(s: &Scenario) -> Result<firewall::Ruleset, (std::ops::Range<usize>, String)> {
+    let Some(text) = &s.spec.host.rules else { return Ok(firewall::Ruleset::default()) };
+    firewall::restore::Restore::parse(text.get_ref()).and_then(|r| firewall::Ruleset::from_restore(&r)).map_err(|e| {
+        (
+            crate::scenario::span_in_string(s.source.text(), text.span(), e.at),
+            format!("iptables-restore: {}", e.message),
+        )
+    })
 }
 
 pub(crate) fn is_forwarding_switch(key: &str) -> bool {

@@ -26,22 +26,14 @@ use serde::Serialize;
 
 use crate::scenario::{Diagnostics, Firewall, IfaceAddr, MacAddr, NetworkMode, Scenario};
 
-/// The host's uplink address; the external node is its default gateway.
-pub const UPLINK_HOST: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 1), 24));
-/// The external node's address on the uplink.
-pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 2), 24));
+// The lab's fixed uplink and `[host] routes` link are facts of the
+// scenario format (validation keeps lab addresses clear of them).
+pub use crate::scenario::{HOST_DUMMY, UPLINK_EXTERNAL, UPLINK_HOST};
 /// The sysctl through which br_netfilter hands bridged frames to iptables.
 pub const BR_NETFILTER_SYSCTL: &str = "net.bridge.bridge-nf-call-iptables";
-/// Link that carries `[host] routes` in the host namespace (a port-less bridge).
-pub const HOST_DUMMY: &str = "dummy0";
 pub use host::{SEGMENT_BRIDGE, UPLINK_SEGMENT};
 
-pub(crate) const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
-    match Ipv4Network::new_checked(ip, prefix) {
-        Some(n) => n,
-        None => panic!("bad constant"),
-    }
-}
+pub(crate) use crate::scenario::ipnet;
 
 /// Everything the lab will contain.
 #[derive(Debug, Clone, Serialize)]
@@ -380,6 +372,11 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, Diagnostics> {
                 ),
             ));
         }
+    }
+    // `[host] rules` are the ground both models build on (and take
+    // without a second look): text that does not load stops here.
+    if let Err((at, msg)) = host::rules_before(scenario) {
+        return Err(scenario.error(at, msg));
     }
     match libnetwork {
         Some(v) => libnetwork::plan(scenario, v),

@@ -26,7 +26,7 @@ use nix::sys::socket::{recv, MsgFlags};
 use pnet::packet::ip::IpNextHeaderProtocols;
 use pnet::transport::{transport_channel, TransportChannelType, TransportReceiver, TransportSender};
 
-use super::packets::{arp_request, classify, craft, frame, handshake_ack, incoming_ipv4, Answer, Wire, WireKind};
+use super::packets::{classify, craft, frame, handshake_ack, incoming_ipv4, Answer, Wire, WireKind};
 use crate::apply::netns;
 
 /// One probe to send from one namespace.
@@ -330,7 +330,7 @@ impl Transport for LinkSocket {
         for v in jobs.iter().filter_map(|j| j.via.as_ref()) {
             let key = (v.mac, v.src, v.neighbour);
             if !done.contains(&key) {
-                let f = arp_request(v.mac, self.mac, v.src, v.neighbour);
+                let f = crate::apply::arp::request(v.mac, self.mac, v.src, v.neighbour);
                 self.tx.send_to(&f, None).unwrap_or_else(|| Err(io::Error::other("no frame sent")))?;
                 done.push(key);
             }

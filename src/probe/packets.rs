@@ -146,23 +146,6 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> Vec<u8> {
     f
 }
 
-/// An ARP request from `mac`/`ip` for `target`, sent straight to
-/// `to` (a MAC). A LAN neighbour resolves the host's address before it
-/// talks to it, and that request is how the host learns the neighbour's
-/// MAC; without it the host could not send its answers back.
-pub fn arp_request(to: [u8; 6], mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&to);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06]); // ARP
-    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]); // Ethernet, IPv4, request
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target.octets());
-    f
-}
-
 /// The IPv4 packet of a frame addressed to `mac`: what came in for this
 /// node, not what it sent (a packet socket sees both).
 pub fn incoming_ipv4(mac: [u8; 6], frame: &[u8]) -> Option<&[u8]> {
@@ -471,25 +454,6 @@ mod tests {
         let mut arp = frame(me, them, &packet);
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(incoming_ipv4(me, &arp), None);
-    }
-
-    #[test]
-    fn the_arp_request_is_byte_exact() {
-        let f = arp_request(
-            [2, 0, 0, 0, 0, 1],
-            [2, 0, 0, 0, 0, 2],
-            "198.51.100.2".parse().unwrap(),
-            "198.51.100.1".parse().unwrap(),
-        );
-        assert_eq!(
-            f,
-            [
-                2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x06, // Ethernet
-                0, 1, 0x08, 0, 6, 4, 0, 1, // request
-                2, 0, 0, 0, 0, 2, 198, 51, 100, 2, // sender
-                0, 0, 0, 0, 0, 0, 198, 51, 100, 1, // target
-            ]
-        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Scenario {
             Diagnostics::single(source.clone(), span, e.message().to_string())
         })?;
         let mut spec = spec;
-        let errors = validate::validate_file(&spec, source.text());
+        let errors = validate::validate_file(&spec);
         if !errors.is_empty() {
             return Err(Diagnostics::new(source, errors));
         }
@@ -117,7 +117,7 @@ impl Scenario {
         };
         spec.daemon.firewall = None;
         let mut spec = validate::under_version(&spec, &Sp::new(at, version));
-        let errors: Vec<Diagnostic> = validate::validate(&spec, source.text())
+        let errors: Vec<Diagnostic> = validate::validate(&spec)
             .into_iter()
             .map(|d| Diagnostic::new(d.span.clone(), format!("{} (under {version})", d.message)))
             .collect();

@@ -65,8 +65,6 @@ pub fn valid_ifname(name: &str) -> bool {
 
 struct Checker<'a> {
     spec: &'a Spec,
-    /// The file's text, for mistakes inside a string (`rules`).
-    text: &'a str,
     /// Names of `[[network]]`s, for references (a lookup, not a scan: a
     /// check must stay linear in the size of the file).
     network_names: HashSet<&'a str>,
@@ -139,15 +137,15 @@ impl Checker<'_> {
 /// Checks a file as written: top-level `versions` and each expectation's
 /// result keys, then each run of it (one per version) as [`validate`]
 /// does. A mistake found in some runs only says under which.
-pub fn validate_file(spec: &Spec, text: &str) -> Vec<Diagnostic> {
+pub fn validate_file(spec: &Spec) -> Vec<Diagnostic> {
     let mut errors = versions(spec);
     if !errors.is_empty() {
         errors.sort_by_key(|d| d.span.start);
         return errors;
     }
-    let Some(vs) = &spec.versions else { return validate(spec, text) };
+    let Some(vs) = &spec.versions else { return validate(spec) };
     let runs: Vec<(Firewall, Vec<Diagnostic>)> =
-        vs.get_ref().iter().map(|v| (*v.get_ref(), validate(&under_version(spec, v), text))).collect();
+        vs.get_ref().iter().map(|v| (*v.get_ref(), validate(&under_version(spec, v)))).collect();
     let same = |a: &Diagnostic, b: &Diagnostic| a.span == b.span && a.message == b.message;
     let mut out: Vec<Diagnostic> = Vec::new();
     for (v, errs) in &runs {
@@ -316,9 +314,9 @@ pub fn fill_flow_expects(spec: &mut Spec) {
     }
 }
 
-pub fn validate(spec: &Spec, text: &str) -> Vec<Diagnostic> {
+pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     let network_names = spec.networks.iter().map(|n| n.name.get_ref().as_str()).collect();
-    let mut c = Checker { spec, text, network_names, flows: HashMap::new(), errors: Vec::new() };
+    let mut c = Checker { spec, network_names, flows: HashMap::new(), errors: Vec::new() };
     c.name();
     c.lab_addresses();
     c.daemon();
@@ -405,7 +403,7 @@ impl<'a> Checker<'a> {
 
     fn daemon(&mut self) {
         let d = &self.spec.daemon;
-        let libnetwork = crate::plan::libnetwork::version::of(d.firewall());
+        let libnetwork = d.firewall() != Firewall::Docker1;
         if let Some(b) = &d.bridge {
             let name = b.get_ref();
             if name != "none" && !valid_ifname(name) {
@@ -424,9 +422,10 @@ impl<'a> Checker<'a> {
             // NewDaemonFromDirectory (verifyDaemonSettings from 17.06 on):
             // any -b at all, docker0 and none included.
             if let Some(bip) = &d.bip {
+                // 1.6.2's words end with a full stop, libnetwork's do not.
                 let msg = match libnetwork {
-                    Some(v) => v.msg_bridge_and_bip,
-                    None => "You specified -b & --bip, mutually exclusive options. Please specify only one.",
+                    true => "You specified -b & --bip, mutually exclusive options. Please specify only one",
+                    false => "You specified -b & --bip, mutually exclusive options. Please specify only one.",
                 };
                 self.err(bip.span(), msg);
             }
@@ -434,8 +433,8 @@ impl<'a> Checker<'a> {
         if let (Some(ipt), Some(icc)) = (&d.iptables, &d.icc) {
             if !ipt.get_ref() && !icc.get_ref() {
                 let msg = match libnetwork {
-                    Some(v) => v.msg_iptables_and_icc,
-                    None => "You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true.",
+                    true => "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true",
+                    false => "You specified --iptables=false with --icc=false. ICC uses iptables to function. Please set --icc or --iptables to true.",
                 };
                 self.err(icc.span(), msg);
             }
@@ -999,7 +998,7 @@ impl<'a> Checker<'a> {
         let spec = self.spec;
         let mut devices: Vec<&str> = vec!["all", "default", "lo", "eth0"];
         if !spec.host.routes.is_empty() {
-            devices.push(crate::plan::HOST_DUMMY);
+            devices.push(super::HOST_DUMMY);
         }
         devices.extend(spec.host.bridges.iter().map(|b| b.name.get_ref().as_str()));
         for (k, v) in &spec.host.sysctls.0 {
@@ -1028,14 +1027,6 @@ impl<'a> Checker<'a> {
             }
             let _ = v;
         }
-        if let Some(rules) = &spec.host.rules {
-            let loaded = crate::plan::firewall::restore::Restore::parse(rules.get_ref())
-                .and_then(|r| crate::plan::firewall::Ruleset::from_restore(&r));
-            if let Err(e) = loaded {
-                let at = super::span_in_string(self.text, rules.span(), e.at);
-                self.err(at, format!("iptables-restore: {}", e.message));
-            }
-        }
     }
 
     /// `[[machine]]`: names, where they are attached, their addresses.
@@ -1043,8 +1034,8 @@ impl<'a> Checker<'a> {
         let spec = self.spec;
         let mut names: HashSet<&str> = HashSet::new();
         let mut taken: HashMap<Ipv4Addr, &str> = HashMap::new();
-        taken.insert(crate::plan::UPLINK_HOST.ip(), "the host's uplink");
-        taken.insert(crate::plan::UPLINK_EXTERNAL.ip(), "the external node");
+        taken.insert(super::UPLINK_HOST.ip(), "the host's uplink");
+        taken.insert(super::UPLINK_EXTERNAL.ip(), "the external node");
         for b in &spec.host.bridges {
             if let Some(a) = &b.address {
                 taken.insert(a.get_ref().ip(), "the bridge's own address");
@@ -1067,7 +1058,7 @@ impl<'a> Checker<'a> {
             }
             let attach = m.attach.get_ref().as_str();
             let subnet = if m.on_uplink() {
-                Some(crate::plan::UPLINK_HOST.network())
+                Some(super::UPLINK_HOST.network())
             } else {
                 match spec.host.bridges.iter().find(|b| b.name.get_ref() == attach) {
                     Some(b) => b.address.as_ref().map(|a| a.get_ref().network()),
@@ -1163,15 +1154,10 @@ impl<'a> Checker<'a> {
                     }
                 }
             }
-            StepAction::HostRules => match &step.rules {
-                None => self.err(step.action.span(), "step \"host-rules\" needs rules (iptables-restore text)"),
-                Some(r) => {
-                    if let Err(e) = crate::plan::firewall::restore::Restore::parse(r.get_ref()) {
-                        let at = super::span_in_string(self.text, r.span(), e.at);
-                        self.err(at, format!("iptables-restore: {}", e.message));
-                    }
-                }
-            },
+            // The text itself is loaded by the plan, which points into it.
+            StepAction::HostRules if step.rules.is_none() => {
+                self.err(step.action.span(), "step \"host-rules\" needs rules (iptables-restore text)")
+            }
             _ => {}
         }
     }

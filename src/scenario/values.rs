@@ -933,3 +933,19 @@ impl<'de> Deserialize<'de> for Sysctls {
 }
 
 use super::Sp;
+
+/// A network constant (checked when compiled).
+pub(crate) const fn ipnet(ip: Ipv4Addr, prefix: u8) -> Ipv4Network {
+    match Ipv4Network::new_checked(ip, prefix) {
+        Some(n) => n,
+        None => panic!("bad constant"),
+    }
+}
+
+/// The host's uplink address in every lab; the external node is its
+/// default gateway.
+pub const UPLINK_HOST: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 1), 24));
+/// The external node's address on the uplink.
+pub const UPLINK_EXTERNAL: IfaceAddr = IfaceAddr(ipnet(Ipv4Addr::new(198, 51, 100, 2), 24));
+/// Link that carries `[host] routes` in the host namespace (a port-less bridge).
+pub const HOST_DUMMY: &str = "dummy0";

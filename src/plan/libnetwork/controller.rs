@@ -179,7 +179,7 @@ impl<'a> Controller<'a> {
             iptables: d.iptables(),
             proxy,
             // The host's own rules come first; Docker's calls go over them.
-            rules: host::rules_before(s),
+            rules: host::rules_before(s).unwrap_or_default(),
             ipam: Ipam::new(v.predefined_pools()),
             ports: PortAllocator::new(NETNS_EPHEMERAL_RANGE),
             bridges,

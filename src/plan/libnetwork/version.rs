@@ -131,10 +131,6 @@ pub struct Version {
     /// sandbox's "IPv6 off on all interfaces" (`osl.NewSandbox`). Values as
     /// the kernel reads them back.
     pub container_sysctls: &'static [(&'static str, &'static str)],
-    /// `verifyDaemonSettings`' words for `-b` with `--bip`.
-    pub msg_bridge_and_bip: &'static str,
-    /// `verifyDaemonSettings`' words for `--iptables=false` with `--icc=false`.
-    pub msg_iptables_and_icc: &'static str,
     /// What a start's network errors begin with. 28 connects a starting
     /// container's networks after its task exists (`initializeCreatedTask`,
     /// start_linux.go), and wraps the error of `allocateNetwork` with
@@ -189,8 +185,6 @@ pub static DOCKER20: Version = Version {
         ("net.ipv4.ip_unprivileged_port_start", "0"),
         ("net.ipv6.conf.all.disable_ipv6", "1"),
     ],
-    msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
-    msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
     msg_start_networking: "",
     links_before_networking: false,
 };
@@ -205,9 +199,6 @@ const DOCKER20_POOLS: &[(Ipv4Addr, u8, u8)] = &[
     (Ipv4Addr::new(172, 28, 0, 0), 14, 16),
     (Ipv4Addr::new(192, 168, 0, 0), 16, 20),
 ];
-/// `verifyDaemonSettings` (daemon_unix.go, the same words in 20.10 and 28).
-const MSG_BRIDGE_AND_BIP: &str = "You specified -b & --bip, mutually exclusive options. Please specify only one";
-const MSG_IPTABLES_AND_ICC: &str = "You specified --iptables=false with --icc=false. ICC=false uses iptables to function. Please set --icc or --iptables to true";
 
 /// Docker 28.5.2 (moby v28.5.2): the same pools (`ipamutils`
 /// `localScopeDefaultNetworks`), random MACs, the `iptabler`.
@@ -246,8 +237,6 @@ const DOCKER28_BASE: Version = Version {
     clear_conntrack_on_program: Some(ClearUdpOnProgram::HostPort),
     proxy_on_ipv6_any: true,
     container_sysctls: &[("net.ipv4.ping_group_range", "0\t2147483647"), ("net.ipv4.ip_unprivileged_port_start", "0")],
-    msg_bridge_and_bip: MSG_BRIDGE_AND_BIP,
-    msg_iptables_and_icc: MSG_IPTABLES_AND_ICC,
     // daemon/container_operations.go `errSetupNetworking` (28 and 29).
     msg_start_networking: "failed to set up container networking: ",
     links_before_networking: true,
