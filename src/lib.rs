@@ -49,6 +49,7 @@ pub mod cleanup;
 pub mod diff;
 pub mod error;
 pub mod import;
+pub mod picture;
 pub mod plan;
 pub mod probe;
 pub mod registry;

@@ -6,6 +6,7 @@ mod check;
 mod cleanup;
 mod diff;
 mod down;
+mod graph;
 mod host;
 mod import;
 mod ls;
@@ -47,6 +48,51 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Draw a scenario's topology and expectations as a Graphviz graph;
+    /// needs no privileges.
+    ///
+    /// The picture is drawn from the plan: the host with its bridges
+    /// (Docker's, each with its network and subnet, and `[[host.bridge]]`s)
+    /// and its uplink; the external node and `[[machine]]`s; every container
+    /// with its interfaces' addresses (and MACs with --macs) and listeners;
+    /// published ports as blue dotted arrows from the host (host
+    /// address:port → container port); and each [[expect]] as an arrow from
+    /// sender to target: green reachable, orange refused, red dashed
+    /// blocked, grey where the file checks no result, labelled with its
+    /// probe and `via`. `bridgelab run --graph DIR` draws what a real run
+    /// saw instead, failed expectations bold and marked ✗.
+    ///
+    /// Writes Graphviz dot (stdout, or -o FILE), or SVG with --format svg or
+    /// an -o FILE ending in .svg, made by Graphviz's `dot -Tsvg` (apt-get
+    /// install graphviz; without it, exit 3 and a message that says so).
+    /// A file with `versions` is one graph per version: on stdout one after
+    /// another, with -o FILE one file each (out.svg: out@docker20.svg, ...);
+    /// --version V draws one (any layout, as `run --versions` runs it).
+    ///
+    /// Exit codes: 0 written, 2 bad scenario or arguments, 3 no `dot` for
+    /// SVG, or the file cannot be written.
+    Graph {
+        /// The scenario file (TOML; see docs/scenario-format.md).
+        file: PathBuf,
+        /// Write to FILE instead of stdout; `.svg` picks SVG.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// `dot` (Graphviz's language) or `svg` (needs Graphviz's `dot`).
+        /// Default: svg for an -o FILE ending in .svg, else dot.
+        #[arg(long, value_enum)]
+        format: Option<graph::GraphFormat>,
+        /// Draw the file under this layout only (docker1, docker20,
+        /// docker28, docker29): one of its `versions`, or any other.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<bridgelab::scenario::Firewall>,
+        /// Draw the lab after step N (from 1) with that step's expectations,
+        /// instead of the start with the top-level ones.
+        #[arg(long, value_name = "N")]
+        step: Option<usize>,
+        /// Also show each container interface's MAC address.
+        #[arg(long)]
+        macs: bool,
+    },
     /// Build each scenario, check it against its plan, probe its [[expect]]s,
     /// report, and tear it down (root).
     ///
@@ -78,6 +124,19 @@ pub enum Command {
         /// print the truth table, e.g. `--matrix icmp,tcp:80`.
         #[arg(long, value_name = "PROBES", value_delimiter = ',', value_parser = parse_probe)]
         matrix: Vec<bridgelab::scenario::ProbeSpec>,
+        /// With --matrix: also write the truth tables as one self-contained
+        /// HTML page (a table per scenario and probe, rows from, columns to,
+        /// cells coloured by verdict, a contradicted [[expect]] outlined and
+        /// starred). The text tables are still printed.
+        #[arg(long, value_name = "FILE", requires = "matrix")]
+        html: Option<PathBuf>,
+        /// Draw each scenario as `bridgelab graph` does, with the arrows
+        /// coloured by what the run saw and each failed expectation bold
+        /// and marked ✗: DIR/<scenario>.dot, DIR/<scenario>.step-N.dot for
+        /// each step with expectations, and an .svg beside each when
+        /// Graphviz's `dot` is installed.
+        #[arg(long, value_name = "DIR")]
+        graph: Option<PathBuf>,
         /// Capture the host's bridge and uplink for the run into
         /// DIR/<scenario>-<interface>.pcap.
         #[arg(long, value_name = "DIR")]
@@ -263,8 +322,12 @@ pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { files } => check::run(&files),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format, hold, junit, matrix, pcap, versions } => {
-            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, pcap, versions })).await
+        Command::Graph { file, output, format, version, step, macs } => {
+            graph::run(&file, &graph::GraphArgs { output, format, version, step, macs })
+        }
+        Command::Run { files, format, hold, junit, matrix, html, graph, pcap, versions } => {
+            interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, html, graph, pcap, versions }))
+                .await
         }
         Command::Up { file } => interruptible(up::run(&file)).await,
         Command::Down { run_id } => down::run(&run_id),

@@ -18,6 +18,10 @@ pub struct RunArgs {
     pub hold: bool,
     pub junit: Option<PathBuf>,
     pub matrix: Vec<bridgelab::scenario::ProbeSpec>,
+    /// `--html`: the matrix as an HTML page.
+    pub html: Option<PathBuf>,
+    /// `--graph`: a picture per scenario, arrows as seen.
+    pub graph: Option<PathBuf>,
     pub pcap: Option<PathBuf>,
     /// `--versions`: run every file under each of these layouts instead of
     /// its own, and print a verdict table per file.
@@ -77,6 +81,12 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
         }
         Format::Json => print_json(&reports),
     }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, bridgelab::picture::matrix_html(&reports)) {
+            eprintln!("bridgelab: cannot write {}: {e}", path.display());
+            worst = worst.max(3);
+        }
+    }
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, report::junit(&reports)) {
             eprintln!("bridgelab: cannot write {}: {e}", path.display());
@@ -117,6 +127,8 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
     let started = Instant::now();
     let mut report = ScenarioReport::new(f.to_path_buf(), lab.scenario().name.clone());
     let mut code = 0u8;
+    // The pictures are drawn from the plan the lab started from.
+    let drawing = args.graph.as_ref().map(|dir| (dir.clone(), lab.scenario().clone(), lab.plan().clone()));
     let building = Instant::now();
     let running = match lab.up().await {
         Ok(r) => r,
@@ -155,6 +167,12 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
                 code = code.max(f.error.exit_code() as u8);
             }
             report.add_checked(checked);
+            if let Some((dir, scenario, plan)) = &drawing {
+                if let Err(e) = draw(dir, scenario, plan, &report.expectations) {
+                    eprintln!("bridgelab: {e}");
+                    code = code.max(3);
+                }
+            }
             if !args.matrix.is_empty() {
                 let probing = Instant::now();
                 let cells = bridgelab::probe::matrix::run(&running, &args.matrix).await;
@@ -188,6 +206,52 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
         fail(&mut report, &mut code, report::STAGE_TEARDOWN, &e, tearing);
     }
     (conclude(&mut report, code, started), report)
+}
+
+/// Writes DIR/<scenario>.dot (and .step-N.dot for each step whose
+/// expectations were checked) with the arrows as seen, and an .svg of each
+/// when Graphviz's `dot` is there (said once when it is not).
+fn draw(
+    dir: &Path,
+    scenario: &bridgelab::Scenario,
+    plan: &bridgelab::Plan,
+    seen: &[bridgelab::probe::ExpectOutcome],
+) -> Result<(), String> {
+    use bridgelab::picture::{self, Title};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NO_DOT_SAID: AtomicBool = AtomicBool::new(false);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let title = |detail: String| Title { heading: scenario.name.clone(), detail: Some(detail), macs: false };
+    let mut pictures = vec![(
+        scenario.name.clone(),
+        picture::topology(scenario, plan, &picture::arrows_seen(seen, None), &title("as seen at the start".into())),
+    )];
+    for (i, step) in plan.steps.iter().enumerate() {
+        let label = format!("step {}: {}", i + 1, step.action);
+        let arrows = picture::arrows_seen(seen, Some(&label));
+        if !arrows.is_empty() {
+            let dot = picture::topology(scenario, &step.after, &arrows, &title(format!("as seen after {label}")));
+            pictures.push((format!("{}.step-{}", scenario.name, i + 1), dot));
+        }
+    }
+    for (stem, dot) in pictures {
+        let path = dir.join(format!("{stem}.dot"));
+        std::fs::write(&path, &dot).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("graph: {}", path.display());
+        match picture::svg(&dot) {
+            Ok(svg) => {
+                let path = dir.join(format!("{stem}.svg"));
+                std::fs::write(&path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                eprintln!("graph: {}", path.display());
+            }
+            Err(e) => {
+                if !NO_DOT_SAID.swap(true, Ordering::Relaxed) {
+                    eprintln!("graph: no SVG: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Says an error on stderr and keeps it in the report.
