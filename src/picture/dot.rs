@@ -51,6 +51,9 @@ pub struct Seen {
     /// `None`: the probe could not be carried out.
     pub verdict: Option<String>,
     pub passed: bool,
+    /// For a failed one: why, in a few words (`wanted reachable, saw
+    /// blocked`; `source: wanted host, saw 172.17.0.2`).
+    pub why: Option<String>,
 }
 
 /// The arrows of a list of expectations, as the file wants them.
@@ -88,9 +91,22 @@ pub fn arrows_seen(outcomes: &[ExpectOutcome], step: Option<&str>) -> Vec<Arrow>
             name: o.name.clone(),
             // An expectation with nothing to check says so in `expected`.
             want: ["reachable", "refused", "blocked"].contains(&o.expected.as_str()).then(|| o.expected.clone()),
-            seen: Some(Seen { verdict: o.actual.clone(), passed: o.passed }),
+            seen: Some(Seen { verdict: o.actual.clone(), passed: o.passed, why: (!o.passed).then(|| why(o)) }),
         })
         .collect()
+}
+
+/// Why an expectation failed: its verdict, or else (the verdict was right)
+/// its `source`.
+fn why(o: &ExpectOutcome) -> String {
+    let saw = o.actual.as_deref().unwrap_or("no verdict");
+    match (&o.source_expected, o.actual.as_deref() == Some(o.expected.as_str())) {
+        (Some(src), true) => {
+            format!("source: wanted {src}, saw {}", o.source_seen.map_or_else(|| "none".to_string(), |a| a.to_string()))
+        }
+        _ if o.expected == "unchecked" => format!("saw {saw}"),
+        _ => format!("wanted {}, saw {saw}", o.expected),
+    }
 }
 
 /// What the picture says besides the lab.
@@ -356,7 +372,11 @@ fn arrow_attrs(a: &Arrow) -> String {
         Some(s) => {
             let saw = s.verdict.as_deref().unwrap_or("no verdict");
             if !s.passed {
-                format!("✗ wanted {}, saw {saw}", a.want.as_deref().unwrap_or("a verdict"))
+                let why = s.why.clone();
+                format!(
+                    "✗ {}",
+                    why.unwrap_or_else(|| format!("wanted {}, saw {saw}", a.want.as_deref().unwrap_or("a verdict")))
+                )
             } else if a.want.is_none() {
                 format!("{saw} (not checked)")
             } else {
@@ -457,5 +477,48 @@ mod tests {
         assert_eq!(q(r#"a "b" \N c"#), r#""a \"b\" \\N c""#);
         assert_eq!(q("two\nlines"), r#""two\nlines""#);
         assert_eq!(label(&["x\"".into(), "y".into()]), r#""x\"\ny""#);
+    }
+
+    fn outcome(expected: &str, actual: Option<&str>, source: Option<&str>, passed: bool) -> ExpectOutcome {
+        ExpectOutcome {
+            name: "n".into(),
+            location: "f:1:1".into(),
+            from: "web".into(),
+            to: "db@back".into(),
+            target: None,
+            probe: "tcp:80".into(),
+            via: Some("host".into()),
+            flow: None,
+            expected: expected.into(),
+            actual: actual.map(Into::into),
+            source_expected: source.map(Into::into),
+            source_seen: Some("172.17.0.2".parse().unwrap()),
+            received_by: vec![],
+            passed,
+            detail: String::new(),
+            elapsed_ms: 0,
+            step: None,
+        }
+    }
+
+    /// A run's arrow is coloured by what was seen; a failure is bold and
+    /// says why: the verdict, or the source when the verdict was right.
+    #[test]
+    fn seen_arrows_say_why_they_failed() {
+        let outcomes = [
+            outcome("reachable", Some("blocked"), None, false),
+            outcome("reachable", Some("reachable"), Some("host"), false),
+            outcome("refused", Some("refused"), None, true),
+            outcome("unchecked", None, None, false),
+        ];
+        let attrs: Vec<String> = arrows_seen(&outcomes, None).iter().map(arrow_attrs).collect();
+        assert!(attrs[0].contains("✗ wanted reachable, saw blocked") && attrs[0].contains(BLOCKED), "{}", attrs[0]);
+        assert!(attrs[0].contains("style=\"dashed,bold\", penwidth=2.5"), "{}", attrs[0]);
+        assert!(attrs[0].contains("tcp:80 to db@back\\nvia host"), "{}", attrs[0]);
+        assert!(attrs[1].contains("✗ source: wanted host, saw 172.17.0.2") && attrs[1].contains(REACHABLE));
+        assert!(attrs[2].contains(REFUSED) && !attrs[2].contains('✗') && !attrs[2].contains("style="), "{}", attrs[2]);
+        assert!(attrs[3].contains("✗ saw no verdict") && attrs[3].contains(UNDECIDED), "{}", attrs[3]);
+        // Steps' verdicts are their own pictures.
+        assert!(arrows_seen(&outcomes, Some("step 1: stop web")).is_empty());
     }
 }
