@@ -224,6 +224,12 @@ fn unknown_runs_nodes_and_gone_labs_are_clear_errors() {
     let probe = bridgelab(&["probe", &run_id, "external", "db", "icmp"]);
     assert_eq!(probe.status.code(), Some(2));
     assert!(text(&probe.stderr).contains("unknown node db"), "{}", text(&probe.stderr));
+    let via = bridgelab(&["probe", &run_id, "external", "host", "icmp", "--via", "web"]);
+    assert_eq!(via.status.code(), Some(2));
+    assert!(text(&via.stderr).contains("the neighbour must be \"host\""), "{}", text(&via.stderr));
+    let via = bridgelab(&["probe", &run_id, "client", "host", "icmp", "--via", "host@nonet"]);
+    assert_eq!(via.status.code(), Some(2), "{}", text(&via.stdout));
+    assert!(text(&via.stderr).contains("cannot send client -> host icmp via host@nonet"), "{}", text(&via.stderr));
 
     // One namespace removed behind bridgelab's back.
     let web = std::path::Path::new(bridgelab::registry::NETNS_DIR).join(format!("bl-{run_id}-web"));
@@ -263,4 +269,46 @@ fn kept_lab_verbs_explain_themselves() {
     for verb in ["probe", "shell", "snapshot"] {
         assert!(top.lines().any(|l| l.trim_start().starts_with(verb)), "--help lacks {verb}:\n{top}");
     }
+}
+
+/// A `run --hold` lab of a file with `versions` is the file's first
+/// version: `snapshot` plans that version again and matches its committed
+/// snapshot; Enter then lets the run go on and remove its lab.
+#[test]
+fn a_held_run_of_one_version_is_snapshotted_as_that_version() {
+    use std::io::Write as _;
+    common::require_root();
+    let mut child = Command::new(common::bridgelab_bin())
+        .args(["run", "--hold"])
+        .arg(common::scenario_path("bugs/db01-localhost-port-from-lan.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let run_id = line.strip_prefix("ready ").expect("ready RUN_ID").trim().to_string();
+    assert_eq!(Registry::default().get(&run_id).unwrap().scenario, "db01-localhost-port-from-lan@docker1");
+
+    let snap = bridgelab(&["snapshot", &run_id]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap.stderr));
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots/scenarios__lab-db01-localhost-port-from-lan@docker1.snap"),
+    )
+    .unwrap();
+    assert_eq!(text(&snap.stdout), committed.splitn(3, "---\n").nth(2).unwrap());
+    // Its owner is alive: down leaves it to its run.
+    assert_eq!(bridgelab(&["down", &run_id]).status.code(), Some(2));
+
+    // Enter for each of the file's four versions.
+    stdin.write_all(b"\n\n\n\n").unwrap();
+    drop(stdin);
+    std::thread::spawn(move || for _ in out.lines() {});
+    let done = common::wait_at_most(child, Duration::from_secs(300)).expect("the run ends");
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert!(common::namespaces_of(&run_id).is_empty());
 }

@@ -37,8 +37,18 @@ pub async fn run(a: Args) -> u8 {
     if let Err(e) = bridgelab::probe::resolve_target(plan, &netns, &a.to) {
         return unknown(&a.run_id, &a.to, &e, plan);
     }
+    // As an [[expect]]'s `via` is validated: the neighbour is the host.
+    if let Some(v) = &a.via {
+        if v.split_once('@').map_or(v.as_str(), |(n, _)| n) != "host" {
+            eprintln!("bridgelab: --via {v:?}: the neighbour must be \"host\" (or \"host@NETWORK\" from a container)");
+            return 2;
+        }
+    }
     // A served lab's responders run in its server: mirror what they see.
-    let served = reg.get(&a.run_id).is_some_and(|r| r.served && r.owner_alive());
+    let rec = reg.get(&a.run_id);
+    let served = rec.as_ref().is_some_and(|r| r.served && r.owner_alive());
+    // `run --hold`: its proxies run in its own process, its responders not yet.
+    let held = rec.as_ref().is_some_and(|r| !r.served && !r.kept && r.owner_alive());
     let mut responders = Responders::default();
     let mut _mirror = None;
     if served {
@@ -72,6 +82,11 @@ pub async fn run(a: Args) -> u8 {
         eprintln!("bridgelab: the probe gave no outcome");
         return 3;
     };
+    if o.actual.is_none() && o.target.is_none() {
+        // It could not be resolved (a `via` the lab cannot use): bad arguments.
+        eprintln!("bridgelab: run {}: cannot send {}: {}", a.run_id, o.name, o.detail);
+        return 2;
+    }
     if a.format == Format::Json {
         print_json(&o);
     } else {
@@ -90,7 +105,14 @@ pub async fn run(a: Args) -> u8 {
             };
             crate::out!("  source: the responder saw it come from {peer}{owner}{rewritten}");
         }
-        if !served {
+        if held {
+            crate::out!(
+                "  note: lab {} belongs to a running `bridgelab run` (pid {}): its proxies run there, its responders \
+                 are not shared, so no source is seen",
+                a.run_id,
+                rec.as_ref().map_or(0, |r| r.pid)
+            );
+        } else if !served {
             crate::out!(
                 "  note: lab {} is not served: nothing listens in it and published ports have no userland proxy, \
                  so a port is refused or blocked and no source is seen (`bridgelab up --serve` serves a lab)",
@@ -98,16 +120,10 @@ pub async fn run(a: Args) -> u8 {
             );
         }
     }
-    match (&o.actual, o.target) {
-        (Some(_), _) => 0,
-        // Resolving it failed (a `via` the lab cannot use): bad arguments.
-        (None, None) => {
-            if a.format == Format::Json {
-                eprintln!("bridgelab: {}", o.detail);
-            }
-            2
-        }
-        (None, Some(_)) => 3,
+    if o.actual.is_some() {
+        0
+    } else {
+        3
     }
 }
 
