@@ -28,6 +28,9 @@ pub enum Error {
     /// Ctrl-C, a `kill` of the job): an interruption, not a broken host.
     #[error("interrupted: {what} was killed by {signal}")]
     Interrupted { what: String, signal: nix::sys::signal::Signal },
+    /// A node name that a lab does not have.
+    #[error("run {run_id} has no node {node:?}; its nodes: {known}")]
+    UnknownNode { run_id: String, node: String, known: String },
     /// A run id that cannot be one: it must be 1 to 16 letters and digits.
     #[error("invalid run id {0}: a run id is 1 to 16 ASCII letters and digits (see `bridgelab ls`)")]
     InvalidRunId(String),
@@ -38,7 +41,7 @@ impl Error {
     /// 128 + the signal for an interruption (as a shell reports it).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Scenario(_) | Error::NoSuchRun(_) | Error::InvalidRunId(_) => 2,
+            Error::Scenario(_) | Error::NoSuchRun(_) | Error::InvalidRunId(_) | Error::UnknownNode { .. } => 2,
             Error::Interrupted { signal, .. } => 128 + *signal as i32,
             _ => 3,
         }

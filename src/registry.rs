@@ -43,6 +43,35 @@ pub struct RunRecord {
     /// namespace: what `cleanup` must stop before the namespaces go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<DaemonRecord>,
+    /// What `probe`, `shell` and `snapshot` need to work on a kept or
+    /// served lab from another process: the scenario as it was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_from: Option<BuiltFrom>,
+    /// Served by `bridgelab up --serve`: its owner runs the lab's proxies
+    /// and responders until it is stopped (`down` signals it), and answers
+    /// on [`Registry::socket_path`] with what its responders see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served: bool,
+}
+
+/// The scenario a lab was built from, kept in its record so the lab's plan
+/// can be made again in another process even if the file has changed or
+/// gone since; and the plan's hash, so a plan made by another bridgelab
+/// (whose simulator may differ) is noticed instead of trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltFrom {
+    /// The scenario file's text, as it was read.
+    pub text: String,
+    /// [`plan_hash`] of the plan the lab was built from.
+    pub plan_hash: String,
+    /// For one run of a file with `versions`: the version it ran under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A short fingerprint of a plan (its text form), stable across runs.
+pub fn plan_hash(plan: &crate::plan::Plan) -> String {
+    format!("{:016x}", crate::stable_hash::fnv1a(&["plan", &plan.to_string()]))
 }
 
 /// What a real dockerd started by `bridgelab diff` left on the machine,
@@ -209,14 +238,25 @@ impl Registry {
         fs::rename(tmp, path)
     }
 
+    /// Removes a run's record, and the socket of its server (`up --serve`)
+    /// if one was left (a killed server cannot remove its own).
     pub fn remove(&self, run_id: &str) -> io::Result<()> {
         if !valid_run_id(run_id) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid run id {run_id:?}")));
         }
-        match fs::remove_file(record_path(&self.dir, run_id)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
+        for path in [self.socket_path(run_id), record_path(&self.dir, run_id)] {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
         }
+        Ok(())
+    }
+
+    /// The Unix socket on which a served lab's owner answers with what its
+    /// responders see: `<run id>.sock` beside the record.
+    pub fn socket_path(&self, run_id: &str) -> PathBuf {
+        self.dir.join(format!("{run_id}.sock"))
     }
 
     /// The record of `run_id`, if there is one and it parses.
@@ -349,6 +389,8 @@ mod tests {
             kept: false,
             nodes: vec!["host".into()],
             daemon: None,
+            built_from: None,
+            served: false,
         };
         reg.write(&rec).unwrap();
         assert_eq!(reg.list().len(), 1);
@@ -373,6 +415,8 @@ mod tests {
             kept: false,
             nodes: vec!["host".into()],
             daemon: None,
+            built_from: None,
+            served: false,
         }
     }
 

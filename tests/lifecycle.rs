@@ -333,6 +333,8 @@ fn down_refuses_a_run_id_that_is_not_one() {
         kept: true,
         nodes: vec![],
         daemon: None,
+        built_from: None,
+        served: false,
     };
     std::fs::write(&target, serde_json::to_vec(&rec).unwrap()).unwrap();
     // From /run/bridgelab/runs up to / and down to the temporary directory.
@@ -403,6 +405,8 @@ fn cleanup_removes_half_written_records_of_dead_runs_only() {
         kept: false,
         nodes: vec!["host".into()],
         daemon: None,
+        built_from: None,
+        served: false,
     };
     let (dead, live) = (format!("tmpdead{me}"), format!("tmplive{me}"));
     std::fs::write(tmp(&dead), serde_json::to_vec(&rec(&dead, dead_pid, dead_start)).unwrap()).unwrap();

@@ -67,6 +67,9 @@ pub struct RunningLab {
     registry: Registry,
     torn_down: bool,
     detached: bool,
+    /// Opened by [`attach`]: another process owns the lab, so this handle
+    /// never removes it.
+    attached: bool,
 }
 
 impl std::fmt::Debug for RunningLab {
@@ -131,6 +134,14 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         kept: false,
         nodes: plan.nodes.iter().map(|n| n.name.clone()).collect(),
         daemon: None,
+        // So that another process can make the same plan (`bridgelab probe`,
+        // `shell`, `snapshot`): see `attach`.
+        built_from: Some(registry::BuiltFrom {
+            text: scenario.source.text().to_string(),
+            plan_hash: registry::plan_hash(&plan),
+            version: scenario.version.map(|v| v.to_string()),
+        }),
+        served: false,
     };
     // The record exists before any namespace does: see `registry`.
     registry.write(&record).map_err(|e| env_error("cannot write the run record", e))?;
@@ -145,6 +156,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         registry,
         torn_down: false,
         detached: false,
+        attached: false,
     };
     match lab.build(&opts).await {
         Ok(()) => Ok(lab),
@@ -562,6 +574,9 @@ impl RunningLab {
     /// its record says it is kept, so `cleanup` spares it until `down`.
     /// If the record cannot say so, the lab is removed and that is the error.
     pub fn detach(mut self) -> Result<String> {
+        if self.attached {
+            return Ok(self.run_id.clone());
+        }
         let kept = match self.registry.get(&self.run_id) {
             Some(mut rec) => {
                 rec.kept = true;
@@ -591,6 +606,12 @@ impl RunningLab {
     }
 
     fn teardown(&mut self) -> Result<()> {
+        if self.attached {
+            return Err(Error::Environment(format!(
+                "lab {} belongs to another process: remove it with `bridgelab down {}`",
+                self.run_id, self.run_id
+            )));
+        }
         if self.torn_down {
             return Ok(());
         }
@@ -599,6 +620,104 @@ impl RunningLab {
         let paths: Vec<_> = self.namespaces.drain(..).map(|ns| ns.path).collect();
         remove_namespaces(&self.registry, &self.run_id, &paths)
     }
+}
+
+/// Opens a lab that another process built and keeps (`bridgelab up`,
+/// `up --serve`, `run --hold`), to read and probe it: its plan made again
+/// from the scenario its record keeps, its namespaces, and a netlink
+/// socket in each. The plan must be the one the lab was built from (same
+/// hash, same nodes) and every namespace must still exist. Dropping the
+/// handle leaves the lab as it is.
+pub async fn attach(registry: &Registry, run_id: &str) -> Result<RunningLab> {
+    check_environment()?;
+    registry::check_run_id(run_id)?;
+    let Some(rec) = registry.get(run_id) else {
+        if registry.contains(run_id) {
+            return Err(Error::Environment(format!(
+                "the record of run {run_id} in {} does not parse",
+                registry.dir().display()
+            )));
+        }
+        return Err(Error::NoSuchRun(run_id.to_string()));
+    };
+    let (scenario, plan) = replan(&rec)?;
+    let nodes: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    if nodes != rec.nodes {
+        return Err(Error::Environment(format!(
+            "lab {run_id}: its record lists the nodes {}, the scenario plans {}: the record is not this lab's",
+            rec.nodes.join(", "),
+            nodes.join(", ")
+        )));
+    }
+    let mut namespaces = Vec::new();
+    for node in &nodes {
+        let path = std::path::Path::new(registry::NETNS_DIR).join(namespace_name(run_id, node));
+        let file = std::fs::File::open(&path).map_err(|e| {
+            Error::Environment(format!(
+                "lab {run_id} is gone or half gone: {} ({e}); `bridgelab down {run_id}` or `bridgelab cleanup` removes what is left",
+                path.display()
+            ))
+        })?;
+        namespaces.push(NetNs { node: node.clone(), path, file });
+    }
+    let mut lab = RunningLab {
+        run_id: run_id.to_string(),
+        scenario,
+        plan,
+        namespaces: Vec::new(),
+        netlinks: HashMap::new(),
+        tasks: HashMap::new(),
+        proxies: Vec::new(),
+        registry: registry.clone(),
+        torn_down: false,
+        detached: true,
+        attached: true,
+    };
+    for ns in namespaces {
+        let (nl, task) =
+            Netlink::open(&ns.file).map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
+        lab.tasks.insert(ns.node.clone(), task);
+        lab.netlinks.insert(ns.node.clone(), nl);
+        lab.namespaces.push(ns);
+    }
+    Ok(lab)
+}
+
+/// The scenario and plan a lab was built from, from its record: the
+/// scenario text it keeps (or, for a record without it, the file at its
+/// path), planned again and checked against the recorded plan hash.
+pub fn replan(rec: &RunRecord) -> Result<(Scenario, Plan)> {
+    let id = &rec.run_id;
+    let (text, hash, version) = match &rec.built_from {
+        Some(b) => (b.text.clone(), Some(b.plan_hash.as_str()), b.version.as_deref()),
+        None => {
+            let text = std::fs::read_to_string(&rec.scenario_path).map_err(|e| {
+                Error::Environment(format!(
+                    "lab {id}: its record does not keep its scenario, and {} cannot be read: {e}",
+                    rec.scenario_path.display()
+                ))
+            })?;
+            (text, None, None)
+        }
+    };
+    let mut scenario = Scenario::parse(rec.scenario_path.clone(), text)?;
+    if let Some(v) = version {
+        scenario = scenario
+            .variants()
+            .into_iter()
+            .find(|s| s.version.is_some_and(|x| x.to_string() == v))
+            .ok_or_else(|| Error::Environment(format!("lab {id}: its scenario has no run under version {v}")))?;
+    }
+    let plan = crate::plan::plan(&scenario)?;
+    if let Some(h) = hash {
+        if registry::plan_hash(&plan) != h {
+            return Err(Error::Environment(format!(
+                "lab {id} was built from another plan than this bridgelab makes of its scenario \
+                 (built by another version of bridgelab?): it cannot be probed or read back safely"
+            )));
+        }
+    }
+    Ok((scenario, plan))
 }
 
 /// Removes namespaces (all of them, whatever fails) and then, if that

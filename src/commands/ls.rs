@@ -27,6 +27,8 @@ pub fn run(format: Format) -> u8 {
             scenario: r.scenario.clone(),
             state: if r.kept {
                 "kept"
+            } else if r.served && r.owner_alive() {
+                "served"
             } else if r.owner_alive() {
                 "running"
             } else {

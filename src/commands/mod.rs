@@ -11,7 +11,10 @@ mod host;
 mod import;
 mod ls;
 mod plan;
+mod probe;
 mod run;
+mod shell;
+mod snapshot;
 mod up;
 
 use std::path::PathBuf;
@@ -152,27 +155,123 @@ pub enum Command {
         #[arg(long, value_name = "VERSIONS", value_delimiter = ',')]
         versions: Vec<bridgelab::scenario::Firewall>,
     },
-    /// Build a scenario and keep it for poking with `ip netns exec` (root).
+    /// Build a scenario and keep it, to work with: `probe`, `shell`,
+    /// `snapshot`, or `ip netns exec` (root).
     ///
-    /// Builds the lab of FILE, compares it with its plan, and leaves it in
-    /// place when bridgelab exits. It prints the run id and an
-    /// `ip netns exec` line for each of the lab's namespaces. Expectations
-    /// and steps are not probed, and a kept lab has neither userland proxies
-    /// for published ports nor responders for `listen`: both live in
-    /// bridgelab's own process.
+    /// Builds the lab of FILE, compares it with its plan, and prints the run
+    /// id and an `ip netns exec` line for each of the lab's namespaces.
+    /// Expectations and steps are not probed.
     ///
-    /// Remove the lab with `bridgelab down RUN_ID`. `bridgelab cleanup` leaves
-    /// kept labs alone unless it is given --all.
+    /// Without --serve the lab stays in place when bridgelab exits, but
+    /// without userland proxies for published ports or responders for
+    /// `listen` (both live in bridgelab's process): a probe to them is
+    /// refused or blocked. Remove it with `bridgelab down RUN_ID`;
+    /// `bridgelab cleanup` leaves kept labs alone unless given --all.
+    ///
+    /// With --serve bridgelab stays in the foreground with the lab's proxies
+    /// and responders until `bridgelab down RUN_ID` (from another shell: it
+    /// signals this process, which removes the lab and exits 143) or Ctrl-C
+    /// (exit 130). If the server is killed (SIGKILL), `bridgelab cleanup`
+    /// removes its lab.
     ///
     /// Exit codes: 0 the lab equals its plan, 1 it differs (and is kept, for
-    /// a look), 2 bad scenario, 3 environment problem.
+    /// a look), 2 bad scenario, 3 environment problem; with --serve, 128 + N
+    /// once stopped by signal N.
     Up {
         /// The scenario file (TOML; see docs/scenario-format.md).
         file: PathBuf,
+        /// Stay in the foreground serving the lab's userland proxies and
+        /// `listen` responders, until `bridgelab down RUN_ID` or Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
-    /// Remove a lab kept by `up` (see `ls` for run ids).
+    /// Remove a lab kept by `up`, or stop one that `up --serve` serves
+    /// (see `ls` for run ids).
+    ///
+    /// A served lab's server is sent SIGTERM and removes its lab itself;
+    /// `down` waits until it has exited, and removes whatever a server that
+    /// died half-way left.
     Down {
         /// The run id that `up` printed: 1 to 16 letters and digits.
+        run_id: String,
+    },
+    /// Probe a kept lab with bridgelab's own probes (root).
+    ///
+    /// Sends PROBE from node FROM to TO in the lab RUN_ID (`up`, `up --serve`
+    /// or `run --hold`), as an `[[expect]]` would, and prints the verdict:
+    /// reachable, refused (reached, nothing listening) or blocked, with what
+    /// was seen. On a served lab (`up --serve`) the responders answer, and
+    /// for tcp and udp the responder says which address the probe came from
+    /// (after NAT or the userland proxy). A lab kept by plain `up` has no
+    /// responders or proxies: ports are refused or blocked there.
+    ///
+    /// The lab's plan is made again from the scenario its run record keeps,
+    /// and must be the one it was built from.
+    ///
+    /// Examples: `bridgelab probe 3f2a01bc external host tcp:8080`,
+    /// `bridgelab probe 3f2a01bc web 172.18.0.3 icmp`,
+    /// `bridgelab probe 3f2a01bc web 127.0.0.1 tcp:8080 --via host`.
+    ///
+    /// Exit codes: 0 a verdict (whatever it is), 2 unknown run or node, or
+    /// a --via the lab cannot use, 3 the lab is gone or the probe could not
+    /// be sent.
+    Probe {
+        /// The run id (see `bridgelab ls`).
+        run_id: String,
+        /// The sender: host, external, a container or a [[machine]].
+        from: String,
+        /// The target: a node as in `to` of an [[expect]] (host, external,
+        /// a container, `container@network`) or an IPv4 address.
+        to: String,
+        /// icmp, tcp:PORT or udp:PORT.
+        #[arg(value_parser = parse_probe)]
+        probe: bridgelab::scenario::ProbeSpec,
+        /// Send the probe as an Ethernet frame to this neighbour's MAC, as
+        /// an [[expect]]'s `via`: `host`, or `host@NETWORK` from a container.
+        #[arg(long, value_name = "NEIGHBOUR")]
+        via: Option<String>,
+        /// `json`: the outcome as `run --format json` reports an expectation.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Open a shell, or run a command, inside a node of a kept lab (root).
+    ///
+    /// As `ip netns exec` does: joins the node's network namespace, unshares
+    /// a mount namespace (a slave of this one, so nothing mounted there
+    /// leaks back) and mounts a fresh /sys there, so /sys/class/net lists
+    /// the node's interfaces; binds /etc/netns/NAMESPACE/* over /etc.
+    /// Without CMD it runs $SHELL (or /bin/sh). BRIDGELAB_RUN and
+    /// BRIDGELAB_NODE are set for it. NODE may also be a container living in
+    /// another's namespace (`host` or `container:` mode).
+    ///
+    /// Example: `bridgelab shell 3f2a01bc web -- ip -o addr`.
+    ///
+    /// Exit codes: the command's own (128 + N if signal N ended it); 2
+    /// unknown run or node, 3 the lab is gone or not root, 126 the
+    /// namespace cannot be entered, 127 the command is not found.
+    Shell {
+        /// The run id (see `bridgelab ls`).
+        run_id: String,
+        /// The node: host, external, a container or a [[machine]].
+        node: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Print a kept lab's normalized tables, as the test suite snapshots
+    /// them (root).
+    ///
+    /// Reads the lab RUN_ID back through netlink and iptables-save (nft for
+    /// Docker 29's nftables backend) and prints what the scenario's
+    /// [snapshot] selects (by default the host's rules and every node's
+    /// routes), with no counters, interface indexes, run ids or random MACs:
+    /// the same bytes as the scenario's committed
+    /// tests/snapshots/scenarios__lab-NAME.snap, for a lab that still
+    /// matches its plan.
+    ///
+    /// Exit codes: 0 printed, 2 unknown run, 3 the lab is gone.
+    Snapshot {
+        /// The run id (see `bridgelab ls`).
         run_id: String,
     },
     /// List labs on this machine and whether their owner is alive.
@@ -329,7 +428,12 @@ pub async fn dispatch(cli: Cli) -> u8 {
             interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, html, graph, pcap, versions }))
                 .await
         }
-        Command::Up { file } => interruptible(up::run(&file)).await,
+        Command::Up { file, serve } => interruptible(up::run(&file, serve)).await,
+        Command::Probe { run_id, from, to, probe, via, format } => {
+            probe::run(probe::Args { run_id, from, to, probe, via, format }).await
+        }
+        Command::Shell { run_id, node, command } => shell::run(&run_id, &node, &command),
+        Command::Snapshot { run_id } => snapshot::run(&run_id).await,
         Command::Down { run_id } => down::run(&run_id),
         Command::Ls { format } => ls::run(format),
         Command::Diff { files, docker, keep_going } => {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod matrix;
 pub mod packets;
 pub mod responder;
+pub mod share;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -85,7 +86,7 @@ pub struct ExpectOutcome {
 }
 
 /// Where a node's traffic starts: its namespace and its addresses.
-fn sender_netns(plan: &Plan, node: &str) -> Result<String, String> {
+pub fn sender_netns(plan: &Plan, node: &str) -> Result<String, String> {
     match node {
         "host" | "external" => Ok(node.to_string()),
         m if plan.machine(m).is_some() => Ok(m.to_string()),

@@ -31,6 +31,9 @@ use crate::scenario::{ListenSpec, Proto};
 pub struct PeerLog {
     probes: Arc<Mutex<HashMap<u32, Vec<SeenPeer>>>>,
     flows: Arc<Mutex<HashMap<u32, FlowLog>>>,
+    /// Where each new probe record is also sent, for other processes
+    /// (`up --serve`: see [`super::share`]).
+    tap: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<(u32, SeenPeer)>>>,
 }
 
 /// A flow's latest datagrams that a responder got: (number, who got it).
@@ -48,13 +51,23 @@ pub struct SeenPeer {
 }
 
 impl PeerLog {
-    fn record(&self, token: u32, seen: SeenPeer) {
+    /// Notes that a responder got probe `token` (from another process's
+    /// responder too: [`super::share::mirror`]).
+    pub fn record(&self, token: u32, seen: SeenPeer) {
         let mut log = self.probes.lock().expect("peer log");
         let all = log.entry(token).or_default();
         // A retry reaches the same responder again.
         if !all.contains(&seen) {
+            if let Some(tap) = self.tap.get() {
+                // Nobody listening is no error.
+                let _ = tap.send((token, seen.clone()));
+            }
             all.push(seen);
         }
+    }
+    /// A receiver of every probe record from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(u32, SeenPeer)> {
+        self.tap.get_or_init(|| tokio::sync::broadcast::channel(1024).0).subscribe()
     }
     /// The first responder that recorded `token`.
     pub fn get(&self, token: u32) -> Option<SeenPeer> {
