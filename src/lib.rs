@@ -56,9 +56,11 @@ pub mod report;
 pub mod scenario;
 mod stable_hash;
 
-pub use apply::RunningLab;
+pub use apply::{check_environment, RunningLab};
 pub use error::{Error, Result};
 pub use plan::Plan;
+pub use probe::{Checked, ExpectOutcome};
+pub use scenario::build::ScenarioBuilder;
 pub use scenario::Scenario;
 
 use std::path::Path;
@@ -119,5 +121,28 @@ impl Lab {
     /// Builds the lab with options (a kept lab, a fixed run id).
     pub async fn up_with(self, options: apply::UpOptions) -> Result<RunningLab> {
         apply::up(self.scenario, self.plan, options).await
+    }
+}
+
+impl ScenarioBuilder {
+    /// Builds and plans the scenario: [`build`](ScenarioBuilder::build),
+    /// then [`Lab::from_scenario`]. A Docker error found while planning is
+    /// located in the generated text too ([`Error::Built`]).
+    pub fn lab(&self) -> Result<Lab> {
+        Lab::from_scenario(self.build()?).map_err(built)
+    }
+
+    /// One lab per run: one, or one per version of a scenario with
+    /// [`versions`](ScenarioBuilder::versions) (as [`Lab::load_all`]).
+    pub fn labs(&self) -> Result<Vec<Lab>> {
+        self.build()?.variants().into_iter().map(|s| Lab::from_scenario(s).map_err(built)).collect()
+    }
+}
+
+/// A mistake in a built scenario shows the text it is in.
+fn built(e: Error) -> Error {
+    match e {
+        Error::Scenario(d) => Error::Built(d),
+        other => other,
     }
 }

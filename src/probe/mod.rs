@@ -750,8 +750,34 @@ pub async fn sync_responders<T: Testbed + ?Sized>(lab: &T, r: &mut Responders) -
     start_all(lab, r, todo)
 }
 
+impl RunningLab {
+    /// Checks the scenario on this lab: starts its responders, probes the
+    /// top-level `[[expect]]`s, then performs each `[[step]]`, reads the
+    /// lab back against that step's plan and probes its expectations (see
+    /// [`check_scenario`]). The responders stop when this returns; the lab
+    /// stays as the last step left it.
+    ///
+    /// The error is one of starting the responders; a step that could not
+    /// be carried out is [`Checked::failure`], with the verdicts before it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> bridgelab::Result<()> {
+    /// let mut running = bridgelab::Lab::load("scenarios/icc-off.toml")?.up().await?;
+    /// let checked = running.check().await?;
+    /// // `{checked}` lists every verdict, and why a failed one failed.
+    /// assert!(checked.passed(), "{checked}");
+    /// running.down()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&mut self) -> crate::Result<Checked> {
+        let mut responders = start_responders(self)?;
+        Ok(check_scenario(self, &mut responders).await)
+    }
+}
+
 /// What checking a whole scenario found: every expectation's verdict,
-/// steps included, and what each step did.
+/// steps included, and what each step did. Its `Display` is the report
+/// `bridgelab run` prints for it (without colour).
 #[derive(Debug, Default)]
 pub struct Checked {
     pub expectations: Vec<ExpectOutcome>,
@@ -760,6 +786,28 @@ pub struct Checked {
     /// The step that could not be carried out or read back. The verdicts
     /// gathered before it are kept; later steps did not run.
     pub failure: Option<StepFailure>,
+}
+
+impl Checked {
+    /// Whether everything held: every expectation met, every step carried
+    /// out and read back as planned.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+            && self.steps.iter().all(|s| s.mismatches.is_empty())
+            && self.expectations.iter().all(|e| e.passed)
+    }
+
+    /// The expectations that were not met.
+    pub fn failed(&self) -> impl Iterator<Item = &ExpectOutcome> {
+        self.expectations.iter().filter(|e| !e.passed)
+    }
+}
+
+impl ExpectOutcome {
+    /// The verdict seen; `None` when the probe could not be carried out.
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.actual.as_deref().and_then(|a| a.parse().ok())
+    }
 }
 
 /// One `[[step]]` performed: where the lab then differs from the step's

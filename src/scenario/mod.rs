@@ -8,6 +8,7 @@
 //! (the IP allocator in `plan`, say) can still point at the line that caused a
 //! Docker error.
 
+pub mod build;
 mod diag;
 mod validate;
 pub mod values;
