@@ -1,5 +1,11 @@
 //! Verdicts for people (text, coloured on a terminal) and for CI (JSON,
 //! JUnit XML: one testcase per expectation, the reason on failure).
+//!
+//! The last stage only renders: everything it shows was decided earlier and
+//! is data ([`ScenarioReport`], [`ExpectOutcome`]), so the same run reads
+//! the same as text, JSON and JUnit, and a failure always carries its
+//! `path:line:col` and what was seen on the wire. [`Checked`] prints as
+//! the text report does, for assertions in users' tests.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,19 @@
 //! address as the sender sees it), sends pnet-crafted packets from inside the
 //! sender's namespace ([`engine`]), turns the answers into a verdict, and for
 //! `source` asks the target's responder who the traffic seemed to come from.
+//!
+//! Why crafted packets: a socket API would fold a RST, an ICMP unreachable
+//! and silence into "connection failed". A raw probe sees which came back,
+//! so `refused` (the packet arrived, nothing listens) and `blocked` (a rule
+//! or a missing route stopped it) are different verdicts, and a blocked
+//! probe can be explained ([`explain_block`]: which rule's counter moved).
+//! Responders ([`responder`]) are ordinary sockets in the target's
+//! namespace that record the peer, so NAT is checked as the target sees it.
+//! Everything here works on a [`Testbed`], so the same probes run against a
+//! lab and against a real dockerd (`bridgelab diff`).
+//!
+//! [`RunningLab::check`] is the entry point for tests: responders up, every
+//! expectation and step checked, a [`Checked`] back.
 
 pub mod engine;
 pub mod matrix;

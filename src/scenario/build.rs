@@ -340,7 +340,7 @@ impl ScenarioBuilder {
     }
 
     /// Loads the scenario as [`Scenario::load`] loads a file. A mistake is
-    /// [`Error::Built`](crate::Error::Built): located in the generated
+    /// [`Error::Built`]: located in the generated
     /// text, which the message shows.
     pub fn build(&self) -> Result<Scenario> {
         Scenario::parse(self.path(), self.to_toml()).map_err(Error::Built)
