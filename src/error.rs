@@ -71,7 +71,9 @@ fn built(d: &Diagnostics) -> String {
     let mut out = format!("{d}\nthe scenario as built:\n");
     for (i, text) in d.source().text().lines().enumerate() {
         let mark = if lines.contains(&(i + 1)) { '>' } else { ' ' };
-        out.push_str(&format!("{mark}{:4} | {text}\n", i + 1));
+        let line = format!("{mark}{:4} | {text}", i + 1);
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out.trim_end().to_string()
 }

@@ -942,6 +942,68 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
+    fn outcome(passed: bool, actual: Option<Verdict>, step: Option<&str>) -> ExpectOutcome {
+        ExpectOutcome {
+            name: "client -> web tcp:80".into(),
+            location: "s.toml:9:1".into(),
+            from: "client".into(),
+            to: "web".into(),
+            target: Some(Ipv4Addr::new(172, 17, 0, 3)),
+            probe: "tcp:80".into(),
+            via: None,
+            flow: None,
+            expected: "blocked".into(),
+            actual: actual.map(|v| v.to_string()),
+            source_expected: None,
+            source_seen: None,
+            received_by: vec![],
+            passed,
+            detail: "SYN-ACK".into(),
+            elapsed_ms: 1,
+            step: step.map(Into::into),
+        }
+    }
+
+    /// What a test asserts on: `passed` fails for a verdict, a step that
+    /// differs from its plan or a step that failed; `Display` says which.
+    #[test]
+    fn checked_passes_only_when_everything_held() {
+        let ok = Checked { expectations: vec![outcome(true, Some(Verdict::Blocked), None)], ..Default::default() };
+        assert!(ok.passed());
+        assert_eq!(ok.expectations[0].verdict(), Some(Verdict::Blocked));
+        assert_eq!(ok.failed().count(), 0);
+
+        let label = "step 1: stop web";
+        let bad = Checked {
+            expectations: vec![
+                outcome(false, Some(Verdict::Reachable), None),
+                outcome(true, Some(Verdict::Blocked), Some(label)),
+            ],
+            steps: vec![StepOutcome { label: label.into(), mismatches: vec![], elapsed: Duration::ZERO }],
+            failure: None,
+        };
+        assert!(!bad.passed());
+        assert_eq!(bad.failed().count(), 1);
+        assert_eq!(
+            bad.to_string(),
+            "FAIL: 1/2 expectations met\n\
+             \x20 FAIL client -> web (172.17.0.3) tcp:80: expected blocked, got reachable\n\
+             \x20        s.toml:9:1 SYN-ACK\n\
+             \x20 after step 1: stop web:\n\
+             \x20 ok   client -> web (172.17.0.3) tcp:80: expected blocked, got blocked\n"
+        );
+
+        let failed_step = Checked {
+            failure: Some(StepFailure { step: label.into(), error: crate::Error::Environment("no".into()) }),
+            steps: bad.steps.clone(),
+            ..Default::default()
+        };
+        assert!(!failed_step.passed());
+        assert!(failed_step.to_string().contains("after step 1: stop web:\n      failed: no\n"), "{failed_step}");
+        let none = outcome(false, None, None);
+        assert_eq!(none.verdict(), None);
+    }
+
     fn result(outcome: Outcome, attempts: u16, waited: u64) -> ProbeResult {
         ProbeResult {
             outcome,

@@ -40,6 +40,24 @@ use super::{GatewayMode, ListenSpec};
 use crate::error::{Error, Result};
 
 /// A scenario file, built key by key. See the [module docs](self).
+///
+/// A mistake reads as it would in a file, and shows the text it is in:
+///
+/// ```
+/// use bridgelab::scenario::build::{container, ScenarioBuilder};
+///
+/// let err = ScenarioBuilder::new("typo").container(container("web").network("backend")).build().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "<built>/typo.toml:5:11: network backend not found
+/// the scenario as built:
+///     1 | name = \"typo\"
+///     2 |
+///     3 | [[container]]
+///     4 | name = \"web\"
+/// >   5 | network = \"backend\""
+/// );
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioBuilder {
     name: String,
