@@ -52,7 +52,7 @@
 //!   as a puzzling verdict.
 //! * **Rules go in atomically.** Docker runs iptables once per rule; the lab
 //!   reaches the same rule set with one `iptables-restore` per table, so no
-//!   half-loaded rule set is ever probed, and building takes milliseconds.
+//!   half-loaded rule set is ever probed, and building stays fast.
 //! * **Probes are packets, not sockets.** They are crafted with pnet and
 //!   sent from inside the sender's namespace, so a verdict says what came
 //!   back on the wire (a SYN-ACK, a RST, an ICMP unreachable, silence).
