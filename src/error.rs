@@ -3,11 +3,20 @@
 use crate::scenario::Diagnostics;
 
 /// Everything that can go wrong between a scenario file and a verdict.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Display` is written for people: the CLI prints it as it is, and so
+/// does its `Debug`, so a test returning `bridgelab::Result<()>` fails with
+/// the same words as the CLI.
+#[derive(thiserror::Error)]
 pub enum Error {
     /// The scenario is wrong: `path:line:col: message` lines.
     #[error("{0}")]
     Scenario(#[from] Diagnostics),
+    /// A scenario built in code ([`ScenarioBuilder`](crate::scenario::build::ScenarioBuilder))
+    /// is wrong: the same lines, located in the TOML the builder wrote,
+    /// followed by that text with the lines in question marked.
+    #[error("{}", built(.0))]
+    Built(Diagnostics),
     /// This machine cannot run a lab (not root, a missing tool or kernel feature).
     #[error("{0}")]
     Environment(String),
@@ -41,7 +50,11 @@ impl Error {
     /// 128 + the signal for an interruption (as a shell reports it).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Scenario(_) | Error::NoSuchRun(_) | Error::InvalidRunId(_) | Error::UnknownNode { .. } => 2,
+            Error::Scenario(_)
+            | Error::Built(_)
+            | Error::NoSuchRun(_)
+            | Error::InvalidRunId(_)
+            | Error::UnknownNode { .. } => 2,
             Error::Interrupted { signal, .. } => 128 + *signal as i32,
             _ => 3,
         }
@@ -50,6 +63,26 @@ impl Error {
     pub(crate) fn apply(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Apply { context: context.into(), source: Box::new(source) }
     }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// The mistakes, then the generated text with numbered lines, `>` at each
+/// line a mistake is on.
+fn built(d: &Diagnostics) -> String {
+    let lines: Vec<usize> = d.located().iter().map(|(l, _, _)| *l).collect();
+    let mut out = format!("{d}\nthe scenario as built:\n");
+    for (i, text) in d.source().text().lines().enumerate() {
+        let mark = if lines.contains(&(i + 1)) { '>' } else { ' ' };
+        let line = format!("{mark}{:4} | {text}", i + 1);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.trim_end().to_string()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,5 +1,11 @@
 //! Verdicts for people (text, coloured on a terminal) and for CI (JSON,
 //! JUnit XML: one testcase per expectation, the reason on failure).
+//!
+//! The last stage only renders: everything it shows was decided earlier and
+//! is data ([`ScenarioReport`], [`ExpectOutcome`]), so the same run reads
+//! the same as text, JSON and JUnit, and a failure always carries its
+//! `path:line:col` and what was seen on the wire. [`Checked`] prints as
+//! the text report does, for assertions in users' tests.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -162,6 +168,77 @@ fn indented(s: &str, indent: &str) -> String {
     s.lines().collect::<Vec<_>>().join(&format!("\n{indent}"))
 }
 
+/// An expectation's line, and for a failed one its location and why.
+fn expectation(p: &Paint, e: &ExpectOutcome) -> String {
+    let mut s = String::new();
+    let mark = if e.passed { p.green("ok  ") } else { p.red("FAIL") };
+    let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
+    let actual = e.actual.as_deref().unwrap_or("error");
+    let via = e.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default();
+    let mut line = match &e.flow {
+        // Where the flow's datagrams should arrive, and where they did.
+        Some(flow) => {
+            let target = e.target.map(|t| format!(" to {t}")).unwrap_or_default();
+            let at = e.received_by.first().map(|n| format!(", arriving at {n}")).unwrap_or_default();
+            format!(
+                "  {mark} flow {flow} ({}{target} {}) at {}: expected {}, got {actual}{at}",
+                e.from, e.probe, e.to, e.expected
+            )
+        }
+        None => {
+            let mut l = format!(
+                "  {mark} {} -> {}{target} {}{via}: expected {}, got {actual}",
+                e.from, e.to, e.probe, e.expected
+            );
+            if !e.received_by.is_empty() {
+                let _ = write!(l, ", received by {}", e.received_by.join(", "));
+            }
+            l
+        }
+    };
+    if let Some(src) = &e.source_expected {
+        let seen = e.source_seen.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+        let _ = write!(line, ", source {src} (saw {seen})");
+    }
+    let _ = writeln!(s, "{line}");
+    if !e.passed {
+        let _ = writeln!(s, "         {} {}", p.dim(&e.location), e.detail);
+    }
+    s
+}
+
+/// What [`RunningLab::check`](crate::RunningLab::check) found, as `bridgelab
+/// run` prints it: the verdicts, then after each step what differed from its
+/// plan, the step's error and its verdicts.
+impl std::fmt::Display for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = Paint(false);
+        let passed = self.expectations.iter().filter(|e| e.passed).count();
+        writeln!(
+            f,
+            "{}: {passed}/{} expectations met",
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.expectations.len()
+        )?;
+        for e in self.expectations.iter().filter(|e| e.step.is_none()) {
+            f.write_str(&expectation(&p, e))?;
+        }
+        for st in &self.steps {
+            writeln!(f, "  after {}:", st.label)?;
+            if let Some(fail) = self.failure.as_ref().filter(|x| x.step == st.label) {
+                writeln!(f, "      failed: {}", indented(&fail.error.to_string(), "      "))?;
+            }
+            for m in &st.mismatches {
+                writeln!(f, "      differs from plan: {m}")?;
+            }
+            for e in self.expectations.iter().filter(|e| e.step.as_deref() == Some(&st.label)) {
+                f.write_str(&expectation(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The human report.
 pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
     let p = Paint(colour);
@@ -190,39 +267,7 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
         }
         let expectations = |s: &mut String, step: Option<&str>| {
             for e in r.expectations.iter().filter(|e| e.step.as_deref() == step) {
-                let mark = if e.passed { p.green("ok  ") } else { p.red("FAIL") };
-                let target = e.target.map(|t| format!(" ({t})")).unwrap_or_default();
-                let actual = e.actual.as_deref().unwrap_or("error");
-                let via = e.via.as_ref().map(|v| format!(" via {v}")).unwrap_or_default();
-                let mut line = match &e.flow {
-                    // Where the flow's datagrams should arrive, and where they did.
-                    Some(flow) => {
-                        let target = e.target.map(|t| format!(" to {t}")).unwrap_or_default();
-                        let at = e.received_by.first().map(|n| format!(", arriving at {n}")).unwrap_or_default();
-                        format!(
-                            "  {mark} flow {flow} ({}{target} {}) at {}: expected {}, got {actual}{at}",
-                            e.from, e.probe, e.to, e.expected
-                        )
-                    }
-                    None => {
-                        let mut l = format!(
-                            "  {mark} {} -> {}{target} {}{via}: expected {}, got {actual}",
-                            e.from, e.to, e.probe, e.expected
-                        );
-                        if !e.received_by.is_empty() {
-                            let _ = write!(l, ", received by {}", e.received_by.join(", "));
-                        }
-                        l
-                    }
-                };
-                if let Some(src) = &e.source_expected {
-                    let seen = e.source_seen.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
-                    let _ = write!(line, ", source {src} (saw {seen})");
-                }
-                let _ = writeln!(s, "{line}");
-                if !e.passed {
-                    let _ = writeln!(s, "         {} {}", p.dim(&e.location), e.detail);
-                }
+                s.push_str(&expectation(&p, e));
             }
         };
         expectations(&mut s, None);

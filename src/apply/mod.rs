@@ -5,6 +5,14 @@
 //! routes and sysctls exactly as planned. Nothing is ever done in the
 //! namespace bridgelab was started from.
 //!
+//! `apply` decides nothing: every address, name, rule and sysctl comes from
+//! the [`Plan`], so what goes wrong here is the machine, never Docker's
+//! logic. The host's rules are loaded with one `iptables-restore` per table
+//! ([`iptables`]), or one `nft -f` ([`nftables`]), so the rule set is
+//! whole or absent, never half-loaded. Then [`verify`] reads everything
+//! back (netlink, `iptables-save`, `nft`) and compares it with the plan:
+//! a mismatch is a result of its own, not a wrong verdict later.
+//!
 //! A [`RunningLab`] owns its namespaces: dropping it (an error half-way, a
 //! panic, a cancelled future after a signal) removes them, and
 //! [`RunningLab::down`] does the same and reports every failure, not just the
@@ -78,7 +86,9 @@ impl std::fmt::Debug for RunningLab {
     }
 }
 
-/// Checks that this process may build labs at all.
+/// Checks that this process may build labs at all: root, and a `/proc`
+/// that shows thread namespaces. Tests that build labs call it first, so
+/// that without root they fail with this reason rather than skip.
 pub fn check_environment() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Error::Environment(
@@ -560,7 +570,17 @@ impl RunningLab {
     }
 
     /// The lab as normalized text, holding what the scenario's `[snapshot]`
-    /// selects: see [`snapshot::render`].
+    /// selects (by default the host's `iptables-save` and every node's
+    /// routes), read back from the kernel: see [`snapshot::render`]. It is
+    /// the same on every run and machine, for snapshot tests.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> bridgelab::Result<()> {
+    /// let running = bridgelab::Lab::load("scenarios/default.toml")?.up().await?;
+    /// insta::assert_snapshot!("default-tables", running.snapshot().await?);
+    /// running.down()
+    /// # }
+    /// ```
     pub async fn snapshot(&self) -> Result<String> {
         Ok(snapshot::render(&self.plan, &self.scenario.spec.snapshot, &self.observe().await?))
     }

@@ -7,6 +7,15 @@
 //! addresses, routes and sysctls. `apply` builds exactly that, and
 //! `apply::verify` compares what the kernel reports with it, so the plan is
 //! both the recipe and the expected result.
+//!
+//! Why pure: Docker's decisions (which pool, which address, which rule in
+//! which order, which error in which words) are the interesting part, and
+//! here they are plain functions of the scenario. They are unit-tested
+//! without root and in milliseconds, `bridgelab plan` answers "what would
+//! Docker do" on any machine, and a Docker error (`port is already
+//! allocated`) is found before anything is built, located in the file.
+//! Each Docker version's logic lives in its own module ([`firewall`],
+//! [`libnetwork`]), ported from its source, with the source's names.
 
 mod byname;
 mod docker1;

@@ -5,6 +5,19 @@
 //! address as the sender sees it), sends pnet-crafted packets from inside the
 //! sender's namespace ([`engine`]), turns the answers into a verdict, and for
 //! `source` asks the target's responder who the traffic seemed to come from.
+//!
+//! Why crafted packets: a socket API would fold a RST, an ICMP unreachable
+//! and silence into "connection failed". A raw probe sees which came back,
+//! so `refused` (the packet arrived, nothing listens) and `blocked` (a rule
+//! or a missing route stopped it) are different verdicts, and a blocked
+//! probe can be explained ([`explain_block`]: which rule's counter moved).
+//! Responders ([`responder`]) are ordinary sockets in the target's
+//! namespace that record the peer, so NAT is checked as the target sees it.
+//! Everything here works on a [`Testbed`], so the same probes run against a
+//! lab and against a real dockerd (`bridgelab diff`).
+//!
+//! [`RunningLab::check`] is the entry point for tests: responders up, every
+//! expectation and step checked, a [`Checked`] back.
 
 pub mod engine;
 pub mod matrix;
@@ -751,8 +764,34 @@ pub async fn sync_responders<T: Testbed + ?Sized>(lab: &T, r: &mut Responders) -
     start_all(lab, r, todo)
 }
 
+impl RunningLab {
+    /// Checks the scenario on this lab: starts its responders, probes the
+    /// top-level `[[expect]]`s, then performs each `[[step]]`, reads the
+    /// lab back against that step's plan and probes its expectations (see
+    /// [`check_scenario`]). The responders stop when this returns; the lab
+    /// stays as the last step left it.
+    ///
+    /// The error is one of starting the responders; a step that could not
+    /// be carried out is [`Checked::failure`], with the verdicts before it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> bridgelab::Result<()> {
+    /// let mut running = bridgelab::Lab::load("scenarios/icc-off.toml")?.up().await?;
+    /// let checked = running.check().await?;
+    /// // `{checked}` lists every verdict, and why a failed one failed.
+    /// assert!(checked.passed(), "{checked}");
+    /// running.down()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&mut self) -> crate::Result<Checked> {
+        let mut responders = start_responders(self)?;
+        Ok(check_scenario(self, &mut responders).await)
+    }
+}
+
 /// What checking a whole scenario found: every expectation's verdict,
-/// steps included, and what each step did.
+/// steps included, and what each step did. Its `Display` is the report
+/// `bridgelab run` prints for it (without colour).
 #[derive(Debug, Default)]
 pub struct Checked {
     pub expectations: Vec<ExpectOutcome>,
@@ -761,6 +800,28 @@ pub struct Checked {
     /// The step that could not be carried out or read back. The verdicts
     /// gathered before it are kept; later steps did not run.
     pub failure: Option<StepFailure>,
+}
+
+impl Checked {
+    /// Whether everything held: every expectation met, every step carried
+    /// out and read back as planned.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+            && self.steps.iter().all(|s| s.mismatches.is_empty())
+            && self.expectations.iter().all(|e| e.passed)
+    }
+
+    /// The expectations that were not met.
+    pub fn failed(&self) -> impl Iterator<Item = &ExpectOutcome> {
+        self.expectations.iter().filter(|e| !e.passed)
+    }
+}
+
+impl ExpectOutcome {
+    /// The verdict seen; `None` when the probe could not be carried out.
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.actual.as_deref().and_then(|a| a.parse().ok())
+    }
 }
 
 /// One `[[step]]` performed: where the lab then differs from the step's
@@ -881,6 +942,68 @@ pub async fn explain_block<T: Testbed + ?Sized>(lab: &T, job: &ProbeJob, timeout
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    fn outcome(passed: bool, actual: Option<Verdict>, step: Option<&str>) -> ExpectOutcome {
+        ExpectOutcome {
+            name: "client -> web tcp:80".into(),
+            location: "s.toml:9:1".into(),
+            from: "client".into(),
+            to: "web".into(),
+            target: Some(Ipv4Addr::new(172, 17, 0, 3)),
+            probe: "tcp:80".into(),
+            via: None,
+            flow: None,
+            expected: "blocked".into(),
+            actual: actual.map(|v| v.to_string()),
+            source_expected: None,
+            source_seen: None,
+            received_by: vec![],
+            passed,
+            detail: "SYN-ACK".into(),
+            elapsed_ms: 1,
+            step: step.map(Into::into),
+        }
+    }
+
+    /// What a test asserts on: `passed` fails for a verdict, a step that
+    /// differs from its plan or a step that failed; `Display` says which.
+    #[test]
+    fn checked_passes_only_when_everything_held() {
+        let ok = Checked { expectations: vec![outcome(true, Some(Verdict::Blocked), None)], ..Default::default() };
+        assert!(ok.passed());
+        assert_eq!(ok.expectations[0].verdict(), Some(Verdict::Blocked));
+        assert_eq!(ok.failed().count(), 0);
+
+        let label = "step 1: stop web";
+        let bad = Checked {
+            expectations: vec![
+                outcome(false, Some(Verdict::Reachable), None),
+                outcome(true, Some(Verdict::Blocked), Some(label)),
+            ],
+            steps: vec![StepOutcome { label: label.into(), mismatches: vec![], elapsed: Duration::ZERO }],
+            failure: None,
+        };
+        assert!(!bad.passed());
+        assert_eq!(bad.failed().count(), 1);
+        assert_eq!(
+            bad.to_string(),
+            "FAIL: 1/2 expectations met\n\
+             \x20 FAIL client -> web (172.17.0.3) tcp:80: expected blocked, got reachable\n\
+             \x20        s.toml:9:1 SYN-ACK\n\
+             \x20 after step 1: stop web:\n\
+             \x20 ok   client -> web (172.17.0.3) tcp:80: expected blocked, got blocked\n"
+        );
+
+        let failed_step = Checked {
+            failure: Some(StepFailure { step: label.into(), error: crate::Error::Environment("no".into()) }),
+            steps: bad.steps.clone(),
+            ..Default::default()
+        };
+        assert!(!failed_step.passed());
+        assert!(failed_step.to_string().contains("after step 1: stop web:\n      failed: no\n"), "{failed_step}");
+        let none = outcome(false, None, None);
+        assert_eq!(none.verdict(), None);
+    }
 
     fn result(outcome: Outcome, attempts: u16, waited: u64) -> ProbeResult {
         ProbeResult {

@@ -138,6 +138,10 @@ impl Diagnostics {
     pub fn single(source: Source, span: Range<usize>, message: String) -> Diagnostics {
         Diagnostics::new(source, vec![Diagnostic::new(span, message)])
     }
+    /// The file the mistakes are in.
+    pub fn source(&self) -> &Source {
+        &self.file
+    }
     pub fn items(&self) -> &[Diagnostic] {
         &self.items
     }

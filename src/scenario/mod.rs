@@ -2,12 +2,20 @@
 //!
 //! This is the first stage of the pipeline (`scenario` → `plan` → `apply` →
 //! `probe` → `report`). Loading a file parses every key of format 1
-//! (`shared/scenario-format.md`), rejects unknown keys, and checks every
+//! (`docs/scenario-format.md`), rejects unknown keys, and checks every
 //! cross-reference, so the stages after it work on a [`Scenario`] that makes
 //! sense. Values keep their byte span in the file ([`Sp`]), so later stages
 //! (the IP allocator in `plan`, say) can still point at the line that caused a
 //! Docker error.
+//!
+//! Why a file, and why so strict: a scenario is what a bug report becomes,
+//! and what a CI job keeps. A typo that was silently ignored would test
+//! something else than what its author meant, so every mistake is an error
+//! at its `path:line:col`, all of them at once, before anything is built.
+//! Scenarios built in code ([`build`]) are written as that same text and
+//! go through the same checks.
 
+pub mod build;
 mod diag;
 mod validate;
 pub mod values;
