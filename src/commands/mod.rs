@@ -11,6 +11,7 @@ mod import;
 mod ls;
 mod plan;
 mod run;
+mod shard;
 mod up;
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Check only the K-th of N slices of FILES (see `run --shard`).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<shard::Shard>,
     },
     /// Print what a scenario would build (addresses, links, routes); needs no privileges.
     Plan {
@@ -92,6 +96,13 @@ pub enum Command {
         /// key it lacks) is a column that says why, and exit code 2.
         #[arg(long, value_name = "VERSIONS", value_delimiter = ',')]
         versions: Vec<bridgelab::scenario::Firewall>,
+        /// Run only the K-th of N slices of FILES (1 <= K <= N), for
+        /// spreading a suite over N CI machines: the files are sorted,
+        /// duplicates dropped, and file i (from 0) goes to slice i mod N + 1,
+        /// so N machines given the same files run every one exactly once.
+        /// A slice with no file runs nothing and passes.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<shard::Shard>,
     },
     /// Build a scenario and keep it for poking with `ip netns exec` (root).
     ///
@@ -261,9 +272,10 @@ pub enum Format {
 
 pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Check { files } => check::run(&files),
+        Command::Check { files, shard } => check::run(&shard::files(files, shard)),
         Command::Plan { file, format } => plan::run(&file, format),
-        Command::Run { files, format, hold, junit, matrix, pcap, versions } => {
+        Command::Run { files, format, hold, junit, matrix, pcap, versions, shard } => {
+            let files = shard::files(files, shard);
             interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, pcap, versions })).await
         }
         Command::Up { file } => interruptible(up::run(&file)).await,
