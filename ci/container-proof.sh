@@ -83,6 +83,7 @@ cargo test --offline --locked --test scenarios
 # Without --privileged Docker mounts /proc/sys read-only: bridgelab must
 # say so, as an environment problem (exit 3), and leave nothing.
 set +e
+# shellcheck disable=SC2016 # $0 and $1 are the inner shell's arguments
 unprivileged=$(unshare --mount --propagation private sh -c \
     'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$0" run "$1"' \
     "$bin" scenarios/default.toml 2>&1)
