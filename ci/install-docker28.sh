@@ -154,7 +154,8 @@ if [ $have_bookworm = 1 ]; then
     done
 else
     for p in "${bookworm_debs[@]}"; do
-        dpkg-deb -x "$(ls "$tmp"/debs/"${p}"_*.deb | head -1)" "$new"
+        debs_of_p=("$tmp"/debs/"${p}"_*.deb)
+        dpkg-deb -x "${debs_of_p[0]}" "$new"
     done
 fi
 if ! installed "$new"; then

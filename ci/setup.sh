@@ -2,10 +2,12 @@
 # Sets up a fresh Debian (12 or later) machine for bridgelab, builds it, and,
 # given scenario files, runs them:
 #
-#   sudo ./ci/setup.sh scenarios/default.toml
+#   ./ci/setup.sh scenarios/default.toml        # as root (a bare Debian image has no sudo)
+#   sudo ./ci/setup.sh scenarios/default.toml   # as a user with sudo
 #
-# Installs: the iptables/nftables/iproute2 tools labs use, a C toolchain, and
-# (only when no cargo is on PATH) a Rust toolchain through rustup.
+# Installs through ci/install-deps.sh: the iptables/nftables/iproute2 tools
+# labs use, a C toolchain, and (only when no cargo is on PATH) a Rust
+# toolchain through rustup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,14 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 3
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends \
-    iptables iproute2 nftables util-linux kmod procps tcpdump graphviz \
-    build-essential pkg-config ca-certificates curl git
-
+./ci/install-deps.sh graphviz
 if ! command -v cargo >/dev/null 2>&1; then
-    [ -x "$HOME/.cargo/bin/cargo" ] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi

@@ -2,7 +2,8 @@
 # Runs bridgelab's whole test suite. Most tests build real network
 # namespaces and need root; they fail (never skip) without it.
 #
-#   sudo ./ci/test.sh
+#   ./ci/test.sh          # as root
+#   sudo -E ./ci/test.sh  # as a user with sudo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

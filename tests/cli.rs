@@ -208,16 +208,92 @@ fn run_reports_json() {
     assert!(common::namespaces_of(v[0]["run_id"].as_str().unwrap()).is_empty());
 }
 
+/// Every shipped scenario, in three shards (`run --shard K/3`, as a CI
+/// matrix runs them): each passes, and the shards are disjoint and cover
+/// every file.
 #[test]
 fn every_scenario_passes_with_iptables_legacy_too() {
     common::require_root();
-    let mut args = vec!["run".to_string()];
-    for p in common::shipped_scenarios() {
-        args.push(p.to_string_lossy().into_owned());
+    let all: Vec<String> = common::shipped_scenarios().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut seen: Vec<String> = Vec::new();
+    let mut reports = 0;
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let mut args = vec!["run", "--format", "json", "--shard", &shard];
+        args.extend(all.iter().map(String::as_str));
+        let out =
+            Command::new(common::bridgelab_bin()).env("BRIDGELAB_IPTABLES", "legacy").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "shard {shard}: {}{}", text(&out.stdout), text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut files: Vec<String> = Vec::new();
+        for r in v.as_array().unwrap() {
+            assert_eq!(r["passed"], true, "shard {shard}: {r}");
+            reports += 1;
+            let f = r["file"].as_str().unwrap().to_string();
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+        assert!(!files.is_empty(), "shard {shard} ran nothing");
+        for f in &files {
+            assert!(!seen.contains(f), "{f} ran in two shards");
+        }
+        seen.extend(files);
     }
-    let out = Command::new(common::bridgelab_bin()).env("BRIDGELAB_IPTABLES", "legacy").args(&args).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(text(&out.stdout).lines().filter(|l| l.starts_with("PASS")).count(), runs(&args[1..]));
+    seen.sort();
+    assert_eq!(seen, all);
+    assert_eq!(reports, runs(&all));
+}
+
+/// `check --shard` slices as `run --shard` does: sorted, disjoint, complete,
+/// whatever order the files are given in.
+#[test]
+fn shards_of_the_shipped_scenarios_are_disjoint_and_cover_them() {
+    let all: Vec<String> = common::shipped_scenarios().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut reversed = all.clone();
+    reversed.reverse();
+    let mut seen: Vec<String> = Vec::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let mut files = Vec::new();
+        for order in [&all, &reversed] {
+            let mut args = vec!["check", "--shard", &shard];
+            args.extend(order.iter().map(String::as_str));
+            let out = bridgelab(&args);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            assert!(text(&out.stderr).contains(&format!("shard {shard}: ")), "{}", text(&out.stderr));
+            let mut these: Vec<String> =
+                text(&out.stdout).lines().map(|l| l.split_whitespace().nth(1).unwrap().to_string()).collect();
+            these.dedup();
+            files.push(these);
+        }
+        assert_eq!(files[0], files[1], "shard {shard} depends on the order of the files");
+        // Neighbours are dealt out round-robin, so each shard has a third.
+        assert!(files[0].len().abs_diff(all.len() / 3) <= 1, "shard {shard}: {} files", files[0].len());
+        seen.extend(files.swap_remove(0));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "a file in two shards");
+    assert_eq!(sorted, all);
+}
+
+#[rstest]
+#[case::zero("0/3")]
+#[case::past_the_end("4/3")]
+#[case::no_total("3")]
+#[case::not_a_number("a/b")]
+#[case::no_shards("1/0")]
+fn a_bad_shard_is_a_usage_error(#[case] shard: &str) {
+    let path = common::scenario_path("default.toml");
+    for verb in ["check", "run"] {
+        let out = bridgelab(&[verb, "--shard", shard, path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{verb} --shard {shard}");
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("invalid value '{shard}' for '--shard <K/N>'")), "{err}");
+        assert!(err.contains("expected K/N with 1 <= K <= N"), "{err}");
+    }
 }
 
 #[test]

@@ -106,9 +106,16 @@ pub fn check_environment() -> Result<()> {
 }
 
 fn env_error(what: &str, e: io::Error) -> Error {
-    let hint = match e.raw_os_error() {
-        Some(libc_eperm) if libc_eperm == nix::errno::Errno::EPERM as i32 => {
+    let hint = match (e.raw_os_error().map(nix::errno::Errno::from_raw), e.kind()) {
+        (Some(nix::errno::Errno::EPERM), _) => {
             " (not permitted: a privileged container needs --privileged or CAP_SYS_ADMIN)"
+        }
+        // Docker mounts /proc/sys read-only in every container not run
+        // with --privileged (--cap-add does not change that), and the
+        // lab's namespaces need their own sysctls. (The kind: the error
+        // may carry its path instead of the errno.)
+        (Some(nix::errno::Errno::EROFS), _) | (_, io::ErrorKind::ReadOnlyFilesystem) => {
+            " (/proc/sys is read-only, as in a container without --privileged: run it with --privileged)"
         }
         _ => "",
     };

@@ -13,6 +13,7 @@ mod ls;
 mod plan;
 mod probe;
 mod run;
+mod shard;
 mod shell;
 mod snapshot;
 mod up;
@@ -44,6 +45,9 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Check only the K-th of N slices of FILES (see `run --shard`).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<shard::Shard>,
     },
     /// Print what a scenario would build (addresses, links, routes); needs no privileges.
     Plan {
@@ -154,6 +158,13 @@ pub enum Command {
         /// key it lacks) is a column that says why, and exit code 2.
         #[arg(long, value_name = "VERSIONS", value_delimiter = ',')]
         versions: Vec<bridgelab::scenario::Firewall>,
+        /// Run only the K-th of N slices of FILES (1 <= K <= N), for
+        /// spreading a suite over N CI machines: the files are sorted,
+        /// duplicates dropped, and file i (from 0) goes to slice i mod N + 1,
+        /// so N machines given the same files run every one exactly once.
+        /// A slice with no file runs nothing and passes.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<shard::Shard>,
     },
     /// Build a scenario and keep it, to work with: `probe`, `shell`,
     /// `snapshot`, or `ip netns exec` (root).
@@ -419,12 +430,13 @@ pub enum Format {
 
 pub async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Check { files } => check::run(&files),
+        Command::Check { files, shard } => check::run(&shard::files(files, shard)),
         Command::Plan { file, format } => plan::run(&file, format),
         Command::Graph { file, output, format, version, step, macs } => {
             graph::run(&file, &graph::GraphArgs { output, format, version, step, macs })
         }
-        Command::Run { files, format, hold, junit, matrix, html, graph, pcap, versions } => {
+        Command::Run { files, format, hold, junit, matrix, html, graph, pcap, versions, shard } => {
+            let files = shard::files(files, shard);
             interruptible(run::run(&files, run::RunArgs { format, hold, junit, matrix, html, graph, pcap, versions }))
                 .await
         }
