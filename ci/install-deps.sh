@@ -25,7 +25,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
-    iptables iproute2 nftables util-linux kmod procps tcpdump \
+    iptables iproute2 nftables util-linux kmod procps tcpdump graphviz \
     build-essential pkg-config ca-certificates curl git debian-archive-keyring "$@"
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 3
 fi
 
-./ci/install-deps.sh graphviz
+./ci/install-deps.sh
 if ! command -v cargo >/dev/null 2>&1; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
