@@ -1,0 +1,142 @@
+//! What users get around the harness: the scenario format's JSON Schema
+//! (committed, generated, and true to every shipped scenario), shell
+//! completions, and a progress display that never leaks into captured output.
+//! None of it needs root.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const COMMITTED_SCHEMA: &str = "docs/scenario.schema.json";
+
+fn committed_schema() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED_SCHEMA);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(&bridgelab::scenario::scenario_schema()).unwrap();
+    jsonschema::draft202012::options().should_validate_formats(true).build(&schema).unwrap()
+}
+
+/// A TOML scenario as the JSON an editor's schema check sees.
+fn as_json(toml_text: &str) -> Value {
+    let v: toml::Value = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"));
+    serde_json::to_value(v).unwrap()
+}
+
+fn errors(v: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    v.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect()
+}
+
+#[test]
+fn the_committed_schema_is_the_generated_one() {
+    let generated = bridgelab::scenario::scenario_schema();
+    assert!(
+        committed_schema() == generated,
+        "{COMMITTED_SCHEMA} is stale: run `cargo run -- schema > {COMMITTED_SCHEMA}`"
+    );
+    let out = Command::new(common::bridgelab_bin()).arg("schema").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), generated, "`bridgelab schema` prints it");
+}
+
+#[test]
+fn every_shipped_scenario_validates_against_the_schema() {
+    let v = validator();
+    let files = common::shipped_scenarios();
+    assert!(files.len() > 50, "the shipped scenarios were found: {files:?}");
+    assert!(files.iter().any(|f| f.parent().unwrap().ends_with("bugs")), "the bug library too");
+    for f in &files {
+        let json = as_json(&std::fs::read_to_string(f).unwrap());
+        let errs = errors(&v, &json);
+        assert!(errs.is_empty(), "{}: {errs:#?}", f.display());
+    }
+}
+
+/// Each invalid file is one mistake; the loader refuses it too, so the
+/// schema says in the editor what `bridgelab check` would say later.
+#[test]
+fn the_schema_rejects_unknown_keys_wrong_types_and_unknown_names() {
+    let v = validator();
+    let good = "name = \"x\"\n[[container]]\nname = \"web\"\npublish = [\"8080:80\"]\n";
+    assert!(errors(&v, &as_json(good)).is_empty());
+    let cases = [
+        ("an unknown top-level key", "nmae = \"x\"\n", ""),
+        ("an unknown key in a table", "[daemon]\nicc = false\nfirwall = \"docker20\"\n", "/daemon"),
+        ("an unknown key in an array of tables", "[[container]]\nname = \"web\"\nport = 80\n", "/container/0"),
+        ("a wrong type", "[daemon]\nicc = \"no\"\n", "/daemon/icc"),
+        ("a table where a list goes", "[[container]]\nname = \"web\"\npublish = \"8080:80\"\n", "/container/0/publish"),
+        ("an unknown layout", "[daemon]\nfirewall = \"docker19\"\n", "/daemon/firewall"),
+        (
+            "an unknown verdict",
+            "[[expect]]\nfrom = \"a\"\nto = \"b\"\nprobe = \"icmp\"\nresult = \"ok\"\n",
+            "/expect/0/result",
+        ),
+        ("a probe of no kind", "[[expect]]\nfrom = \"a\"\nto = \"b\"\nprobe = \"ping\"\n", "/expect/0/probe"),
+        ("not an address", "[daemon]\nip = \"1.2.3\"\n", "/daemon/ip"),
+        ("a missing required key", "[[container]]\npublish = [\"80\"]\n", "/container/0"),
+        ("an unknown step", "[[step]]\ndo = \"explode\"\n", "/step/0/do"),
+    ];
+    for (what, text, at) in cases {
+        let json = as_json(text);
+        let errs: Vec<_> = v.iter_errors(&json).map(|e| e.instance_path().to_string()).collect();
+        assert!(!errs.is_empty(), "{what} is rejected:\n{text}");
+        assert!(errs.iter().any(|p| p == at), "{what}: the error is at {at}, not {errs:?}");
+        // And bridgelab's loader agrees.
+        let dir = tempfile::tempdir().unwrap();
+        let f = common::temp_scenario(&dir, "bad", text);
+        let out = Command::new(common::bridgelab_bin()).arg("check").arg(&f).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{what}: bridgelab check refuses it too");
+    }
+}
+
+#[test]
+fn bash_completions_name_every_verb_and_parse() {
+    let out = Command::new(common::bridgelab_bin()).args(["completions", "bash"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = String::from_utf8(out.stdout).unwrap();
+    let help = Command::new(common::bridgelab_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    // The verbs as --help lists them, so a new verb is checked without
+    // touching this test.
+    let verbs: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| *v != "help")
+        .collect();
+    for v in ["run", "check", "diff", "completions", "schema"] {
+        assert!(verbs.contains(&v), "{v} in {verbs:?}");
+    }
+    for v in &verbs {
+        // clap_complete's bash script dispatches on `bridgelab__subcmd__VERB`.
+        let case = format!("cmd=\"bridgelab__subcmd__{}\"", v.replace('-', "__"));
+        assert!(script.contains(&case), "{v} is completed: no {case}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridgelab.bash");
+    std::fs::write(&path, &script).unwrap();
+    let bash = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(bash.status.success(), "bash -n: {}", String::from_utf8_lossy(&bash.stderr));
+}
+
+#[test]
+fn completions_exist_for_the_other_shells() {
+    for (shell, mark) in [("zsh", "#compdef bridgelab"), ("fish", "complete -c bridgelab"), ("elvish", "bridgelab")] {
+        let out = Command::new(common::bridgelab_bin()).args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(mark), "{shell}: {script}");
+        assert!(script.contains("schema"), "{shell} completes the verbs");
+    }
+    let out = Command::new(common::bridgelab_bin()).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+}
