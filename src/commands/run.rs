@@ -116,6 +116,8 @@ fn load(f: &Path, versions: &[bridgelab::scenario::Firewall]) -> bridgelab::Resu
 async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, ScenarioReport) {
     let started = Instant::now();
     let mut report = ScenarioReport::new(f.to_path_buf(), lab.scenario().name.clone());
+    let scenario = lab.scenario();
+    report.layout = Some(scenario.version.unwrap_or_else(|| scenario.spec.daemon.firewall()).to_string());
     let mut code = 0u8;
     let building = Instant::now();
     let running = match lab.up().await {
