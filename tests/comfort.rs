@@ -140,3 +140,37 @@ fn completions_exist_for_the_other_shells() {
     let out = Command::new(common::bridgelab_bin()).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
 }
+
+/// Two scenarios, one that does not load: on a terminal (a pty from
+/// util-linux's `script`) the bar shows the count and what runs, and is
+/// cleared before the report; with stderr captured, as in CI, none of it
+/// appears.
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_captured_output() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = common::temp_scenario(&dir, "bad", "[daemon]\nbogus = true\n");
+    let good = common::scenario_path("default.toml");
+
+    let out = Command::new(common::bridgelab_bin()).arg("run").args([&good, &bad]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+    for mark in ["\r", "\x1b[", "running", "1/2", "passed"] {
+        assert!(!err.contains(mark), "no progress in captured stderr ({mark:?}): {err:?}");
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("PASS  default"), "{stdout}");
+
+    let cmd = format!("{} run {} {}", common::bridgelab_bin(), good.display(), bad.display());
+    let tty = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").output().unwrap();
+    let screen = String::from_utf8_lossy(&tty.stdout).into_owned();
+    assert_eq!(tty.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("0/2"), "the bar with the count: {screen:?}");
+    assert!(screen.contains("running default"), "the scenario it runs: {screen:?}");
+    assert!(screen.contains("1 passed, 0 failed; running"), "the counts so far: {screen:?}");
+    let report = screen.find("PASS  default").or_else(|| screen.find("PASS\x1b[0m  default")).expect("the report");
+    let (during, after) = screen.split_at(report);
+    assert!(during.ends_with("\r\x1b[2K") || during.ends_with("\x1b[2K\x1b[32m"), "the bar is cleared: {during:?}");
+    assert!(!after.contains("running"), "no bar after the report: {after:?}");
+}

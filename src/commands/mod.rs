@@ -11,6 +11,7 @@ mod host;
 mod import;
 mod ls;
 mod plan;
+mod progress;
 mod run;
 mod up;
 
