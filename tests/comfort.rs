@@ -12,6 +12,16 @@ use serde_json::Value;
 
 const COMMITTED_SCHEMA: &str = "docs/scenario.schema.json";
 
+/// `cargo install` below builds into this build's target directory and so
+/// may replace target/debug/bridgelab (with the same program built without
+/// dev-dependencies' features): the other tests here run it under a read
+/// lock, the install under the write lock.
+static BINARY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn bridgelab() -> (std::sync::RwLockReadGuard<'static, ()>, Command) {
+    (BINARY.read().unwrap_or_else(|e| e.into_inner()), Command::new(common::bridgelab_bin()))
+}
+
 fn committed_schema() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED_SCHEMA);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -39,7 +49,8 @@ fn the_committed_schema_is_the_generated_one() {
         committed_schema() == generated,
         "{COMMITTED_SCHEMA} is stale: run `cargo run -- schema > {COMMITTED_SCHEMA}`"
     );
-    let out = Command::new(common::bridgelab_bin()).arg("schema").output().unwrap();
+    let (_bin, mut cmd) = bridgelab();
+    let out = cmd.arg("schema").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), generated, "`bridgelab schema` prints it");
 }
@@ -89,17 +100,20 @@ fn the_schema_rejects_unknown_keys_wrong_types_and_unknown_names() {
         // And bridgelab's loader agrees.
         let dir = tempfile::tempdir().unwrap();
         let f = common::temp_scenario(&dir, "bad", text);
-        let out = Command::new(common::bridgelab_bin()).arg("check").arg(&f).output().unwrap();
+        let (_bin, mut cmd) = bridgelab();
+        let out = cmd.arg("check").arg(&f).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{what}: bridgelab check refuses it too");
     }
 }
 
 #[test]
 fn bash_completions_name_every_verb_and_parse() {
-    let out = Command::new(common::bridgelab_bin()).args(["completions", "bash"]).output().unwrap();
+    let (_bin, mut cmd) = bridgelab();
+    let out = cmd.args(["completions", "bash"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let script = String::from_utf8(out.stdout).unwrap();
     let help = Command::new(common::bridgelab_bin()).arg("--help").output().unwrap();
+    drop(_bin);
     let help = String::from_utf8(help.stdout).unwrap();
     // The verbs as --help lists them, so a new verb is checked without
     // touching this test.
@@ -130,6 +144,7 @@ fn bash_completions_name_every_verb_and_parse() {
 
 #[test]
 fn completions_exist_for_the_other_shells() {
+    let _bin = bridgelab().0;
     for (shell, mark) in [("zsh", "#compdef bridgelab"), ("fish", "complete -c bridgelab"), ("elvish", "bridgelab")] {
         let out = Command::new(common::bridgelab_bin()).args(["completions", shell]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{shell}");
@@ -152,6 +167,7 @@ fn progress_shows_on_a_terminal_and_never_in_captured_output() {
     let bad = common::temp_scenario(&dir, "bad", "[daemon]\nbogus = true\n");
     let good = common::scenario_path("default.toml");
 
+    let _bin = bridgelab().0;
     let out = Command::new(common::bridgelab_bin()).arg("run").args([&good, &bad]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
@@ -173,4 +189,30 @@ fn progress_shows_on_a_terminal_and_never_in_captured_output() {
     let (during, after) = screen.split_at(report);
     assert!(during.ends_with("\r\x1b[2K") || during.ends_with("\x1b[2K\x1b[32m"), "the bar is cleared: {during:?}");
     assert!(!after.contains("running"), "no bar after the report: {after:?}");
+}
+
+/// `cargo install --path .` gives a working `bridgelab`: the package's
+/// metadata, binary target and lock file are right. It builds into this
+/// build's target directory, so it reuses what `cargo test` compiled
+/// (seconds, not the minutes of a fresh install) and needs no network.
+#[test]
+fn cargo_install_from_the_checkout_works() {
+    let _bin = BINARY.write().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    // target/debug/bridgelab: two levels under the target directory.
+    let target = Path::new(common::bridgelab_bin()).parent().unwrap().parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["install", "--debug", "--locked", "--offline", "--path", env!("CARGO_MANIFEST_DIR"), "--root"])
+        .arg(root.path())
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo install: {}", String::from_utf8_lossy(&out.stderr));
+    let installed = root.path().join("bin/bridgelab");
+    let v = Command::new(&installed).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8(v.stdout).unwrap(), format!("bridgelab {}\n", env!("CARGO_PKG_VERSION")));
+    // And it is the whole tool, not a stub: it checks a shipped scenario.
+    let check = Command::new(&installed).arg("check").arg(common::scenario_path("default.toml")).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
 }
