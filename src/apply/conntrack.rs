@@ -208,7 +208,8 @@ mod tests {
         let len = 16 + 4 + body.len();
         let mut m = Vec::new();
         m.extend_from_slice(&(len as u32).to_ne_bytes());
-        m.extend_from_slice(&((1u16 << 8) | 0).to_ne_bytes());
+        // NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW (0).
+        m.extend_from_slice(&(1u16 << 8).to_ne_bytes());
         m.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         m.extend_from_slice(&[2, 0, 0, 0]);
         m.extend_from_slice(body);
