@@ -244,11 +244,17 @@ fn a_failed_expectation_exits_1_and_says_why_in_every_format() {
     assert!(t.contains("ok   bb -> external"), "{t}");
     assert!(t.ends_with("0 passed, 1 failed\n"), "{t}");
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert!(x.contains("<testsuite name=\"wrong\" tests=\"3\" failures=\"1\" time=\""), "{x}");
-    assert!(
-        x.contains(
-            "<failure message=\"expected reachable, got blocked: no answer to 5 attempts in 2000 ms; \
-             dropped by the host's rule filter: -A FORWARD -i docker0 -o docker0 -j DROP\">"
+    let doc = roxmltree::Document::parse(&x).unwrap_or_else(|e| panic!("{e}: {x}"));
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    let attr = |name| suite.attribute(name).unwrap_or_else(|| panic!("no {name}: {x}"));
+    assert_eq!((attr("name"), attr("tests"), attr("failures")), ("wrong", "3", "1"), "{x}");
+    assert!(attr("time").parse::<f64>().is_ok(), "{x}");
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    assert_eq!(
+        failure.attribute("message"),
+        Some(
+            "expected reachable, got blocked: no answer to 5 attempts in 2000 ms; \
+             dropped by the host's rule filter: -A FORWARD -i docker0 -o docker0 -j DROP"
         ),
         "{x}"
     );

@@ -55,6 +55,10 @@ pub enum Command {
     /// Every file gets a PASS or FAIL: one that does not load, or whose lab
     /// cannot be built, is a failed scenario in every report format, and
     /// the verdicts gathered before any failure are kept.
+    ///
+    /// On a terminal, more than one lab shows a progress bar on stderr (the
+    /// scenario running, passed and failed so far), cleared before the
+    /// report; never when stderr is not a terminal, with TERM=dumb or --hold.
     Run {
         /// Scenario files (TOML), run one after another. Each builds its own
         /// lab, which is removed before the next file starts.
