@@ -193,8 +193,10 @@ fn progress_shows_on_a_terminal_and_never_in_captured_output() {
 
 /// `cargo install --path .` gives a working `bridgelab`: the package's
 /// metadata, binary target and lock file are right. It builds into this
-/// build's target directory, so it reuses what `cargo test` compiled
-/// (seconds, not the minutes of a fresh install) and needs no network.
+/// build's target directory and needs no network. Without dev-dependencies
+/// some 50 crates get other features than `cargo test`'s and are rebuilt
+/// once: less than the 70 s a fresh debug install takes on this 2-core
+/// machine, and a few seconds once they are there.
 #[test]
 fn cargo_install_from_the_checkout_works() {
     let _bin = BINARY.write().unwrap_or_else(|e| e.into_inner());
