@@ -1,5 +1,6 @@
 //! `--pcap DIR`: a capture of the host's bridge and uplink for the whole
-//! run, one classic pcap file per interface (Wireshark and tcpdump read it).
+//! run, one classic pcap file per interface (Wireshark and tcpdump read it),
+//! written by pcap-file with nanosecond timestamps.
 //!
 //! The capture is a middleware beside the lab, as in smoltcp's pcap writer:
 //! it watches, it never changes a packet. Packet sockets (pnet datalink)
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::{DataLink, Endianness, TsResolution};
 use pnet::datalink::{self, Channel, NetworkInterface};
 
 use crate::apply::{netns, RunningLab};
@@ -25,26 +28,28 @@ pub struct Capture {
     pub files: Vec<PathBuf>,
 }
 
-/// Writes the classic pcap file header (microseconds, Ethernet).
-pub fn write_header(w: &mut impl Write) -> io::Result<()> {
-    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&0i32.to_le_bytes())?; // thiszone
-    w.write_all(&0u32.to_le_bytes())?; // sigfigs
-    w.write_all(&65535u32.to_le_bytes())?; // snaplen
-    w.write_all(&1u32.to_le_bytes()) // LINKTYPE_ETHERNET
+/// Frames longer than this are cut (tcpdump's default snap length; a
+/// packet socket can hand up GRO-merged frames past 64 KiB).
+pub const SNAPLEN: u32 = 262_144;
+
+/// A pcap writer (pcap-file) with nanosecond timestamps and Ethernet frames.
+pub fn pcap_writer<W: Write>(w: W) -> io::Result<PcapWriter<W>> {
+    let header = PcapHeader {
+        snaplen: SNAPLEN,
+        datalink: DataLink::ETHERNET,
+        ts_resolution: TsResolution::NanoSecond,
+        endianness: Endianness::native(),
+        ..PcapHeader::default()
+    };
+    PcapWriter::with_header(w, header).map_err(io::Error::other)
 }
 
-/// Writes one frame with its capture time.
-pub fn write_frame(w: &mut impl Write, at: SystemTime, frame: &[u8]) -> io::Result<()> {
+/// Writes one frame with its capture time, cut to [`SNAPLEN`].
+pub fn write_frame<W: Write>(w: &mut PcapWriter<W>, at: SystemTime, frame: &[u8]) -> io::Result<()> {
     let t = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    w.write_all(&(t.as_secs() as u32).to_le_bytes())?;
-    w.write_all(&t.subsec_micros().to_le_bytes())?;
-    let len = frame.len().min(65535) as u32;
-    w.write_all(&len.to_le_bytes())?;
-    w.write_all(&(frame.len() as u32).to_le_bytes())?;
-    w.write_all(&frame[..len as usize])
+    let kept = &frame[..frame.len().min(SNAPLEN as usize)];
+    let orig_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    w.write_packet(&PcapPacket::new(t, orig_len, kept)).map(drop).map_err(io::Error::other)
 }
 
 impl Capture {
@@ -77,10 +82,9 @@ impl Capture {
             })
             .map_err(|e| crate::Error::apply(format!("host: capture on {name}"), e))?;
             let path = dir.join(format!("{}-{name}.pcap", lab.plan().scenario));
-            let mut out = BufWriter::new(
-                File::create(&path).map_err(|e| crate::Error::apply(format!("create {}", path.display()), e))?,
-            );
-            write_header(&mut out).map_err(|e| crate::Error::apply(format!("write {}", path.display()), e))?;
+            let file = File::create(&path).map_err(|e| crate::Error::apply(format!("create {}", path.display()), e))?;
+            let mut out = pcap_writer(BufWriter::new(file))
+                .map_err(|e| crate::Error::apply(format!("write {}", path.display()), e))?;
             let stop = stop.clone();
             let mut rx = rx;
             cap.threads.push(std::thread::spawn(move || {
@@ -98,7 +102,7 @@ impl Capture {
                         Err(e) => return Err(e),
                     }
                 }
-                out.flush()
+                out.into_writer().flush()
             }));
             cap.files.push(path);
         }
@@ -128,14 +132,39 @@ impl Drop for Capture {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use pcap_file::pcap::PcapReader;
+    use pcap_file::{DataLink, TsResolution};
+
+    /// Read back by pcap-file's reader: Ethernet, nanosecond times kept to
+    /// the nanosecond, and a frame past the snap length cut but with its
+    /// real length.
     #[test]
-    fn pcap_layout_is_the_classic_one() {
-        let mut buf = Vec::new();
-        super::write_header(&mut buf).unwrap();
-        assert_eq!(buf.len(), 24);
-        assert_eq!(&buf[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
-        let at = std::time::UNIX_EPOCH + std::time::Duration::new(7, 5_000);
-        super::write_frame(&mut buf, at, &[1, 2, 3]).unwrap();
-        assert_eq!(&buf[24..], &[7, 0, 0, 0, 5, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3]);
+    fn frames_read_back_with_their_times_and_lengths() {
+        let mut w = super::pcap_writer(Vec::new()).unwrap();
+        let at = UNIX_EPOCH + Duration::new(7, 5_123);
+        super::write_frame(&mut w, at, &[1, 2, 3]).unwrap();
+        let big = vec![9u8; super::SNAPLEN as usize + 10];
+        super::write_frame(&mut w, at + Duration::from_nanos(1), &big).unwrap();
+        let buf = w.into_writer();
+        let mut r = PcapReader::new(&buf[..]).unwrap();
+        let h = r.header();
+        assert_eq!(
+            (h.datalink, h.ts_resolution, h.snaplen),
+            (DataLink::ETHERNET, TsResolution::NanoSecond, super::SNAPLEN)
+        );
+        let p = r.next_packet().unwrap().unwrap();
+        assert_eq!((p.timestamp, p.orig_len, &p.data[..]), (Duration::new(7, 5_123), 3, &[1u8, 2, 3][..]));
+        // pcap-file's parsed reader refuses orig_len > snaplen, which
+        // libpcap, tcpdump and Wireshark accept (it is what a cut frame
+        // is): read the cut frame raw.
+        let p = r.next_raw_packet().unwrap().unwrap();
+        assert_eq!((p.ts_sec, p.ts_frac), (7, 5_124));
+        assert_eq!(
+            (p.data.len(), p.incl_len, p.orig_len),
+            (super::SNAPLEN as usize, super::SNAPLEN, super::SNAPLEN + 10)
+        );
+        assert!(r.next_raw_packet().is_none());
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -52,6 +52,13 @@ pub struct ScenarioReport {
     pub build_ms: Option<u64>,
     /// The whole scenario, from loading the file to teardown.
     pub elapsed_ms: u64,
+    /// When the scenario started (JUnit's `timestamp`).
+    #[serde(skip)]
+    pub started: SystemTime,
+    /// The Docker layout the lab was built in (`docker20`...), a JUnit
+    /// property; `None` when no lab was planned.
+    #[serde(skip)]
+    pub layout: Option<String>,
 }
 
 /// One `[[step]]` carried out.
@@ -94,6 +101,8 @@ impl ScenarioReport {
             passed: false,
             build_ms: None,
             elapsed_ms: 0,
+            started: SystemTime::now(),
+            layout: None,
         }
     }
 
@@ -101,6 +110,7 @@ impl ScenarioReport {
     pub fn not_loaded(file: &Path, error: &crate::Error, elapsed: Duration) -> ScenarioReport {
         let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let mut r = ScenarioReport::new(file.to_path_buf(), name);
+        r.started = SystemTime::now().checked_sub(elapsed).unwrap_or(r.started);
         r.error(STAGE_LOAD, error, elapsed);
         r.elapsed_ms = millis(elapsed);
         r.conclude();
@@ -287,24 +297,6 @@ pub fn text(reports: &[ScenarioReport], colour: bool) -> String {
     s
 }
 
-/// Text for XML (attributes are double-quoted): markup characters escaped,
-/// and characters XML 1.0 does not allow (most control characters) replaced.
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// One JUnit testcase.
 struct Case {
     name: String,
@@ -391,10 +383,6 @@ fn cases(r: &ScenarioReport) -> Vec<Case> {
     cases
 }
 
-fn seconds(ms: u64) -> String {
-    format!("{:.3}", ms as f64 / 1000.0)
-}
-
 /// One file run under several Docker versions (`run --versions`), side by
 /// side: a row per expectation, a column per version, each cell the verdict
 /// seen there. `*` marks a verdict the file does not expect under that
@@ -461,54 +449,53 @@ pub fn by_version(file: &Path, runs: &[(String, &ScenarioReport)]) -> String {
     s
 }
 
-/// JUnit XML: a testsuite per scenario file (a file that did not load is a
-/// failed suite), a testcase per expectation, per step and per error, plus
-/// one for the lab matching its plan. Every testcase and suite has its time.
+/// JUnit XML (quick-junit, nextest's writer): a testsuite per scenario
+/// file (a file that did not load is a failed suite), a testcase per
+/// expectation, per step and per error, plus one for the lab matching its
+/// plan. Every testcase and suite has its time, every suite its start
+/// (`timestamp`), properties (file, run id, Docker layout, bridgelab's
+/// version) and its text report lines as `system-out`.
 pub fn junit(reports: &[ScenarioReport]) -> String {
-    let suites: Vec<(&ScenarioReport, Vec<Case>)> = reports.iter().map(|r| (r, cases(r))).collect();
-    let tests: usize = suites.iter().map(|(_, c)| c.len()).sum();
-    let failures: usize = suites.iter().map(|(_, c)| c.iter().filter(|c| c.failure.is_some()).count()).sum();
-    let total: u64 = reports.iter().map(|r| r.elapsed_ms).sum();
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        s,
-        "<testsuites name=\"bridgelab\" tests=\"{tests}\" failures=\"{failures}\" time=\"{}\">",
-        seconds(total)
-    );
-    for (r, cases) in &suites {
-        let failures = cases.iter().filter(|c| c.failure.is_some()).count();
-        let _ = writeln!(
-            s,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{}\" file=\"{}\">",
-            xml(&r.scenario),
-            cases.len(),
-            seconds(r.elapsed_ms),
-            xml(&r.file.display().to_string())
-        );
-        for c in cases {
-            let _ = write!(
-                s,
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{}\"",
-                xml(&r.scenario),
-                xml(&c.name),
-                seconds(c.ms)
-            );
-            match &c.failure {
-                None => s.push_str("/>\n"),
-                Some((msg, body)) => {
-                    let _ = writeln!(
-                        s,
-                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                        xml(msg),
-                        xml(body)
-                    );
-                }
-            }
-        }
-        s.push_str("  </testsuite>\n");
+    use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new("bridgelab");
+    report.set_time(Duration::from_millis(reports.iter().map(|r| r.elapsed_ms).sum()));
+    if let Some(first) = reports.iter().map(|r| r.started).min() {
+        report.set_timestamp(chrono::DateTime::<chrono::Utc>::from(first).fixed_offset());
     }
-    s.push_str("</testsuites>\n");
-    s
+    for r in reports {
+        let mut suite = TestSuite::new(r.scenario.as_str());
+        suite.set_time(Duration::from_millis(r.elapsed_ms));
+        suite.set_timestamp(chrono::DateTime::<chrono::Utc>::from(r.started).fixed_offset());
+        suite.extra.insert("file".into(), r.file.display().to_string().into());
+        suite.add_property(Property::new("file", r.file.display().to_string()));
+        if let Some(id) = &r.run_id {
+            suite.add_property(Property::new("run_id", id));
+        }
+        if let Some(layout) = &r.layout {
+            suite.add_property(Property::new("layout", layout));
+        }
+        suite.add_property(Property::new("bridgelab.version", env!("CARGO_PKG_VERSION")));
+        // The scenario's lines of the text report, less the summary line.
+        let lines = text(std::slice::from_ref(r), false);
+        let lines = lines.trim_end().rsplit_once('\n').map(|(body, _)| body).unwrap_or("");
+        suite.set_system_out(lines);
+        for c in cases(r) {
+            let status = match c.failure {
+                None => TestCaseStatus::success(),
+                Some((message, body)) => {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    st.set_message(message).set_description(body);
+                    st
+                }
+            };
+            let mut case = TestCase::new(c.name, status);
+            case.set_classname(r.scenario.as_str()).set_time(Duration::from_millis(c.ms));
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    // Only a writer's I/O error can fail serializing, and a Vec has none.
+    report.to_string().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -522,10 +509,52 @@ mod tests {
         let x = junit(&[r]);
         let doc = roxmltree::Document::parse(&x).unwrap_or_else(|e| panic!("{e}: {x}"));
         let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
-        assert_eq!(failure.attribute("message"), Some("a <tool> & \"quotes\"\u{FFFD}\u{FFFD}[31m said"));
-        assert_eq!(failure.text(), Some("a <tool> & \"quotes\"\u{FFFD}\u{FFFD}[31m said\nno"));
+        // Markup escaped; control characters and the colour escape dropped.
+        assert_eq!(failure.attribute("message"), Some("a <tool> & \"quotes\" said"));
+        assert_eq!(failure.text(), Some("a <tool> & \"quotes\" said\nno"));
         let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
         assert_eq!(suite.attribute("time"), Some("0.003"));
         assert_eq!(suite.attribute("failures"), Some("1"));
+        assert_eq!(suite.attribute("file"), Some("odd.toml"));
+    }
+
+    /// What quick-junit adds over the hand-written XML: a start time,
+    /// properties, and the text report as the suite's system-out.
+    #[test]
+    fn junit_suites_have_a_timestamp_properties_and_system_out() {
+        let mut r = ScenarioReport::new("a/b.toml".into(), "b".into());
+        r.run_id = Some("abc123".into());
+        r.layout = Some("docker28".into());
+        r.started = std::time::UNIX_EPOCH + Duration::from_secs(86_400);
+        r.build_ms = Some(1500);
+        r.mismatches.push(Mismatch { node: "host".into(), what: "no route 10.0.0.0/8".into() });
+        r.elapsed_ms = 2250;
+        r.conclude();
+        let x = junit(&[r]);
+        let doc = roxmltree::Document::parse(&x).unwrap_or_else(|e| panic!("{e}: {x}"));
+        let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+        assert_eq!(suite.attribute("timestamp"), Some("1970-01-02T00:00:00.000+00:00"), "{x}");
+        assert_eq!(suite.attribute("time"), Some("2.250"));
+        let props: Vec<(&str, &str)> = suite
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .map(|p| (p.attribute("name").unwrap(), p.attribute("value").unwrap()))
+            .collect();
+        assert_eq!(
+            props,
+            [
+                ("file", "a/b.toml"),
+                ("run_id", "abc123"),
+                ("layout", "docker28"),
+                ("bridgelab.version", env!("CARGO_PKG_VERSION"))
+            ]
+        );
+        let out = suite.children().find(|n| n.has_tag_name("system-out")).unwrap().text().unwrap();
+        assert!(out.starts_with("FAIL  b (a/b.toml): 0/0 expectations met\n"), "{out}");
+        assert!(out.contains("differs from plan:"), "{out}");
+        assert!(!out.contains("passed,"), "no summary line: {out}");
+        let case = suite.children().find(|n| n.has_tag_name("testcase")).unwrap();
+        assert_eq!(case.attribute("name"), Some("lab matches plan"));
+        assert_eq!(case.attribute("time"), Some("1.500"));
     }
 }

@@ -320,11 +320,17 @@ fn a_failed_expectation_exits_1_and_says_why_in_every_format() {
     assert!(t.contains("ok   bb -> external"), "{t}");
     assert!(t.ends_with("0 passed, 1 failed\n"), "{t}");
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert!(x.contains("<testsuite name=\"wrong\" tests=\"3\" failures=\"1\" time=\""), "{x}");
-    assert!(
-        x.contains(
-            "<failure message=\"expected reachable, got blocked: no answer to 5 attempts in 2000 ms; \
-             dropped by the host's rule filter: -A FORWARD -i docker0 -o docker0 -j DROP\">"
+    let doc = roxmltree::Document::parse(&x).unwrap_or_else(|e| panic!("{e}: {x}"));
+    let suite = doc.descendants().find(|n| n.has_tag_name("testsuite")).unwrap();
+    let attr = |name| suite.attribute(name).unwrap_or_else(|| panic!("no {name}: {x}"));
+    assert_eq!((attr("name"), attr("tests"), attr("failures")), ("wrong", "3", "1"), "{x}");
+    assert!(attr("time").parse::<f64>().is_ok(), "{x}");
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    assert_eq!(
+        failure.attribute("message"),
+        Some(
+            "expected reachable, got blocked: no answer to 5 attempts in 2000 ms; \
+             dropped by the host's rule filter: -A FORWARD -i docker0 -o docker0 -j DROP"
         ),
         "{x}"
     );
@@ -373,9 +379,32 @@ fn pcap_captures_the_bridge_and_the_uplink_readably() {
     common::require_root();
     let dir = tempfile::tempdir().unwrap();
     let path = common::scenario_path("default.toml");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let out = bridgelab(&["run", "--pcap", dir.path().to_str().unwrap(), path.to_str().unwrap()]);
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     // A failed expectation is reported on stdout: show both.
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    // pcap-file reads them back too: nanosecond timestamps, in order, all
+    // within the run, and every frame whole.
+    for name in ["default-docker0.pcap", "default-eth0.pcap"] {
+        let file = std::fs::File::open(dir.path().join(name)).unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
+        assert_eq!(r.header().ts_resolution, pcap_file::TsResolution::NanoSecond);
+        let mut last = before;
+        let mut frames = 0;
+        while let Some(p) = r.next_packet() {
+            let p = p.unwrap();
+            assert!(
+                p.timestamp >= last && p.timestamp <= after,
+                "{name}: {:?} not in order within the run",
+                p.timestamp
+            );
+            assert_eq!(p.data.len() as u32, p.orig_len, "{name}: a frame was cut");
+            last = p.timestamp;
+            frames += 1;
+        }
+        assert!(frames > 0, "{name} holds frames");
+    }
     // tcpdump reads them back: the probes crossed the bridge and the uplink.
     let read = |name: &str| {
         let out =

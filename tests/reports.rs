@@ -187,7 +187,37 @@ fn a_file_that_does_not_load_is_a_failed_suite_in_every_format() {
     assert_eq!(cases.len(), 1);
     assert_eq!(cases[0].0, "load");
     assert!(cases[0].2.as_deref().unwrap().contains("unknown field `bogus`"), "{cases:?}");
-    assert!(r.junit.contains("<testsuites name=\"bridgelab\" tests=\"4\" failures=\"1\""), "{}", r.junit);
+    let doc = roxmltree::Document::parse(&r.junit).unwrap();
+    let root = doc.root_element();
+    assert_eq!(
+        (root.attribute("name"), root.attribute("tests"), root.attribute("failures")),
+        (Some("bridgelab"), Some("4"), Some("1")),
+        "{}",
+        r.junit
+    );
+    // What quick-junit adds: each suite's start, properties, and its text
+    // report lines; the file that did not load has no run id.
+    let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
+    let props = |s: &roxmltree::Node| -> Vec<(String, String)> {
+        s.descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .map(|p| (p.attribute("name").unwrap().to_string(), p.attribute("value").unwrap().to_string()))
+            .collect()
+    };
+    let good_props = props(&suites[0]);
+    let names: Vec<&str> = good_props.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["file", "run_id", "layout", "bridgelab.version"], "{}", r.junit);
+    assert_eq!(good_props[0].1, good.display().to_string());
+    assert_eq!(good_props[2].1, "docker1", "network-modes.toml has no firewall: Docker 1.6.2's layout");
+    let bad_props: Vec<String> = props(&suites[1]).into_iter().map(|p| p.0).collect();
+    assert_eq!(bad_props, ["file", "bridgelab.version"]);
+    let started =
+        |s: &roxmltree::Node| chrono::DateTime::parse_from_rfc3339(s.attribute("timestamp").unwrap()).unwrap();
+    assert!(started(&suites[0]) <= started(&suites[1]), "the good file ran first");
+    let out =
+        |s: &roxmltree::Node| s.children().find(|n| n.has_tag_name("system-out")).unwrap().text().unwrap().to_string();
+    assert!(out(&suites[0]).starts_with("PASS  network-modes"), "{}", out(&suites[0]));
+    assert!(out(&suites[1]).contains("unknown field `bogus`"), "{}", out(&suites[1]));
 
     let out = std::process::Command::new(common::bridgelab_bin())
         .args(["run", "--format", "json"])

@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod cleanup;
+mod completions;
 mod diff;
 mod down;
 mod graph;
@@ -12,6 +13,7 @@ mod import;
 mod ls;
 mod plan;
 mod probe;
+mod progress;
 mod run;
 mod shard;
 mod shell;
@@ -106,6 +108,10 @@ pub enum Command {
     /// Every file gets a PASS or FAIL: one that does not load, or whose lab
     /// cannot be built, is a failed scenario in every report format, and
     /// the verdicts gathered before any failure are kept.
+    ///
+    /// On a terminal, more than one lab shows a progress bar on stderr (the
+    /// scenario running, passed and failed so far), cleared before the
+    /// report; never when stderr is not a terminal, with TERM=dumb or --hold.
     Run {
         /// Scenario files (TOML), run one after another. Each builds its own
         /// lab, which is removed before the next file starts.
@@ -403,6 +409,23 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Print a shell's completion script for bridgelab.
+    ///
+    /// bash: `bridgelab completions bash > /etc/bash_completion.d/bridgelab`
+    /// (or `source <(bridgelab completions bash)` in ~/.bashrc).
+    /// zsh: `bridgelab completions zsh > "${fpath[1]}/_bridgelab"`.
+    /// fish: `bridgelab completions fish > ~/.config/fish/completions/bridgelab.fish`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of scenario files, for editors.
+    ///
+    /// The same schema is committed as docs/scenario.schema.json. Point
+    /// taplo (and VS Code's Even Better TOML, which uses it) at it with a
+    /// `#:schema ./docs/scenario.schema.json` first line in a scenario, or
+    /// a `[[rule]]` in .taplo.toml; see the README. Needs no privileges.
+    Schema,
 }
 
 impl Command {
@@ -456,6 +479,11 @@ pub async fn dispatch(cli: Cli) -> u8 {
         }
         Command::Audit { host, rules } => audit::run(&host, &rules),
         Command::Cleanup { all } => cleanup::run(all),
+        Command::Completions { shell } => completions::run(shell),
+        Command::Schema => {
+            crate::out!("{}", bridgelab::scenario::scenario_schema().trim_end());
+            0
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bridgelab::report::{self, millis, ScenarioReport};
 
+use super::progress::{self, Progress};
 use super::{print_json, render_error, Format};
 
 pub struct RunArgs {
@@ -33,15 +34,22 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
     let mut reports = Vec::new();
     // Per file under --versions: its reports' range and their versions.
     let mut tables: Vec<(PathBuf, std::ops::Range<usize>, Vec<String>)> = Vec::new();
+    let labs = files.len() * args.versions.len().max(1);
+    let term = std::env::var("TERM").ok();
+    let show = progress::wanted(std::io::stderr().is_terminal(), term.as_deref(), labs, args.hold);
+    let mut progress = Progress::new(show, files.len());
     'files: for f in files {
         let started = Instant::now();
+        progress.running(&f.display().to_string());
         // A file with `versions` is one lab, and one report, per version;
         // under --versions, one per version asked for.
         let labs = match load(f, &args.versions) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("{}", render_error(&e));
+                progress.suspend(|| eprintln!("{}", render_error(&e)));
                 worst = worst.max(e.exit_code() as u8);
+                progress.verdict(false);
+                progress.file_done();
                 reports.push(ScenarioReport::not_loaded(f, &e, started.elapsed()));
                 continue;
             }
@@ -49,16 +57,20 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
         let first = reports.len();
         for lab in labs {
             let (code, r) = match lab {
-                Ok(lab) => run_one(f, lab, &args).await,
+                Ok(lab) => {
+                    progress.running(&lab.scenario().name);
+                    run_one(f, lab, &args, &progress).await
+                }
                 // A version the file cannot be expressed in: a column that says why.
                 Err((name, e)) => {
-                    eprintln!("{}", render_error(&e));
+                    progress.suspend(|| eprintln!("{}", render_error(&e)));
                     let mut r = ScenarioReport::not_loaded(f, &e, started.elapsed());
                     r.scenario = name;
                     (e.exit_code() as u8, r)
                 }
             };
             worst = worst.max(code);
+            progress.verdict(r.passed);
             reports.push(r);
             // An interrupted tool means bridgelab itself is being stopped:
             // report what was found, and run no further scenario.
@@ -66,11 +78,13 @@ pub async fn run(files: &[PathBuf], args: RunArgs) -> u8 {
                 break 'files;
             }
         }
+        progress.file_done();
         if !args.versions.is_empty() {
             let names = args.versions.iter().map(|v| v.to_string()).collect();
             tables.push((f.clone(), first..reports.len(), names));
         }
     }
+    progress.clear();
     match args.format {
         Format::Text => {
             crate::out!("{}", report::text(&reports, std::io::stdout().is_terminal()).trim_end());
@@ -123,9 +137,11 @@ fn load(f: &Path, versions: &[bridgelab::scenario::Firewall]) -> bridgelab::Resu
 /// as it happens and kept in the report; the exit code is the worst of
 /// them (2 bad input, 3 environment, 128 + N a signal), or 1 for a verdict
 /// that failed.
-async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, ScenarioReport) {
+async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs, progress: &Progress) -> (u8, ScenarioReport) {
     let started = Instant::now();
     let mut report = ScenarioReport::new(f.to_path_buf(), lab.scenario().name.clone());
+    let scenario = lab.scenario();
+    report.layout = Some(scenario.version.unwrap_or_else(|| scenario.spec.daemon.firewall()).to_string());
     let mut code = 0u8;
     // The pictures are drawn from the plan the lab started from.
     let drawing = args.graph.as_ref().map(|dir| (dir.clone(), lab.scenario().clone(), lab.plan().clone()));
@@ -133,14 +149,14 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
     let running = match lab.up().await {
         Ok(r) => r,
         Err(e) => {
-            fail(&mut report, &mut code, report::STAGE_BUILD, &e, building);
+            fail(progress, &mut report, &mut code, report::STAGE_BUILD, &e, building);
             return (conclude(&mut report, code, started), report);
         }
     };
     report.run_id = Some(running.run_id().to_string());
     match running.verify().await {
         Ok(m) => report.mismatches = m,
-        Err(e) => fail(&mut report, &mut code, report::STAGE_MATCHES_PLAN, &e, building),
+        Err(e) => fail(progress, &mut report, &mut code, report::STAGE_MATCHES_PLAN, &e, building),
     }
     report.build_ms = Some(millis(building.elapsed()));
     let mut running = running;
@@ -150,7 +166,7 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
         Some(dir) => match bridgelab::capture::Capture::start(&running, dir).await {
             Ok(c) => Some(c),
             Err(e) => {
-                fail(&mut report, &mut code, report::STAGE_CAPTURE, &e, capturing);
+                fail(progress, &mut report, &mut code, report::STAGE_CAPTURE, &e, capturing);
                 None
             }
         },
@@ -163,7 +179,7 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
             }
             let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await;
             if let Some(f) = &checked.failure {
-                eprintln!("{}", render_error(&f.error));
+                progress.suspend(|| eprintln!("{}", render_error(&f.error)));
                 code = code.max(f.error.exit_code() as u8);
             }
             report.add_checked(checked);
@@ -181,29 +197,32 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs) -> (u8, Scenario
                 }
                 if args.format == Format::Text {
                     let names = bridgelab::probe::matrix::nodes(&running);
-                    crate::out!("{}", bridgelab::probe::matrix::render(&cells, &args.matrix, &names));
+                    progress
+                        .suspend(|| crate::out!("{}", bridgelab::probe::matrix::render(&cells, &args.matrix, &names)));
                 }
                 report.matrix = cells;
             }
         }
-        Err(e) => fail(&mut report, &mut code, report::STAGE_RESPONDERS, &e, responding),
+        Err(e) => fail(progress, &mut report, &mut code, report::STAGE_RESPONDERS, &e, responding),
     }
     if let Some(c) = capture {
         match c.stop() {
             Ok(files) => {
-                for f in files {
-                    eprintln!("capture: {}", f.display());
-                }
+                progress.suspend(|| {
+                    for f in files {
+                        eprintln!("capture: {}", f.display());
+                    }
+                });
             }
             Err(e) => {
                 let e = bridgelab::Error::Environment(format!("capture: {e}"));
-                fail(&mut report, &mut code, report::STAGE_CAPTURE, &e, capturing);
+                fail(progress, &mut report, &mut code, report::STAGE_CAPTURE, &e, capturing);
             }
         }
     }
     let tearing = Instant::now();
     if let Err(e) = running.down() {
-        fail(&mut report, &mut code, report::STAGE_TEARDOWN, &e, tearing);
+        fail(progress, &mut report, &mut code, report::STAGE_TEARDOWN, &e, tearing);
     }
     (conclude(&mut report, code, started), report)
 }
@@ -254,9 +273,16 @@ fn draw(
     Ok(())
 }
 
-/// Says an error on stderr and keeps it in the report.
-fn fail(report: &mut ScenarioReport, code: &mut u8, stage: &str, e: &bridgelab::Error, since: Instant) {
-    eprintln!("{}", render_error(e));
+/// Says an error on stderr (past the progress bar) and keeps it in the report.
+fn fail(
+    progress: &Progress,
+    report: &mut ScenarioReport,
+    code: &mut u8,
+    stage: &str,
+    e: &bridgelab::Error,
+    since: Instant,
+) {
+    progress.suspend(|| eprintln!("{}", render_error(e)));
     *code = (*code).max(e.exit_code() as u8);
     report.error(stage, e, since.elapsed());
 }

@@ -17,16 +17,19 @@
 
 pub mod build;
 mod diag;
+mod schema;
 mod validate;
 pub mod values;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 pub use serde_spanned::Spanned as Sp;
 
 pub use diag::{Diagnostic, Diagnostics, Source};
+pub use schema::scenario_schema;
 pub use validate::container_id;
 pub use values::*;
 
@@ -190,13 +193,15 @@ pub fn span_in_string(
 }
 
 /// The file's contents, key for key.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Sp<String>>,
     pub about: Option<String>,
     /// Top-level `versions`: the scenario runs once per listed Docker
     /// layout (see [`Scenario::variants`]).
+    #[schemars(with = "Option<Vec<Firewall>>")]
     pub versions: Option<Sp<Vec<Sp<Firewall>>>>,
     #[serde(default)]
     pub daemon: Daemon,
@@ -226,26 +231,40 @@ fn yes() -> bool {
 }
 
 /// `[daemon]`: the Docker daemon's flags. `None` means the flag was not given.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Daemon {
+    #[schemars(with = "Option<String>")]
     pub bridge: Option<Sp<String>>,
+    #[schemars(with = "Option<IfaceAddr>")]
     pub bip: Option<Sp<IfaceAddr>>,
+    #[schemars(with = "Option<Cidr>")]
     pub fixed_cidr: Option<Sp<Cidr>>,
+    #[schemars(with = "Option<bool>")]
     pub iptables: Option<Sp<bool>>,
+    #[schemars(with = "Option<bool>")]
     pub ip_forward: Option<Sp<bool>>,
+    #[schemars(with = "Option<bool>")]
     pub icc: Option<Sp<bool>>,
+    #[schemars(with = "Option<Ip>")]
     pub ip: Option<Sp<Ip>>,
+    #[schemars(with = "Option<bool>")]
     pub ip_masq: Option<Sp<bool>>,
+    #[schemars(with = "Option<u32>")]
     pub mtu: Option<Sp<u32>>,
+    #[schemars(with = "Option<bool>")]
     pub userland_proxy: Option<Sp<bool>>,
+    #[schemars(with = "Option<Firewall>")]
     pub firewall: Option<Sp<Firewall>>,
+    #[schemars(with = "Option<Backend>")]
     pub backend: Option<Sp<Backend>>,
     /// `--allow-direct-routing` (Docker 28.2+): no raw-table drops of
     /// packets routed straight to a container's address.
+    #[schemars(with = "Option<bool>")]
     pub allow_direct_routing: Option<Sp<bool>>,
     /// `--ip-forward-no-drop` (Docker 28+): the FORWARD policy stays ACCEPT
     /// when the daemon turns forwarding on.
+    #[schemars(with = "Option<bool>")]
     pub ip_forward_no_drop: Option<Sp<bool>>,
 }
 
@@ -296,43 +315,53 @@ impl Daemon {
 }
 
 /// `[host]`: what the host had before the daemon started.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     #[serde(default)]
+    #[schemars(with = "Vec<Ip>")]
     pub nameservers: Vec<Sp<Ip>>,
     #[serde(default)]
+    #[schemars(with = "Vec<Cidr>")]
     pub routes: Vec<Sp<Cidr>>,
     #[serde(default, rename = "bridge")]
     pub bridges: Vec<HostBridge>,
     /// Whether `net.ipv4.ip_forward` was already 1 before the daemon
     /// started (Docker 20.10 sets the FORWARD policy to DROP only when it
     /// turns forwarding on itself).
+    #[schemars(with = "Option<bool>")]
     pub forwarding: Option<Sp<bool>>,
     /// Host sysctls as they were before the daemon started, written in
     /// the host namespace before Docker writes its own.
     #[serde(default)]
     pub sysctls: Sysctls,
     /// `iptables-restore` text in force before the daemon started.
+    #[schemars(with = "Option<String>")]
     pub rules: Option<Sp<String>>,
 }
 
 /// `[[machine]]`: a node Docker does not own, on the host's uplink (a LAN
 /// neighbour) or on a `[[host.bridge]]` (a VM or LXD guest).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Machine {
+    #[schemars(with = "String")]
     pub name: Sp<String>,
     /// `"uplink"` or the name of a `[[host.bridge]]`.
+    #[schemars(with = "String")]
     pub attach: Sp<String>,
     /// Its address with the prefix of its subnet.
+    #[schemars(with = "IfaceAddr")]
     pub address: Sp<IfaceAddr>,
     /// Its default route's next hop.
+    #[schemars(with = "Option<Ip>")]
     pub gateway: Option<Sp<Ip>>,
     /// Subnets it routes via the host's address on its segment.
     #[serde(default)]
+    #[schemars(with = "Vec<IfaceAddr>")]
     pub routes: Vec<Sp<IfaceAddr>>,
     #[serde(default)]
+    #[schemars(with = "Vec<ListenSpec>")]
     pub listen: Vec<Sp<ListenSpec>>,
 }
 
@@ -349,20 +378,26 @@ impl Machine {
 }
 
 /// `[[host.bridge]]`: a bridge that exists before the daemon starts.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostBridge {
+    #[schemars(with = "String")]
     pub name: Sp<String>,
+    #[schemars(with = "Option<IfaceAddr>")]
     pub address: Option<Sp<IfaceAddr>>,
 }
 
 /// `[[network]]`: a user-defined bridge network.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
+    #[schemars(with = "String")]
     pub name: Sp<String>,
+    #[schemars(with = "Option<Cidr>")]
     pub subnet: Option<Sp<Cidr>>,
+    #[schemars(with = "Option<Ip>")]
     pub gateway: Option<Sp<Ip>>,
+    #[schemars(with = "Option<Cidr>")]
     pub ip_range: Option<Sp<Cidr>>,
     #[serde(default)]
     pub internal: bool,
@@ -370,12 +405,16 @@ pub struct Network {
     pub icc: bool,
     #[serde(default = "yes")]
     pub ip_masq: bool,
+    #[schemars(with = "Option<u32>")]
     pub mtu: Option<Sp<u32>>,
+    #[schemars(with = "Option<String>")]
     pub bridge: Option<Sp<String>>,
     /// `com.docker.network.bridge.host_binding_ipv4`: the default host
     /// address of ports published on this network.
+    #[schemars(with = "Option<Ip>")]
     pub host_ip: Option<Sp<Ip>>,
     /// `com.docker.network.bridge.gateway_mode_ipv4` (Docker 28+).
+    #[schemars(with = "Option<GatewayMode>")]
     pub gateway_mode: Option<Sp<GatewayMode>>,
 }
 
@@ -386,27 +425,36 @@ impl Network {
 }
 
 /// `[[container]]`, and the inline container of a `run` step.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Container {
+    #[schemars(with = "String")]
     pub name: Sp<String>,
+    #[schemars(with = "Option<NetworkList>")]
     pub network: Option<Sp<NetworkList>>,
+    #[schemars(with = "Option<Ip>")]
     pub ip: Option<Sp<Ip>>,
     /// Requested addresses on the networks after the first
     /// (`docker network connect --ip`), by network name.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, Ip>")]
     pub ips: std::collections::BTreeMap<String, Sp<Ip>>,
+    #[schemars(with = "Option<RequestedMac>")]
     pub mac: Option<Sp<RequestedMac>>,
     #[serde(default)]
+    #[schemars(with = "Vec<PortSpec>")]
     pub publish: Vec<Sp<PortSpec>>,
     /// `-P`: every exposed port without a `publish` goes on a dynamic host port.
     #[serde(default)]
     pub publish_all: bool,
     #[serde(default)]
+    #[schemars(with = "Vec<ExposeSpec>")]
     pub expose: Vec<Sp<ExposeSpec>>,
     #[serde(default)]
+    #[schemars(with = "Vec<LinkSpec>")]
     pub links: Vec<Sp<LinkSpec>>,
     #[serde(default)]
+    #[schemars(with = "Vec<ListenSpec>")]
     pub listen: Vec<Sp<ListenSpec>>,
     #[serde(default = "yes")]
     pub running: bool,
@@ -430,23 +478,26 @@ impl Container {
 }
 
 /// `[external]`: the node behind the host's uplink.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct External {
     #[serde(default)]
+    #[schemars(with = "Vec<ListenSpec>")]
     pub listen: Vec<Sp<ListenSpec>>,
     /// Subnets the external node routes via the host's uplink address, as
     /// a LAN neighbour with a static route does. Written as subnets:
     /// validation refuses host bits.
     #[serde(default)]
+    #[schemars(with = "Vec<IfaceAddr>")]
     pub routes: Vec<Sp<IfaceAddr>>,
 }
 
 /// `[probe]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSettings {
     #[serde(default = "default_timeout")]
+    #[schemars(with = "u64")]
     pub timeout_ms: Sp<u64>,
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -466,7 +517,7 @@ impl Default for ProbeSettings {
 }
 
 /// `[snapshot]`: which tables a snapshot holds.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotSettings {
     #[serde(default = "yes")]
@@ -491,25 +542,34 @@ impl Default for SnapshotSettings {
 /// expectation on a `flow` gets those of its flow step), and so is `result`
 /// in each of [`Scenario::variants`]: use [`Expect::from`], [`Expect::probe`]
 /// and [`Expect::result`].
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    #[schemars(with = "Option<String>")]
     pub from: Option<Sp<String>>,
+    #[schemars(with = "String")]
     pub to: Sp<String>,
+    #[schemars(with = "Option<ProbeSpec>")]
     pub probe: Option<Sp<ProbeSpec>>,
+    #[schemars(with = "Option<Verdict>")]
     pub result: Option<Sp<Verdict>>,
     /// The result under each of the top-level `versions`.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, Verdict>>")]
     pub result_by_version: Option<Sp<std::collections::BTreeMap<String, Sp<Verdict>>>>,
     /// The name of a running `flow` step, instead of `from` and `probe`:
     /// where that flow's datagrams arrive now.
+    #[schemars(with = "Option<String>")]
     pub flow: Option<Sp<String>>,
+    #[schemars(with = "Option<String>")]
     pub source: Option<Sp<String>>,
     /// The `source` under some of the top-level `versions` (a version it
     /// does not name checks no source).
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
     pub source_by_version: Option<Sp<std::collections::BTreeMap<String, Sp<String>>>>,
     /// `"host"` or `"host@NETWORK"`: send the probe as an Ethernet frame to
     /// that neighbour's MAC on the shared link, whatever the sender's
     /// routes say.
+    #[schemars(with = "Option<String>")]
     pub via: Option<Sp<String>>,
     pub name: Option<String>,
 }
@@ -556,39 +616,55 @@ impl Expect {
 }
 
 /// `[[step]]`: an action after start, with its own expectations.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     #[serde(rename = "do")]
+    #[schemars(with = "StepAction")]
     pub action: Sp<StepAction>,
+    #[schemars(with = "Option<StepContainer>")]
     pub container: Option<Sp<StepContainer>>,
+    #[schemars(with = "Option<String>")]
     pub network: Option<Sp<String>>,
     /// For `connect`: the address to ask for (`docker network connect --ip`).
+    #[schemars(with = "Option<Ip>")]
     pub ip: Option<Sp<Ip>>,
     /// Docker's error for a `start`, `restart` or `run` that is meant to
     /// fail; the daemon rolls the container back and the lab goes on.
+    #[schemars(with = "Option<String>")]
     pub fails: Option<Sp<String>>,
     /// Instead of `fails`, in a file with top-level `versions`: Docker's
     /// error under each version that fails the step; under a version it
     /// does not name, the step succeeds.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
     pub fails_by_version: Option<Sp<std::collections::BTreeMap<String, Sp<String>>>>,
     /// For `flow`: its name, for `[[expect]] flow = "NAME"`.
+    #[schemars(with = "Option<String>")]
     pub name: Option<Sp<String>>,
     /// For `flow`: the sender.
+    #[schemars(with = "Option<String>")]
     pub from: Option<Sp<String>>,
     /// For `flow`: the target, as an expectation's `to`.
+    #[schemars(with = "Option<String>")]
     pub to: Option<Sp<String>>,
     /// For `flow`: `"udp:PORT"`.
+    #[schemars(with = "Option<ProbeSpec>")]
     pub probe: Option<Sp<ProbeSpec>>,
     /// For `flow`: milliseconds between datagrams (default 100).
+    #[schemars(with = "Option<u64>")]
     pub interval_ms: Option<Sp<u64>>,
     /// For `sysctl`: the key, its value, and the node (default `host`).
+    #[schemars(with = "Option<String>")]
     pub key: Option<Sp<String>>,
+    #[schemars(with = "Option<SysctlValue>")]
     pub value: Option<Sp<SysctlValue>>,
+    #[schemars(with = "Option<String>")]
     pub node: Option<Sp<String>>,
     /// For `host-rules`: `iptables-restore` text, loaded over the host's
     /// rules; `noflush = true` is `iptables-restore --noflush`.
+    #[schemars(with = "Option<String>")]
     pub rules: Option<Sp<String>>,
+    #[schemars(with = "Option<bool>")]
     pub noflush: Option<Sp<bool>>,
     #[serde(default, rename = "expect")]
     pub expects: Vec<Expect>,
