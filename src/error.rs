@@ -15,8 +15,8 @@ pub enum Error {
     /// A scenario built in code ([`ScenarioBuilder`](crate::scenario::build::ScenarioBuilder))
     /// is wrong: the same lines, located in the TOML the builder wrote,
     /// followed by that text with the lines in question marked.
-    #[error("{}", built(.0))]
-    Built(Diagnostics),
+    #[error("{0}")]
+    Built(#[from] crate::scenario::build::BuildError),
     /// This machine cannot run a lab (not root, a missing tool or kernel feature).
     #[error("{0}")]
     Environment(String),
@@ -69,20 +69,6 @@ impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
     }
-}
-
-/// The mistakes, then the generated text with numbered lines, `>` at each
-/// line a mistake is on.
-fn built(d: &Diagnostics) -> String {
-    let lines: Vec<usize> = d.located().iter().map(|(l, _, _)| *l).collect();
-    let mut out = format!("{d}\nthe scenario as built:\n");
-    for (i, text) in d.source().text().lines().enumerate() {
-        let mark = if lines.contains(&(i + 1)) { '>' } else { ' ' };
-        let line = format!("{mark}{:4} | {text}", i + 1);
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out.trim_end().to_string()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

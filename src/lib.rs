@@ -221,7 +221,7 @@ impl ScenarioBuilder {
 /// A mistake in a built scenario shows the text it is in.
 fn built(e: Error) -> Error {
     match e {
-        Error::Scenario(d) => Error::Built(d),
+        Error::Scenario(d) => Error::Built(scenario::build::BuildError(d)),
         other => other,
     }
 }

@@ -159,15 +159,12 @@ mod tests {
     }
 
     fn plan() -> Plan {
-        let lab = crate::Lab::from_scenario(
-            crate::Scenario::parse(
-                "s.toml".into(),
-                "name = \"s\"\nabout = \"a\"\n[[container]]\nname = \"web\"\n".into(),
-            )
-            .unwrap(),
+        let scenario = crate::scenario::Scenario::parse(
+            "s.toml".into(),
+            "name = \"s\"\nabout = \"a\"\n[[container]]\nname = \"web\"\n".into(),
         )
         .unwrap();
-        let mut plan = lab.plan().clone();
+        let mut plan = crate::plan::plan(&scenario).unwrap();
         // Stand-ins for the observed names above.
         let host = plan.nodes.iter_mut().find(|n| n.name == "host").unwrap();
         let veth = host

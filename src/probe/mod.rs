@@ -542,24 +542,28 @@ async fn check_flow<T: Testbed + ?Sized>(
 
 /// Starts the sender of a `flow` step, from the node and to the target it
 /// names as the lab is now.
-pub fn start_flow<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, step: &crate::scenario::Step) -> crate::Result<()> {
+pub fn start_flow<T: Testbed + ?Sized>(
+    lab: &T,
+    r: &mut Responders,
+    step: &crate::scenario::Step,
+) -> crate::error::Result<()> {
     let (Some(name), Some(from), Some(to), Some(probe)) = (&step.name, &step.from, &step.to, &step.probe) else {
         return Ok(());
     };
     let (name, from) = (name.get_ref(), from.get_ref());
     let ProbeSpec::Udp(port) = *probe.get_ref() else { return Ok(()) };
     let plan = lab.plan();
-    let netns = sender_netns(plan, from).map_err(|e| crate::Error::Environment(format!("flow {name}: {e}")))?;
+    let netns = sender_netns(plan, from).map_err(|e| crate::error::Error::Environment(format!("flow {name}: {e}")))?;
     let dst = resolve_target(plan, &netns, to.get_ref())
-        .map_err(|e| crate::Error::Environment(format!("flow {name}: {e}")))?;
+        .map_err(|e| crate::error::Error::Environment(format!("flow {name}: {e}")))?;
     let file = lab
         .netns_file(&netns)
-        .ok_or_else(|| crate::Error::Environment(format!("flow {name}: no namespace for {netns}")))?;
+        .ok_or_else(|| crate::error::Error::Environment(format!("flow {name}: no namespace for {netns}")))?;
     let interval = Duration::from_millis(
         step.interval_ms.as_ref().map(|i| *i.get_ref()).unwrap_or(crate::scenario::DEFAULT_FLOW_INTERVAL_MS),
     );
     r.start_flow(name, from, &netns, file, SocketAddr::from((dst, port)), interval)
-        .map_err(|e| crate::Error::apply(format!("flow {name}: socket in {netns}"), e))
+        .map_err(|e| crate::error::Error::apply(format!("flow {name}: socket in {netns}"), e))
 }
 
 /// A link of the host: its name, MAC and IPv4 addresses.
@@ -705,7 +709,7 @@ async fn wait_for_peer(responders: &Responders, token: u32, limit: Duration) -> 
 
 /// Starts every `listen` of the scenario: running containers (in the
 /// namespace they live in) and the external node.
-pub fn start_responders<T: Testbed + ?Sized>(lab: &T) -> crate::Result<Responders> {
+pub fn start_responders<T: Testbed + ?Sized>(lab: &T) -> crate::error::Result<Responders> {
     let mut r = Responders::default();
     start_all(lab, &mut r, wanted_responders(lab))?;
     Ok(r)
@@ -743,12 +747,13 @@ pub fn wanted_responders<T: Testbed + ?Sized>(lab: &T) -> Vec<Wanted> {
     wanted
 }
 
-fn start_all<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, todo: Vec<Wanted>) -> crate::Result<()> {
+fn start_all<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, todo: Vec<Wanted>) -> crate::error::Result<()> {
     for w in todo {
         let ns = &w.netns;
-        let file = lab.netns_file(ns).ok_or_else(|| crate::Error::Environment(format!("no namespace for {ns}")))?;
+        let file =
+            lab.netns_file(ns).ok_or_else(|| crate::error::Error::Environment(format!("no namespace for {ns}")))?;
         r.start(&w.owner, ns, file, w.spec)
-            .map_err(|e| crate::Error::apply(format!("{}: responder {}", w.owner, w.spec), e))?;
+            .map_err(|e| crate::error::Error::apply(format!("{}: responder {}", w.owner, w.spec), e))?;
     }
     Ok(())
 }
@@ -756,7 +761,7 @@ fn start_all<T: Testbed + ?Sized>(lab: &T, r: &mut Responders, todo: Vec<Wanted>
 /// Brings the responders to the lab's current state (after a step): those
 /// of containers that stopped or were removed stop, those of containers
 /// that were started, run or rebuilt start.
-pub async fn sync_responders<T: Testbed + ?Sized>(lab: &T, r: &mut Responders) -> crate::Result<()> {
+pub async fn sync_responders<T: Testbed + ?Sized>(lab: &T, r: &mut Responders) -> crate::error::Result<()> {
     let wanted = wanted_responders(lab);
     let current = |node: &str| lab.netns_file(node).and_then(responder::ns_id);
     r.stop_orphan_flows(current, "its container stopped, restarted or was removed");
@@ -783,7 +788,7 @@ impl RunningLab {
     /// running.down()?;
     /// # Ok(()) }
     /// ```
-    pub async fn check(&mut self) -> crate::Result<Checked> {
+    pub async fn check(&mut self) -> crate::error::Result<Checked> {
         let mut responders = start_responders(self)?;
         Ok(check_scenario(self, &mut responders).await)
     }
@@ -839,7 +844,7 @@ pub struct StepOutcome {
 pub struct StepFailure {
     /// `step N: action`, as in [`StepOutcome::label`].
     pub step: String,
-    pub error: crate::Error,
+    pub error: crate::error::Error,
 }
 
 /// Probes the top-level `[[expect]]`s, then performs each `[[step]]` on the
@@ -882,7 +887,7 @@ async fn perform_step(
     lab: &mut RunningLab,
     responders: &mut Responders,
     next: &Plan,
-) -> crate::Result<Vec<crate::apply::Mismatch>> {
+) -> crate::error::Result<Vec<crate::apply::Mismatch>> {
     let gone = lab.apply_step(next).await?;
     responders.stop_nodes(&gone);
     sync_responders(lab, responders).await?;
@@ -900,7 +905,7 @@ pub async fn explain_block<T: Testbed + ?Sized>(lab: &T, job: &ProbeJob, timeout
         WireKind::Tcp(p) => ProbeSpec::Tcp(p),
         WireKind::Udp(p) => ProbeSpec::Udp(p),
     };
-    let unreadable = |e: crate::Error| format!("cannot tell which host rule dropped it: {e}");
+    let unreadable = |e: crate::error::Error| format!("cannot tell which host rule dropped it: {e}");
     let before = match crate::apply::iptables::counters(host) {
         Ok(c) => c,
         Err(e) => return unreadable(e),
@@ -995,7 +1000,7 @@ mod tests {
         );
 
         let failed_step = Checked {
-            failure: Some(StepFailure { step: label.into(), error: crate::Error::Environment("no".into()) }),
+            failure: Some(StepFailure { step: label.into(), error: crate::error::Error::Environment("no".into()) }),
             steps: bad.steps.clone(),
             ..Default::default()
         };
@@ -1067,9 +1072,8 @@ mod tests {
     #[test]
     fn broadcasts_are_the_limited_one_and_the_directed_ones_of_the_labs_subnets() {
         let text = "[daemon]\nfirewall = \"docker20\"\n[[network]]\nname = \"n\"\nsubnet = \"172.19.0.0/16\"\n[[container]]\nname = \"c1\"\nnetwork = \"n\"\n";
-        let s = crate::Scenario::parse("t.toml".into(), text.into()).unwrap();
-        let lab = crate::Lab::from_scenario(s).unwrap();
-        let plan = lab.plan();
+        let s = crate::scenario::Scenario::parse("t.toml".into(), text.into()).unwrap();
+        let plan = &crate::plan::plan(&s).unwrap();
         for (ip, want) in [
             ("255.255.255.255", true),
             ("172.19.255.255", true),

@@ -3,7 +3,7 @@
 //! A [`ScenarioBuilder`] writes the TOML a person would write and loads it
 //! with [`Scenario::parse`], so a scenario built in code is checked by
 //! exactly the rules, and described by exactly the messages, of a file: a
-//! mistake is located in the generated text, and [`Error::Built`] shows that
+//! mistake is located in the generated text, and [`BuildError`] shows that
 //! text with the line marked. [`ScenarioBuilder::to_toml`] gives the text, to
 //! save as a file once a test settles.
 //!
@@ -25,19 +25,17 @@
 //!     .expect(expect("client", "web", ProbeSpec::Tcp(80), Verdict::Blocked))
 //!     .build()?;
 //! assert_eq!(scenario.containers().len(), 2);
-//! # Ok::<(), bridgelab::Error>(())
+//! # Ok::<(), bridgelab::scenario::build::BuildError>(())
 //! ```
-//!
-//! [`Error::Built`]: crate::Error::Built
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::Diagnostics;
 use super::{Firewall, ProbeSpec, Proto, Scenario, SnapshotSettings, StepAction, Verdict};
 use super::{GatewayMode, ListenSpec};
-use crate::error::{Error, Result};
 
 /// A scenario file, built key by key. See the [module docs](self).
 ///
@@ -315,7 +313,7 @@ impl ScenarioBuilder {
         probe_retries, probe, retries: u32
     );
 
-    /// `[snapshot]`: which tables [`RunningLab::snapshot`](crate::RunningLab::snapshot) holds.
+    /// `[snapshot]`: which tables [`RunningLab::snapshot`](crate::apply::RunningLab::snapshot) holds.
     pub fn snapshot(mut self, settings: SnapshotSettings) -> Self {
         self.snapshot = Some(settings);
         self
@@ -358,11 +356,37 @@ impl ScenarioBuilder {
     }
 
     /// Loads the scenario as [`Scenario::load`] loads a file. A mistake is
-    /// [`Error::Built`]: located in the generated
+    /// [`BuildError`]: located in the generated
     /// text, which the message shows.
-    pub fn build(&self) -> Result<Scenario> {
-        Scenario::parse(self.path(), self.to_toml()).map_err(Error::Built)
+    pub fn build(&self) -> Result<Scenario, BuildError> {
+        Scenario::parse(self.path(), self.to_toml()).map_err(BuildError)
     }
+}
+
+/// A scenario built in code that is wrong: the file's messages, located in
+/// the TOML the builder wrote, then that text with numbered lines, `>` at
+/// each line a mistake is on.
+#[derive(thiserror::Error)]
+#[error("{}", shown(.0))]
+pub struct BuildError(pub Diagnostics);
+
+/// As `Display`: a test that unwraps a build reads the mistake, not a dump.
+impl std::fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+fn shown(d: &Diagnostics) -> String {
+    let lines: Vec<usize> = d.located().iter().map(|(l, _, _)| *l).collect();
+    let mut out = format!("{d}\nthe scenario as built:\n");
+    for (i, text) in d.source().text().lines().enumerate() {
+        let mark = if lines.contains(&(i + 1)) { '>' } else { ' ' };
+        let line = format!("{mark}{:4} | {text}", i + 1);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.trim_end().to_string()
 }
 
 /// `network = ...` of a container: one name, or a list.
@@ -846,7 +870,7 @@ mod tests {
     fn mistakes_point_into_the_generated_text() {
         let b = icc_off().container(container("db").publish("80:99999"));
         let err = b.build().unwrap_err();
-        let Error::Built(d) = &err else { panic!("{err}") };
+        let d = &err.0;
         let (line, _, msg) = d.located()[0];
         let text = b.to_toml();
         let bad = text.lines().nth(line - 1).unwrap();
