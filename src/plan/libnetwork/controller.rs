@@ -1123,6 +1123,21 @@ impl<'a> Controller<'a> {
         self.unmap(net, done);
     }
 
+    /// bridgelab's limit on published ports, not Docker's failure: no
+    /// `fails` can expect it, and no more containers start. Said once, at
+    /// the container that crossed it.
+    fn too_many_ports(&mut self, ep: &Endpoint) -> String {
+        if !self.too_big {
+            self.too_big = true;
+            let span = self.ctr(&ep.container).map(|c| c.spec.name.span()).unwrap_or(0..0);
+            self.err(
+                span,
+                format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a listener"),
+            );
+        }
+        format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab")
+    }
+
     /// `bindHostPorts`: one run's attempts, up to 10 for a dynamic port or
     /// a range (each failure moves the allocator on), one for an exact port.
     fn bind_host_ports(
@@ -1167,16 +1182,7 @@ impl<'a> Controller<'a> {
             .collect();
         let nat: Vec<IpAddr> = reqs.iter().filter(|r| r.2).map(|r| r.1).collect();
         if self.bound + nat.len() > MAX_PUBLISHED_PORTS {
-            // bridgelab's limit, not Docker's failure (see `allocate_port`).
-            if !self.too_big {
-                self.too_big = true;
-                let span = self.ctr(&ep.container).map(|c| c.spec.name.span()).unwrap_or(0..0);
-                self.err(
-                    span,
-                    format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a listener"),
-                );
-            }
-            return Err(format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab"));
+            return Err(self.too_many_ports(ep));
         }
         let (proto, end) = (b.proto, b.host_port_end.max(b.host_port));
         let range = (b.host_port != 0).then_some((b.host_port, end));
@@ -1379,17 +1385,7 @@ impl<'a> Controller<'a> {
         host_ip: IpAddr,
     ) -> Result<Mapped, String> {
         if self.bound >= MAX_PUBLISHED_PORTS {
-            // bridgelab's limit, not Docker's failure: no `fails` can expect
-            // it, and no more containers start.
-            if !self.too_big {
-                self.too_big = true;
-                let span = self.ctr(&ep.container).map(|c| c.spec.name.span()).unwrap_or(0..0);
-                self.err(
-                    span,
-                    format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab, each with a listener"),
-                );
-            }
-            return Err(format!("bridgelab publishes at most {MAX_PUBLISHED_PORTS} ports in one lab"));
+            return Err(self.too_many_ports(ep));
         }
         let dynamic = b.host_port == 0;
         let range = (!dynamic).then_some((b.host_port, b.host_port_end.max(b.host_port)));
