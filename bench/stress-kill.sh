@@ -45,7 +45,9 @@ left_of_run() {
 # twice, as a run may end between the two listings.
 orphans() {
     local ns id
-    for ns in $(lab_namespaces | grep -E '^bl-[0-9a-z]+-'); do
+    # Run-shaped names only (bl-<8 hex digits>-node): other tools on this
+    # machine make bl- namespaces of their own.
+    for ns in $(lab_namespaces | grep -E '^bl-[0-9a-f]{8}-'); do
         id=${ns#bl-}
         id=${id%%-*}
         [ -e "/run/bridgelab/runs/$id.json" ] || [ ! -e "/run/netns/$ns" ] || echo "$ns"
@@ -67,7 +69,7 @@ tagged_processes() {
     done
 }
 
-base_orphans=$(orphans)
+base_orphans=$(orphans | sort)
 base_rules=$(root_rules)
 # Diagnostics go to fd 3: bash's own "Killed" job notices on stderr do not.
 exec 3>&2
@@ -124,7 +126,9 @@ for ((i = 1; killed < KILLS; i++)); do
     for id in $ids; do
         x=$(left_of_run "$id") && [ -n "$x" ] && left+="run $id: $x; "
     done
-    x=$(orphans) && [ "$x" != "$base_orphans" ] && left+="namespaces without a record: $x; "
+    # New ones only: an orphan that was there before may go meanwhile.
+    x=$(comm -13 <(echo "$base_orphans") <(orphans | sort) | grep . | tr '\n' ' ')
+    [ -n "$x" ] && left+="namespaces without a record: $x; "
     x=$(tagged_processes) && [ -n "$x" ] && left+="processes: $x; "
     for c in $children; do
         # A child seen at kill time that still runs with the run's tag.
@@ -135,7 +139,7 @@ for ((i = 1; killed < KILLS; i++)); do
         failures=$((failures + 1))
         echo "iteration $i ($mode $scenario, killed after ${delay} ms, exit $status): LEFT ${left//$'\n'/, }" >&3
         # Go on from what is there now.
-        base_orphans=$(orphans) base_rules=$(root_rules)
+        base_orphans=$(orphans | sort) base_rules=$(root_rules)
     fi
 done 2>/dev/null
 
