@@ -32,8 +32,9 @@ pub fn matrix(rt: &tokio::runtime::Runtime, firewall: &str, rounds: usize) -> Re
         }
         running.down().map_err(|e| e.to_string())?;
         let blocked = cells.iter().filter(|c| c.actual.as_deref() == Some("blocked")).count();
-        if cells.len() != 30 * 29 {
-            return Err(format!("the matrix has {} cells, not 870", cells.len()));
+        // Every ordered pair of the 30 containers, the host and external.
+        if cells.len() != 32 * 31 {
+            return Err(format!("the matrix has {} cells, not 992", cells.len()));
         }
         Ok((best, cells.len(), blocked))
     })

@@ -287,7 +287,7 @@ fn main() -> ExitCode {
         match extras::matrix(&rt, &args.firewall, 3) {
             Ok((d, cells, blocked)) => {
                 println!(
-                    "matrix: 30x30 ICMP, icc = false: {cells} pairs ({blocked} blocked) in {} (fastest of 3)",
+                    "matrix: 30x30 ICMP (30 containers, host and external), icc = false: {cells} pairs ({blocked} blocked) in {} (fastest of 3)",
                     ms(d)
                 );
                 matrix = Some(d);
