@@ -1,6 +1,6 @@
 //! Time of `check` (parse, validate, plan) for big scenarios; no root needed.
 //!
-//!   cargo bench --bench plan -- [N…] [--write DIR] [--reps R]
+//!   cargo bench --bench plan -- [N…] [--write DIR] [--reps R] [--only docker1|docker20]
 //!
 //! For each N (default 1000 and 10000) it generates two scenarios, times
 //! `Scenario::parse` and `Lab::from_scenario` on each (best of R runs,
@@ -36,16 +36,23 @@ pub fn scenario(layout: &str, n: usize) -> String {
         let (a, b) = (10 + k / 64, (k % 64) * 4);
         writeln!(s, "[[network]]\nname = \"net{k}\"\nsubnet = \"{a}.{b}.0.0/22\"\n").unwrap();
     }
-    let network = |i: usize| if networks == 0 { String::new() } else { format!("network = \"net{}\"\n", i / PER_NETWORK) };
+    let network =
+        |i: usize| if networks == 0 { String::new() } else { format!("network = \"net{}\"\n", i / PER_NETWORK) };
     for i in 0..n {
         // Host ports from 10000 up: one TCP port each, all distinct.
-        writeln!(s, "[[container]]\nname = \"c{i}\"\n{}listen = [\"tcp:80\"]\npublish = [\"{}:80\"]\n", network(i), 10_000 + i)
-            .unwrap();
+        writeln!(
+            s,
+            "[[container]]\nname = \"c{i}\"\n{}listen = [\"tcp:80\"]\npublish = [\"{}:80\"]\n",
+            network(i),
+            10_000 + i
+        )
+        .unwrap();
     }
     for i in 0..n {
         // To the next container on the same network (or the same bridge).
         let j = if networks == 0 || (i + 1) % PER_NETWORK != 0 { (i + 1) % n } else { i + 1 - PER_NETWORK };
-        writeln!(s, "[[expect]]\nfrom = \"c{i}\"\nto = \"c{j}\"\nprobe = \"tcp:80\"\nresult = \"reachable\"\n").unwrap();
+        writeln!(s, "[[expect]]\nfrom = \"c{i}\"\nto = \"c{j}\"\nprobe = \"tcp:80\"\nresult = \"reachable\"\n")
+            .unwrap();
     }
     s
 }
@@ -59,11 +66,15 @@ fn main() {
     let mut sizes = Vec::new();
     let mut write: Option<PathBuf> = None;
     let mut reps = 3;
+    let mut layouts = vec!["docker1", "docker20"];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--write" => write = it.next().map(PathBuf::from),
             "--reps" => reps = it.next().and_then(|r| r.parse().ok()).expect("--reps R"),
+            "--only" => {
+                layouts = vec![if it.next().map(String::as_str) == Some("docker1") { "docker1" } else { "docker20" }]
+            }
             n => sizes.push(n.parse::<usize>().expect("N is a number")),
         }
     }
@@ -72,7 +83,7 @@ fn main() {
     }
     println!("{:>8} {:>9} {:>10} {:>10} {:>10} {:>9}  result", "layout", "N", "parse", "plan", "check", "us/cont");
     for &n in &sizes {
-        for layout in ["docker1", "docker20"] {
+        for &layout in &layouts {
             let text = scenario(layout, n);
             let path = PathBuf::from(format!("plan-{layout}-{n}.toml"));
             if let Some(dir) = &write {

@@ -248,6 +248,44 @@ impl<'a> Controller<'a> {
         self.namespaces[i].sandbox.as_ref()
     }
 
+    /// Where the lookup index and the lists disagree, if they do: every
+    /// plan is checked against this in debug builds (all tests), since a
+    /// stale index would give a wrong plan.
+    pub fn index_mismatch(&self) -> Option<String> {
+        let Index { containers, endpoints, attached, sandboxes, netns_names, joined, cleared } = &self.index;
+        let mut want = Index::default();
+        for (i, c) in self.containers.iter().enumerate() {
+            want.containers.entry(c.name().to_string()).or_insert(i);
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            want.endpoints.entry(e.id.clone()).or_insert(i);
+            want.attached.entry((e.container.clone(), e.network.clone())).or_insert_with(|| e.id.clone());
+            if !e.iface.is_empty() {
+                *want.joined.entry(e.network.clone()).or_default() += 1;
+            }
+        }
+        for (i, n) in self.namespaces.iter().enumerate() {
+            want.netns_names.insert(n.name.clone());
+            if let Some(sb) = &n.sandbox {
+                want.sandboxes.entry(sb.container.clone()).or_insert(i);
+            }
+        }
+        let joined: HashMap<&String, &usize> = joined.iter().filter(|(_, n)| **n > 0).collect();
+        let cleared_ok = self.conntrack_cleared.is_empty()
+            || (self.conntrack_cleared.len() == cleared.len()
+                && self.conntrack_cleared.iter().all(|ip| cleared.contains(ip)));
+        let checks = [
+            ("containers", *containers == want.containers),
+            ("endpoints", *endpoints == want.endpoints),
+            ("attached", *attached == want.attached),
+            ("sandboxes", *sandboxes == want.sandboxes),
+            ("namespace names", *netns_names == want.netns_names),
+            ("joined", joined == want.joined.iter().collect()),
+            ("conntrack_cleared", cleared_ok),
+        ];
+        checks.iter().find(|(_, ok)| !ok).map(|(what, _)| format!("the controller's index of {what} is stale"))
+    }
+
     // ----- the host as the daemon sees it -------------------------------
 
     /// Nameservers and link-scope routes of the host namespace now (the

@@ -180,6 +180,7 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
 /// The model's state as a plan.
 fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     let s = c.s;
+    debug_assert_eq!(c.index_mismatch(), None);
     if !c.errors.is_empty() {
         let mut errors = std::mem::take(&mut c.errors);
         errors.sort_by_key(|d| d.span.start);
