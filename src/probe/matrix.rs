@@ -2,6 +2,7 @@
 //! cyclonus prints one for Kubernetes policies: every node probes every
 //! other node, and cells that contradict an `[[expect]]` are marked.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -38,21 +39,19 @@ pub async fn run(lab: &RunningLab, probes: &[ProbeSpec]) -> Vec<Cell> {
     let settings = &lab.scenario().spec.probe;
     let timeout = Duration::from_millis(*settings.timeout_ms.get_ref());
     let names = nodes(lab);
+    // The first expectation of each (from, to, probe), looked up per pair
+    // rather than scanned: pairs times expectations adds up in a big lab.
+    let mut wanted: HashMap<(&str, &str, ProbeSpec), Option<Verdict>> = HashMap::new();
+    for e in lab.scenario().spec.expects.iter().filter(|e| e.flow.is_none()) {
+        wanted.entry((e.from().get_ref().as_str(), e.to.get_ref().as_str(), e.probe())).or_insert_with(|| e.wanted());
+    }
     let mut cells = Vec::new();
     let mut jobs = Vec::new();
     let mut slot = Vec::new();
     for probe in probes {
         for from in &names {
             for to in names.iter().filter(|t| *t != from) {
-                let expected = lab
-                    .scenario()
-                    .spec
-                    .expects
-                    .iter()
-                    .find(|e| {
-                        e.flow.is_none() && e.from().get_ref() == from && e.to.get_ref() == to && e.probe() == *probe
-                    })
-                    .and_then(|e| e.wanted());
+                let expected = wanted.get(&(from.as_str(), to.as_str(), *probe)).copied().flatten();
                 let resolved =
                     sender_netns(plan, from).and_then(|ns| resolve_target(plan, &ns, to).map(|dst| (ns, dst)));
                 let differs_if_missing = expected.is_some();
@@ -103,6 +102,12 @@ fn letter(v: Option<&str>) -> &'static str {
 /// One table per probe; a `*` marks a cell that contradicts an expectation.
 pub fn render(cells: &[Cell], probes: &[ProbeSpec], names: &[String]) -> String {
     let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(9);
+    // Each cell by probe, sender and target (the first of each): one
+    // lookup per cell of the table instead of a scan of all cells.
+    let mut at: HashMap<(&str, &str, &str), &Cell> = HashMap::new();
+    for c in cells {
+        at.entry((c.probe.as_str(), c.from.as_str(), c.to.as_str())).or_insert(c);
+    }
     let mut s = String::new();
     for probe in probes {
         let p = probe.to_string();
@@ -115,7 +120,7 @@ pub fn render(cells: &[Cell], probes: &[ProbeSpec], names: &[String]) -> String 
         for from in names {
             let _ = write!(s, "{from:<w$}");
             for to in names {
-                let text = match cells.iter().find(|c| c.probe == p && &c.from == from && &c.to == to) {
+                let text = match at.get(&(p.as_str(), from.as_str(), to.as_str())) {
                     None => "-".to_string(),
                     Some(c) => format!("{}{}", if c.differs { "*" } else { "" }, letter(c.actual.as_deref())),
                 };

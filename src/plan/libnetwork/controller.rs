@@ -112,6 +112,9 @@ pub struct Controller<'a> {
     bound: usize,
     veth_names: BTreeSet<String>,
     serial: u64,
+    /// Lookups that would otherwise scan every container, endpoint or
+    /// namespace for each one started: planning stays linear in N.
+    index: Index,
     /// Addresses whose conntrack entries were deleted since the last plan
     /// was taken (see [`Controller::revoke`]).
     pub conntrack_cleared: Vec<Ipv4Addr>,
@@ -193,6 +196,7 @@ impl<'a> Controller<'a> {
             bound: 0,
             veth_names: BTreeSet::new(),
             serial: 0,
+            index: Index::default(),
             conntrack_cleared: Vec::new(),
             conntrack_cleared_udp: Vec::new(),
             ports_cache: PortsCache::default(),
@@ -212,27 +216,74 @@ impl<'a> Controller<'a> {
     }
 
     fn endpoint(&self, id: &str) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.id == id)
+        self.index.endpoints.get(id).map(|&i| &self.endpoints[i])
     }
 
     fn endpoint_mut(&mut self, id: &str) -> Option<&mut Endpoint> {
-        self.endpoints.iter_mut().find(|e| e.id == id)
+        self.index.endpoints.get(id).map(|&i| &mut self.endpoints[i])
+    }
+
+    /// The endpoint of `container` on `network` (at most one: a second
+    /// connect is refused).
+    fn endpoint_on(&self, container: &str, network: &str) -> Option<&Endpoint> {
+        let id = self.index.attached.get(&(container.to_string(), network.to_string()))?;
+        self.endpoint(id)
     }
 
     pub fn ctr(&self, name: &str) -> Option<&Ctr> {
-        self.containers.iter().find(|c| c.name() == name)
+        self.index.containers.get(name).map(|&i| &self.containers[i])
     }
 
     fn ctr_mut(&mut self, name: &str) -> Option<&mut Ctr> {
-        self.containers.iter_mut().find(|c| c.name() == name)
+        self.index.containers.get(name).map(|&i| &mut self.containers[i])
     }
 
     fn sandbox_mut(&mut self, container: &str) -> Option<&mut Sandbox> {
-        self.namespaces.iter_mut().filter_map(|n| n.sandbox.as_mut()).find(|sb| sb.container == container)
+        let &i = self.index.sandboxes.get(container)?;
+        self.namespaces[i].sandbox.as_mut()
     }
 
     pub fn sandbox(&self, container: &str) -> Option<&Sandbox> {
-        self.namespaces.iter().filter_map(|n| n.sandbox.as_ref()).find(|sb| sb.container == container)
+        let &i = self.index.sandboxes.get(container)?;
+        self.namespaces[i].sandbox.as_ref()
+    }
+
+    /// Where the lookup index and the lists disagree, if they do: every
+    /// plan is checked against this in debug builds (all tests), since a
+    /// stale index would give a wrong plan.
+    pub fn index_mismatch(&self) -> Option<String> {
+        let Index { containers, endpoints, attached, sandboxes, netns_names, joined, cleared } = &self.index;
+        let mut want = Index::default();
+        for (i, c) in self.containers.iter().enumerate() {
+            want.containers.entry(c.name().to_string()).or_insert(i);
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            want.endpoints.entry(e.id.clone()).or_insert(i);
+            want.attached.entry((e.container.clone(), e.network.clone())).or_insert_with(|| e.id.clone());
+            if !e.iface.is_empty() {
+                *want.joined.entry(e.network.clone()).or_default() += 1;
+            }
+        }
+        for (i, n) in self.namespaces.iter().enumerate() {
+            want.netns_names.insert(n.name.clone());
+            if let Some(sb) = &n.sandbox {
+                want.sandboxes.entry(sb.container.clone()).or_insert(i);
+            }
+        }
+        let joined: HashMap<&String, &usize> = joined.iter().filter(|(_, n)| **n > 0).collect();
+        let cleared_ok = self.conntrack_cleared.is_empty()
+            || (self.conntrack_cleared.len() == cleared.len()
+                && self.conntrack_cleared.iter().all(|ip| cleared.contains(ip)));
+        let checks = [
+            ("containers", *containers == want.containers),
+            ("endpoints", *endpoints == want.endpoints),
+            ("attached", *attached == want.attached),
+            ("sandboxes", *sandboxes == want.sandboxes),
+            ("namespace names", *netns_names == want.netns_names),
+            ("joined", joined == want.joined.iter().collect()),
+            ("conntrack_cleared", cleared_ok),
+        ];
+        checks.iter().find(|(_, ok)| !ok).map(|(what, _)| format!("the controller's index of {what} is stale"))
     }
 
     // ----- the host as the daemon sees it -------------------------------
@@ -592,9 +643,12 @@ impl<'a> Controller<'a> {
             attachments.push(Attachment { network, ip, span });
         }
         let ctr = Ctr { spec: c.clone(), running: false, netns: None, attachments };
-        match self.containers.iter_mut().find(|x| x.name() == c.name()) {
+        match self.ctr_mut(c.name()) {
             Some(slot) => *slot = ctr,
-            None => self.containers.push(ctr),
+            None => {
+                self.index.containers.insert(c.name().to_string(), self.containers.len());
+                self.containers.push(ctr);
+            }
         }
     }
 
@@ -646,12 +700,16 @@ impl<'a> Controller<'a> {
     /// A new namespace for a container, named after it; while its earlier
     /// one lives on (kept by a `container:` container), `NAME+2`, `NAME+3`, …
     fn new_netns(&mut self, name: &str, sandbox: Option<Sandbox>) -> String {
-        let free = |n: &str, spaces: &[Netns]| spaces.iter().all(|x| x.name != n);
-        let node = if free(name, &self.namespaces) {
+        let taken = &self.index.netns_names;
+        let node = if !taken.contains(name) {
             name.to_string()
         } else {
-            (2u32..).map(|i| format!("{name}+{i}")).find(|n| free(n, &self.namespaces)).expect("a free name")
+            (2u32..).map(|i| format!("{name}+{i}")).find(|n| !taken.contains(n)).expect("a free name")
         };
+        self.index.netns_names.insert(node.clone());
+        if let Some(sb) = &sandbox {
+            self.index.sandboxes.insert(sb.container.clone(), self.namespaces.len());
+        }
         self.namespaces.push(Netns { name: node.clone(), sandbox });
         node
     }
@@ -729,7 +787,7 @@ impl<'a> Controller<'a> {
 
     /// Whether a container has an endpoint on the default bridge now.
     fn on_bridge(&self, name: &str) -> bool {
-        self.endpoints.iter().any(|e| e.container == name && e.network == "bridge")
+        self.endpoint_on(name, "bridge").is_some()
     }
 
     /// `connectToNetwork` for a running container (or one being started):
@@ -771,7 +829,7 @@ impl<'a> Controller<'a> {
                 ));
             }
         }
-        if self.endpoints.iter().any(|e| e.container == name && e.network == net.name) {
+        if self.endpoint_on(name, &net.name).is_some() {
             return Err((span, format!("endpoint with name {name} already exists in network {}", net.name)));
         }
         // CreateEndpoint: the address first.
@@ -822,6 +880,8 @@ impl<'a> Controller<'a> {
                 return Err((span, e));
             }
         }
+        self.index.endpoints.insert(ep.id.clone(), self.endpoints.len());
+        self.index.attached.insert((ep.container.clone(), ep.network.clone()), ep.id.clone());
         self.endpoints.push(ep);
         if self.sandbox(name).is_none() {
             let mut sb = Sandbox::new(name);
@@ -862,7 +922,7 @@ impl<'a> Controller<'a> {
                 continue;
             }
             seen.push(spec.alias.clone());
-            if let Some(ep) = self.endpoints.iter().find(|e| e.container == spec.container && e.network == "bridge") {
+            if let Some(ep) = self.endpoint_on(&spec.container, "bridge") {
                 children.push(ep.id.clone());
                 last = Some(ep.id.clone());
             }
@@ -890,7 +950,7 @@ impl<'a> Controller<'a> {
         let sb = self.sandbox(&ep.container).expect("a sandbox").clone();
         let before = sb.gateway_endpoint().map(str::to_string);
         // The kernel refuses a bridge's 1024th port: refused here rather than in `run`.
-        let ports = self.endpoints.iter().filter(|e| e.network == net.name && !e.iface.is_empty()).count();
+        let ports = self.index.joined.get(&net.name).copied().unwrap_or(0);
         if ports >= BRIDGE_MAX_PORTS {
             return Err(format!(
                 "bridge {} is full: a Linux bridge takes at most {BRIDGE_MAX_PORTS} ports (BR_MAX_PORTS), \
@@ -907,7 +967,12 @@ impl<'a> Controller<'a> {
             let iface = sb.next_iface();
             sb.add(id, key);
             let e = self.endpoint_mut(id).expect("known");
+            let first_join = e.iface.is_empty();
             e.iface = iface;
+            if first_join {
+                *self.index.joined.entry(net.name.clone()).or_default() += 1;
+            }
+            let e = self.endpoint_mut(id).expect("known");
             e.link_children = children;
             e.link_parents = parents;
         }
@@ -942,7 +1007,7 @@ impl<'a> Controller<'a> {
     fn program(&mut self, id: &str) -> Result<(), String> {
         let ep = self.endpoint(id).cloned().expect("known endpoint");
         let net = self.network(&ep.network).cloned().expect("known network");
-        let spec = &self.containers.iter().find(|c| c.name() == ep.container).expect("known").spec;
+        let spec = &self.containers[self.index.containers[ep.container.as_str()]].spec;
         let ports = self.ports_cache.get(spec);
         self.endpoint_mut(id).expect("known").exposed = Some(ports.clone());
         let mapped = self.allocate_ports(&ep, &net, &ports.0)?;
@@ -993,7 +1058,11 @@ impl<'a> Controller<'a> {
 
     /// `DeleteConntrackEntries`: every entry whose reply tuple has `ip`.
     fn clear_conntrack(&mut self, ip: Ipv4Addr) {
-        if !self.conntrack_cleared.contains(&ip) {
+        // The set resets with the list, which the plan takes.
+        if self.conntrack_cleared.is_empty() {
+            self.index.cleared.clear();
+        }
+        if self.index.cleared.insert(ip) {
             self.conntrack_cleared.push(ip);
         }
     }
@@ -1539,8 +1608,16 @@ impl<'a> Controller<'a> {
 
     /// `endpoint.Delete`: the veth goes, the address is released.
     fn delete_endpoint(&mut self, id: &str) {
-        let Some(i) = self.endpoints.iter().position(|e| e.id == id) else { return };
+        let Some(&i) = self.index.endpoints.get(id) else { return };
         let ep = self.endpoints.remove(i);
+        self.index.endpoints.remove(id);
+        shift_after(&mut self.index.endpoints, i);
+        self.index.attached.remove(&(ep.container.clone(), ep.network.clone()));
+        if !ep.iface.is_empty() {
+            if let Some(n) = self.index.joined.get_mut(&ep.network) {
+                *n -= 1;
+            }
+        }
         if let Some(n) = self.network(&ep.network) {
             let (pool, nc) = (n.pool, n.fw_config());
             // DeleteEndpoint: DelEndpoint first.
@@ -1573,13 +1650,17 @@ impl<'a> Controller<'a> {
             }
             None => None,
         };
-        if let Some(ns) = self.namespaces.iter_mut().find(|n| n.sandbox.as_ref().is_some_and(|s| s.container == name)) {
-            ns.sandbox = None;
+        if let Some(i) = self.index.sandboxes.remove(name) {
+            self.namespaces[i].sandbox = None;
         }
         let Some(ns) = netns.filter(|ns| ns != "host") else { return };
         let used = self.containers.iter().any(|o| o.running && o.netns.as_deref() == Some(ns.as_str()));
         if !used {
-            self.namespaces.retain(|n| n.name != ns);
+            if let Some(i) = self.namespaces.iter().position(|n| n.name == ns) {
+                self.namespaces.remove(i);
+                self.index.netns_names.remove(&ns);
+                shift_after(&mut self.index.sandboxes, i);
+            }
         }
     }
 
@@ -1652,7 +1733,10 @@ impl<'a> Controller<'a> {
 
     /// Forgets a removed container.
     pub fn forget(&mut self, name: &str) {
-        self.containers.retain(|c| c.name() != name);
+        if let Some(i) = self.index.containers.remove(name) {
+            self.containers.remove(i);
+            shift_after(&mut self.index.containers, i);
+        }
     }
 
     fn veth_name(&mut self, container: &str, network: &str) -> String {
@@ -1674,6 +1758,38 @@ impl<'a> Controller<'a> {
     /// The bindings without a proxy (userland proxy off).
     pub fn unrelayed(&self) -> Vec<PortMapping> {
         self.unrelayed.clone()
+    }
+}
+
+/// Positions in the controller's lists by key, and what would otherwise
+/// be counted by scanning them. Kept by the controller's own methods, the
+/// only ones that change those lists.
+#[derive(Debug, Default)]
+struct Index {
+    /// Container name to its place in `containers` (names are unique).
+    containers: HashMap<String, usize>,
+    /// Endpoint id to its place in `endpoints`.
+    endpoints: HashMap<String, usize>,
+    /// (container, network) to the endpoint's id.
+    attached: HashMap<(String, String), String>,
+    /// Container to the place in `namespaces` of the namespace holding its
+    /// sandbox (one sandbox per container).
+    sandboxes: HashMap<String, usize>,
+    /// Names of the namespaces.
+    netns_names: HashSet<String>,
+    /// Per network, its endpoints joined to a sandbox: the bridge's ports.
+    joined: HashMap<String, usize>,
+    /// `conntrack_cleared` as a set.
+    cleared: HashSet<Ipv4Addr>,
+}
+
+/// After the removal of place `i` from a list, the places behind it move
+/// down by one.
+fn shift_after<K>(index: &mut HashMap<K, usize>, i: usize) {
+    for at in index.values_mut() {
+        if *at > i {
+            *at -= 1;
+        }
     }
 }
 

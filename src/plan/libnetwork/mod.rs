@@ -21,6 +21,8 @@ pub mod portallocator;
 pub mod sandbox;
 pub mod version;
 
+use std::collections::HashMap;
+
 use controller::Controller;
 use version::Version;
 
@@ -178,6 +180,7 @@ fn run_step(c: &mut Controller, step: &Step) -> String {
 /// The model's state as a plan.
 fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     let s = c.s;
+    debug_assert_eq!(c.index_mismatch(), None);
     if !c.errors.is_empty() {
         let mut errors = std::mem::take(&mut c.errors);
         errors.sort_by_key(|d| d.span.start);
@@ -194,7 +197,13 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
     for n in std::iter::once(&mut external).chain(machines.iter_mut()) {
         n.sysctls = host::node_sysctls(Default::default(), vec![], &c.sysctl_writes, &n.name.clone());
     }
-    // Host ends of the veths, then the container namespaces.
+    // Host ends of the veths, then the container namespaces. Endpoints by
+    // id and by container, in their order: no scan of all per container.
+    let by_id: HashMap<&str, &endpoint::Endpoint> = c.endpoints.iter().map(|e| (e.id.as_str(), e)).collect();
+    let mut by_container: HashMap<&str, Vec<&endpoint::Endpoint>> = HashMap::new();
+    for e in &c.endpoints {
+        by_container.entry(e.container.as_str()).or_default().push(e);
+    }
     let mut nodes = Vec::new();
     for ns in &c.namespaces {
         let sysctls =
@@ -205,7 +214,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         let mut node = NodePlan { name: ns.name.clone(), links: vec![host::loopback()], routes: vec![], sysctls };
         if let Some(sb) = &ns.sandbox {
             let mut eps: Vec<&endpoint::Endpoint> =
-                sb.endpoints.iter().filter_map(|(id, _)| c.endpoints.iter().find(|e| e.id == *id)).collect();
+                sb.endpoints.iter().filter_map(|(id, _)| by_id.get(id.as_str()).copied()).collect();
             eps.sort_by_key(|e| e.iface.trim_start_matches("eth").parse::<u32>().unwrap_or(0));
             for ep in eps {
                 let net = c.network(&ep.network).expect("an endpoint's network");
@@ -243,7 +252,7 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
                     });
                 }
             }
-            let gw = sb.gateway_endpoint().and_then(|id| c.endpoints.iter().find(|e| e.id == id));
+            let gw = sb.gateway_endpoint().and_then(|id| by_id.get(id).copied());
             if let Some((via, ep)) = gw.and_then(|e| Some((e.gateway?, e))) {
                 node.routes.push(host::via(None, via, &ep.iface));
             }
@@ -309,10 +318,11 @@ fn snapshot(c: &mut Controller) -> Result<Plan, Diagnostics> {
         .containers
         .iter()
         .map(|x| {
-            let mut eps: Vec<Endpoint> = c
-                .endpoints
-                .iter()
-                .filter(|e| e.container == x.name() && !e.iface.is_empty())
+            let mut eps: Vec<Endpoint> = by_container
+                .get(x.name())
+                .into_iter()
+                .flatten()
+                .filter(|e| !e.iface.is_empty())
                 .map(|e| Endpoint {
                     network: e.network.clone(),
                     iface: e.iface.clone(),

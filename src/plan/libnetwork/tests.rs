@@ -944,3 +944,36 @@ fn docker28_checks_links_before_networking_and_words_a_restart() {
         "{e}"
     );
 }
+
+/// The bridge's ports are counted as endpoints join and go (not by a scan
+/// of all endpoints): 1,023 on a user network, the 1,024th refused; a
+/// disconnect, a stop or a remove frees one for the next; another network
+/// has ports of its own.
+#[test]
+fn a_user_network_takes_1023_ports_counted_as_endpoints_come_and_go() {
+    let mut full = String::from("[[network]]\nname = \"a\"\n[[network]]\nname = \"b\"\n");
+    for i in 0..1023 {
+        full.push_str(&format!("[[container]]\nname = \"c{i}\"\nnetwork = \"a\"\n"));
+    }
+    full.push_str("[[container]]\nname = \"other\"\nnetwork = \"b\"\n");
+    let p = ok(&full);
+    let bridge = &p.networks.iter().find(|n| n.name == "a").unwrap().bridge.name;
+    let ports = p.node("host").unwrap().links.iter().filter(|l| l.master.as_ref() == Some(bridge)).count();
+    assert_eq!(ports, 1023);
+    let one_more = "[[step]]\ndo = \"run\"\n[step.container]\nname = \"xx\"\nnetwork = \"a\"\n";
+    let e = err(&format!("{full}{one_more}"));
+    assert!(e.contains(&format!("bridge {bridge} is full")) && e.contains("this would be port 1024"), "{e}");
+    let connect = "[[step]]\ndo = \"connect\"\ncontainer = \"other\"\nnetwork = \"a\"\n";
+    assert!(err(&format!("{full}{connect}")).contains("is full"));
+    for free in [
+        "[[step]]\ndo = \"disconnect\"\ncontainer = \"c7\"\nnetwork = \"a\"\n",
+        "[[step]]\ndo = \"stop\"\ncontainer = \"c0\"\n",
+        "[[step]]\ndo = \"remove\"\ncontainer = \"c1022\"\n",
+    ] {
+        let p = ok(&format!("{full}{free}{one_more}"));
+        let last = &p.steps[1].after;
+        assert!(last.container("xx").unwrap().running, "{free}");
+    }
+    // A stop and start of the same container takes its port back.
+    ok(&format!("{full}[[step]]\ndo = \"restart\"\ncontainer = \"c3\"\n"));
+}
