@@ -810,7 +810,9 @@ impl<'a> Controller<'a> {
                 ));
             }
         }
-        let ctr = self.ctr(name).cloned().expect("known container");
+        // Borrowed, not cloned: a container's spec is big, and this runs for
+        // every endpoint.
+        let ctr = self.ctr(name).expect("known container");
         // The MAC given at `docker run` is for the network given with `--network`.
         let first = ctr.attachments.first().map(|x| x.network.as_str());
         let mac = if first == Some(net.name.as_str()) {
