@@ -52,9 +52,20 @@ fail() {
     exit 1
 }
 # What Docker gives every container: its own /run, /tmp and sysfs.
+repo=$PWD
+exec {volume}<"$repo"
 mount -t tmpfs -o mode=755 bl-run /run
 mount -t tmpfs -o mode=1777 bl-tmp /tmp
 mount -t sysfs sysfs /sys
+# The checkout is the container's volume (`docker run -v "$PWD:$PWD"`): a
+# checkout under /tmp or /run, which the container gets fresh, is put back.
+if [ ! -d "$repo" ] || [ ! -x "$bin" ]; then
+    mkdir -p "$repo"
+    # -c: the fd itself, not the path it names (hidden now).
+    mount -c --bind "/proc/self/fd/$volume" "$repo"
+fi
+exec {volume}<&-
+cd "$repo"
 ip link set lo up
 hostname bl-container
 
