@@ -266,6 +266,19 @@ fn remove_all(host: &Ns, containers: &[Ns]) -> Res<()> {
 /// (with `DBUS_SYSTEM_BUS_ADDRESS` empty, as netavark's own tests do, so it
 /// does not ask the root namespace's firewalld); its config dir is a temp
 /// dir.
+/// A peer's throwaway host namespace and its containers' (the host one
+/// removed again if the others cannot be made).
+fn host_and_containers(host_name: &str, names: &[String]) -> Res<(Ns, Vec<Ns>)> {
+    let host = ns::create(&[host_name.to_string()]).map_err(|e| e.to_string())?.remove(0);
+    match ns::create(names) {
+        Ok(c) => Ok((host, c)),
+        Err(e) => {
+            let _ = remove_all(&host, &[]);
+            Err(e.to_string())
+        }
+    }
+}
+
 fn netavark(ctx: &Ctx, n: usize, round: usize) -> Res<Times> {
     let (host_name, names) = names(ctx, Tool::Netavark, n, round);
     let config = ctx.tmp.join(format!("netavark-{n}-{round}"));
@@ -277,14 +290,7 @@ fn netavark(ctx: &Ctx, n: usize, round: usize) -> Res<Times> {
         run_cmd(&mut cmd, Some(input), &format!("netavark {action} {}", ns_path.display())).map(|_| ())
     };
     let start = Instant::now();
-    let host = ns::create(std::slice::from_ref(&host_name)).map_err(|e| e.to_string())?.remove(0);
-    let containers = match ns::create(&names) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = remove_all(&host, &[]);
-            return Err(e.to_string());
-        }
-    };
+    let (host, containers) = host_and_containers(&host_name, &names)?;
     let mut result = Ok(());
     for (c, o) in containers.iter().zip(&opts) {
         result = nv(&host.file, "setup", &c.path, o);
@@ -377,14 +383,7 @@ fn cni(ctx: &Ctx, n: usize, round: usize) -> Res<Times> {
         c
     };
     let start = Instant::now();
-    let host = ns::create(std::slice::from_ref(&host_name)).map_err(|e| e.to_string())?.remove(0);
-    let containers = match ns::create(&names) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = remove_all(&host, &[]);
-            return Err(e.to_string());
-        }
-    };
+    let (host, containers) = host_and_containers(&host_name, &names)?;
     let mut results = Vec::new();
     let mut failed = None;
     for (i, c) in containers.iter().enumerate() {
