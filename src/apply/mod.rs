@@ -29,7 +29,7 @@ pub mod proxy;
 pub mod snapshot;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -228,13 +228,20 @@ impl RunningLab {
             plan.nodes.iter().flat_map(|n| n.links.iter().map(|l| (n.name.clone(), l.name.clone()))).collect();
         self.wire(&plan, &wanted, &all, opts.fail_after_links).await?;
         phase("links, addresses and routes");
-        for node in &plan.nodes {
-            let ns = &self.ns(&node.name).file;
-            let pairs: Vec<(&str, &str)> =
-                node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
-            if !pairs.is_empty() {
-                netns::write_sysctls(ns, &pairs).map_err(|e| env_error(&format!("{}: sysctls", node.name), e))?;
+        {
+            let files: HashMap<&str, &std::fs::File> =
+                self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
+            let mut names = Vec::new();
+            let mut jobs = Vec::new();
+            for node in &plan.nodes {
+                let pairs: Vec<(&str, &str)> =
+                    node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
+                if !pairs.is_empty() {
+                    names.push(node.name.as_str());
+                    jobs.push((files[node.name.as_str()], pairs));
+                }
             }
+            netns::write_sysctls_all(&jobs).map_err(|(i, e)| env_error(&format!("{}: sysctls", names[i]), e))?;
         }
         phase("sysctls");
         let host_ns = &self.ns("host").file;
@@ -279,18 +286,17 @@ impl RunningLab {
     /// Creates namespaces for `nodes` and opens a netlink socket in each.
     fn add_namespaces(&mut self, nodes: &[String]) -> Result<()> {
         let names: Vec<(String, String)> = nodes.iter().map(|n| (n.clone(), namespace_name(&self.run_id, n))).collect();
-        let (made, err) = netns::create_all(&names);
-        let fresh: Vec<usize> = (self.namespaces.len()..self.namespaces.len() + made.len()).collect();
-        self.namespaces.extend(made);
-        if let Some(e) = err {
-            return Err(env_error("cannot create a network namespace", e));
-        }
-        for i in fresh {
-            let ns = &self.namespaces[i];
-            let (nl, task) =
-                Netlink::open(&ns.file).map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
+        // Each namespace's netlink socket is opened while the creating
+        // thread is inside it.
+        let rt = tokio::runtime::Handle::current();
+        let (made, err) = netns::create_all(&names, || Netlink::open_here(&rt));
+        for (ns, (nl, task)) in made {
             self.tasks.insert(ns.node.clone(), task);
             self.netlinks.insert(ns.node.clone(), nl);
+            self.namespaces.push(ns);
+        }
+        if let Some(e) = err {
+            return Err(env_error("cannot create a network namespace or its netlink socket", e));
         }
         Ok(())
     }
@@ -299,6 +305,11 @@ impl RunningLab {
     /// that stand alone (bridges), then veth pairs from their
     /// creating end, then addresses and link state; static routes only for
     /// the `fresh` nodes, whose namespaces were just made.
+    ///
+    /// Linear in the size of the lab, in as few netlink round trips as the
+    /// kernel allows: a veth pair is made with its master and up flags in
+    /// the one request that creates it, each bridge's index is looked up
+    /// once, and each node's link indexes come from one dump.
     async fn wire(
         &self,
         plan: &Plan,
@@ -307,7 +318,10 @@ impl RunningLab {
         budget: Option<usize>,
     ) -> Result<()> {
         let mut budget = budget;
-        let is_wanted = |node: &str, link: &str| wanted.iter().any(|(n, l)| n == node && l == link);
+        let wanted: HashSet<(&str, &str)> = wanted.iter().map(|(n, l)| (n.as_str(), l.as_str())).collect();
+        let is_wanted = |node: &str, link: &str| wanted.contains(&(node, link));
+        let fresh: HashSet<&str> = fresh.iter().map(String::as_str).collect();
+        let files: HashMap<&str, &std::fs::File> = self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
         for node in &plan.nodes {
             let nl = &self.netlinks[&node.name];
             for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
@@ -319,29 +333,45 @@ impl RunningLab {
                 }
             }
         }
+        // The creating end of a veth made here is up from the start when
+        // the plan says so: `configure` leaves its link state alone.
+        let mut created: HashSet<(&str, &str)> = HashSet::new();
         for node in &plan.nodes {
             let nl = &self.netlinks[&node.name];
+            let mut masters: HashMap<&str, u32> = HashMap::new();
             for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
                 let LinkKind::Veth { peer_node, peer, create: true } = &l.kind else {
                     continue;
                 };
                 spend(&mut budget)?;
                 let peer_plan = plan.node(peer_node).and_then(|n| n.link(peer)).expect("plan pairs every veth");
-                let peer_ns = &self.ns(peer_node).file;
+                let peer_ns = files[peer_node.as_str()];
                 let master = match &l.master {
-                    Some(m) => {
-                        Some(nl.index(m).await.map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?)
-                    }
+                    Some(m) => match masters.get(m.as_str()) {
+                        Some(i) => Some(*i),
+                        None => {
+                            let i =
+                                nl.index(m).await.map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?;
+                            masters.insert(m, i);
+                            Some(i)
+                        }
+                    },
                     None => None,
                 };
                 nl.create_veth(l, peer_plan, peer_ns, master).await.map_err(|e| {
                     Error::apply(format!("{}: create veth {} (peer {peer_node}:{peer})", node.name, l.name), e)
                 })?;
+                created.insert((node.name.as_str(), l.name.as_str()));
             }
         }
         try_join_all(plan.nodes.iter().map(|n| {
-            let links: Vec<&LinkPlan> = n.links.iter().filter(|l| is_wanted(&n.name, &l.name)).collect();
-            let routes = if fresh.contains(&n.name) { n.routes.iter().collect() } else { vec![] };
+            let links: Vec<(&LinkPlan, bool)> = n
+                .links
+                .iter()
+                .filter(|l| is_wanted(&n.name, &l.name))
+                .map(|l| (l, created.contains(&(n.name.as_str(), l.name.as_str()))))
+                .collect();
+            let routes = if fresh.contains(n.name.as_str()) { n.routes.iter().collect() } else { vec![] };
             configure(&self.netlinks[&n.name], &n.name, links, routes)
         }))
         .await?;
@@ -522,11 +552,19 @@ impl RunningLab {
         }
         loop {
             let mut pending = Vec::new();
-            for (np, nl, indexes) in &watched {
+            // A node whose routes have settled is not read again: carrier
+            // only ever catches up with the plan.
+            let mut still = Vec::new();
+            for (np, nl, indexes) in watched {
                 let seen =
                     nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))?;
-                pending.extend(verify::carrier_pending(np, indexes, &seen));
+                let left = verify::carrier_pending(np, &indexes, &seen);
+                if !left.is_empty() {
+                    pending.extend(left);
+                    still.push((np, nl, indexes));
+                }
             }
+            watched = still;
             if pending.is_empty() {
                 return Ok(());
             }
@@ -542,8 +580,28 @@ impl RunningLab {
     /// Reads every namespace back through netlink, and the host's rules
     /// through `iptables-save`.
     pub async fn observe(&self) -> Result<Observed> {
+        // Every namespace's sysctls on one thread, first.
+        let planned: HashMap<&str, &NodePlan> = self.plan.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let wanted: Vec<(usize, Vec<&str>)> = self
+            .namespaces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ns)| {
+                let keys: Vec<&str> = planned.get(ns.node.as_str())?.sysctls.iter().map(|s| s.key.as_str()).collect();
+                (!keys.is_empty()).then_some((i, keys))
+            })
+            .collect();
+        let jobs: Vec<(&std::fs::File, Vec<&str>)> =
+            wanted.iter().map(|(i, keys)| (&self.namespaces[*i].file, keys.clone())).collect();
+        let values = netns::read_sysctls_all(&jobs)
+            .map_err(|(j, e)| env_error(&format!("{}: read sysctls", self.namespaces[wanted[j].0].node), e))?;
+        let mut sysctls_of: HashMap<usize, std::collections::BTreeMap<String, String>> = wanted
+            .iter()
+            .zip(values)
+            .map(|((i, keys), vals)| (*i, keys.iter().map(|k| k.to_string()).zip(vals).collect()))
+            .collect();
         let mut nodes = Vec::new();
-        for ns in &self.namespaces {
+        for (i, ns) in self.namespaces.iter().enumerate() {
             let nl = &self.netlinks[&ns.node];
             let ctx = |what: &str| format!("{}: read {what}", ns.node);
             let msgs = nl.links().await.map_err(|e| Error::apply(ctx("links"), e))?;
@@ -551,14 +609,7 @@ impl RunningLab {
             let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
             let addresses = nl.addresses().await.map_err(|e| Error::apply(ctx("addresses"), e))?;
             let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
-            let mut sysctls = std::collections::BTreeMap::new();
-            if let Some(np) = self.plan.node(&ns.node) {
-                let keys: Vec<&str> = np.sysctls.iter().map(|s| s.key.as_str()).collect();
-                if !keys.is_empty() {
-                    let values = netns::read_sysctls(&ns.file, &keys).map_err(|e| env_error(&ctx("sysctls"), e))?;
-                    sysctls.extend(keys.iter().map(|k| k.to_string()).zip(values));
-                }
-            }
+            let sysctls = sysctls_of.remove(&i).unwrap_or_default();
             nodes.push(ObservedNode {
                 name: ns.node.clone(),
                 links,
@@ -643,9 +694,20 @@ impl RunningLab {
             return Ok(());
         }
         self.torn_down = true;
+        let started = Instant::now();
+        // The namespace files and sockets stay open until every namespace
+        // is unmounted: the kernel frees a namespace (in a work queue that
+        // takes the RTNL lock and CPU time) once its last reference goes,
+        // and freeing hundreds while unmounting the rest made the unmounts
+        // several times slower. Freed after this, they cost the caller
+        // nothing.
+        let namespaces: Vec<NetNs> = self.namespaces.drain(..).collect();
+        let paths: Vec<_> = namespaces.iter().map(|ns| ns.path.clone()).collect();
+        let done = remove_namespaces(&self.registry, &self.run_id, &paths);
+        tracing::debug!("teardown: namespaces removed at {:?}", started.elapsed());
         self.close_sockets();
-        let paths: Vec<_> = self.namespaces.drain(..).map(|ns| ns.path).collect();
-        remove_namespaces(&self.registry, &self.run_id, &paths)
+        drop(namespaces);
+        done
     }
 }
 
@@ -801,29 +863,49 @@ fn spend(budget: &mut Option<usize>) -> Result<()> {
 }
 
 /// Addresses, link state and static routes of one node, on its own socket.
+/// A link `created` up by `wire` is not set up again. The requests are
+/// sent one after another without waiting for each answer: the kernel
+/// handles a socket's requests in order, so an address is there before
+/// the link goes up and before the routes through it.
 async fn configure(
     nl: &Netlink,
     node: &str,
-    links: Vec<&LinkPlan>,
+    links: Vec<(&LinkPlan, bool)>,
     routes: Vec<&crate::plan::RoutePlan>,
 ) -> Result<()> {
     let err = |what: String| move |e| Error::apply(format!("{node}: {what}"), e);
-    for l in links {
-        let index = nl.index(&l.name).await.map_err(err(format!("find {}", l.name)))?;
+    let routes: Vec<&crate::plan::RoutePlan> = routes.into_iter().filter(|r| r.connected.is_none()).collect();
+    if links.is_empty() && routes.is_empty() {
+        return Ok(());
+    }
+    // One dump instead of a lookup per link.
+    let indexes = nl.link_indexes().await.map_err(err("read links".into()))?;
+    let index = |name: &str| {
+        indexes.get(name).copied().ok_or_else(|| err(format!("find {name}"))(rtnetlink::Error::RequestFailed))
+    };
+    let mut requests: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
+    for (l, created) in links {
+        let i = index(&l.name)?;
         // lo gets its address from the kernel.
         for a in l.addresses.iter().filter(|_| l.kind != LinkKind::Loopback) {
-            nl.add_address(index, a.ip(), a.prefix()).await.map_err(err(format!("add {a} to {}", l.name)))?;
+            let what = format!("add {a} to {}", l.name);
+            requests.push(Box::pin(async move { nl.add_address(i, a.ip(), a.prefix()).await.map_err(err(what)) }));
         }
-        if l.up {
-            nl.set_up(index).await.map_err(err(format!("set {} up", l.name)))?;
+        if l.up && !created {
+            let what = format!("set {} up", l.name);
+            requests.push(Box::pin(async move { nl.set_up(i).await.map_err(err(what)) }));
         }
         if l.hairpin {
-            nl.set_hairpin(index).await.map_err(err(format!("hairpin on {}", l.name)))?;
+            let what = format!("hairpin on {}", l.name);
+            requests.push(Box::pin(async move { nl.set_hairpin(i).await.map_err(err(what)) }));
         }
     }
-    for r in routes.into_iter().filter(|r| r.connected.is_none()) {
-        let index = nl.index(&r.dev).await.map_err(err(format!("find {}", r.dev)))?;
-        nl.add_route(r, index).await.map_err(err(format!("add route {r}")))?;
+    for r in routes {
+        let i = index(&r.dev)?;
+        let what = format!("add route {r}");
+        requests.push(Box::pin(async move { nl.add_route(r, i).await.map_err(err(what)) }));
     }
+    // Polled in order, so sent in order.
+    try_join_all(requests).await?;
     Ok(())
 }

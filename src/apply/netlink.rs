@@ -33,12 +33,15 @@ impl Netlink {
     /// tokio runtime. The socket keeps its namespace for its whole life.
     pub fn open(ns: &File) -> io::Result<(Netlink, tokio::task::JoinHandle<()>)> {
         let rt = tokio::runtime::Handle::current();
-        netns::run_in(ns, move || {
-            let _enter = rt.enter();
-            let (conn, handle, _) = rtnetlink::new_connection()?;
-            let task = rt.spawn(conn);
-            Ok((Netlink { handle }, task))
-        })
+        netns::run_in(ns, move || Netlink::open_here(&rt))
+    }
+
+    /// Opens the socket in the calling thread's namespace, driven on `rt`.
+    pub fn open_here(rt: &tokio::runtime::Handle) -> io::Result<(Netlink, tokio::task::JoinHandle<()>)> {
+        let _enter = rt.enter();
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        let task = rt.spawn(conn);
+        Ok((Netlink { handle }, task))
     }
 
     pub async fn index(&self, name: &str) -> NlResult<u32> {
@@ -88,6 +91,12 @@ impl Netlink {
         }
         if let Some(m) = master {
             b = b.controller(m);
+        }
+        // Up from the start, as planned: no request of its own later.
+        // (Not the peer: the kernel opens it before the pair is joined,
+        // and a veth without a peer refuses to go up, ENOTCONN.)
+        if l.up {
+            b = b.up();
         }
         self.handle.link().add(b.build()).execute().await
     }

@@ -29,10 +29,16 @@ pub struct NetNs {
     pub file: File,
 }
 
-/// Creates one namespace per `(node, name)` in a single worker thread.
-/// Stops at the first failure and returns what was created so far with the
-/// error, so the caller can remove it.
-pub fn create_all(names: &[(String, String)]) -> (Vec<NetNs>, Option<io::Error>) {
+/// Creates one namespace per `(node, name)` in a single worker thread, and
+/// calls `inside` there while the thread is in each new namespace (to open
+/// the sockets the lab keeps in it: a thread and a `setns` per namespace
+/// later cost more than the `unshare`). Stops at the first failure and
+/// returns what was created so far with the error, so the caller can
+/// remove it.
+pub fn create_all<T: Send>(
+    names: &[(String, String)],
+    inside: impl Fn() -> io::Result<T> + Sync,
+) -> (Vec<(NetNs, T)>, Option<io::Error>) {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut made = Vec::new();
@@ -40,9 +46,16 @@ pub fn create_all(names: &[(String, String)]) -> (Vec<NetNs>, Option<io::Error>)
                 return (made, Some(e));
             }
             for (node, name) in names {
-                match create_one(node, &Path::new(NETNS_DIR).join(name)) {
-                    Ok(ns) => made.push(ns),
+                let ns = match create_one(node, &Path::new(NETNS_DIR).join(name)) {
+                    Ok(ns) => ns,
                     Err(e) => return (made, Some(e)),
+                };
+                match inside() {
+                    Ok(t) => made.push((ns, t)),
+                    Err(e) => {
+                        let _ = remove(&ns.path);
+                        return (made, Some(e));
+                    }
                 }
             }
             (made, None)
@@ -269,6 +282,56 @@ pub fn write_sysctls(ns: &File, pairs: &[(&str, &str)]) -> io::Result<()> {
             fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         }
         Ok(())
+    })
+}
+
+/// Writes the sysctls of many namespaces on one thread that joins each in
+/// turn (a thread per namespace made a lab of a thousand containers start
+/// a thousand threads). Stops at the first failure, naming its index.
+pub fn write_sysctls_all(jobs: &[(&File, Vec<(&str, &str)>)]) -> Result<(), (usize, io::Error)> {
+    let jobs: Vec<(&File, Vec<(PathBuf, &str)>)> =
+        jobs.iter().map(|(ns, pairs)| (*ns, pairs.iter().map(|(k, v)| (sysctl_path(k), *v)).collect())).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, (ns, pairs)) in jobs.iter().enumerate() {
+                let fail = |e: io::Error| (i, e);
+                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
+                for (path, value) in pairs {
+                    fs::write(path, value)
+                        .map_err(|e| fail(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err((0, io::Error::other("namespace worker panicked"))))
+    })
+}
+
+/// Reads the sysctls of many namespaces on one thread that joins each in
+/// turn: for each `(namespace, keys)`, the values in order.
+pub fn read_sysctls_all(jobs: &[(&File, Vec<&str>)]) -> Result<Vec<Vec<String>>, (usize, io::Error)> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut out = Vec::with_capacity(jobs.len());
+            for (i, (ns, keys)) in jobs.iter().enumerate() {
+                let fail = |e: io::Error| (i, e);
+                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
+                let mut values = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let p = sysctl_path(k);
+                    let v = fs::read_to_string(&p)
+                        .map_err(|e| fail(io::Error::new(e.kind(), format!("{}: {e}", p.display()))))?;
+                    values.push(v.trim().to_string());
+                }
+                out.push(values);
+            }
+            Ok(out)
+        })
+        .join()
+        .unwrap_or_else(|_| Err((0, io::Error::other("namespace worker panicked"))))
     })
 }
 

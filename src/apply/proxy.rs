@@ -57,10 +57,12 @@ pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinH
     Ok(tasks)
 }
 
-/// Open files a lab needs: per node its namespace and netlink socket (and
-/// room for responders and probes), per published port a proxy's socket.
+/// Open files a lab needs: per node its namespace and netlink socket, per
+/// published port a proxy's socket, and room for responders, probes (at
+/// most a few hundred at once) and the runtime. (Four per node refused
+/// 5,000 containers under a hard limit of 20,000 that they fit in.)
 pub fn files_needed(nodes: usize, proxies: usize) -> u64 {
-    4 * nodes as u64 + proxies as u64 + 256
+    2 * nodes as u64 + nodes as u64 / 4 + proxies as u64 + 512
 }
 
 /// Raises this process's soft limit on open files to its hard limit when a

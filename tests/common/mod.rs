@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod scale;
+
 use std::path::{Path, PathBuf};
 
 /// Root tests must run, not skip: without root this fails loudly.
