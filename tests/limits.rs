@@ -310,7 +310,7 @@ fn a_lab_with_thousands_of_published_ports_gets_its_open_files() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("3000 published ports (a userland proxy each): it needs about 3268 open files, and this process may open 2048"),
+        text(&out.stderr).contains("3000 published ports (a userland proxy each): it needs about 3518 open files, and this process may open 2048"),
         "{}",
         text(&out.stderr)
     );

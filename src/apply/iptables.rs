@@ -247,6 +247,17 @@ mod tests {
     fn a_tool_killed_by_a_job_signal_is_an_interruption() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "kill -INT $$"]);
+        // A shell's background job inherits SIGINT ignored, and so would
+        // this tool: the signal must be able to kill it here.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl)
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
         let err = feed(cmd, "sh", "host: tool".into(), b"").unwrap_err();
         assert!(matches!(err, Error::Interrupted { signal: Signal::SIGINT, .. }), "{err}");
         assert_eq!(err.exit_code(), 130);
