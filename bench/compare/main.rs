@@ -150,6 +150,11 @@ fn main() -> ExitCode {
         return ExitCode::from(3);
     }
     let has = |p: &str| args.parts.iter().any(|x| x == p);
+    // `RUST_LOG=bridgelab=debug` shows where a build's time goes.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let before = ns::RootState::read();
     let started = Instant::now();
     let mut errors: Vec<String> = Vec::new();

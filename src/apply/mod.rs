@@ -28,9 +28,11 @@ pub mod nftables;
 pub mod proxy;
 pub mod snapshot;
 pub mod verify;
+mod wiring;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
@@ -39,9 +41,10 @@ use tokio::task::JoinHandle;
 pub use netlink::{LinkState, Netlink, RouteCarrier};
 use netns::NetNs;
 pub use verify::{CarrierPending, Mismatch, Observed, ObservedNode};
+use wiring::Wiring;
 
 use crate::error::{Error, Result};
-use crate::plan::{LinkKind, LinkPlan, NodePlan, Plan};
+use crate::plan::{LinkKind, NodePlan, Plan};
 use crate::registry::{self, namespace_name, Registry, RunRecord};
 use crate::scenario::Scenario;
 
@@ -217,42 +220,147 @@ impl RunningLab {
         // Where a build's time goes, for `RUST_LOG=bridgelab=debug`.
         let started = Instant::now();
         let phase = |what: &str| tracing::debug!("build: {what} done at {:?}", started.elapsed());
-        let all: Vec<String> = self.plan.nodes.iter().map(|n| n.name.clone()).collect();
-        self.add_namespaces(&all)?;
-        phase("namespaces");
-        if let Some(host) = self.namespaces.iter().find(|n| n.node == "host") {
-            check_br_netfilter(&host.file)?;
-        }
         let plan = self.plan.clone();
+        let all: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
         let wanted: Vec<(String, String)> =
             plan.nodes.iter().flat_map(|n| n.links.iter().map(|l| (n.name.clone(), l.name.clone()))).collect();
-        self.wire(&plan, &wanted, &all, opts.fail_after_links).await?;
-        phase("links, addresses and routes");
-        {
-            let files: HashMap<&str, &std::fs::File> =
-                self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
-            let mut names = Vec::new();
-            let mut jobs = Vec::new();
-            for node in &plan.nodes {
-                let pairs: Vec<(&str, &str)> =
-                    node.sysctls.iter().filter(|s| s.write).map(|s| (s.key.as_str(), s.value.as_str())).collect();
-                if !pairs.is_empty() {
-                    names.push(node.name.as_str());
-                    jobs.push((files[node.name.as_str()], pairs));
+        let mut wiring = Wiring::new(&plan, &wanted, &all, opts.fail_after_links);
+        // The namespaces are made on a thread of their own while this task
+        // wires each one as it comes, and the host's rules load meanwhile.
+        let (maker, mut made) = self.make_namespaces(&plan)?;
+        let mut firewall = None;
+        let mut failed = None;
+        while let Some(first) = made.recv().await {
+            let mut batch = vec![first];
+            while let Ok(m) = made.try_recv() {
+                batch.push(m);
+            }
+            for m in batch {
+                match m {
+                    Made::Namespace(ns, nl, task) => {
+                        wiring.arrived(&ns.node, nl.clone(), ns.file.as_raw_fd());
+                        if ns.node == "host" {
+                            firewall = Some(load_firewall(&ns.file, &plan));
+                        }
+                        self.tasks.insert(ns.node.clone(), task);
+                        self.netlinks.insert(ns.node.clone(), nl);
+                        self.namespaces.push(ns);
+                    }
+                    Made::Failed(e) => failed = Some(e),
                 }
             }
-            netns::write_sysctls_all(&jobs).map_err(|(i, e)| env_error(&format!("{}: sysctls", names[i]), e))?;
+            if failed.is_some() {
+                break;
+            }
+            if let Err(e) = wiring.advance().await {
+                failed = Some(e);
+                break;
+            }
         }
+        // Whatever happened, nothing is made after this returns: the maker
+        // stops at its next namespace (removing it) once nobody listens.
+        made.close();
+        while let Some(m) = made.recv().await {
+            if let Made::Namespace(ns, _, task) = m {
+                task.abort();
+                self.namespaces.push(ns);
+            }
+        }
+        if maker.join().is_err() {
+            failed.get_or_insert(Error::Environment("the namespace worker panicked".into()));
+        }
+        phase("namespaces, links, addresses and routes");
+        let loaded = match firewall {
+            Some(f) => f.await.unwrap_or_else(|e| Err(Error::apply("host: load the rules", io::Error::other(e)))),
+            None => Ok(()),
+        };
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        debug_assert!(wiring.done(), "every namespace arrived, so everything is wired");
+        loaded?;
+        phase("firewall");
+        self.write_interface_sysctls(&plan)?;
         phase("sysctls");
         let host_ns = &self.ns("host").file;
-        iptables::restore(host_ns, &plan.iptables, true)?;
-        nftables::install(host_ns, &plan.iptables.nft)?;
-        phase("firewall");
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
         phase("proxies");
         self.settle(&all).await?;
         phase("settle");
         self.advertise(&plan, &all)
+    }
+
+    /// Starts the thread that makes a namespace per node of `plan`, in
+    /// order, and sends each with a netlink socket opened inside it. While
+    /// inside, it also writes the node's sysctls that do not name an
+    /// interface, as Docker's runtime writes a container's before
+    /// libnetwork adds any interface (and as the daemon sets its own
+    /// before it makes its bridge): no thread has to join the namespace
+    /// again, and a container's IPv6 is off before its links come up.
+    fn make_namespaces(
+        &self,
+        plan: &Plan,
+    ) -> Result<(std::thread::JoinHandle<()>, tokio::sync::mpsc::UnboundedReceiver<Made>)> {
+        let names: Vec<(String, String)> =
+            plan.nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
+        let early: Vec<Vec<(String, String)>> = plan
+            .nodes
+            .iter()
+            .map(|n| {
+                n.sysctls
+                    .iter()
+                    .filter(|s| s.write && !per_interface(&s.key))
+                    .map(|s| (s.key.clone(), s.value.clone()))
+                    .collect()
+            })
+            .collect();
+        let rt = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = Instant::now();
+        let spawned = std::thread::Builder::new().name("bl-netns".into()).spawn(move || {
+            let inside = |i: usize, here: &mut netns::SysctlsHere| {
+                let pairs: Vec<(&str, &str)> = early[i].iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                netns::write_sysctls_here(here, &pairs)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: sysctls: {e}", names[i].0)))?;
+                Netlink::open_here(&rt)
+            };
+            let sent = netns::create_each(&names, inside, |ns, (nl, task)| {
+                tx.send(Made::Namespace(ns, nl, task)).map_err(|e| match e.0 {
+                    Made::Namespace(ns, _, task) => {
+                        task.abort();
+                        ns
+                    }
+                    Made::Failed(_) => unreachable!("only namespaces are sent here"),
+                })
+            });
+            tracing::debug!("build: {} namespaces made at {:?}", names.len(), started.elapsed());
+            if let Err(e) = sent {
+                let _ = tx.send(Made::Failed(env_error("cannot create a network namespace or its netlink socket", e)));
+            }
+        });
+        let maker = spawned.map_err(|e| env_error("cannot start the namespace worker", e))?;
+        Ok((maker, rx))
+    }
+
+    /// The sysctls that name an interface, once the interfaces exist: every
+    /// namespace's on one thread that joins each in turn.
+    fn write_interface_sysctls(&self, plan: &Plan) -> Result<()> {
+        let files: HashMap<&str, &std::fs::File> = self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
+        let mut names = Vec::new();
+        let mut jobs = Vec::new();
+        for node in &plan.nodes {
+            let pairs: Vec<(&str, &str)> = node
+                .sysctls
+                .iter()
+                .filter(|s| s.write && per_interface(&s.key))
+                .map(|s| (s.key.as_str(), s.value.as_str()))
+                .collect();
+            if !pairs.is_empty() {
+                names.push(node.name.as_str());
+                jobs.push((files[node.name.as_str()], pairs));
+            }
+        }
+        netns::write_sysctls_all(&jobs).map_err(|(i, e)| env_error(&format!("{}: sysctls", names[i]), e))
     }
 
     /// Docker 28+ announces the address of each interface it brings up in
@@ -301,80 +409,16 @@ impl RunningLab {
         Ok(())
     }
 
-    /// Creates and configures the `(node, link)` pairs in `wanted`: links
-    /// that stand alone (bridges), then veth pairs from their
-    /// creating end, then addresses and link state; static routes only for
-    /// the `fresh` nodes, whose namespaces were just made.
-    ///
-    /// Linear in the size of the lab, in as few netlink round trips as the
-    /// kernel allows: a veth pair is made with its master and up flags in
-    /// the one request that creates it, each bridge's index is looked up
-    /// once, and each node's link indexes come from one dump.
-    async fn wire(
-        &self,
-        plan: &Plan,
-        wanted: &[(String, String)],
-        fresh: &[String],
-        budget: Option<usize>,
-    ) -> Result<()> {
-        let mut budget = budget;
-        let wanted: HashSet<(&str, &str)> = wanted.iter().map(|(n, l)| (n.as_str(), l.as_str())).collect();
-        let is_wanted = |node: &str, link: &str| wanted.contains(&(node, link));
-        let fresh: HashSet<&str> = fresh.iter().map(String::as_str).collect();
-        let files: HashMap<&str, &std::fs::File> = self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
-        for node in &plan.nodes {
-            let nl = &self.netlinks[&node.name];
-            for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
-                if l.kind == LinkKind::Bridge {
-                    spend(&mut budget)?;
-                    nl.create_bridge(l)
-                        .await
-                        .map_err(|e| Error::apply(format!("{}: create {}", node.name, l.name), e))?;
-                }
-            }
+    /// Creates and configures the `(node, link)` pairs in `wanted` (see
+    /// [`wiring`]), every namespace being there already; static routes
+    /// only for the `fresh` nodes, whose namespaces were just made.
+    async fn wire(&self, plan: &Plan, wanted: &[(String, String)], fresh: &[String]) -> Result<()> {
+        let mut wiring = Wiring::new(plan, wanted, fresh, None);
+        for ns in &self.namespaces {
+            wiring.arrived(&ns.node, self.netlinks[&ns.node].clone(), ns.file.as_raw_fd());
         }
-        // The creating end of a veth made here is up from the start when
-        // the plan says so: `configure` leaves its link state alone.
-        let mut created: HashSet<(&str, &str)> = HashSet::new();
-        for node in &plan.nodes {
-            let nl = &self.netlinks[&node.name];
-            let mut masters: HashMap<&str, u32> = HashMap::new();
-            for l in node.links.iter().filter(|l| is_wanted(&node.name, &l.name)) {
-                let LinkKind::Veth { peer_node, peer, create: true } = &l.kind else {
-                    continue;
-                };
-                spend(&mut budget)?;
-                let peer_plan = plan.node(peer_node).and_then(|n| n.link(peer)).expect("plan pairs every veth");
-                let peer_ns = files[peer_node.as_str()];
-                let master = match &l.master {
-                    Some(m) => match masters.get(m.as_str()) {
-                        Some(i) => Some(*i),
-                        None => {
-                            let i =
-                                nl.index(m).await.map_err(|e| Error::apply(format!("{}: find {m}", node.name), e))?;
-                            masters.insert(m, i);
-                            Some(i)
-                        }
-                    },
-                    None => None,
-                };
-                nl.create_veth(l, peer_plan, peer_ns, master).await.map_err(|e| {
-                    Error::apply(format!("{}: create veth {} (peer {peer_node}:{peer})", node.name, l.name), e)
-                })?;
-                created.insert((node.name.as_str(), l.name.as_str()));
-            }
-        }
-        try_join_all(plan.nodes.iter().map(|n| {
-            let links: Vec<(&LinkPlan, bool)> = n
-                .links
-                .iter()
-                .filter(|l| is_wanted(&n.name, &l.name))
-                .map(|l| (l, created.contains(&(n.name.as_str(), l.name.as_str()))))
-                .collect();
-            let routes = if fresh.contains(n.name.as_str()) { n.routes.iter().collect() } else { vec![] };
-            configure(&self.netlinks[&n.name], &n.name, links, routes)
-        }))
-        .await?;
+        wiring.advance().await?;
+        debug_assert!(wiring.done(), "every namespace is there, so everything is wired");
         Ok(())
     }
 
@@ -449,7 +493,7 @@ impl RunningLab {
                 wanted.push(("host".into(), l.name.clone()));
             }
         }
-        self.wire(next, &wanted, &fresh, None).await?;
+        self.wire(next, &wanted, &fresh).await?;
         // A namespace made by this step gets the sysctls the daemon writes
         // there (a container's own, as when the lab is built); a namespace
         // that was there gets those it did not have (Docker 28's
@@ -580,7 +624,22 @@ impl RunningLab {
     /// Reads every namespace back through netlink, and the host's rules
     /// through `iptables-save`.
     pub async fn observe(&self) -> Result<Observed> {
-        // Every namespace's sysctls on one thread, first.
+        // Every namespace's links, addresses and routes at once, each on
+        // its own socket (one after another there: a socket runs one dump
+        // at a time, and refuses a second with EBUSY).
+        let dumps = try_join_all(self.namespaces.iter().map(|ns| async move {
+            let nl = &self.netlinks[&ns.node];
+            let ctx = |what: &str| format!("{}: read {what}", ns.node);
+            let msgs = nl.links().await.map_err(|e| Error::apply(ctx("links"), e))?;
+            let addresses = nl.addresses().await.map_err(|e| Error::apply(ctx("addresses"), e))?;
+            let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
+            let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
+            let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
+            Ok::<_, Error>((links, addresses, routes))
+        }))
+        .await?;
+        // Then, on two threads at once, every namespace's sysctls (one
+        // thread joining each in turn) and the host's rules.
         let planned: HashMap<&str, &NodePlan> = self.plan.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         let wanted: Vec<(usize, Vec<&str>)> = self
             .namespaces
@@ -593,37 +652,49 @@ impl RunningLab {
             .collect();
         let jobs: Vec<(&std::fs::File, Vec<&str>)> =
             wanted.iter().map(|(i, keys)| (&self.namespaces[*i].file, keys.clone())).collect();
-        let values = netns::read_sysctls_all(&jobs)
-            .map_err(|(j, e)| env_error(&format!("{}: read sysctls", self.namespaces[wanted[j].0].node), e))?;
+        let host = self.namespaces.iter().find(|n| n.node == "host");
+        let nft = !self.plan.iptables.nft.is_empty();
+        let (values, rules) = std::thread::scope(|s| {
+            let rules = s.spawn(|| -> Result<Option<(String, Option<String>)>> {
+                let Some(host) = host else { return Ok(None) };
+                let saved = iptables::save(&host.file)?;
+                let listed = if nft {
+                    Some(nftables::read(&host.file, crate::plan::firewall::nftabler::TABLE)?.listing())
+                } else {
+                    None
+                };
+                Ok(Some((saved, listed)))
+            });
+            let values = netns::read_sysctls_all(&jobs);
+            (values, rules.join().unwrap_or_else(|_| Err(Error::Environment("the rule reader panicked".into()))))
+        });
+        let values =
+            values.map_err(|(j, e)| env_error(&format!("{}: read sysctls", self.namespaces[wanted[j].0].node), e))?;
+        let (saved, listed) = rules?.unzip();
         let mut sysctls_of: HashMap<usize, std::collections::BTreeMap<String, String>> = wanted
             .iter()
             .zip(values)
             .map(|((i, keys), vals)| (*i, keys.iter().map(|k| k.to_string()).zip(vals).collect()))
             .collect();
-        let mut nodes = Vec::new();
-        for (i, ns) in self.namespaces.iter().enumerate() {
-            let nl = &self.netlinks[&ns.node];
-            let ctx = |what: &str| format!("{}: read {what}", ns.node);
-            let msgs = nl.links().await.map_err(|e| Error::apply(ctx("links"), e))?;
-            let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
-            let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
-            let addresses = nl.addresses().await.map_err(|e| Error::apply(ctx("addresses"), e))?;
-            let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
-            let sysctls = sysctls_of.remove(&i).unwrap_or_default();
-            nodes.push(ObservedNode {
-                name: ns.node.clone(),
-                links,
-                addresses,
-                routes,
-                sysctls,
-                iptables: if ns.node == "host" { Some(iptables::save(&ns.file)?) } else { None },
-                nft: if ns.node == "host" && !self.plan.iptables.nft.is_empty() {
-                    Some(nftables::read(&ns.file, crate::plan::firewall::nftabler::TABLE)?.listing())
-                } else {
-                    None
-                },
-            });
-        }
+        let (mut saved, mut listed) = (saved, listed.flatten());
+        let nodes = self
+            .namespaces
+            .iter()
+            .zip(dumps)
+            .enumerate()
+            .map(|(i, (ns, (links, addresses, routes)))| {
+                let host = ns.node == "host";
+                ObservedNode {
+                    name: ns.node.clone(),
+                    links,
+                    addresses,
+                    routes,
+                    sysctls: sysctls_of.remove(&i).unwrap_or_default(),
+                    iptables: if host { saved.take() } else { None },
+                    nft: if host { listed.take() } else { None },
+                }
+            })
+            .collect();
         Ok(Observed { nodes })
     }
 
@@ -837,6 +908,40 @@ impl Drop for RunningLab {
     }
 }
 
+/// What the namespace maker sends: a namespace with the netlink socket
+/// opened inside it (and the task driving that socket), or why it stopped.
+enum Made {
+    Namespace(NetNs, Netlink, JoinHandle<()>),
+    Failed(Error),
+}
+
+/// Loads the host's rules (one `iptables-restore` per table, or `nft -f`)
+/// on a blocking thread, while the rest of the lab is being built: the
+/// rules name interfaces, and need none of them to exist yet.
+fn load_firewall(host: &std::fs::File, plan: &Plan) -> JoinHandle<Result<()>> {
+    let host = host.try_clone();
+    let rules = plan.iptables.clone();
+    tokio::task::spawn_blocking(move || {
+        let host = host.map_err(|e| Error::apply("host: dup namespace fd", e))?;
+        check_br_netfilter(&host)?;
+        iptables::restore(&host, &rules, true)?;
+        nftables::install(&host, &rules.nft)
+    })
+}
+
+/// Whether a sysctl belongs to one interface (`net.ipv6.conf.docker0.…`),
+/// so that it can only be written once the interface exists. Those of
+/// `all` apply to the namespace as a whole and, like the others, are
+/// written as it is made; `default` ones would change what interfaces made
+/// later inherit, so they wait with the per-interface ones.
+fn per_interface(key: &str) -> bool {
+    let mut parts = key.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("net"), Some("ipv4" | "ipv6"), Some("conf" | "neigh"), Some(dev)) => dev != "all",
+        _ => false,
+    }
+}
+
 /// icc = false and links rely on br_netfilter showing bridged traffic to
 /// iptables; without it the rules would silently block nothing.
 fn check_br_netfilter(host_ns: &std::fs::File) -> Result<()> {
@@ -860,52 +965,4 @@ fn spend(budget: &mut Option<usize>) -> Result<()> {
         }
         None => Ok(()),
     }
-}
-
-/// Addresses, link state and static routes of one node, on its own socket.
-/// A link `created` up by `wire` is not set up again. The requests are
-/// sent one after another without waiting for each answer: the kernel
-/// handles a socket's requests in order, so an address is there before
-/// the link goes up and before the routes through it.
-async fn configure(
-    nl: &Netlink,
-    node: &str,
-    links: Vec<(&LinkPlan, bool)>,
-    routes: Vec<&crate::plan::RoutePlan>,
-) -> Result<()> {
-    let err = |what: String| move |e| Error::apply(format!("{node}: {what}"), e);
-    let routes: Vec<&crate::plan::RoutePlan> = routes.into_iter().filter(|r| r.connected.is_none()).collect();
-    if links.is_empty() && routes.is_empty() {
-        return Ok(());
-    }
-    // One dump instead of a lookup per link.
-    let indexes = nl.link_indexes().await.map_err(err("read links".into()))?;
-    let index = |name: &str| {
-        indexes.get(name).copied().ok_or_else(|| err(format!("find {name}"))(rtnetlink::Error::RequestFailed))
-    };
-    let mut requests: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
-    for (l, created) in links {
-        let i = index(&l.name)?;
-        // lo gets its address from the kernel.
-        for a in l.addresses.iter().filter(|_| l.kind != LinkKind::Loopback) {
-            let what = format!("add {a} to {}", l.name);
-            requests.push(Box::pin(async move { nl.add_address(i, a.ip(), a.prefix()).await.map_err(err(what)) }));
-        }
-        if l.up && !created {
-            let what = format!("set {} up", l.name);
-            requests.push(Box::pin(async move { nl.set_up(i).await.map_err(err(what)) }));
-        }
-        if l.hairpin {
-            let what = format!("hairpin on {}", l.name);
-            requests.push(Box::pin(async move { nl.set_hairpin(i).await.map_err(err(what)) }));
-        }
-    }
-    for r in routes {
-        let i = index(&r.dev)?;
-        let what = format!("add route {r}");
-        requests.push(Box::pin(async move { nl.add_route(r, i).await.map_err(err(what)) }));
-    }
-    // Polled in order, so sent in order.
-    try_join_all(requests).await?;
-    Ok(())
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
@@ -70,10 +70,10 @@ impl Netlink {
         &self,
         l: &LinkPlan,
         peer: &LinkPlan,
-        peer_ns: &File,
+        peer_ns: RawFd,
         master: Option<u32>,
     ) -> NlResult<()> {
-        let mut pb = LinkMessageBuilder::<LinkUnspec>::new().name(peer.name.clone()).setns_by_fd(peer_ns.as_raw_fd());
+        let mut pb = LinkMessageBuilder::<LinkUnspec>::new().name(peer.name.clone()).setns_by_fd(peer_ns);
         if let Some(mac) = peer.mac {
             pb = pb.address(mac.0.to_vec());
         }

@@ -42,27 +42,56 @@ pub fn create_all<T: Send>(
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut made = Vec::new();
-            if let Err(e) = share_dir(Path::new(NETNS_DIR)) {
-                return (made, Some(e));
-            }
-            for (node, name) in names {
-                let ns = match create_one(node, &Path::new(NETNS_DIR).join(name)) {
-                    Ok(ns) => ns,
-                    Err(e) => return (made, Some(e)),
-                };
-                match inside() {
-                    Ok(t) => made.push((ns, t)),
-                    Err(e) => {
-                        let _ = remove(&ns.path);
-                        return (made, Some(e));
-                    }
-                }
-            }
-            (made, None)
+            let err = create_each(
+                names,
+                |_, _| inside(),
+                |ns, t| {
+                    made.push((ns, t));
+                    Ok(())
+                },
+            )
+            .err();
+            (made, err)
         })
         .join()
         .unwrap_or_else(|_| (Vec::new(), Some(io::Error::other("namespace worker panicked"))))
     })
+}
+
+/// Creates the namespaces `names` in order on the calling thread, which
+/// must be one of bridgelab's own workers: it is left inside the last one.
+/// `inside(i, sysctls)` runs while the thread is in the `i`th new namespace
+/// (whose sysctls it may write through `sysctls`); `made`
+/// then takes the namespace, or gives it back (the receiver is gone) to be
+/// removed here, which ends the loop. Stops at the first failure, after
+/// removing the namespace it was making.
+pub fn create_each<T>(
+    names: &[(String, String)],
+    inside: impl Fn(usize, &mut SysctlsHere) -> io::Result<T>,
+    mut made: impl FnMut(NetNs, T) -> Result<(), NetNs>,
+) -> io::Result<()> {
+    share_dir(Path::new(NETNS_DIR))?;
+    for (i, (node, name)) in names.iter().enumerate() {
+        let mut here = SysctlsHere::new();
+        let ns = create_one(node, &Path::new(NETNS_DIR).join(name), &mut here)?;
+        let t = match inside(i, &mut here) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = remove(&ns.path);
+                return Err(e);
+            }
+        };
+        if let Err(ns) = made(ns, t) {
+            return remove(&ns.path);
+        }
+    }
+    Ok(())
+}
+
+/// Writes sysctls in the namespace of the calling thread (one the lab has
+/// just made, from inside [`create_each`]), in order.
+pub fn write_sysctls_here(here: &mut SysctlsHere, pairs: &[(&str, &str)]) -> io::Result<()> {
+    pairs.iter().try_for_each(|(key, value)| here.write(key, value))
 }
 
 /// Makes `dir` a shared mount point, as iproute2's `ip netns add` does:
@@ -143,12 +172,12 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
+fn create_one(node: &str, path: &Path, here: &mut SysctlsHere) -> io::Result<NetNs> {
     // Each unshare gives this worker thread a brand-new network namespace.
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare(CLONE_NEWNET): {e}")))?;
     // This thread is inside the new namespace, so /proc/sys/net is its own.
-    lift_icmp_limits()?;
+    lift_icmp_limits(here)?;
     fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(path)?;
     if let Err(e) = mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
         let _ = fs::remove_file(path);
@@ -168,36 +197,17 @@ fn create_one(node: &str, path: &Path) -> io::Result<NetNs> {
 /// else happens there: the kernel's ICMP rate limits (per destination and
 /// global) would otherwise eat port-unreachable and other ICMP errors when
 /// many probes run at once, and turn `refused` into `blocked` by chance.
-/// `icmp_ratemask = 0` exempts every ICMP type from both limits; the others
-/// lift the limits themselves. This is bridgelab's change, not Docker's.
-pub const LAB_SYSCTLS: &[(&str, &str)] = &[
-    ("net.ipv4.icmp_ratemask", "0"),
-    ("net.ipv4.icmp_ratelimit", "0"),
-    // Far above any lab's rate, and small enough that the kernel's
-    // `per_sec * jiffies` cannot overflow.
-    ("net.ipv4.icmp_msgs_per_sec", "1000000"),
-    ("net.ipv4.icmp_msgs_burst", "1000000"),
-];
-
-/// Which of [`LAB_SYSCTLS`] a kernel may lack in a namespace: older kernels
-/// keep the global ICMP limit in the initial namespace only (there
-/// `icmp_ratemask = 0` alone exempts ICMP errors from it).
-fn optional(key: &str) -> bool {
-    key.starts_with("net.ipv4.icmp_msgs_")
-}
+/// `icmp_ratemask = 0` alone exempts every ICMP type from both: the kernel
+/// asks the mask before either limit (`icmpv4_mask_allow`, and before it
+/// the same test in `icmpv4_xrlim_allow`), so lifting the limits as well
+/// would only cost three more writes per namespace. This is bridgelab's
+/// change, not Docker's.
+pub const LAB_SYSCTLS: &[(&str, &str)] = &[("net.ipv4.icmp_ratemask", "0")];
 
 /// Writes [`LAB_SYSCTLS`] in the namespace of the calling thread, which must
 /// be one the lab has just created (never the one bridgelab started in).
-fn lift_icmp_limits() -> io::Result<()> {
-    for (key, value) in LAB_SYSCTLS {
-        let path = sysctl_path(key);
-        match fs::write(&path, value) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && optional(key) => {}
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-            Ok(()) => {}
-        }
-    }
-    Ok(())
+fn lift_icmp_limits(here: &mut SysctlsHere) -> io::Result<()> {
+    LAB_SYSCTLS.iter().try_for_each(|(key, value)| here.write(key, value))
 }
 
 /// Unmounts and unlinks a named namespace. A namespace that is already gone
@@ -254,16 +264,9 @@ pub fn read_sysctl(ns: &File, key: &str) -> io::Result<String> {
 /// is joined once for all of them (a thread and a `setns` per key made a
 /// container's three sysctls cost more than its links).
 pub fn read_sysctls(ns: &File, keys: &[&str]) -> io::Result<Vec<String>> {
-    let paths: Vec<PathBuf> = keys.iter().map(|k| sysctl_path(k)).collect();
     run_in(ns, move || {
-        paths
-            .iter()
-            .map(|p| {
-                fs::read_to_string(p)
-                    .map(|s| s.trim().to_string())
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-            })
-            .collect()
+        let mut here = SysctlsHere::new();
+        keys.iter().map(|k| here.read(k)).collect()
     })
 }
 
@@ -276,31 +279,20 @@ pub fn write_sysctl(ns: &File, key: &str, value: &str) -> io::Result<()> {
 /// Writes sysctls inside a namespace, in order, on one thread that joined
 /// it once.
 pub fn write_sysctls(ns: &File, pairs: &[(&str, &str)]) -> io::Result<()> {
-    let pairs: Vec<(PathBuf, &str)> = pairs.iter().map(|(k, v)| (sysctl_path(k), *v)).collect();
-    run_in(ns, move || {
-        for (path, value) in &pairs {
-            fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        }
-        Ok(())
-    })
+    run_in(ns, move || write_sysctls_here(&mut SysctlsHere::new(), pairs))
 }
 
 /// Writes the sysctls of many namespaces on one thread that joins each in
 /// turn (a thread per namespace made a lab of a thousand containers start
 /// a thousand threads). Stops at the first failure, naming its index.
 pub fn write_sysctls_all(jobs: &[(&File, Vec<(&str, &str)>)]) -> Result<(), (usize, io::Error)> {
-    let jobs: Vec<(&File, Vec<(PathBuf, &str)>)> =
-        jobs.iter().map(|(ns, pairs)| (*ns, pairs.iter().map(|(k, v)| (sysctl_path(k), *v)).collect())).collect();
     std::thread::scope(|s| {
         s.spawn(|| {
             for (i, (ns, pairs)) in jobs.iter().enumerate() {
                 let fail = |e: io::Error| (i, e);
                 setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
                     .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
-                for (path, value) in pairs {
-                    fs::write(path, value)
-                        .map_err(|e| fail(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
-                }
+                write_sysctls_here(&mut SysctlsHere::new(), pairs).map_err(fail)?;
             }
             Ok(())
         })
@@ -319,14 +311,8 @@ pub fn read_sysctls_all(jobs: &[(&File, Vec<&str>)]) -> Result<Vec<Vec<String>>,
                 let fail = |e: io::Error| (i, e);
                 setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
                     .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
-                let mut values = Vec::with_capacity(keys.len());
-                for k in keys {
-                    let p = sysctl_path(k);
-                    let v = fs::read_to_string(&p)
-                        .map_err(|e| fail(io::Error::new(e.kind(), format!("{}: {e}", p.display()))))?;
-                    values.push(v.trim().to_string());
-                }
-                out.push(values);
+                let mut here = SysctlsHere::new();
+                out.push(keys.iter().map(|k| here.read(k)).collect::<io::Result<Vec<_>>>().map_err(fail)?);
             }
             Ok(out)
         })
@@ -337,6 +323,59 @@ pub fn read_sysctls_all(jobs: &[(&File, Vec<&str>)]) -> Result<Vec<Vec<String>>,
 
 fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
+}
+
+/// The sysctls of the calling thread's namespace, reached through one
+/// handle on its `/proc/sys/net`. Each namespace has its own `net`
+/// directory under the one `/proc/sys`, and the kernel finds the right one
+/// by comparing every namespace's of that name: a path walk from
+/// `/proc/sys` costs as many compares as namespaces that were looked at,
+/// so a thousand containers writing seven sysctls each by path made the
+/// lookups quadratic. From the handle, the rest of a key is the thread's
+/// own. Only for use while the thread stays in that namespace.
+#[derive(Default)]
+pub struct SysctlsHere {
+    net: Option<File>,
+}
+
+impl SysctlsHere {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn open(&mut self, key: &str, write: bool) -> io::Result<File> {
+        let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display()));
+        let flags = if write { nix::fcntl::OFlag::O_WRONLY } else { nix::fcntl::OFlag::O_RDONLY };
+        let Some(rest) = key.strip_prefix("net.") else {
+            return File::options().read(!write).write(write).open(sysctl_path(key)).map_err(fail);
+        };
+        if self.net.is_none() {
+            self.net = Some(File::open("/proc/sys/net").map_err(fail)?);
+        }
+        let dir = self.net.as_ref().expect("opened above");
+        let fd = nix::fcntl::openat(
+            dir,
+            rest.replace('.', "/").as_str(),
+            flags | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| fail(e.into()))?;
+        Ok(File::from(fd))
+    }
+
+    pub fn write(&mut self, key: &str, value: &str) -> io::Result<()> {
+        use std::io::Write;
+        let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display()));
+        self.open(key, true)?.write_all(value.as_bytes()).map_err(fail)
+    }
+
+    pub fn read(&mut self, key: &str) -> io::Result<String> {
+        use std::io::Read;
+        let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display()));
+        let mut v = String::new();
+        self.open(key, false)?.read_to_string(&mut v).map_err(fail)?;
+        Ok(v.trim().to_string())
+    }
 }
 
 /// A socket of `kind` bound to an IPv6 address with `IPV6_V6ONLY`, as Go
@@ -355,19 +394,21 @@ fn v6only(kind: nix::sys::socket::SockType, addr: std::net::SocketAddrV6) -> io:
 /// A non-blocking TCP listener bound inside `ns`, for tokio (v6-only on
 /// an IPv6 address).
 pub fn tcp_listener(ns: &File, addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
-    let l = run_in(ns, move || {
-        let l = match addr {
-            std::net::SocketAddr::V4(_) => std::net::TcpListener::bind(addr)?,
-            std::net::SocketAddr::V6(a) => {
-                let fd = v6only(nix::sys::socket::SockType::Stream, a)?;
-                nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(128)?)?;
-                std::net::TcpListener::from(fd)
-            }
-        };
-        l.set_nonblocking(true)?;
-        Ok(l)
-    })?;
-    tokio::net::TcpListener::from_std(l)
+    tokio::net::TcpListener::from_std(run_in(ns, move || tcp_listener_here(addr))?)
+}
+
+/// A non-blocking TCP listener bound in the calling thread's namespace.
+pub fn tcp_listener_here(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let l = match addr {
+        std::net::SocketAddr::V4(_) => std::net::TcpListener::bind(addr)?,
+        std::net::SocketAddr::V6(a) => {
+            let fd = v6only(nix::sys::socket::SockType::Stream, a)?;
+            nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(128)?)?;
+            std::net::TcpListener::from(fd)
+        }
+    };
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// A non-blocking UDP socket bound inside `ns` (and connected to `peer`
@@ -377,29 +418,32 @@ pub fn udp_socket(
     addr: std::net::SocketAddr,
     peer: Option<std::net::SocketAddr>,
 ) -> io::Result<tokio::net::UdpSocket> {
-    let s = run_in(ns, move || {
-        let s = match addr {
-            std::net::SocketAddr::V4(a) => {
-                // With SO_REUSEADDR, as Docker 28 binds a published UDP
-                // port: 0.0.0.0:P and 127.0.0.1:P of one run both bind
-                // (the plan says which binds Docker refuses).
-                use nix::sys::socket::{
-                    bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-                };
-                let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
-                setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-                bind(fd.as_raw_fd(), &SockaddrIn::from(a))?;
-                std::net::UdpSocket::from(fd)
-            }
-            std::net::SocketAddr::V6(a) => std::net::UdpSocket::from(v6only(nix::sys::socket::SockType::Datagram, a)?),
-        };
-        if let Some(p) = peer {
-            s.connect(p)?;
+    tokio::net::UdpSocket::from_std(run_in(ns, move || udp_socket_here(addr, peer))?)
+}
+
+/// A non-blocking UDP socket bound in the calling thread's namespace.
+pub fn udp_socket_here(
+    addr: std::net::SocketAddr,
+    peer: Option<std::net::SocketAddr>,
+) -> io::Result<std::net::UdpSocket> {
+    let s = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // With SO_REUSEADDR, as Docker 28 binds a published UDP
+            // port: 0.0.0.0:P and 127.0.0.1:P of one run both bind
+            // (the plan says which binds Docker refuses).
+            use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+            let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            bind(fd.as_raw_fd(), &SockaddrIn::from(a))?;
+            std::net::UdpSocket::from(fd)
         }
-        s.set_nonblocking(true)?;
-        Ok(s)
-    })?;
-    tokio::net::UdpSocket::from_std(s)
+        std::net::SocketAddr::V6(a) => std::net::UdpSocket::from(v6only(nix::sys::socket::SockType::Datagram, a)?),
+    };
+    if let Some(p) = peer {
+        s.connect(p)?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
 }
 
 #[cfg(test)]

@@ -26,35 +26,59 @@ use crate::scenario::Proto;
 const UDP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Starts a proxy per mapping; they run until their handles are aborted.
+/// All or nothing: if one port cannot be bound, none is kept.
 pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinHandle<()>>> {
-    let mut tasks = Vec::new();
-    // One namespace file for all of them: a file per proxy would double
-    // what 65,535 published ports need.
-    let host_ns = Arc::new(host_ns.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?);
-    for m in mappings {
+    // Every listening socket on one thread that joins the host namespace
+    // once (a thread each made a thousand ports cost a thousand threads).
+    let bound = netns::run_in(host_ns, || {
+        let mut sockets = Vec::with_capacity(mappings.len());
+        for m in mappings {
+            let listen = SocketAddr::from((m.host_ip, m.host_port));
+            let socket = match m.proto {
+                Proto::Tcp => netns::tcp_listener_here(listen).map(Listening::Tcp),
+                Proto::Udp => netns::udp_socket_here(listen, None).map(Listening::Udp),
+            };
+            match socket {
+                Ok(s) => sockets.push(s),
+                Err(e) => return Ok(Err((m, e))),
+            }
+        }
+        Ok(Ok(sockets))
+    })
+    .map_err(|e| Error::apply("host: userland proxies", e))?;
+    let sockets = bound.map_err(|(m, e)| {
         let listen = SocketAddr::from((m.host_ip, m.host_port));
+        Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
+    })?;
+    // One namespace file for all of them (for their upstream sockets): a
+    // file per proxy would double what 65,535 published ports need.
+    let host_ns = Arc::new(host_ns.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?);
+    let mut tasks = Vec::with_capacity(sockets.len());
+    for (m, socket) in mappings.iter().zip(sockets) {
         let target = SocketAddr::from((m.container_ip, m.container_port));
         let ns = host_ns.clone();
-        let err = |e: std::io::Error| {
-            Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
+        let task = match socket {
+            Listening::Tcp(l) => TcpListener::from_std(l).map(|l| tokio::spawn(tcp(l, target, ns))),
+            Listening::Udp(s) => UdpSocket::from_std(s).map(|s| tokio::spawn(udp(Arc::new(s), target, ns))),
         };
-        let bound = match m.proto {
-            Proto::Tcp => netns::tcp_listener(&ns, listen).map(|l| tokio::spawn(tcp(l, target, ns))),
-            Proto::Udp => netns::udp_socket(&ns, listen, None).map(|s| tokio::spawn(udp(Arc::new(s), target, ns))),
-        };
-        match bound {
-            Ok(task) => tasks.push(task),
+        match task {
+            Ok(t) => tasks.push(t),
             Err(e) => {
-                // The proxies already started go too: all or nothing.
                 for t in tasks {
                     t.abort();
                     let _ = t.await;
                 }
-                return Err(err(e));
+                return Err(Error::apply("host: userland proxy", e));
             }
         }
     }
     Ok(tasks)
+}
+
+/// A proxy's listening socket, bound in the host namespace.
+enum Listening {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
 }
 
 /// Open files a lab needs: per node its namespace and netlink socket, per
