@@ -213,7 +213,7 @@ impl RunningLab {
     }
     /// The namespace file of a node, for joining it (`setns`).
     pub fn netns_file(&self, node: &str) -> Option<&std::fs::File> {
-        self.namespaces.iter().find(|n| n.node == node).map(|n| &n.file)
+        self.namespaces.iter().find(|n| n.node == node).map(|n| &*n.file)
     }
 
     async fn build(&mut self, opts: &UpOptions) -> Result<()> {
@@ -345,7 +345,8 @@ impl RunningLab {
     /// The sysctls that name an interface, once the interfaces exist: every
     /// namespace's on one thread that joins each in turn.
     fn write_interface_sysctls(&self, plan: &Plan) -> Result<()> {
-        let files: HashMap<&str, &std::fs::File> = self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
+        let files: HashMap<&str, &std::fs::File> =
+            self.namespaces.iter().map(|n| (n.node.as_str(), &*n.file)).collect();
         let mut names = Vec::new();
         let mut jobs = Vec::new();
         for node in &plan.nodes {
@@ -587,21 +588,30 @@ impl RunningLab {
     /// difference is final, and left to the caller's verify.
     async fn settle(&self, nodes: &[String]) -> Result<()> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let mut watched = Vec::new();
-        for np in self.plan.nodes.iter().filter(|n| nodes.contains(&n.name) && !n.routes.is_empty()) {
-            let nl = &self.netlinks[&np.name];
-            // Indexes do not change while settling: one link dump each.
-            let indexes = nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
-            watched.push((np, nl, indexes));
-        }
+        let nodes: std::collections::HashSet<&str> = nodes.iter().map(String::as_str).collect();
+        // Every namespace's dumps at once, each on its own socket. Indexes
+        // do not change while settling: one link dump each.
+        let mut watched = try_join_all(
+            self.plan.nodes.iter().filter(|n| nodes.contains(n.name.as_str()) && !n.routes.is_empty()).map(
+                |np| async move {
+                    let nl = &self.netlinks[&np.name];
+                    let indexes =
+                        nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
+                    Ok::<_, Error>((np, nl, indexes))
+                },
+            ),
+        )
+        .await?;
         loop {
-            let mut pending = Vec::new();
+            let seen = try_join_all(watched.iter().map(|(np, nl, _)| async move {
+                nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))
+            }))
+            .await?;
             // A node whose routes have settled is not read again: carrier
             // only ever catches up with the plan.
+            let mut pending = Vec::new();
             let mut still = Vec::new();
-            for (np, nl, indexes) in watched {
-                let seen =
-                    nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))?;
+            for ((np, nl, indexes), seen) in watched.into_iter().zip(seen) {
                 let left = verify::carrier_pending(np, &indexes, &seen);
                 if !left.is_empty() {
                     pending.extend(left);
@@ -624,9 +634,50 @@ impl RunningLab {
     /// Reads every namespace back through netlink, and the host's rules
     /// through `iptables-save`.
     pub async fn observe(&self) -> Result<Observed> {
-        // Every namespace's links, addresses and routes at once, each on
-        // its own socket (one after another there: a socket runs one dump
-        // at a time, and refuses a second with EBUSY).
+        // Every namespace's sysctls (one thread joining each in turn) and
+        // the host's rules (on another) are read on threads of their own,
+        // while this task dumps every namespace's links, addresses and
+        // routes at once.
+        let planned: HashMap<&str, &NodePlan> = self.plan.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let wanted: Vec<(usize, Vec<String>)> = self
+            .namespaces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ns)| {
+                let keys: Vec<String> = planned.get(ns.node.as_str())?.sysctls.iter().map(|s| s.key.clone()).collect();
+                (!keys.is_empty()).then_some((i, keys))
+            })
+            .collect();
+        let jobs: Vec<(std::sync::Arc<std::fs::File>, Vec<String>)> =
+            wanted.iter().map(|(i, keys)| (self.namespaces[*i].file.clone(), keys.clone())).collect();
+        let host = self.namespaces.iter().find(|n| n.node == "host").map(|n| n.file.clone());
+        let nft = !self.plan.iptables.nft.is_empty();
+        let reader = std::thread::Builder::new()
+            .name("bl-readback".into())
+            .spawn(move || {
+                std::thread::scope(|s| {
+                    let rules = s.spawn(|| -> Result<Option<(String, Option<String>)>> {
+                        let Some(host) = host else { return Ok(None) };
+                        let saved = iptables::save(&host)?;
+                        let listed = if nft {
+                            Some(nftables::read(&host, crate::plan::firewall::nftabler::TABLE)?.listing())
+                        } else {
+                            None
+                        };
+                        Ok(Some((saved, listed)))
+                    });
+                    let jobs: Vec<(&std::fs::File, Vec<&str>)> =
+                        jobs.iter().map(|(f, keys)| (&**f, keys.iter().map(String::as_str).collect())).collect();
+                    let values = netns::read_sysctls_all(&jobs);
+                    (
+                        values,
+                        rules.join().unwrap_or_else(|_| Err(Error::Environment("the rule reader panicked".into()))),
+                    )
+                })
+            })
+            .map_err(|e| env_error("cannot start the read-back thread", e))?;
+        // One dump after another on each socket: a socket runs one dump at
+        // a time, and refuses a second with EBUSY.
         let dumps = try_join_all(self.namespaces.iter().map(|ns| async move {
             let nl = &self.netlinks[&ns.node];
             let ctx = |what: &str| format!("{}: read {what}", ns.node);
@@ -637,45 +688,17 @@ impl RunningLab {
             let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
             Ok::<_, Error>((links, addresses, routes))
         }))
-        .await?;
-        // Then, on two threads at once, every namespace's sysctls (one
-        // thread joining each in turn) and the host's rules.
-        let planned: HashMap<&str, &NodePlan> = self.plan.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-        let wanted: Vec<(usize, Vec<&str>)> = self
-            .namespaces
-            .iter()
-            .enumerate()
-            .filter_map(|(i, ns)| {
-                let keys: Vec<&str> = planned.get(ns.node.as_str())?.sysctls.iter().map(|s| s.key.as_str()).collect();
-                (!keys.is_empty()).then_some((i, keys))
-            })
-            .collect();
-        let jobs: Vec<(&std::fs::File, Vec<&str>)> =
-            wanted.iter().map(|(i, keys)| (&self.namespaces[*i].file, keys.clone())).collect();
-        let host = self.namespaces.iter().find(|n| n.node == "host");
-        let nft = !self.plan.iptables.nft.is_empty();
-        let (values, rules) = std::thread::scope(|s| {
-            let rules = s.spawn(|| -> Result<Option<(String, Option<String>)>> {
-                let Some(host) = host else { return Ok(None) };
-                let saved = iptables::save(&host.file)?;
-                let listed = if nft {
-                    Some(nftables::read(&host.file, crate::plan::firewall::nftabler::TABLE)?.listing())
-                } else {
-                    None
-                };
-                Ok(Some((saved, listed)))
-            });
-            let values = netns::read_sysctls_all(&jobs);
-            (values, rules.join().unwrap_or_else(|_| Err(Error::Environment("the rule reader panicked".into()))))
-        });
+        .await;
+        tracing::debug!("observe: namespaces dumped");
+        // Usually done by now; the wait is short either way.
+        let (values, rules) = reader.join().map_err(|_| Error::Environment("the read-back thread panicked".into()))?;
+        tracing::debug!("observe: sysctls and rules read");
+        let dumps = dumps?;
         let values =
             values.map_err(|(j, e)| env_error(&format!("{}: read sysctls", self.namespaces[wanted[j].0].node), e))?;
         let (saved, listed) = rules?.unzip();
-        let mut sysctls_of: HashMap<usize, std::collections::BTreeMap<String, String>> = wanted
-            .iter()
-            .zip(values)
-            .map(|((i, keys), vals)| (*i, keys.iter().map(|k| k.to_string()).zip(vals).collect()))
-            .collect();
+        let mut sysctls_of: HashMap<usize, std::collections::BTreeMap<String, String>> =
+            wanted.into_iter().zip(values).map(|((i, keys), vals)| (i, keys.into_iter().zip(vals).collect())).collect();
         let (mut saved, mut listed) = (saved, listed.flatten());
         let nodes = self
             .namespaces
@@ -818,7 +841,7 @@ pub async fn attach(registry: &Registry, run_id: &str) -> Result<RunningLab> {
                 path.display()
             ))
         })?;
-        namespaces.push(NetNs { node: node.clone(), path, file });
+        namespaces.push(NetNs { node: node.clone(), path, file: file.into() });
     }
     let mut lab = RunningLab {
         run_id: run_id.to_string(),

@@ -26,7 +26,8 @@ use crate::registry::NETNS_DIR;
 pub struct NetNs {
     pub node: String,
     pub path: PathBuf,
-    pub file: File,
+    /// Shared with threads that outlive a borrow (the read-back's reader).
+    pub file: std::sync::Arc<File>,
 }
 
 /// Creates one namespace per `(node, name)` in a single worker thread, and
@@ -190,7 +191,7 @@ fn create_one(node: &str, path: &Path, here: &mut SysctlsHere) -> io::Result<Net
             return Err(e);
         }
     };
-    Ok(NetNs { node: node.to_string(), path: path.to_path_buf(), file })
+    Ok(NetNs { node: node.to_string(), path: path.to_path_buf(), file: file.into() })
 }
 
 /// Sysctls bridgelab sets in every namespace it creates, before anything
