@@ -165,19 +165,7 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
     };
     // The record exists before any namespace does: see `registry`.
     registry.write(&record).map_err(|e| env_error("cannot write the run record", e))?;
-    let mut lab = RunningLab {
-        run_id,
-        scenario,
-        plan,
-        namespaces: Vec::new(),
-        netlinks: HashMap::new(),
-        tasks: HashMap::new(),
-        proxies: Vec::new(),
-        registry,
-        torn_down: false,
-        detached: false,
-        attached: false,
-    };
+    let mut lab = RunningLab::empty(run_id, scenario, plan, registry, false);
     match lab.build(&opts).await {
         Ok(()) => Ok(lab),
         Err(e) => {
@@ -190,6 +178,24 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
 }
 
 impl RunningLab {
+    /// A lab with nothing in it yet: [`up`] builds it, [`attach`] fills it
+    /// with the namespaces another process keeps (and never removes them).
+    fn empty(run_id: String, scenario: Scenario, plan: Plan, registry: Registry, attached: bool) -> Self {
+        RunningLab {
+            run_id,
+            scenario,
+            plan,
+            namespaces: Vec::new(),
+            netlinks: HashMap::new(),
+            tasks: HashMap::new(),
+            proxies: Vec::new(),
+            registry,
+            torn_down: false,
+            detached: attached,
+            attached,
+        }
+    }
+
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
@@ -227,12 +233,12 @@ impl RunningLab {
         let mut wiring = Wiring::new(&plan, &wanted, &all, opts.fail_after_links);
         // The namespaces are made on a thread of their own while this task
         // wires each one as it comes, and the host's rules load meanwhile.
-        let (maker, mut made) = self.make_namespaces(&plan)?;
+        let mut makers = self.make_namespaces(&plan)?;
         let mut firewall = None;
         let mut failed = None;
-        while let Some(first) = made.recv().await {
+        while let Some(first) = makers.made.recv().await {
             let mut batch = vec![first];
-            while let Ok(m) = made.try_recv() {
+            while let Ok(m) = makers.made.try_recv() {
                 batch.push(m);
             }
             for m in batch {
@@ -259,14 +265,14 @@ impl RunningLab {
         }
         // Whatever happened, nothing is made after this returns: the maker
         // stops at its next namespace (removing it) once nobody listens.
-        made.close();
-        while let Some(m) = made.recv().await {
+        makers.made.close();
+        while let Some(m) = makers.made.recv().await {
             if let Made::Namespace(ns, _, task) = m {
                 task.abort();
                 self.namespaces.push(ns);
             }
         }
-        if maker.join().is_err() {
+        if makers.join().is_err() {
             failed.get_or_insert(Error::Environment("the namespace worker panicked".into()));
         }
         phase("namespaces, links, addresses and routes");
@@ -297,10 +303,7 @@ impl RunningLab {
     /// libnetwork adds any interface (and as the daemon sets its own
     /// before it makes its bridge): no thread has to join the namespace
     /// again, and a container's IPv6 is off before its links come up.
-    fn make_namespaces(
-        &self,
-        plan: &Plan,
-    ) -> Result<(std::thread::JoinHandle<()>, tokio::sync::mpsc::UnboundedReceiver<Made>)> {
+    fn make_namespaces(&self, plan: &Plan) -> Result<Makers> {
         let names: Vec<(String, String)> =
             plan.nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
         let early: Vec<Vec<(String, String)>> = plan
@@ -338,8 +341,8 @@ impl RunningLab {
                 let _ = tx.send(Made::Failed(env_error("cannot create a network namespace or its netlink socket", e)));
             }
         });
-        let maker = spawned.map_err(|e| env_error("cannot start the namespace worker", e))?;
-        Ok((maker, rx))
+        let thread = spawned.map_err(|e| env_error("cannot start the namespace worker", e))?;
+        Ok(Makers { thread: Some(thread), made: rx })
     }
 
     /// The sysctls that name an interface, once the interfaces exist: every
@@ -843,19 +846,7 @@ pub async fn attach(registry: &Registry, run_id: &str) -> Result<RunningLab> {
         })?;
         namespaces.push(NetNs { node: node.clone(), path, file: file.into() });
     }
-    let mut lab = RunningLab {
-        run_id: run_id.to_string(),
-        scenario,
-        plan,
-        namespaces: Vec::new(),
-        netlinks: HashMap::new(),
-        tasks: HashMap::new(),
-        proxies: Vec::new(),
-        registry: registry.clone(),
-        torn_down: false,
-        detached: true,
-        attached: true,
-    };
+    let mut lab = RunningLab::empty(run_id.to_string(), scenario, plan, registry.clone(), true);
     for ns in namespaces {
         let (nl, task) =
             Netlink::open(&ns.file).map_err(|e| env_error(&format!("netlink socket in {}", ns.node), e))?;
@@ -936,6 +927,38 @@ impl Drop for RunningLab {
 enum Made {
     Namespace(NetNs, Netlink, JoinHandle<()>),
     Failed(Error),
+}
+
+/// The thread making a lab's namespaces, and what it made. If the build
+/// is dropped half-way (Ctrl-C, a cancelled future), dropping this stops
+/// the thread and removes what it made that the lab never took: nothing is
+/// made after, nor left behind.
+struct Makers {
+    thread: Option<std::thread::JoinHandle<()>>,
+    made: tokio::sync::mpsc::UnboundedReceiver<Made>,
+}
+
+impl Makers {
+    /// Waits for the thread, which has sent its last namespace.
+    fn join(&mut self) -> std::thread::Result<()> {
+        self.thread.take().map_or(Ok(()), |t| t.join())
+    }
+}
+
+impl Drop for Makers {
+    fn drop(&mut self) {
+        // The thread stops at its next namespace, removing it itself.
+        self.made.close();
+        let _ = self.join();
+        while let Ok(m) = self.made.try_recv() {
+            if let Made::Namespace(ns, _, task) = m {
+                task.abort();
+                if let Err(e) = netns::remove(&ns.path) {
+                    tracing::error!("{}: {e}", ns.node);
+                }
+            }
+        }
+    }
 }
 
 /// Loads the host's rules (one `iptables-restore` per table, or `nft -f`)
