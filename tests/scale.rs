@@ -16,25 +16,7 @@ use bridgelab::scenario::Scenario;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_containers_on_five_networks_build_probe_and_go() {
     common::require_root();
-    // Every fifth publishes: 5,000 namespaces with a netlink socket each
-    // and a proxy socket per published port on 0.0.0.0 and [::] must stay
-    // under the usual hard limit of 20,000 open files.
-    let mut text = common::scale::bridge_lab("docker20", 5_000, 5, 5);
-    // c0, c5, c10... are on n0; c1 on n1. c4995 listens on its port 80,
-    // published as 14995.
-    text = text.replace("name = \"c4995\"\n", "name = \"c4995\"\nlisten = [\"tcp:80\"]\n");
-    for (from, to, probe, result) in [
-        ("c0", "c5", "icmp", "reachable"),
-        ("c4990", "c0", "icmp", "reachable"),
-        ("c0", "c1", "icmp", "blocked"),
-        ("c4999", "c3", "icmp", "blocked"),
-        ("c4990", "c4995", "tcp:80", "reachable"),
-        ("external", "host", "tcp:14995", "reachable"),
-    ] {
-        text.push_str(&format!(
-            "[[expect]]\nfrom = \"{from}\"\nto = \"{to}\"\nprobe = \"{probe}\"\nresult = \"{result}\"\n"
-        ));
-    }
+    let text = common::scale::five_thousand_on_five_networks();
     let scenario = Scenario::parse("scale-5000.toml".into(), text).unwrap();
     let started = Instant::now();
     let mut running = bridgelab::Lab::from_scenario(scenario).unwrap().up().await.unwrap();

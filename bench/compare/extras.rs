@@ -40,24 +40,49 @@ pub fn matrix(rt: &tokio::runtime::Runtime, firewall: &str, rounds: usize) -> Re
     })
 }
 
-/// A docker20 scenario of `n` containers over networks of at most 1,000
-/// (a bridge holds 1,023 ports), each container publishing one TCP port.
+/// A docker20 scenario of `n` containers over networks of 1,000 (a bridge
+/// holds 1,023 ports), each container publishing one TCP port.
 pub fn big_scenario(n: usize) -> String {
-    let nets = n.div_ceil(1000);
-    let mut s = format!(
-        "name = \"bench-{n}\"\nabout = \"{n} containers on {nets} networks\"\n[daemon]\nfirewall = \"docker20\"\n"
-    );
-    for k in 0..nets {
-        s.push_str(&format!("[[network]]\nname = \"n{k}\"\nsubnet = \"10.{}.0.0/16\"\n", 100 + k));
-    }
-    for i in 0..n {
-        s.push_str(&format!(
-            "[[container]]\nname = \"c{i}\"\nnetwork = \"n{}\"\npublish = [\"{}:80\"]\n",
-            i / 1000,
-            10000 + i
-        ));
-    }
-    s
+    crate::scale::bridge_lab("docker20", n, n.div_ceil(1000), 1)
+}
+
+/// When each stage of the 5,000-container lab ended, from the start.
+pub struct Scale {
+    pub built: Duration,
+    pub verified: Duration,
+    pub probed: Duration,
+    pub down: Duration,
+    pub expectations: usize,
+}
+
+/// Issue 12's scale target through the library, in this process: 5,000
+/// containers on 5 networks built, read back (it must equal the plan), a
+/// sample of six expectations checked (all must pass), and torn down.
+pub fn scale(rt: &tokio::runtime::Runtime) -> Res<Scale> {
+    let scenario = Scenario::parse("scale-5000.toml".into(), crate::scale::five_thousand_on_five_networks())
+        .map_err(|e| e.to_string())?;
+    let lab = Lab::from_scenario(scenario).map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let start = Instant::now();
+        let mut running = lab.up().await.map_err(|e| e.to_string())?;
+        let built = start.elapsed();
+        let mismatches = running.verify().await.map_err(|e| e.to_string())?;
+        if let Some(m) = mismatches.first() {
+            return Err(format!("the lab differs from its plan ({} differences), first: {m}", mismatches.len()));
+        }
+        let verified = start.elapsed();
+        let mut responders = bridgelab::probe::start_responders(&running).map_err(|e| e.to_string())?;
+        let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await;
+        drop(responders);
+        let probed = start.elapsed();
+        let failed: Vec<String> = checked.failed().map(|o| format!("{o:?}")).collect();
+        running.down().map_err(|e| e.to_string())?;
+        let down = start.elapsed();
+        if !checked.passed() {
+            return Err(format!("expectations failed: {failed:?}"));
+        }
+        Ok(Scale { built, verified, probed, down, expectations: checked.expectations.len() })
+    })
 }
 
 /// Wall time of `bridgelab VERB FILE`, output discarded; the fastest of

@@ -11,6 +11,8 @@
 mod extras;
 mod ns;
 mod peers;
+#[path = "../../tests/common/scale.rs"]
+mod scale;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,7 +30,8 @@ usage: sudo cargo bench --bench compare -- [OPTIONS]
   --sizes A,B,..    the container counts (default 10,100,1000)
   --rounds A,B,..   rounds per size (default 5,3,1: the median is shown)
   --only X,Y        run only these parts: lib cli netavark cni shell floor
-                    matrix plan suite diff (default: all)
+                    matrix plan scale suite diff (default: all; --quick
+                    leaves out scale)
   --skip X,Y        run all parts but these
   --firewall F      bridgelab's layout (default docker20)
 
@@ -46,7 +49,8 @@ struct Args {
     quick: bool,
 }
 
-const PARTS: [&str; 10] = ["lib", "cli", "netavark", "cni", "shell", "floor", "matrix", "plan", "suite", "diff"];
+const PARTS: [&str; 11] =
+    ["lib", "cli", "netavark", "cni", "shell", "floor", "matrix", "plan", "scale", "suite", "diff"];
 
 fn list(v: Option<String>) -> Vec<String> {
     v.map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default()
@@ -329,6 +333,19 @@ fn main() -> ExitCode {
                     Err(e) => errors.push(format!("{verb} of {n}: {e}")),
                 }
             }
+        }
+    }
+    if has("scale") && !args.quick {
+        match extras::scale(&rt) {
+            Ok(s) => println!(
+                "5,000 containers on 5 networks (library): built {}, read back at {}, {} expectations checked at {}, down at {}",
+                ms(s.built),
+                ms(s.verified),
+                s.expectations,
+                ms(s.probed),
+                ms(s.down)
+            ),
+            Err(e) => errors.push(format!("scale: {e}")),
         }
     }
     if has("suite") {

@@ -143,7 +143,12 @@ pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
 /// then, when there is any, the same of `ip6tables-save` (see
 /// [`join_families`]).
 pub fn save(ns: &File) -> Result<String> {
-    Ok(join_families(&save4(ns)?, &save6(ns)?))
+    // The two tools at once: each is a process start and a full read.
+    let (v4, v6) = std::thread::scope(|s| {
+        let v6 = s.spawn(|| save6(ns));
+        (save4(ns), v6.join().unwrap_or_else(|_| Err(Error::Environment("ip6tables-save reader panicked".into()))))
+    });
+    Ok(join_families(&v4?, &v6?))
 }
 
 /// `iptables-save` of the namespace alone, normalized as [`save`] is.

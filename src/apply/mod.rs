@@ -35,7 +35,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
+use futures::FutureExt;
 use tokio::task::JoinHandle;
 
 pub use netlink::{LinkState, Netlink, RouteCarrier};
@@ -594,21 +594,35 @@ impl RunningLab {
         let nodes: std::collections::HashSet<&str> = nodes.iter().map(String::as_str).collect();
         // Every namespace's dumps at once, each on its own socket. Indexes
         // do not change while settling: one link dump each.
-        let mut watched = try_join_all(
-            self.plan.nodes.iter().filter(|n| nodes.contains(n.name.as_str()) && !n.routes.is_empty()).map(
-                |np| async move {
-                    let nl = &self.netlinks[&np.name];
-                    let indexes =
-                        nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
-                    Ok::<_, Error>((np, nl, indexes))
-                },
-            ),
+        let mut watched = bounded(
+            self.plan
+                .nodes
+                .iter()
+                .filter(|n| nodes.contains(n.name.as_str()) && !n.routes.is_empty())
+                .map(|np| {
+                    async move {
+                        let nl = &self.netlinks[&np.name];
+                        let indexes =
+                            nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
+                        Ok::<_, Error>((np, nl, indexes))
+                    }
+                    .boxed()
+                })
+                .collect(),
         )
         .await?;
         loop {
-            let seen = try_join_all(watched.iter().map(|(np, nl, _)| async move {
-                nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))
-            }))
+            let seen = bounded(
+                watched
+                    .iter()
+                    .map(|(np, nl, _)| {
+                        async move {
+                            nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))
+                        }
+                        .boxed()
+                    })
+                    .collect(),
+            )
             .await?;
             // A node whose routes have settled is not read again: carrier
             // only ever catches up with the plan.
@@ -681,16 +695,24 @@ impl RunningLab {
             .map_err(|e| env_error("cannot start the read-back thread", e))?;
         // One dump after another on each socket: a socket runs one dump at
         // a time, and refuses a second with EBUSY.
-        let dumps = try_join_all(self.namespaces.iter().map(|ns| async move {
-            let nl = &self.netlinks[&ns.node];
-            let ctx = |what: &str| format!("{}: read {what}", ns.node);
-            let msgs = nl.links().await.map_err(|e| Error::apply(ctx("links"), e))?;
-            let addresses = nl.addresses().await.map_err(|e| Error::apply(ctx("addresses"), e))?;
-            let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
-            let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
-            let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
-            Ok::<_, Error>((links, addresses, routes))
-        }))
+        let dumps = bounded(
+            self.namespaces
+                .iter()
+                .map(|ns| {
+                    async move {
+                        let nl = &self.netlinks[&ns.node];
+                        let ctx = |what: &str| format!("{}: read {what}", ns.node);
+                        let msgs = nl.links().await.map_err(|e| Error::apply(ctx("links"), e))?;
+                        let addresses = nl.addresses().await.map_err(|e| Error::apply(ctx("addresses"), e))?;
+                        let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
+                        let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
+                        let routes = nl.routes(&names).await.map_err(|e| Error::apply(ctx("routes"), e))?;
+                        Ok::<_, Error>((links, addresses, routes))
+                    }
+                    .boxed()
+                })
+                .collect(),
+        )
         .await;
         tracing::debug!("observe: namespaces dumped");
         // Usually done by now; the wait is short either way.
@@ -920,6 +942,18 @@ impl Drop for RunningLab {
             tracing::error!("{e}");
         }
     }
+}
+
+/// How many namespaces are read at once: enough to keep both cores busy,
+/// few enough that a thousand namespaces' answers are not all held at once.
+const DUMPS_IN_FLIGHT: usize = 64;
+
+/// Runs `futures` (one namespace's dumps each) [`DUMPS_IN_FLIGHT`] at a
+/// time, and returns their results in order.
+/// (Boxed, so that the futures of `up` and `verify` stay `Send`.)
+async fn bounded<T>(futures: Vec<futures::future::BoxFuture<'_, Result<T>>>) -> Result<Vec<T>> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(futures).buffered(DUMPS_IN_FLIGHT).try_collect().await
 }
 
 /// What the namespace maker sends: a namespace with the netlink socket

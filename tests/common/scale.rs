@@ -1,6 +1,8 @@
 //! Scenarios for measuring setup and teardown at scale (shared by
-//! `tests/scale.rs` and `bench/scale.rs`): `n` containers, each publishing
+//! `tests/scale.rs`, `bench/scale.rs` and `bench/compare`): `n` containers, each publishing
 //! one TCP port, on one bridge or spread over user-defined networks.
+// Each of the three includers uses part of it.
+#![allow(dead_code)]
 
 /// `n` containers `c0`, `c1`, ... each publishing host port `10000 + i` to
 /// its port 80. With `networks == 0` they all sit on the default bridge
@@ -31,4 +33,31 @@ pub fn bridge_lab(firewall: &str, n: usize, networks: usize, publish_every: usiz
         }
     }
     s
+}
+
+/// Issue 12's scale target: 5,000 containers on 5 networks of Docker 20.10
+/// (1,000 ports per bridge), every fifth publishing a port, and a sample of
+/// six expectations with Docker's verdicts: same network reachable, another
+/// network isolated, a port between containers, a published port from
+/// outside. Every fifth only: 5,000 namespaces with a netlink socket each
+/// and a proxy socket per published port on 0.0.0.0 and [::] must stay
+/// under the usual hard limit of 20,000 open files.
+pub fn five_thousand_on_five_networks() -> String {
+    let mut text = bridge_lab("docker20", 5_000, 5, 5);
+    // c0, c5, c10... are on n0; c1 on n1. c4995 listens on its port 80,
+    // published as 14995.
+    text = text.replace("name = \"c4995\"\n", "name = \"c4995\"\nlisten = [\"tcp:80\"]\n");
+    for (from, to, probe, result) in [
+        ("c0", "c5", "icmp", "reachable"),
+        ("c4990", "c0", "icmp", "reachable"),
+        ("c0", "c1", "icmp", "blocked"),
+        ("c4999", "c3", "icmp", "blocked"),
+        ("c4990", "c4995", "tcp:80", "reachable"),
+        ("external", "host", "tcp:14995", "reachable"),
+    ] {
+        text.push_str(&format!(
+            "[[expect]]\nfrom = \"{from}\"\nto = \"{to}\"\nprobe = \"{probe}\"\nresult = \"{result}\"\n"
+        ));
+    }
+    text
 }
