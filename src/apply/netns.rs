@@ -287,33 +287,31 @@ pub fn write_sysctls(ns: &File, pairs: &[(&str, &str)]) -> io::Result<()> {
 /// turn (a thread per namespace made a lab of a thousand containers start
 /// a thousand threads). Stops at the first failure, naming its index.
 pub fn write_sysctls_all(jobs: &[(&File, Vec<(&str, &str)>)]) -> Result<(), (usize, io::Error)> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for (i, (ns, pairs)) in jobs.iter().enumerate() {
-                let fail = |e: io::Error| (i, e);
-                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
-                write_sysctls_here(&mut SysctlsHere::new(), pairs).map_err(fail)?;
-            }
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err((0, io::Error::other("namespace worker panicked"))))
-    })
+    in_each(jobs.iter().map(|(ns, pairs)| (*ns, pairs)), |pairs, here| write_sysctls_here(here, pairs)).map(drop)
 }
 
 /// Reads the sysctls of many namespaces on one thread that joins each in
 /// turn: for each `(namespace, keys)`, the values in order.
 pub fn read_sysctls_all(jobs: &[(&File, Vec<&str>)]) -> Result<Vec<Vec<String>>, (usize, io::Error)> {
+    in_each(jobs.iter().map(|(ns, keys)| (*ns, keys)), |keys, here| keys.iter().map(|k| here.read(k)).collect())
+}
+
+/// Runs `f` for each `(namespace, job)` on one thread that joins each
+/// namespace in turn, with that namespace's sysctls at hand. Stops at the
+/// first failure, naming its index.
+fn in_each<'a, J: Send + 'a, T: Send>(
+    jobs: impl Iterator<Item = (&'a File, J)>,
+    f: impl Fn(J, &mut SysctlsHere) -> io::Result<T> + Sync,
+) -> Result<Vec<T>, (usize, io::Error)> {
+    let jobs: Vec<(&File, J)> = jobs.collect();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut out = Vec::with_capacity(jobs.len());
-            for (i, (ns, keys)) in jobs.iter().enumerate() {
+            for (i, (ns, job)) in jobs.into_iter().enumerate() {
                 let fail = |e: io::Error| (i, e);
                 setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
                     .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
-                let mut here = SysctlsHere::new();
-                out.push(keys.iter().map(|k| here.read(k)).collect::<io::Result<Vec<_>>>().map_err(fail)?);
+                out.push(f(job, &mut SysctlsHere::new()).map_err(fail)?);
             }
             Ok(out)
         })
