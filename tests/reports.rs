@@ -128,7 +128,7 @@ exit 1"#,
     assert!(t.contains("ok   web -> external"), "{t}");
     assert!(t.contains("capture: create "), "{t}");
     assert!(
-        t.contains("  after step 1: stop web:\n      failed: host: iptables-restore (table "),
+        t.contains("  after step 1: stop web:\n      failed: host: iptables-restore (tables "),
         "the step's error is under the step: {t}"
     );
     assert!(t.contains("fake: refusing to replace a table"), "{t}");

@@ -120,21 +120,39 @@ pub(crate) fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> 
     outcome(what, out.status, &out.stderr, written.err())
 }
 
-/// Installs every table of `rules`, one `iptables-restore` per table:
-/// added to what is there (`noflush`), or replacing each table whole.
+/// Installs every table of `rules`: added to what is there (`noflush`), or
+/// replacing each table whole. One `iptables-restore` takes all the IPv4
+/// tables and one `ip6tables-restore` the IPv6 ones, the two at once; each
+/// table still ends in its own `COMMIT`, and so is its own atomic
+/// transaction, as with one process per table. Fewer processes matter
+/// more than they seem: with the nf_tables backend, a restore that
+/// committed waits on exit for an RCU grace period (the kernel flushes its
+/// rule destruction work when the socket closes), some 20 ms each.
 pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
-    for t in &rules.tables {
-        let (restore, _) = if t.table.is_v6() { tools6() } else { tools() };
-        let text = rules.table_text(t);
+    let family = |v6: bool| {
+        let tables: Vec<_> = rules.tables.iter().filter(|t| t.table.is_v6() == v6).collect();
+        (!tables.is_empty()).then(|| {
+            let names: Vec<&str> = tables.iter().map(|t| t.table.name()).collect();
+            let text: String = tables.iter().map(|t| rules.table_text(t)).collect();
+            (if v6 { tools6() } else { tools() }.0, names, text)
+        })
+    };
+    let run = |(restore, names, text): (String, Vec<&str>, String)| {
         let mut cmd = Command::new(&restore);
         cmd.arg("-w");
         if noflush {
             cmd.arg("--noflush");
         }
         child_of_lab(&mut cmd, ns);
-        feed(cmd, &restore, format!("host: {restore} (table {})", t.table.name()), text.as_bytes())?;
-    }
-    Ok(())
+        let s = if names.len() == 1 { "" } else { "s" };
+        feed(cmd, &restore, format!("host: {restore} (table{s} {})", names.join(", ")), text.as_bytes())
+    };
+    let (v4, v6) = std::thread::scope(|s| {
+        let v6 = s.spawn(|| family(true).map_or(Ok(()), run));
+        (family(false).map_or(Ok(()), run), v6.join())
+    });
+    v4?;
+    v6.unwrap_or_else(|_| Err(Error::Environment("ip6tables-restore runner panicked".into())))
 }
 
 /// `iptables-save` of the namespace, normalized like the plan's rendering:

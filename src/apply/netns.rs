@@ -72,9 +72,10 @@ pub fn create_each<T>(
     mut made: impl FnMut(NetNs, T) -> Result<(), NetNs>,
 ) -> io::Result<()> {
     share_dir(Path::new(NETNS_DIR))?;
+    let mut procs = ProcSys::new();
     for (i, (node, name)) in names.iter().enumerate() {
-        let mut here = SysctlsHere::new();
-        let ns = create_one(node, &Path::new(NETNS_DIR).join(name), &mut here)?;
+        let ns = create_one(node, &Path::new(NETNS_DIR).join(name), &mut procs)?;
+        let mut here = procs.here();
         let t = match inside(i, &mut here) {
             Ok(t) => t,
             Err(e) => {
@@ -173,12 +174,13 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn create_one(node: &str, path: &Path, here: &mut SysctlsHere) -> io::Result<NetNs> {
+fn create_one(node: &str, path: &Path, procs: &mut ProcSys) -> io::Result<NetNs> {
     // Each unshare gives this worker thread a brand-new network namespace.
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare(CLONE_NEWNET): {e}")))?;
     // This thread is inside the new namespace, so /proc/sys/net is its own.
-    lift_icmp_limits(here)?;
+    procs.enter();
+    lift_icmp_limits(&mut procs.here())?;
     fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(path)?;
     if let Err(e) = mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
         let _ = fs::remove_file(path);
@@ -307,11 +309,13 @@ fn in_each<'a, J: Send + 'a, T: Send>(
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut out = Vec::with_capacity(jobs.len());
+            let mut procs = ProcSys::new();
             for (i, (ns, job)) in jobs.into_iter().enumerate() {
                 let fail = |e: io::Error| (i, e);
                 setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
                     .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
-                out.push(f(job, &mut SysctlsHere::new()).map_err(fail)?);
+                procs.enter();
+                out.push(f(job, &mut procs.here()).map_err(fail)?);
             }
             Ok(out)
         })
@@ -324,57 +328,149 @@ fn sysctl_path(key: &str) -> PathBuf {
     Path::new("/proc/sys").join(key.replace('.', "/"))
 }
 
-/// The sysctls of the calling thread's namespace, reached through one
-/// handle on its `/proc/sys/net`. Each namespace has its own `net`
-/// directory under the one `/proc/sys`, and the kernel finds the right one
-/// by comparing every namespace's of that name: a path walk from
-/// `/proc/sys` costs as many compares as namespaces that were looked at,
-/// so a thousand containers writing seven sysctls each by path made the
-/// lookups quadratic. From the handle, the rest of a key is the thread's
-/// own. Only for use while the thread stays in that namespace.
-#[derive(Default)]
-pub struct SysctlsHere {
-    net: Option<File>,
+/// How many namespaces one private procfs instance serves (see
+/// [`ProcSys`]): enough to pay for the instance (about 80 µs), few enough
+/// to keep its lookups short.
+const NAMESPACES_PER_PROC: usize = 32;
+
+/// Where the sysctls of namespace after namespace are reached, on one
+/// thread that joins each in turn.
+///
+/// Every namespace has its own `net` directory under `/proc/sys`, and the
+/// kernel keeps them all in one dcache hash chain: looking up `net`
+/// compares it with every namespace's (`proc_sys_compare`), so a lab that
+/// makes a thousand namespaces and sets each one's sysctls does a million
+/// compares (170 ms of CPU at 1,000 containers, as much again to read them
+/// back). The chain belongs to one procfs instance, so this reaches
+/// sysctls through instances of its own: made by `fsopen("proc")` and
+/// `fsmount`, mounted nowhere (nothing to see or to clean up: closing the
+/// last handle removes one), each serving [`NAMESPACES_PER_PROC`]
+/// namespaces before the next is made. What a key names does not change:
+/// `/proc/sys/net` shows the namespace of the thread that looks it up,
+/// whichever instance it goes through. Where the kernel refuses a private
+/// instance (before 5.2, or without `CAP_SYS_ADMIN`), `/proc` serves.
+pub struct ProcSys {
+    /// The root of the current private instance, once one is made.
+    instance: Option<std::os::fd::OwnedFd>,
+    /// Namespaces entered since that instance was made.
+    served: usize,
+    /// Whether the kernel refused an instance: `/proc` from then on.
+    refused: bool,
+    /// `sys/net` of the namespace entered last, once looked up.
+    net: Option<std::sync::Arc<File>>,
 }
 
-impl SysctlsHere {
+impl ProcSys {
+    pub fn new() -> Self {
+        ProcSys { instance: None, served: 0, refused: false, net: None }
+    }
+
+    /// The calling thread has just entered (or made) another namespace.
+    pub fn enter(&mut self) {
+        self.net = None;
+        if self.refused {
+            return;
+        }
+        if self.instance.is_none() || self.served >= NAMESPACES_PER_PROC {
+            self.instance = private_proc().ok();
+            self.refused = self.instance.is_none();
+            self.served = 0;
+        }
+        self.served += 1;
+    }
+
+    /// The sysctls of the namespace entered last.
+    pub fn here(&mut self) -> SysctlsHere<'_> {
+        SysctlsHere { from: Some(self), net: None }
+    }
+
+    fn net(&mut self) -> io::Result<std::sync::Arc<File>> {
+        if let Some(net) = &self.net {
+            return Ok(net.clone());
+        }
+        let net = std::sync::Arc::new(match &self.instance {
+            Some(root) => File::from(rustix::fs::openat(
+                root,
+                "sys/net",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?),
+            None => File::open("/proc/sys/net")?,
+        });
+        self.net = Some(net.clone());
+        Ok(net)
+    }
+}
+
+impl Default for ProcSys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A procfs instance of bridgelab's own, attached to no mount tree.
+fn private_proc() -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::mount::{fsconfig_create, fsmount, fsopen, FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let fs = fsopen("proc", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_create(&fs)?;
+    let attrs =
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    Ok(fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?)
+}
+
+/// The sysctls of the calling thread's namespace, reached through one
+/// handle on its `/proc/sys/net` (see [`ProcSys`] for why not by path).
+/// Only for use while the thread stays in that namespace.
+#[derive(Default)]
+pub struct SysctlsHere<'a> {
+    /// Where `net` comes from; `/proc` when none.
+    from: Option<&'a mut ProcSys>,
+    net: Option<std::sync::Arc<File>>,
+}
+
+impl SysctlsHere<'_> {
+    /// Through `/proc`, for a one-off.
     pub fn new() -> Self {
         Self::default()
     }
 
     fn open(&mut self, key: &str, write: bool) -> io::Result<File> {
-        let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display()));
-        let flags = if write { nix::fcntl::OFlag::O_WRONLY } else { nix::fcntl::OFlag::O_RDONLY };
+        let flags = if write { rustix::fs::OFlags::WRONLY } else { rustix::fs::OFlags::RDONLY };
         let Some(rest) = key.strip_prefix("net.") else {
-            return File::options().read(!write).write(write).open(sysctl_path(key)).map_err(fail);
+            return File::options().read(!write).write(write).open(sysctl_path(key));
         };
         if self.net.is_none() {
-            self.net = Some(File::open("/proc/sys/net").map_err(fail)?);
+            self.net = Some(match &mut self.from {
+                Some(procs) => procs.net()?,
+                None => std::sync::Arc::new(File::open("/proc/sys/net")?),
+            });
         }
-        let dir = self.net.as_ref().expect("opened above");
-        let fd = nix::fcntl::openat(
+        let dir = self.net.as_deref().expect("opened above");
+        let fd = rustix::fs::openat(
             dir,
-            rest.replace('.', "/").as_str(),
-            flags | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| fail(e.into()))?;
+            rest.replace('.', "/"),
+            flags | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
         Ok(File::from(fd))
     }
 
     pub fn write(&mut self, key: &str, value: &str) -> io::Result<()> {
         use std::io::Write;
-        let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display()));
-        self.open(key, true)?.write_all(value.as_bytes()).map_err(fail)
+        named(key, self.open(key, true).and_then(|mut f| f.write_all(value.as_bytes())))
     }
 
     pub fn read(&mut self, key: &str) -> io::Result<String> {
         use std::io::Read;
-        let fail = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display()));
         let mut v = String::new();
-        self.open(key, false)?.read_to_string(&mut v).map_err(fail)?;
+        named(key, self.open(key, false).and_then(|mut f| f.read_to_string(&mut v)))?;
         Ok(v.trim().to_string())
     }
+}
+
+/// An error of a sysctl's file, naming the file.
+fn named<T>(key: &str, r: io::Result<T>) -> io::Result<T> {
+    r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", sysctl_path(key).display())))
 }
 
 /// A socket of `kind` bound to an IPv6 address with `IPV6_V6ONLY`, as Go
@@ -454,5 +550,42 @@ mod tests {
         assert_eq!(unescape_mountinfo("/run/netns/bl-1-web"), "/run/netns/bl-1-web");
         assert_eq!(unescape_mountinfo("/run/my\\040ns\\134x"), "/run/my ns\\x");
         assert_eq!(unescape_mountinfo("/a\\04"), "/a\\04");
+    }
+
+    /// Sysctls written through private procfs instances land in the
+    /// namespace the thread is in, as read by path through `/proc`, for
+    /// more namespaces than one instance serves; the caller's stay as
+    /// they were.
+    #[test]
+    fn private_proc_instances_reach_the_threads_own_namespace() {
+        use super::{run_in, ProcSys, NAMESPACES_PER_PROC};
+        use nix::sched::{unshare, CloneFlags};
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "unshare needs root: run `sudo -E cargo test` (CI runs it as root; it is never skipped)"
+        );
+        let key = "net.ipv4.ip_unprivileged_port_start";
+        let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+        let n = NAMESPACES_PER_PROC * 2 + 3;
+        let (made, private) = std::thread::spawn(move || {
+            let mut procs = ProcSys::new();
+            let mut made = Vec::new();
+            for i in 0..n {
+                unshare(CloneFlags::CLONE_NEWNET).unwrap();
+                made.push(std::fs::File::open("/proc/thread-self/ns/net").unwrap());
+                procs.enter();
+                procs.here().write(key, &(100 + i).to_string()).unwrap();
+            }
+            (made, !procs.refused)
+        })
+        .join()
+        .unwrap();
+        assert!(private, "this kernel (5.2 or later, as root) must give private procfs instances");
+        for (i, ns) in made.iter().enumerate() {
+            let v = run_in(ns, || std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")).unwrap();
+            assert_eq!(v.trim(), (100 + i).to_string(), "namespace {i}");
+        }
+        let after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+        assert_eq!(before, after);
     }
 }
