@@ -311,36 +311,17 @@ impl RunningLab {
     }
 
     /// Starts the thread that makes a namespace per node of `plan`, in
-    /// order, and sends each with a netlink socket opened inside it. While
-    /// inside, it also writes the node's sysctls that do not name an
-    /// interface, as Docker's runtime writes a container's before
-    /// libnetwork adds any interface (and as the daemon sets its own
-    /// before it makes its bridge): no thread has to join the namespace
-    /// again, and a container's IPv6 is off before its links come up.
+    /// order, and sends each with a netlink socket opened inside it (see
+    /// [`Inside`] for what else it does there).
     fn make_namespaces(&self, plan: &Plan) -> Result<Makers> {
+        let nodes: Vec<&NodePlan> = plan.nodes.iter().collect();
         let names: Vec<(String, String)> =
-            plan.nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
-        let early: Vec<Vec<(String, String)>> = plan
-            .nodes
-            .iter()
-            .map(|n| {
-                n.sysctls
-                    .iter()
-                    .filter(|s| s.write && !per_interface(&s.key))
-                    .map(|s| (s.key.clone(), s.value.clone()))
-                    .collect()
-            })
-            .collect();
-        let rt = tokio::runtime::Handle::current();
+            nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
+        let inside = Inside::new(&nodes);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let started = Instant::now();
         let spawned = std::thread::Builder::new().name("bl-netns".into()).spawn(move || {
-            let inside = |i: usize, here: &mut netns::SysctlsHere| {
-                let pairs: Vec<(&str, &str)> = early[i].iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                netns::write_sysctls_here(here, &pairs)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: sysctls: {e}", names[i].0)))?;
-                Netlink::open_here(&rt)
-            };
+            let inside = |i: usize, here: &mut netns::SysctlsHere| inside.run(i, here);
             let sent = netns::create_each(&names, inside, |ns, (nl, task)| {
                 tx.send(Made::Namespace(ns, nl, task)).map_err(|e| match e.0 {
                     Made::Namespace(ns, _, task) => {
@@ -410,12 +391,13 @@ impl RunningLab {
     }
 
     /// Creates namespaces for `nodes` and opens a netlink socket in each.
-    fn add_namespaces(&mut self, nodes: &[String]) -> Result<()> {
-        let names: Vec<(String, String)> = nodes.iter().map(|n| (n.clone(), namespace_name(&self.run_id, n))).collect();
-        // Each namespace's netlink socket is opened while the creating
-        // thread is inside it.
-        let rt = tokio::runtime::Handle::current();
-        let (made, err) = netns::create_all(&names, || Netlink::open_here(&rt));
+    fn add_namespaces(&mut self, plan: &Plan, nodes: &[String]) -> Result<()> {
+        let nodes: Vec<&NodePlan> = nodes.iter().filter_map(|n| plan.node(n)).collect();
+        let names: Vec<(String, String)> =
+            nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
+        // As the lab's build makes them (see `Inside`).
+        let inside = Inside::new(&nodes);
+        let (made, err) = netns::create_all(&names, |i, here| inside.run(i, here));
         for (ns, (nl, task)) in made {
             self.tasks.insert(ns.node.clone(), task);
             self.netlinks.insert(ns.node.clone(), nl);
@@ -498,7 +480,7 @@ impl RunningLab {
             return Err(Error::Teardown(errors));
         }
         self.record_nodes(next)?;
-        self.add_namespaces(&fresh)?;
+        self.add_namespaces(next, &fresh)?;
         let mut wanted: Vec<(String, String)> = next
             .nodes
             .iter()
@@ -512,14 +494,15 @@ impl RunningLab {
             }
         }
         self.wire(next, &wanted, &fresh).await?;
-        // A namespace made by this step gets the sysctls the daemon writes
-        // there (a container's own, as when the lab is built); a namespace
-        // that was there gets those it did not have (Docker 28's
+        // A namespace made by this step has its interfaces' sysctls written
+        // now (the rest as it was made, as when the lab is built); a
+        // namespace that was there gets those it did not have (Docker 28's
         // per-interface ones, for an interface this step added).
         for node in &next.nodes {
             let before = old.nodes.iter().find(|n| n.name == node.name && !fresh.contains(&n.name));
-            let new = |s: &&crate::plan::Sysctl| {
-                before.is_none_or(|b| !b.sysctls.iter().any(|o| o.key == s.key && o.value == s.value))
+            let new = |s: &&crate::plan::Sysctl| match before {
+                None => per_interface(&s.key),
+                Some(b) => !b.sysctls.iter().any(|o| o.key == s.key && o.value == s.value),
             };
             let ns = &self.ns(&node.name).file;
             let pairs: Vec<(&str, &str)> = node
@@ -972,6 +955,41 @@ async fn bounded<T>(futures: Vec<futures::future::BoxFuture<'_, Result<T>>>) -> 
 
 /// What the namespace maker sends: a namespace with the netlink socket
 /// opened inside it (and the task driving that socket), or why it stopped.
+/// What the namespace thread does inside each namespace it has just made:
+/// writes the node's sysctls that name no interface, as Docker's runtime
+/// writes a container's before libnetwork adds any interface (and as the
+/// daemon sets its own before it makes its bridge), so that a container's
+/// IPv6 is off before its links come up; then opens the node's netlink
+/// socket there. The same for a lab's build and for a step's new nodes.
+struct Inside {
+    nodes: Vec<(String, Vec<(String, String)>)>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Inside {
+    fn new(nodes: &[&NodePlan]) -> Self {
+        let early = |n: &NodePlan| {
+            n.sysctls
+                .iter()
+                .filter(|s| s.write && !per_interface(&s.key))
+                .map(|s| (s.key.clone(), s.value.clone()))
+                .collect()
+        };
+        Inside {
+            nodes: nodes.iter().map(|n| (n.name.clone(), early(n))).collect(),
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+
+    fn run(&self, i: usize, here: &mut netns::SysctlsHere) -> io::Result<(Netlink, JoinHandle<()>)> {
+        let (node, early) = &self.nodes[i];
+        let pairs: Vec<(&str, &str)> = early.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        netns::write_sysctls_here(here, &pairs)
+            .map_err(|e| io::Error::new(e.kind(), format!("{node}: sysctls: {e}")))?;
+        Netlink::open_here(&self.rt)
+    }
+}
+
 enum Made {
     Namespace(NetNs, Netlink, JoinHandle<()>),
     Failed(Error),

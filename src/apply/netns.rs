@@ -31,26 +31,23 @@ pub struct NetNs {
 }
 
 /// Creates one namespace per `(node, name)` in a single worker thread, and
-/// calls `inside` there while the thread is in each new namespace (to open
-/// the sockets the lab keeps in it: a thread and a `setns` per namespace
-/// later cost more than the `unshare`). Stops at the first failure and
+/// calls `inside(i, sysctls)` there while the thread is in the `i`th new
+/// namespace (to set its sysctls and open the sockets the lab keeps in it:
+/// a thread and a `setns` per namespace later cost more than the
+/// `unshare`). Stops at the first failure and
 /// returns what was created so far with the error, so the caller can
 /// remove it.
 pub fn create_all<T: Send>(
     names: &[(String, String)],
-    inside: impl Fn() -> io::Result<T> + Sync,
+    inside: impl Fn(usize, &mut SysctlsHere) -> io::Result<T> + Sync,
 ) -> (Vec<(NetNs, T)>, Option<io::Error>) {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut made = Vec::new();
-            let err = create_each(
-                names,
-                |_, _| inside(),
-                |ns, t| {
-                    made.push((ns, t));
-                    Ok(())
-                },
-            )
+            let err = create_each(names, &inside, |ns, t| {
+                made.push((ns, t));
+                Ok(())
+            })
             .err();
             (made, err)
         })
