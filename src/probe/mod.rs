@@ -267,7 +267,12 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         }
     }
     let started = Instant::now();
+    let fulls_before = neighbour_table_fulls();
     let results = run_jobs(lab, jobs.clone(), timeout, retries).await;
+    let overflowed = match (fulls_before, neighbour_table_fulls()) {
+        (Some(b), Some(a)) if a > b => Some(a - b),
+        _ => None,
+    };
 
     let mut out = Vec::new();
     for (e, slot) in expects.iter().zip(slots) {
@@ -320,7 +325,11 @@ pub async fn check<T: Testbed + ?Sized>(lab: &T, responders: &Responders, expect
         if !o.passed {
             match (verdict, e.wanted()) {
                 (Some(Verdict::Blocked), _) if r.outcome == Outcome::Silence => {
-                    o.detail = format!("{}; {}", o.detail, explain_block(lab, job, timeout).await);
+                    let why = explain_block(lab, job, timeout).await;
+                    o.detail = match overflowed {
+                        Some(n) => format!("{}; {}; {why}", o.detail, neighbour_overflow(n)),
+                        None => format!("{}; {why}", o.detail),
+                    };
                 }
                 (Some(Verdict::Refused), Some(Verdict::Reachable)) => {
                     o.detail = format!(
@@ -894,6 +903,37 @@ async fn perform_step(
     lab.verify().await
 }
 
+/// How often the kernel's IPv4 neighbour (ARP) table has been full since
+/// boot (`table_fulls` of `/proc/net/stat/arp_cache`, one line per CPU).
+/// The table is one for the whole machine: every namespace's entries count
+/// against the limits, which only the root namespace can set.
+fn neighbour_table_fulls() -> Option<u64> {
+    parse_table_fulls(&std::fs::read_to_string("/proc/net/stat/arp_cache").ok()?)
+}
+
+fn parse_table_fulls(stat: &str) -> Option<u64> {
+    let mut lines = stat.lines();
+    let col = lines.next()?.split_whitespace().position(|h| h == "table_fulls")?;
+    lines.map(|l| u64::from_str_radix(l.split_whitespace().nth(col)?, 16).ok()).sum()
+}
+
+/// Why probes met silence when the neighbour table overflowed meanwhile:
+/// a namespace that cannot make an ARP entry drops what it would send
+/// there. Each pair of containers that talk needs two entries (one in
+/// each), so a lab with a few hundred pairs at once reaches the default
+/// limit of 1,024, as a Docker host with as many busy containers does.
+fn neighbour_overflow(times: u64) -> String {
+    let limit = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    format!(
+        "the kernel's neighbour (ARP) table was full {times} times while the probes ran: it is one for \
+         every namespace of the machine and holds at most net.ipv4.neigh.default.gc_thresh3 = {limit} \
+         entries, two per pair of containers that talk (a root-namespace sysctl, which bridgelab leaves \
+         alone: fewer probes at once, or a larger limit set by the machine's owner, avoid it)"
+    )
+}
+
 /// Says why a probe that should have got through met silence, from what a
 /// replay of it alone shows: the host rule whose drop counter moved,
 /// forwarding switched off, an answer this time, or nothing at all. Only
@@ -947,6 +987,19 @@ pub async fn explain_block<T: Testbed + ?Sized>(lab: &T, job: &ProbeJob, timeout
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn table_fulls_are_summed_over_the_cpus() {
+        let stat = "entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast \
+                    rcv_probes_ucast periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n\
+                    0000000b 00026bc1 000267b7 00000003   0038f5a4 00025330 00000109   00000000         \
+                    00000000         00000c11         00001879       00000000            0000181d\n\
+                    0000000b 00024a90 00024e8f 00000005   00338033 000270f7 00000087   00000000         \
+                    00000000         00000000         000016ea       00000000            00000010\n";
+        assert_eq!(parse_table_fulls(stat), Some(0x181d + 0x10));
+        assert_eq!(parse_table_fulls("entries allocs\n1 2\n"), None, "no such column");
+        assert_eq!(parse_table_fulls("table_fulls\nzz\n"), None, "not hex");
+    }
 
     fn outcome(passed: bool, actual: Option<Verdict>, step: Option<&str>) -> ExpectOutcome {
         ExpectOutcome {
