@@ -28,7 +28,8 @@ usage: sudo cargo bench --bench compare -- [OPTIONS]
 
   --quick           N = 10 and 100 only (skips N = 1000 and the 10,000-container plan/check)
   --sizes A,B,..    the container counts (default 10,100,1000)
-  --rounds A,B,..   rounds per size (default 5,3,1: the median is shown)
+  --rounds A,B,..   rounds per size (default 5,3,1, and at least 3 for
+                    bridgelab and the floor: the median is shown)
   --only X,Y        run only these parts: lib cli netavark cni shell floor
                     matrix plan scale suite diff (default: all; --quick
                     leaves out scale)
@@ -95,10 +96,15 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn rounds_for(a: &Args, i: usize, n: usize) -> usize {
-    a.rounds.get(i).copied().unwrap_or(match n {
-        0..=10 => 5,
-        11..=100 => 3,
+/// Rounds of `tool` at the `i`th size `n`: as `--rounds` says, else 5, 3
+/// and 1 as N grows, but at least 3 for bridgelab and the floor, which
+/// take seconds where the peers take minutes: one sample of a build of
+/// 1,000 is at the mercy of what the kernel still does after the last.
+fn rounds_for(a: &Args, i: usize, n: usize, tool: Tool) -> usize {
+    a.rounds.get(i).copied().unwrap_or(match (n, tool) {
+        (0..=10, _) => 5,
+        (_, Tool::Lib | Tool::Cli | Tool::Floor) => 3,
+        (11..=100, _) => 3,
         _ => 1,
     })
 }
@@ -202,13 +208,14 @@ fn main() -> ExitCode {
     let mut results: BTreeMap<(Tool, usize), Samples> = BTreeMap::new();
     let mut broken: BTreeMap<Tool, String> = BTreeMap::new();
     for (si, &n) in args.sizes.iter().enumerate() {
-        let rounds = rounds_for(&args, si, n);
-        for round in 0..rounds {
+        let most = usable.iter().map(|&t| rounds_for(&args, si, n, t)).max().unwrap_or(1);
+        for round in 0..most {
             // Rotate the order each round: no tool always follows another.
             let k = usable.len().max(1);
             for j in 0..usable.len() {
                 let tool = usable[(j + round + si) % k];
-                if broken.contains_key(&tool) {
+                let rounds = rounds_for(&args, si, n, tool);
+                if round >= rounds || broken.contains_key(&tool) {
                     continue;
                 }
                 // The kernel frees the last run's namespaces after its
