@@ -581,10 +581,13 @@ impl RunningLab {
     }
 
     /// Waits (bounded) until the `linkdown` flag of every planned route in
-    /// `nodes` is what the plan says. The kernel reports carrier changes
-    /// asynchronously: a bridge that gains its first port or loses its last
-    /// one, and a veth whose peer comes up, flag their routes up to a second
-    /// later. Each poll is one route dump per watched namespace; any other
+    /// `nodes` is what the plan says, and every bridge port there that
+    /// should forward is operationally up. The kernel reports carrier
+    /// changes asynchronously: a bridge that gains its first port or loses
+    /// its last one, and a veth whose peer comes up, flag their routes up to
+    /// a second later, and a bridge forwards through a port only after
+    /// that (see [`verify::ports_pending`]). Each poll is one route dump per
+    /// watched namespace, and a link dump where there are ports; any other
     /// difference is final, and left to the caller's verify.
     async fn settle(&self, nodes: &[String]) -> Result<()> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
@@ -595,7 +598,7 @@ impl RunningLab {
             self.plan
                 .nodes
                 .iter()
-                .filter(|n| nodes.contains(n.name.as_str()) && !n.routes.is_empty())
+                .filter(|n| nodes.contains(n.name.as_str()) && (!n.routes.is_empty() || has_ports(n)))
                 .map(|np| {
                     async move {
                         let nl = &self.netlinks[&np.name];
@@ -614,7 +617,17 @@ impl RunningLab {
                     .iter()
                     .map(|(np, nl, _)| {
                         async move {
-                            nl.route_carriers().await.map_err(|e| Error::apply(format!("{}: read routes", np.name), e))
+                            let routes = nl
+                                .route_carriers()
+                                .await
+                                .map_err(|e| Error::apply(format!("{}: read routes", np.name), e))?;
+                            let links = match has_ports(np) {
+                                true => {
+                                    nl.links().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?
+                                }
+                                false => Vec::new(),
+                            };
+                            Ok::<_, Error>((routes, links))
                         }
                         .boxed()
                     })
@@ -625,8 +638,10 @@ impl RunningLab {
             // only ever catches up with the plan.
             let mut pending = Vec::new();
             let mut still = Vec::new();
-            for ((np, nl, indexes), seen) in watched.into_iter().zip(seen) {
-                let left = verify::carrier_pending(np, &indexes, &seen);
+            for ((np, nl, indexes), (routes, links)) in watched.into_iter().zip(seen) {
+                let links: Vec<LinkState> = links.iter().map(LinkState::from_message).collect();
+                let mut left = verify::carrier_pending(np, &indexes, &routes);
+                left.extend(verify::ports_pending(&self.plan, np, &links));
                 if !left.is_empty() {
                     pending.extend(left);
                     still.push((np, nl, indexes));
@@ -1039,6 +1054,11 @@ fn load_firewall(host: &std::fs::File, plan: &Plan) -> JoinHandle<Result<()>> {
         iptables::restore(&host, &rules, true)?;
         nftables::install(&host, &rules.nft)
     })
+}
+
+/// Whether a node has bridge ports (links with a master) to watch.
+fn has_ports(n: &NodePlan) -> bool {
+    n.links.iter().any(|l| l.master.is_some())
 }
 
 /// The outcome of [`load_firewall`].

@@ -207,8 +207,28 @@ fn addrs(set: &BTreeSet<(Ipv4Addr, u8)>) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarrierPending {
     pub node: String,
-    /// The route as planned, `linkdown` included.
+    /// The route as planned, `linkdown` included (or `port NAME`, a
+    /// bridge port: see [`ports_pending`]).
     pub route: String,
+}
+
+/// The bridge ports of `node` that the plan has up, with a peer it has up,
+/// whose operational state (in `seen`, the node's links) is not up yet. A
+/// bridge forwards through a port only once the kernel's linkwatch has
+/// handled its carrier, the same work that sets the operational state; with
+/// thousands of links come up at once that work runs seconds behind, and a
+/// probe sent meanwhile is dropped by the bridge.
+pub fn ports_pending(plan: &Plan, node: &NodePlan, seen: &[LinkState]) -> Vec<CarrierPending> {
+    let peer_up = |l: &crate::plan::LinkPlan| match &l.kind {
+        LinkKind::Veth { peer_node, peer, .. } => plan.node(peer_node).and_then(|n| n.link(peer)).is_some_and(|p| p.up),
+        _ => false,
+    };
+    let seen: HashMap<&str, bool> = seen.iter().map(|s| (s.name.as_str(), s.oper_up)).collect();
+    node.links
+        .iter()
+        .filter(|l| l.up && l.master.is_some() && peer_up(l) && seen.get(l.name.as_str()) == Some(&false))
+        .map(|l| CarrierPending { node: node.name.clone(), route: format!("port {}", l.name) })
+        .collect()
 }
 
 /// The routes of `plan` whose carrier flag the kernel has not caught up
@@ -251,6 +271,43 @@ mod tests {
 
     fn seen(linkdown: bool, oif: u32) -> RouteCarrier {
         RouteCarrier { dst: "172.17.0.0".parse().unwrap(), prefix: 16, oif: Some(oif), linkdown }
+    }
+
+    #[test]
+    fn a_bridge_port_not_yet_up_is_pending_unless_its_peer_is_down() {
+        let text = "[[container]]\nname = \"web\"\n[[container]]\nname = \"db\"\n";
+        let scenario = crate::scenario::Scenario::parse("p.toml".into(), text.into()).unwrap();
+        let mut plan = crate::plan::plan(&scenario).unwrap();
+        let host = plan.node("host").unwrap().clone();
+        let ports: Vec<String> = host.links.iter().filter(|l| l.master.is_some()).map(|l| l.name.clone()).collect();
+        assert_eq!(ports.len(), 2, "{host:?}");
+        let state = |name: &str, oper_up: bool| LinkState {
+            index: 0,
+            name: name.into(),
+            kind: None,
+            mac: None,
+            mtu: None,
+            master: Some(1),
+            peer_index: None,
+            up: true,
+            oper_up,
+            hairpin: false,
+        };
+        let seen = [state(&ports[0], true), state(&ports[1], false)];
+        let left = ports_pending(&plan, &host, &seen);
+        assert_eq!(left, [CarrierPending { node: "host".into(), route: format!("port {}", ports[1]) }]);
+        // Up on both sides: nothing left. A port missing from the dump is
+        // final, not pending.
+        assert!(ports_pending(&plan, &host, &[state(&ports[0], true), state(&ports[1], true)]).is_empty());
+        assert!(ports_pending(&plan, &host, &[state(&ports[0], true)]).is_empty());
+        // A port whose container end is planned down never comes up: not
+        // waited for.
+        for n in plan.nodes.iter_mut() {
+            for l in n.links.iter_mut().filter(|l| l.name == "eth0") {
+                l.up = false;
+            }
+        }
+        assert!(ports_pending(&plan, &host, &seen).is_empty());
     }
 
     #[test]
