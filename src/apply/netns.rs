@@ -345,7 +345,10 @@ const NAMESPACES_PER_PROC: usize = 32;
 /// namespaces before the next is made. What a key names does not change:
 /// `/proc/sys/net` shows the namespace of the thread that looks it up,
 /// whichever instance it goes through. Where the kernel refuses a private
-/// instance (before 5.2, or without `CAP_SYS_ADMIN`), `/proc` serves.
+/// instance (before 5.2, or without `CAP_SYS_ADMIN`), `/proc` serves; so it
+/// does where `/proc/sys` is mounted read-only (Docker's containers without
+/// `--privileged`): that is the environment's choice, and a procfs of
+/// bridgelab's own must not get around it.
 pub struct ProcSys {
     /// The root of the current private instance, once one is made.
     instance: Option<std::os::fd::OwnedFd>,
@@ -359,7 +362,9 @@ pub struct ProcSys {
 
 impl ProcSys {
     pub fn new() -> Self {
-        ProcSys { instance: None, served: 0, refused: false, net: None }
+        let read_only =
+            rustix::fs::statvfs("/proc/sys").is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+        ProcSys { instance: None, served: 0, refused: read_only, net: None }
     }
 
     /// The calling thread has just entered (or made) another namespace.
