@@ -621,11 +621,10 @@ impl RunningLab {
                                 .route_carriers()
                                 .await
                                 .map_err(|e| Error::apply(format!("{}: read routes", np.name), e))?;
-                            let links = match has_ports(np) {
-                                true => {
-                                    nl.links().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?
-                                }
-                                false => Vec::new(),
+                            let links = if has_ports(np) {
+                                nl.links().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?
+                            } else {
+                                Vec::new()
                             };
                             Ok::<_, Error>((routes, links))
                         }
@@ -968,8 +967,6 @@ async fn bounded<T>(futures: Vec<futures::future::BoxFuture<'_, Result<T>>>) -> 
     futures::stream::iter(futures).buffered(DUMPS_IN_FLIGHT).try_collect().await
 }
 
-/// What the namespace maker sends: a namespace with the netlink socket
-/// opened inside it (and the task driving that socket), or why it stopped.
 /// What the namespace thread does inside each namespace it has just made:
 /// writes the node's sysctls that name no interface, as Docker's runtime
 /// writes a container's before libnetwork adds any interface (and as the
@@ -1005,6 +1002,8 @@ impl Inside {
     }
 }
 
+/// What the namespace maker sends: a namespace with the netlink socket
+/// opened inside it (and the task driving that socket), or why it stopped.
 enum Made {
     Namespace(NetNs, Netlink, JoinHandle<()>),
     Failed(Error),

@@ -354,7 +354,8 @@ pub struct ProcSys {
     instance: Option<std::os::fd::OwnedFd>,
     /// Namespaces entered since that instance was made.
     served: usize,
-    /// Whether the kernel refused an instance: `/proc` from then on.
+    /// Whether `/proc` serves: the kernel refused an instance, or
+    /// `/proc/sys` is read-only.
     refused: bool,
     /// `sys/net` of the namespace entered last, once looked up.
     net: Option<std::sync::Arc<File>>,
