@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 pub use netlink::{LinkState, Netlink, RouteCarrier};
 use netns::NetNs;
 pub use verify::{CarrierPending, Mismatch, Observed, ObservedNode};
-use wiring::Wiring;
+use wiring::{Indexes, Wiring};
 
 use crate::error::{Error, Result};
 use crate::plan::{LinkKind, NodePlan, Plan};
@@ -300,12 +300,13 @@ impl RunningLab {
             return Err(e);
         }
         debug_assert!(wiring.done(), "every namespace arrived, so everything is wired");
+        let indexes = wiring.into_indexes();
         self.write_interface_sysctls(&plan)?;
         phase("sysctls");
         let host_ns = &self.ns("host").file;
         self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
         phase("proxies");
-        self.settle(&all).await?;
+        self.settle(&all, &indexes).await?;
         phase("settle");
         self.advertise(&plan, &all)
     }
@@ -412,14 +413,15 @@ impl RunningLab {
     /// Creates and configures the `(node, link)` pairs in `wanted` (see
     /// [`wiring`]), every namespace being there already; static routes
     /// only for the `fresh` nodes, whose namespaces were just made.
-    async fn wire(&self, plan: &Plan, wanted: &[(String, String)], fresh: &[String]) -> Result<()> {
+    /// Returns the link indexes it looked up (see [`Wiring::into_indexes`]).
+    async fn wire(&self, plan: &Plan, wanted: &[(String, String)], fresh: &[String]) -> Result<Indexes> {
         let mut wiring = Wiring::new(plan, wanted, fresh, None);
         for ns in &self.namespaces {
             wiring.arrived(&ns.node, self.netlinks[&ns.node].clone(), ns.file.as_raw_fd());
         }
         wiring.advance().await?;
         debug_assert!(wiring.done(), "every namespace is there, so everything is wired");
-        Ok(())
+        Ok(wiring.into_indexes())
     }
 
     /// Brings the lab from its current plan to `next` (the state after a
@@ -493,7 +495,7 @@ impl RunningLab {
                 wanted.push(("host".into(), l.name.clone()));
             }
         }
-        self.wire(next, &wanted, &fresh).await?;
+        let indexes = self.wire(next, &wanted, &fresh).await?;
         // A namespace made by this step has its interfaces' sysctls written
         // now (the rest as it was made, as when the lab is built); a
         // namespace that was there gets those it did not have (Docker 28's
@@ -561,7 +563,7 @@ impl RunningLab {
         // Carrier changes only on the host's bridges and in rebuilt nodes.
         let mut changed = fresh;
         changed.push("host".into());
-        self.settle(&changed).await?;
+        self.settle(&changed, &indexes).await?;
         self.advertise(next, &changed)?;
         Ok(gone)
     }
@@ -588,8 +590,10 @@ impl RunningLab {
     /// a second later, and a bridge forwards through a port only after
     /// that (see [`verify::ports_pending`]). Each poll is one route dump per
     /// watched namespace, and a link dump where there are ports; any other
-    /// difference is final, and left to the caller's verify.
-    async fn settle(&self, nodes: &[String]) -> Result<()> {
+    /// difference is final, and left to the caller's verify. Link indexes
+    /// come from `known` (what the wiring looked up) where it names every
+    /// routed link of a node, else from one dump.
+    async fn settle(&self, nodes: &[String], known: &Indexes) -> Result<()> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         let nodes: std::collections::HashSet<&str> = nodes.iter().map(String::as_str).collect();
         // Every namespace's dumps at once, each on its own socket. Indexes
@@ -602,8 +606,14 @@ impl RunningLab {
                 .map(|np| {
                     async move {
                         let nl = &self.netlinks[&np.name];
-                        let indexes =
-                            nl.link_indexes().await.map_err(|e| Error::apply(format!("{}: read links", np.name), e))?;
+                        let hint = known.get(&np.name).filter(|k| np.routes.iter().all(|r| k.contains_key(&r.dev)));
+                        let indexes = match hint {
+                            Some(k) => k.clone(),
+                            None => nl
+                                .link_indexes()
+                                .await
+                                .map_err(|e| Error::apply(format!("{}: read links", np.name), e))?,
+                        };
                         Ok::<_, Error>((np, nl, indexes))
                     }
                     .boxed()

@@ -9,13 +9,16 @@ use std::os::fd::RawFd;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
+    LinkMessage, State,
 };
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkBridgePort, LinkGetRequest, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+};
 
 use super::netns;
 use crate::plan::{LinkPlan, RoutePlan};
@@ -45,7 +48,7 @@ impl Netlink {
     }
 
     pub async fn index(&self, name: &str) -> NlResult<u32> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = lean(self.handle.link().get()).match_name(name.to_string()).execute();
         match links.try_next().await? {
             Some(l) => Ok(l.header.index),
             None => Err(rtnetlink::Error::RequestFailed),
@@ -138,13 +141,16 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> NlResult<Vec<LinkMessage>> {
-        self.handle.link().get().execute().try_collect().await
+        lean(self.handle.link().get()).execute().try_collect().await
     }
 
     /// IPv4 addresses by link index, as `address/prefix`.
     pub async fn addresses(&self) -> NlResult<HashMap<u32, Vec<(Ipv4Addr, u8)>>> {
         let mut out: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
-        let mut s = self.handle.address().get().execute();
+        // IPv4 only: the kernel then leaves out the IPv6 addresses too.
+        let mut req = self.handle.address().get();
+        req.message_mut().header.family = AddressFamily::Inet;
+        let mut s = req.execute();
         while let Some(a) = s.try_next().await? {
             if a.header.family != AddressFamily::Inet {
                 continue;
@@ -189,6 +195,13 @@ impl Netlink {
     pub async fn link_indexes(&self) -> NlResult<HashMap<String, u32>> {
         Ok(self.links().await?.iter().map(LinkState::from_message).map(|l| (l.name, l.index)).collect())
     }
+}
+
+/// A link request whose answer leaves out the counters (the link's and
+/// IPv6's): nothing here reads them, and they are most of what the kernel
+/// writes and this side parses for each link.
+fn lean(req: LinkGetRequest) -> LinkGetRequest {
+    req.set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
 }
 
 /// A route's destination, output link and `linkdown` flag: what settling

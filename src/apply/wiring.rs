@@ -59,7 +59,16 @@ pub(super) struct Wiring<'p> {
     left: HashMap<&'p str, usize>,
     routed: HashSet<&'p str>,
     masters: HashMap<(&'p str, &'p str), u32>,
+    /// Link indexes looked up while configuring, by node and link name.
+    indexes: Indexes,
 }
+
+/// Every namespace's loopback: the kernel registers it first, with this
+/// index (`LOOPBACK_IFINDEX`), before anything else can be made there.
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Link indexes by node, then by link name.
+pub(super) type Indexes = HashMap<String, HashMap<String, u32>>;
 
 impl<'p> Wiring<'p> {
     pub fn new(plan: &'p Plan, wanted: &'p [(String, String)], fresh: &'p [String], budget: Option<usize>) -> Self {
@@ -91,6 +100,7 @@ impl<'p> Wiring<'p> {
             left,
             routed: HashSet::new(),
             masters: HashMap::new(),
+            indexes: HashMap::new(),
         }
     }
 
@@ -106,6 +116,13 @@ impl<'p> Wiring<'p> {
     /// Whether every wanted link is configured and every fresh node routed.
     pub fn done(&self) -> bool {
         self.configured.len() == self.wanted.len() && self.fresh.iter().all(|n| self.routed.contains(n))
+    }
+
+    /// The link indexes the wiring looked up, by node: settling after it
+    /// needs no dump of its own where they name every routed link. An
+    /// index stays as long as its link, and the wiring deletes none.
+    pub fn into_indexes(self) -> Indexes {
+        self.indexes
     }
 
     /// Makes and configures all that the namespaces present so far allow.
@@ -242,12 +259,15 @@ impl<'p> Wiring<'p> {
             }
             jobs.push((node, links, routes, left));
         }
-        try_join_all(jobs.iter().map(|(node, links, routes, _)| {
+        let found = try_join_all(jobs.iter().map(|(node, links, routes, _)| {
             configure(&self.present[node.name.as_str()].netlink, &node.name, links, routes)
         }))
         .await?;
-        for (node, links, _, left) in jobs {
+        for ((node, links, _, left), found) in jobs.into_iter().zip(found) {
             let name = node.name.as_str();
+            if !found.is_empty() {
+                self.indexes.entry(name.to_string()).or_default().extend(found);
+            }
             for (l, _) in links {
                 self.configured.insert((name, l.name.as_str()));
             }
@@ -264,22 +284,35 @@ impl<'p> Wiring<'p> {
 /// A link `created` up by the wiring is not set up again. The requests are
 /// sent without waiting for each answer, in order; link indexes come from
 /// one dump, or for a link or two from a lookup each, and not at all when
-/// nothing needs one (a bridge port made up and on its bridge).
-async fn configure(nl: &Netlink, node: &str, links: &[(&LinkPlan, bool)], routes: &[&RoutePlan]) -> Result<()> {
+/// nothing needs one (a bridge port made up and on its bridge). Returns
+/// the indexes it learnt.
+async fn configure(
+    nl: &Netlink,
+    node: &str,
+    links: &[(&LinkPlan, bool)],
+    routes: &[&RoutePlan],
+) -> Result<HashMap<String, u32>> {
     let err = |what: String| move |e| Error::apply(format!("{node}: {what}"), e);
     let routes: Vec<&RoutePlan> = routes.iter().copied().filter(|r| r.connected.is_none()).collect();
     let needs = |l: &LinkPlan, created: bool| {
         (l.kind != LinkKind::Loopback && !l.addresses.is_empty()) || (l.up && !created) || l.hairpin
     };
+    // The kernel numbers every namespace's loopback 1 (LOOPBACK_IFINDEX):
+    // no lookup for it.
+    let loopback = links.iter().find(|(l, _)| l.kind == LinkKind::Loopback).map(|(l, _)| l.name.as_str());
     let mut names: Vec<&str> = links.iter().filter(|(l, c)| needs(l, *c)).map(|(l, _)| l.name.as_str()).collect();
     names.extend(routes.iter().map(|r| r.dev.as_str()));
     names.sort_unstable();
     names.dedup();
-    if names.is_empty() {
-        return Ok(());
+    let needs_lo = names.iter().any(|n| Some(*n) == loopback);
+    names.retain(|n| Some(*n) != loopback);
+    if names.is_empty() && !needs_lo {
+        return Ok(HashMap::new());
     }
-    let indexes: HashMap<String, u32> =
-        if names.len() <= 2 {
+    let mut indexes: HashMap<String, u32> =
+        if names.is_empty() {
+            HashMap::new()
+        } else if names.len() <= 2 {
             try_join_all(names.iter().map(|n| async move {
                 nl.index(n).await.map(|i| (n.to_string(), i)).map_err(err(format!("find {n}")))
             }))
@@ -289,6 +322,9 @@ async fn configure(nl: &Netlink, node: &str, links: &[(&LinkPlan, bool)], routes
         } else {
             nl.link_indexes().await.map_err(err("read links".into()))?
         };
+    if let Some(lo) = loopback.filter(|_| needs_lo) {
+        indexes.insert(lo.to_string(), LOOPBACK_INDEX);
+    }
     let index = |name: &str| {
         indexes.get(name).copied().ok_or_else(|| err(format!("find {name}"))(rtnetlink::Error::RequestFailed))
     };
@@ -316,5 +352,5 @@ async fn configure(nl: &Netlink, node: &str, links: &[(&LinkPlan, bool)], routes
     }
     // Polled in order, so sent in order.
     try_join_all(requests).await?;
-    Ok(())
+    Ok(indexes)
 }
