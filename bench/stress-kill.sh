@@ -35,10 +35,12 @@ run_ids_of() {
     grep -l "\"pid\": $1," /run/bridgelab/runs/*.json /run/bridgelab/runs/*.json.tmp 2>/dev/null |
         sed 's|.*/||; s|\.json.*||' | sort -u
 }
-# What is left of run $1: namespaces, bind mounts, records.
+# What is left of run $1: namespaces (their names, even dangling), the
+# lab's directory and its mounts, records.
 left_of_run() {
     ls /run/netns 2>/dev/null | grep "^bl-$1-" | sed 's/^/namespace /'
-    grep -o " /run/netns/bl-$1-[^ ]*" /proc/self/mountinfo | sed 's/^ /mount /'
+    ls /run/bridgelab/netns 2>/dev/null | grep -x "$1" | sed 's/^/directory /'
+    grep -o " /run/bridgelab/netns/$1[ /][^ ]*" /proc/self/mountinfo | sed 's/^ /mount /'
     ls -A /run/bridgelab/runs 2>/dev/null | grep "^$1\.json" | sed 's/^/record /'
 }
 # Namespaces of no run at all (no record), whoever made them: checked
@@ -50,7 +52,7 @@ orphans() {
     for ns in $(lab_namespaces | grep -E '^bl-[0-9a-f]{8}-'); do
         id=${ns#bl-}
         id=${id%%-*}
-        [ -e "/run/bridgelab/runs/$id.json" ] || [ ! -e "/run/netns/$ns" ] || echo "$ns"
+        [ -e "/run/bridgelab/runs/$id.json" ] || { [ ! -e "/run/netns/$ns" ] && [ ! -L "/run/netns/$ns" ]; } || echo "$ns"
     done
 }
 # Read-only dumps of the root namespace's firewall, without counters.

@@ -103,9 +103,10 @@ set -e
 [ "$code" = 3 ] || fail "read-only /proc/sys: exit $code, not 3: $unprivileged"
 grep -q 'run it with --privileged' <<<"$unprivileged" || fail "read-only /proc/sys: no hint: $unprivileged"
 
-# Nothing left: no namespace, no run record, no link but lo.
+# Nothing left: no namespace, no run record, no lab's directory, no link but lo.
 left=$(ip netns list)
 [ -z "$left" ] || fail "namespaces left in the container: $left"
 [ -z "$(ls -A /run/bridgelab/runs 2>/dev/null)" ] || fail "run records left: $(ls /run/bridgelab/runs)"
+[ -z "$(ls -A /run/bridgelab/netns 2>/dev/null)" ] || fail "labs' directories left: $(ls /run/bridgelab/netns)"
 [ "$(ip -o link show | awk -F': ' '{print $2}')" = lo ] || fail "links left in the container: $(ip -o link show)"
 echo "container-proof: $tests test cases passed in the container; nothing left"

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::apply::remove_namespaces;
 use crate::error::{Error, Result};
-use crate::registry::{lab_namespaces, run_id_of, Registry, Unreadable, NETNS_DIR, STALE_TMP_AGE};
+use crate::registry::{lab_namespaces, run_id_of, Registry, Unreadable, LABS_NETNS_DIR, NETNS_DIR, STALE_TMP_AGE};
 
 /// What `cleanup` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,6 +30,11 @@ pub struct CleanupReport {
 /// missing afterwards belongs to a run that is already gone.
 pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport> {
     let mut by_run: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // A lab's directory may outlive its names (a run killed between its
+    // first mount and its first link): it counts as the run's too.
+    for id in lab_dirs() {
+        by_run.entry(id).or_default();
+    }
     for ns in lab_namespaces() {
         if let Some(id) = run_id_of(&ns) {
             by_run.entry(id.to_string()).or_default().push(ns);
@@ -74,6 +79,17 @@ pub fn cleanup(registry: &Registry, include_kept: bool) -> Result<CleanupReport>
     } else {
         Err(Error::Teardown(errors))
     }
+}
+
+/// Run ids of the labs' directories under [`LABS_NETNS_DIR`].
+fn lab_dirs() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(LABS_NETNS_DIR) else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| crate::registry::check_run_id(id).is_ok())
+        .collect()
 }
 
 fn remove(registry: &Registry, id: &str, names: &[String], report: &mut CleanupReport, errors: &mut Vec<String>) {

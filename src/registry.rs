@@ -19,8 +19,18 @@ use crate::error::{Error, Result};
 /// Where records live: tmpfs, so a reboot (which also drops every namespace)
 /// clears them too.
 pub const RUNS_DIR: &str = "/run/bridgelab/runs";
-/// Where named network namespaces are bind-mounted, as `ip netns` expects.
+/// Where named network namespaces are found, as `ip netns` expects: for
+/// bridgelab's, a symbolic link each into its lab's directory under
+/// [`LABS_NETNS_DIR`].
 pub const NETNS_DIR: &str = "/run/netns";
+/// Where each lab mounts a tmpfs of its own (`<run id>/`) and bind-mounts
+/// its namespaces in it (see `apply::netns`).
+pub const LABS_NETNS_DIR: &str = "/run/bridgelab/netns";
+
+/// The directory holding the namespaces of run `run_id`.
+pub fn lab_netns_dir(run_id: &str) -> PathBuf {
+    Path::new(LABS_NETNS_DIR).join(run_id)
+}
 /// Prefix of every namespace bridgelab creates.
 pub const NS_PREFIX: &str = "bl-";
 

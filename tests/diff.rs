@@ -667,7 +667,8 @@ fn diff_never_touches_the_namespaces_it_starts_in() {
             .unwrap()
             .lines()
             .filter_map(|l| l.split(' ').nth(4).map(String::from))
-            .filter(|m| !m.starts_with("/run/netns/"))
+            // Where namespaces are mounted, as `ip netns add` leaves it.
+            .filter(|m| !m.starts_with("/run/netns/") && !m.starts_with(bridgelab::registry::LABS_NETNS_DIR))
             .collect()
     };
     let etc = Path::new("/etc/docker").exists();

@@ -433,16 +433,26 @@ fn mountinfo() -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-/// A lab's namespaces show in a mount namespace made after `/run/netns`
-/// became shared, even one made before the lab (propagation), and leave it
-/// with the lab: `/run/netns` is a shared mount, as `ip netns add` makes it.
+/// A lab's namespaces show in a mount namespace made after the labs'
+/// directory became shared, even one made before the lab (propagation), and
+/// leave it with the lab: `/run/bridgelab/netns` is a shared mount, as `ip
+/// netns add` makes `/run/netns`, and each lab's tmpfs in it is too. Their
+/// names under `/run/netns` are links into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labs_show_in_other_mount_namespaces() {
     common::require_root();
+    use bridgelab::registry::{lab_netns_dir, LABS_NETNS_DIR, NETNS_DIR};
     let first = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
-    let netns = mountinfo().into_iter().filter(|m| m.2 == bridgelab::registry::NETNS_DIR).collect::<Vec<_>>();
-    assert_eq!(netns.len(), 1, "{netns:?}");
-    assert!(netns[0].3.contains("shared:"), "/run/netns is not shared: {netns:?}");
+    let labs = mountinfo().into_iter().filter(|m| m.2 == LABS_NETNS_DIR).collect::<Vec<_>>();
+    assert_eq!(labs.len(), 1, "{labs:?}");
+    assert!(labs[0].3.contains("shared:"), "{LABS_NETNS_DIR} is not shared: {labs:?}");
+    let dir = lab_netns_dir(first.run_id());
+    let own = mountinfo().into_iter().filter(|m| m.2 == dir.to_string_lossy()).collect::<Vec<_>>();
+    assert!(own.len() == 1 && own[0].3.contains("shared:"), "{own:?}");
+    for name in first.namespaces() {
+        let link = std::path::Path::new(NETNS_DIR).join(&name);
+        assert_eq!(std::fs::read_link(&link).unwrap(), dir.join(&name));
+    }
 
     // A mount namespace that receives propagation but sends none.
     let mut child = Command::new("unshare")
@@ -464,7 +474,7 @@ async fn labs_show_in_other_mount_namespaces() {
             if line.trim() == "END" {
                 break seen;
             }
-            if line.contains(&format!("/run/netns/bl-{lab}-")) {
+            if line.contains(&format!(" {}/", lab_netns_dir(lab).display())) {
                 seen.push(line);
             }
         }

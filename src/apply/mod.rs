@@ -319,11 +319,12 @@ impl RunningLab {
         let names: Vec<(String, String)> =
             nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
         let inside = Inside::new(&nodes);
+        let lab = registry::lab_netns_dir(&self.run_id);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let started = Instant::now();
         let spawned = std::thread::Builder::new().name("bl-netns".into()).spawn(move || {
             let inside = |i: usize, here: &mut netns::SysctlsHere| inside.run(i, here);
-            let sent = netns::create_each(&names, inside, |ns, (nl, task)| {
+            let sent = netns::create_each(&names, &lab, inside, |ns, (nl, task)| {
                 tx.send(Made::Namespace(ns, nl, task)).map_err(|e| match e.0 {
                     Made::Namespace(ns, _, task) => {
                         task.abort();
@@ -398,7 +399,8 @@ impl RunningLab {
             nodes.iter().map(|n| (n.name.clone(), namespace_name(&self.run_id, &n.name))).collect();
         // As the lab's build makes them (see `Inside`).
         let inside = Inside::new(&nodes);
-        let (made, err) = netns::create_all(&names, |i, here| inside.run(i, here));
+        let (made, err) =
+            netns::create_all(&names, &registry::lab_netns_dir(&self.run_id), |i, here| inside.run(i, here));
         for (ns, (nl, task)) in made {
             self.tasks.insert(ns.node.clone(), task);
             self.netlinks.insert(ns.node.clone(), nl);
@@ -940,8 +942,9 @@ pub fn replan(rec: &RunRecord) -> Result<(Scenario, Plan)> {
 /// Removes namespaces (all of them, whatever fails) and then, if that
 /// worked, the run record. Shared by teardown, `down` and `cleanup`.
 pub fn remove_namespaces(registry: &Registry, run_id: &str, paths: &[std::path::PathBuf]) -> Result<()> {
+    let paths: Vec<std::path::PathBuf> = paths.iter().rev().cloned().collect();
     let mut errors: Vec<String> =
-        paths.iter().rev().filter_map(|p| netns::remove(p).err()).map(|e| e.to_string()).collect();
+        netns::remove_all(&registry::lab_netns_dir(run_id), &paths).iter().map(|e| e.to_string()).collect();
     if errors.is_empty() {
         if let Err(e) = registry.remove(run_id) {
             errors.push(format!("remove run record {run_id}: {e}"));

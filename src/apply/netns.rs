@@ -1,17 +1,29 @@
 //! Named network namespaces without `ip netns`: `unshare` in a worker thread,
-//! bind-mount `/proc/thread-self/ns/net` under `/run/netns`, keep an fd.
+//! bind-mount `/proc/thread-self/ns/net` in the lab's own directory, name it
+//! under `/run/netns` with a symbolic link, keep an fd.
 //!
 //! Only threads ever change namespace, never the calling one, so the rest of
 //! the process (and the tokio runtime) stays in the namespace it started in.
 //!
-//! `/run/netns` is made a shared mount point first, as `ip netns add` makes
-//! it, so that namespaces mounted there show in other mount namespaces (a
-//! container, an `unshare -m` shell) and their removal does too.
+//! Each lab mounts a tmpfs of its own at `/run/bridgelab/netns/<run id>`
+//! ([`mount_lab_dir`]) and its namespaces there; `/run/netns/bl-…` is a
+//! link to each, which `ip netns exec`, `ip netns list` and `setns` by path
+//! follow (the way Docker's namespaces are usually given names). Why not
+//! the bind mounts in `/run/netns` themselves, as `ip netns add` makes
+//! them: every unmount waits for an RCU grace period of its own (in
+//! `namespace_unlock`), so removing a thousand namespaces one by one took
+//! 20 to 70 ms, the more the busier the kernel still was with the lab;
+//! unmounting the lab's one tmpfs takes them all in one grace period.
+//!
+//! `/run/bridgelab/netns` is made a shared mount point first, as `ip netns
+//! add` makes `/run/netns`, so that the namespaces show in other mount
+//! namespaces (a container, an `unshare -m` shell) and their removal does
+//! too.
 
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -19,7 +31,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use crate::registry::NETNS_DIR;
+use crate::registry::{LABS_NETNS_DIR, NETNS_DIR};
 
 /// A namespace this lab created, bind-mounted at `path`.
 #[derive(Debug)]
@@ -39,12 +51,13 @@ pub struct NetNs {
 /// remove it.
 pub fn create_all<T: Send>(
     names: &[(String, String)],
+    lab: &Path,
     inside: impl Fn(usize, &mut SysctlsHere) -> io::Result<T> + Sync,
 ) -> (Vec<(NetNs, T)>, Option<io::Error>) {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut made = Vec::new();
-            let err = create_each(names, &inside, |ns, t| {
+            let err = create_each(names, lab, &inside, |ns, t| {
                 made.push((ns, t));
                 Ok(())
             })
@@ -58,6 +71,7 @@ pub fn create_all<T: Send>(
 
 /// Creates the namespaces `names` in order on the calling thread, which
 /// must be one of bridgelab's own workers: it is left inside the last one.
+/// They are mounted in `lab`, the lab's directory ([`mount_lab_dir`]).
 /// `inside(i, sysctls)` runs while the thread is in the `i`th new namespace
 /// (whose sysctls it may write through `sysctls`); `made`
 /// then takes the namespace, or gives it back (the receiver is gone) to be
@@ -65,13 +79,15 @@ pub fn create_all<T: Send>(
 /// removing the namespace it was making.
 pub fn create_each<T>(
     names: &[(String, String)],
+    lab: &Path,
     inside: impl Fn(usize, &mut SysctlsHere) -> io::Result<T>,
     mut made: impl FnMut(NetNs, T) -> Result<(), NetNs>,
 ) -> io::Result<()> {
-    share_dir(Path::new(NETNS_DIR))?;
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(NETNS_DIR)?;
+    mount_lab_dir(lab)?;
     let mut procs = ProcSys::new();
     for (i, (node, name)) in names.iter().enumerate() {
-        let ns = create_one(node, &Path::new(NETNS_DIR).join(name), &mut procs)?;
+        let ns = create_one(node, name, lab, &mut procs)?;
         let mut here = procs.here();
         let t = match inside(i, &mut here) {
             Ok(t) => t,
@@ -171,26 +187,61 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn create_one(node: &str, path: &Path, procs: &mut ProcSys) -> io::Result<NetNs> {
+fn create_one(node: &str, name: &str, lab: &Path, procs: &mut ProcSys) -> io::Result<NetNs> {
     // Each unshare gives this worker thread a brand-new network namespace.
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare(CLONE_NEWNET): {e}")))?;
     // This thread is inside the new namespace, so /proc/sys/net is its own.
     procs.enter();
     lift_icmp_limits(&mut procs.here())?;
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(path)?;
-    if let Err(e) = mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
-        let _ = fs::remove_file(path);
-        return Err(io::Error::other(format!("bind-mount {}: {e}", path.display())));
+    let target = lab.join(name);
+    fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(&target)?;
+    if let Err(e) = mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+        let _ = fs::remove_file(&target);
+        return Err(io::Error::other(format!("bind-mount {}: {e}", target.display())));
     }
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let path = Path::new(NETNS_DIR).join(name);
+    let named = std::os::unix::fs::symlink(&target, &path)
+        .map_err(|e| io::Error::new(e.kind(), format!("link {} to {}: {e}", path.display(), target.display())));
+    let file = named.and_then(|()| File::open(&path));
+    match file {
+        Ok(file) => Ok(NetNs { node: node.to_string(), path, file: file.into() }),
         Err(e) => {
-            let _ = remove(path);
-            return Err(e);
+            let _ = remove(&path);
+            let _ = remove(&target);
+            Err(e)
         }
-    };
-    Ok(NetNs { node: node.to_string(), path: path.to_path_buf(), file: file.into() })
+    }
+}
+
+/// Makes `lab` a directory with a tmpfs of its own, shared (see the module
+/// doc), unless it is one already (a step adds namespaces to a lab).
+pub fn mount_lab_dir(lab: &Path) -> io::Result<()> {
+    share_dir(Path::new(LABS_NETNS_DIR))?;
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(lab)?;
+    let base = fs::metadata(LABS_NETNS_DIR)?;
+    if fs::metadata(lab)?.dev() != base.dev() {
+        return Ok(());
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), lab, Some("tmpfs"), flags, Some("mode=0755,size=1m"))
+        .map_err(|e| io::Error::other(format!("mount a tmpfs on {}: {e}", lab.display())))
+}
+
+/// Unmounts a lab's directory, and with it every namespace mounted there,
+/// and removes it; one gone already is no error. The links under
+/// `/run/netns` are left dangling, for [`remove`] to unlink.
+pub fn unmount_lab_dir(lab: &Path) -> io::Result<()> {
+    match umount2(lab, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(io::Error::other(format!("umount {}: {e}", lab.display()))),
+    }
+    match fs::remove_dir(lab) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(io::Error::new(e.kind(), format!("remove {}: {e}", lab.display())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Sysctls bridgelab sets in every namespace it creates, before anything
@@ -210,10 +261,46 @@ fn lift_icmp_limits(here: &mut SysctlsHere) -> io::Result<()> {
     LAB_SYSCTLS.iter().try_for_each(|(key, value)| here.write(key, value))
 }
 
-/// Unmounts and unlinks a named namespace. A namespace that is already gone
-/// is not an error: teardown may run twice (explicit `down`, then `Drop`).
+/// Unmounts and unlinks a named namespace: for a link into a lab's
+/// directory, the mount it names and then the link. A namespace that is
+/// already gone is not an error: teardown may run twice (explicit `down`,
+/// then `Drop`), and once the lab's directory is unmounted its links lead
+/// nowhere.
 pub fn remove(path: &Path) -> io::Result<()> {
-    match umount2(path, MntFlags::MNT_DETACH) {
+    // Only a link into the labs' directory is followed: a `bl-` name that
+    // another tool made leads nowhere bridgelab unmounts or deletes.
+    if let Ok(target) = fs::read_link(path) {
+        let ours = target.starts_with(LABS_NETNS_DIR)
+            && target.components().all(|c| !matches!(c, std::path::Component::ParentDir));
+        if ours {
+            unmount_and_unlink(&target)?;
+        }
+    }
+    unmount_and_unlink(path)
+}
+
+/// Removes a lab's namespaces, `lab` its directory and `paths` their names
+/// under `/run/netns`: the directory in one unmount, then each name. Goes on
+/// after a failure (then one namespace at a time), and returns every one.
+pub fn remove_all(lab: &Path, paths: &[PathBuf]) -> Vec<io::Error> {
+    let mut errors = Vec::new();
+    let lab_gone = match unmount_lab_dir(lab) {
+        Ok(()) => true,
+        Err(e) => {
+            errors.push(e);
+            false
+        }
+    };
+    for path in paths {
+        let into_lab = fs::read_link(path).is_ok_and(|t| t.starts_with(lab));
+        let removed = if lab_gone && into_lab { unmount_and_unlink(path) } else { remove(path) };
+        errors.extend(removed.err());
+    }
+    errors
+}
+
+fn unmount_and_unlink(path: &Path) -> io::Result<()> {
+    match umount2(path, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(io::Error::other(format!("umount {}: {e}", path.display()))),
     }
@@ -590,5 +677,51 @@ mod tests {
         }
         let after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
         assert_eq!(before, after);
+    }
+
+    /// A lab's namespaces are mounted in its own tmpfs and named by links
+    /// under `/run/netns`; one can go alone, the rest go with the lab's
+    /// directory in one unmount, and nothing is left. A `bl-` link that
+    /// leads out of the labs' directory is unlinked, never followed.
+    #[test]
+    fn a_labs_namespaces_live_in_its_directory_and_go_with_it() {
+        use super::{create_all, remove, remove_all};
+        use crate::registry::{lab_netns_dir, namespace_name, NETNS_DIR};
+        use std::path::{Path, PathBuf};
+        assert!(nix::unistd::geteuid().is_root(), "namespaces need root (CI runs this as root; never skipped)");
+        let run = format!("7e57{:04x}", std::process::id() & 0xffff);
+        let lab = lab_netns_dir(&run);
+        let names: Vec<(String, String)> =
+            ["a", "b", "c"].iter().map(|n| (n.to_string(), namespace_name(&run, n))).collect();
+        let (made, err) = create_all(&names, &lab, |_, _| Ok(()));
+        assert!(err.is_none(), "{err:?}");
+        let paths: Vec<PathBuf> = made.iter().map(|(ns, _)| ns.path.clone()).collect();
+        let mounted =
+            |p: &Path| std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {} ", p.display()));
+        assert!(mounted(&lab), "{} is no mount point", lab.display());
+        for ((ns, ()), (_, name)) in made.iter().zip(&names) {
+            assert_eq!(ns.path, Path::new(NETNS_DIR).join(name));
+            assert_eq!(std::fs::read_link(&ns.path).unwrap(), lab.join(name));
+            assert!(mounted(&lab.join(name)));
+        }
+        // One alone: its mount and its name, not the others'.
+        remove(&paths[0]).unwrap();
+        assert!(std::fs::symlink_metadata(&paths[0]).is_err());
+        assert!(!mounted(&lab.join(&names[0].1)));
+        assert!(mounted(&lab.join(&names[1].1)));
+        // The rest with the directory, whatever was removed already.
+        assert!(remove_all(&lab, &paths).is_empty());
+        assert!(!mounted(&lab) && !lab.exists(), "{} is left", lab.display());
+        for p in &paths {
+            assert!(std::fs::symlink_metadata(p).is_err(), "{} is left", p.display());
+        }
+        drop(made);
+        // Someone else's file behind a bl- name survives its removal.
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        let link = Path::new(NETNS_DIR).join(namespace_name(&run, "elsewhere"));
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        remove(&link).unwrap();
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        assert!(outside.path().exists());
     }
 }
