@@ -235,6 +235,7 @@ impl RunningLab {
         // wires each one as it comes, and the host's rules load meanwhile.
         let mut makers = self.make_namespaces(&plan)?;
         let mut firewall = None;
+        let mut ports = None;
         let mut rules_in = false;
         let mut failed = None;
         while let Some(first) = makers.made.recv().await {
@@ -248,6 +249,7 @@ impl RunningLab {
                         wiring.arrived(&ns.node, nl.clone(), ns.file.as_raw_fd());
                         if ns.node == "host" {
                             firewall = Some(load_firewall(&ns.file, &plan));
+                            ports = Some(bind_ports(&ns.file, &plan));
                         }
                         self.tasks.insert(ns.node.clone(), task);
                         self.netlinks.insert(ns.node.clone(), nl);
@@ -304,7 +306,11 @@ impl RunningLab {
         self.write_interface_sysctls(&plan)?;
         phase("sysctls");
         let host_ns = &self.ns("host").file;
-        self.proxies = proxy::start(host_ns, &plan.port_mappings).await?;
+        let bound = match ports {
+            Some(p) => p.await.unwrap_or_else(|e| Err(Error::apply("host: userland proxies", io::Error::other(e))))?,
+            None => proxy::bind(host_ns, &plan.port_mappings)?,
+        };
+        self.proxies = proxy::serve(host_ns, &plan.port_mappings, bound).await?;
         phase("proxies");
         self.settle(&all, &indexes).await?;
         phase("settle");
@@ -1065,6 +1071,18 @@ fn load_firewall(host: &std::fs::File, plan: &Plan) -> JoinHandle<Result<()>> {
         check_br_netfilter(&host)?;
         iptables::restore(&host, &rules, true)?;
         nftables::install(&host, &rules.nft)
+    })
+}
+
+/// Binds the userland proxies' ports on a blocking thread as soon as the
+/// host exists, while the lab is wired: they need nothing else of it. (A
+/// build that fails first drops the sockets with the task's result.)
+fn bind_ports(host: &std::fs::File, plan: &Plan) -> JoinHandle<Result<proxy::Bound>> {
+    let host = host.try_clone();
+    let mappings = plan.port_mappings.clone();
+    tokio::task::spawn_blocking(move || {
+        let host = host.map_err(|e| Error::apply("host: dup namespace fd", e))?;
+        proxy::bind(&host, &mappings)
     })
 }
 

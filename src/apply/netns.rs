@@ -85,22 +85,54 @@ pub fn create_each<T>(
 ) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o755).create(NETNS_DIR)?;
     mount_lab_dir(lab)?;
-    let mut procs = ProcSys::new();
-    for (i, (node, name)) in names.iter().enumerate() {
-        let ns = create_one(node, name, lab, &mut procs)?;
-        let mut here = procs.here();
-        let t = match inside(i, &mut here) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = remove(&ns.path);
-                return Err(e);
+    // The names under /run/netns are made on a thread of their own: each
+    // is an inode of /run's file system, and on ext4 without a journal
+    // (this machine's) a new inode skips every one freed in the last
+    // minutes, which labs free by the hundred: up to a third of a
+    // millisecond each, as much as the namespace itself.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<(PathBuf, PathBuf)>();
+        let namer = s.spawn(move || {
+            let mut named = Ok(());
+            for (target, path) in rx {
+                if named.is_ok() {
+                    named = std::os::unix::fs::symlink(&target, &path).map_err(|e| {
+                        io::Error::new(e.kind(), format!("link {} to {}: {e}", path.display(), target.display()))
+                    });
+                }
             }
+            named
+        });
+        let mut procs = ProcSys::new();
+        // On a stop: why (none when `made` gave the namespace back), and the
+        // namespace to remove.
+        let mut made_each = || -> Result<(), (Option<io::Error>, Option<NetNs>)> {
+            for (i, (node, name)) in names.iter().enumerate() {
+                let ns = create_one(node, name, lab, &mut procs).map_err(|e| (Some(e), None))?;
+                // Sent before anything can fail: a namespace that goes, goes with its name.
+                let _ = tx.send((lab.join(name), ns.path.clone()));
+                let t = match inside(i, &mut procs.here()) {
+                    Ok(t) => t,
+                    Err(e) => return Err((Some(e), Some(ns))),
+                };
+                made(ns, t).map_err(|ns| (None, Some(ns)))?;
+            }
+            Ok(())
         };
-        if let Err(ns) = made(ns, t) {
-            return remove(&ns.path);
+        let outcome = made_each();
+        drop(tx);
+        let named = namer.join().unwrap_or_else(|_| Err(io::Error::other("the namespace namer panicked")));
+        match outcome {
+            Ok(()) => named,
+            Err((error, ns)) => {
+                if let Some(ns) = ns {
+                    let _ = remove(&ns.path);
+                    let _ = remove(&lab.join(ns.path.file_name().unwrap_or_default()));
+                }
+                error.map_or(Ok(()), Err)
+            }
         }
-    }
-    Ok(())
+    })
 }
 
 /// Writes sysctls in the namespace of the calling thread (one the lab has
@@ -200,14 +232,10 @@ fn create_one(node: &str, name: &str, lab: &Path, procs: &mut ProcSys) -> io::Re
         let _ = fs::remove_file(&target);
         return Err(io::Error::other(format!("bind-mount {}: {e}", target.display())));
     }
-    let path = Path::new(NETNS_DIR).join(name);
-    let named = std::os::unix::fs::symlink(&target, &path)
-        .map_err(|e| io::Error::new(e.kind(), format!("link {} to {}: {e}", path.display(), target.display())));
-    let file = named.and_then(|()| File::open(&path));
-    match file {
-        Ok(file) => Ok(NetNs { node: node.to_string(), path, file: file.into() }),
+    match File::open(&target) {
+        // Named by the caller (see `create_each`).
+        Ok(file) => Ok(NetNs { node: node.to_string(), path: Path::new(NETNS_DIR).join(name), file: file.into() }),
         Err(e) => {
-            let _ = remove(&path);
             let _ = remove(&target);
             Err(e)
         }

@@ -28,8 +28,19 @@ const UDP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Starts a proxy per mapping; they run until their handles are aborted.
 /// All or nothing: if one port cannot be bound, none is kept.
 pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinHandle<()>>> {
-    // Every listening socket on one thread that joins the host namespace
-    // once (a thread each made a thousand ports cost a thousand threads).
+    let sockets = bind(host_ns, mappings)?;
+    serve(host_ns, mappings, sockets).await
+}
+
+/// The listening sockets of [`start`], bound in the host namespace, which
+/// need nothing else of the lab: a build binds them while it wires.
+pub struct Bound(Vec<Listening>);
+
+/// Binds every mapping's listening socket, on one thread that joins the
+/// host namespace once (a thread each made a thousand ports cost a
+/// thousand threads). All or nothing, with Docker's words for a port that
+/// cannot be bound.
+pub fn bind(host_ns: &File, mappings: &[PortMapping]) -> Result<Bound> {
     let bound = netns::run_in(host_ns, || {
         let mut sockets = Vec::with_capacity(mappings.len());
         for m in mappings {
@@ -50,6 +61,13 @@ pub async fn start(host_ns: &File, mappings: &[PortMapping]) -> Result<Vec<JoinH
         let listen = SocketAddr::from((m.host_ip, m.host_port));
         Error::apply(format!("host: Error starting userland proxy: listen {} {listen}", m.proto), e)
     })?;
+    Ok(Bound(sockets))
+}
+
+/// Starts a proxy on each socket of `bound`, which [`bind`] made for
+/// `mappings`.
+pub async fn serve(host_ns: &File, mappings: &[PortMapping], bound: Bound) -> Result<Vec<JoinHandle<()>>> {
+    let sockets = bound.0;
     // One namespace file for all of them (for their upstream sockets): a
     // file per proxy would double what 65,535 published ports need.
     let host_ns = Arc::new(host_ns.try_clone().map_err(|e| Error::apply("host: dup namespace fd", e))?);
