@@ -281,16 +281,11 @@ impl RunningLab {
                 break;
             }
         }
-        // Whatever happened, nothing is made after this returns: the maker
-        // stops at its next namespace (removing it) once nobody listens.
-        makers.made.close();
-        while let Some(m) = makers.made.recv().await {
-            if let Made::Namespace(ns, _, task) = m {
-                task.abort();
-                self.namespaces.push(ns);
-            }
-        }
-        if makers.join().is_err() {
+        // Whatever happened, nothing is made after this: what the maker
+        // sent that the loop did not take is the lab's to remove.
+        let (left, joined) = makers.stop();
+        self.namespaces.extend(left);
+        if joined.is_err() {
             failed.get_or_insert(Error::Environment("the namespace worker panicked".into()));
         }
         phase("namespaces, links, addresses and routes");
@@ -1038,23 +1033,28 @@ struct Makers {
 }
 
 impl Makers {
-    /// Waits for the thread, which has sent its last namespace.
-    fn join(&mut self) -> std::thread::Result<()> {
-        self.thread.take().map_or(Ok(()), |t| t.join())
+    /// Stops the thread at its next namespace (which it removes itself)
+    /// and waits for it. Returns what it sent that nobody took, with the
+    /// tasks of their sockets aborted, and how the thread ended.
+    fn stop(&mut self) -> (Vec<NetNs>, std::thread::Result<()>) {
+        self.made.close();
+        let joined = self.thread.take().map_or(Ok(()), |t| t.join());
+        let mut left = Vec::new();
+        while let Ok(m) = self.made.try_recv() {
+            if let Made::Namespace(ns, _, task) = m {
+                task.abort();
+                left.push(ns);
+            }
+        }
+        (left, joined)
     }
 }
 
 impl Drop for Makers {
     fn drop(&mut self) {
-        // The thread stops at its next namespace, removing it itself.
-        self.made.close();
-        let _ = self.join();
-        while let Ok(m) = self.made.try_recv() {
-            if let Made::Namespace(ns, _, task) = m {
-                task.abort();
-                if let Err(e) = netns::remove(&ns.path) {
-                    tracing::error!("{}: {e}", ns.node);
-                }
+        for ns in self.stop().0 {
+            if let Err(e) = netns::remove(&ns.path) {
+                tracing::error!("{}: {e}", ns.node);
             }
         }
     }

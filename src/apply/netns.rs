@@ -469,11 +469,11 @@ pub struct ProcSys {
     instance: Option<std::os::fd::OwnedFd>,
     /// Namespaces entered since that instance was made.
     served: usize,
-    /// Whether `/proc` serves: the kernel refused an instance, or
-    /// `/proc/sys` is read-only.
+    /// Whether `/proc` serves: the kernel refused an instance,
+    /// `/proc/sys` is read-only, or this serves a one-off.
     refused: bool,
     /// `sys/net` of the namespace entered last, once looked up.
-    net: Option<std::sync::Arc<File>>,
+    net: Option<File>,
 }
 
 impl ProcSys {
@@ -497,16 +497,21 @@ impl ProcSys {
         self.served += 1;
     }
 
-    /// The sysctls of the namespace entered last.
-    pub fn here(&mut self) -> SysctlsHere<'_> {
-        SysctlsHere { from: Some(self), net: None }
+    /// `/proc` itself, for a one-off: no instance of its own to pay for.
+    fn through_proc() -> Self {
+        ProcSys { instance: None, served: 0, refused: true, net: None }
     }
 
-    fn net(&mut self) -> io::Result<std::sync::Arc<File>> {
-        if let Some(net) = &self.net {
-            return Ok(net.clone());
+    /// The sysctls of the namespace entered last.
+    pub fn here(&mut self) -> SysctlsHere<'_> {
+        SysctlsHere { procs: Procs::Lent(self) }
+    }
+
+    fn net(&mut self) -> io::Result<&File> {
+        if self.net.is_some() {
+            return Ok(self.net.as_ref().expect("checked above"));
         }
-        let net = std::sync::Arc::new(match &self.instance {
+        let net = match &self.instance {
             Some(root) => File::from(rustix::fs::openat(
                 root,
                 "sys/net",
@@ -514,9 +519,8 @@ impl ProcSys {
                 rustix::fs::Mode::empty(),
             )?),
             None => File::open("/proc/sys/net")?,
-        });
-        self.net = Some(net.clone());
-        Ok(net)
+        };
+        Ok(self.net.insert(net))
     }
 }
 
@@ -539,17 +543,27 @@ fn private_proc() -> io::Result<std::os::fd::OwnedFd> {
 /// The sysctls of the calling thread's namespace, reached through one
 /// handle on its `/proc/sys/net` (see [`ProcSys`] for why not by path).
 /// Only for use while the thread stays in that namespace.
-#[derive(Default)]
 pub struct SysctlsHere<'a> {
-    /// Where `net` comes from; `/proc` when none.
-    from: Option<&'a mut ProcSys>,
-    net: Option<std::sync::Arc<File>>,
+    procs: Procs<'a>,
+}
+
+/// The [`ProcSys`] a [`SysctlsHere`] goes through: a one-off's own, or
+/// one that serves namespace after namespace.
+enum Procs<'a> {
+    Own(ProcSys),
+    Lent(&'a mut ProcSys),
+}
+
+impl Default for SysctlsHere<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SysctlsHere<'_> {
     /// Through `/proc`, for a one-off.
     pub fn new() -> Self {
-        Self::default()
+        SysctlsHere { procs: Procs::Own(ProcSys::through_proc()) }
     }
 
     fn open(&mut self, key: &str, write: bool) -> io::Result<File> {
@@ -557,13 +571,11 @@ impl SysctlsHere<'_> {
         let Some(rest) = key.strip_prefix("net.") else {
             return File::options().read(!write).write(write).open(sysctl_path(key));
         };
-        if self.net.is_none() {
-            self.net = Some(match &mut self.from {
-                Some(procs) => procs.net()?,
-                None => std::sync::Arc::new(File::open("/proc/sys/net")?),
-            });
-        }
-        let dir = self.net.as_deref().expect("opened above");
+        let procs = match &mut self.procs {
+            Procs::Own(p) => p,
+            Procs::Lent(p) => &mut **p,
+        };
+        let dir = procs.net()?;
         let fd = rustix::fs::openat(
             dir,
             rest.replace('.', "/"),
