@@ -260,16 +260,7 @@ pub fn mount_lab_dir(lab: &Path) -> io::Result<()> {
 /// and removes it; one gone already is no error. The links under
 /// `/run/netns` are left dangling, for [`remove`] to unlink.
 pub fn unmount_lab_dir(lab: &Path) -> io::Result<()> {
-    match umount2(lab, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-        Err(e) => return Err(io::Error::other(format!("umount {}: {e}", lab.display()))),
-    }
-    match fs::remove_dir(lab) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(io::Error::new(e.kind(), format!("remove {}: {e}", lab.display())))
-        }
-        _ => Ok(()),
-    }
+    unmount_then(lab, MntFlags::MNT_DETACH, |p| fs::remove_dir(p))
 }
 
 /// Sysctls bridgelab sets in every namespace it creates, before anything
@@ -328,11 +319,17 @@ pub fn remove_all(lab: &Path, paths: &[PathBuf]) -> Vec<io::Error> {
 }
 
 fn unmount_and_unlink(path: &Path) -> io::Result<()> {
-    match umount2(path, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+    unmount_then(path, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH, |p| fs::remove_file(p))
+}
+
+/// Unmounts `path` (no mount there is no error) and then removes it with
+/// `remove` (nothing there is no error either).
+fn unmount_then(path: &Path, flags: MntFlags, remove: fn(&Path) -> io::Result<()>) -> io::Result<()> {
+    match umount2(path, flags) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(io::Error::other(format!("umount {}: {e}", path.display()))),
     }
-    match fs::remove_file(path) {
+    match remove(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(io::Error::new(e.kind(), format!("remove {}: {e}", path.display())))
         }
@@ -508,17 +505,15 @@ impl ProcSys {
     }
 
     fn net(&mut self) -> io::Result<&File> {
-        if self.net.is_some() {
-            return Ok(self.net.as_ref().expect("checked above"));
-        }
-        let net = match &self.instance {
-            Some(root) => File::from(rustix::fs::openat(
+        let net = match (self.net.take(), &self.instance) {
+            (Some(net), _) => net,
+            (None, Some(root)) => File::from(rustix::fs::openat(
                 root,
                 "sys/net",
                 rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             )?),
-            None => File::open("/proc/sys/net")?,
+            (None, None) => File::open("/proc/sys/net")?,
         };
         Ok(self.net.insert(net))
     }

@@ -306,21 +306,16 @@ async fn configure(
     names.dedup();
     let needs_lo = names.iter().any(|n| Some(*n) == loopback);
     names.retain(|n| Some(*n) != loopback);
-    if names.is_empty() && !needs_lo {
-        return Ok(HashMap::new());
-    }
     let mut indexes: HashMap<String, u32> =
-        if names.is_empty() {
-            HashMap::new()
-        } else if names.len() <= 2 {
-            try_join_all(names.iter().map(|n| async move {
+        match names.len() {
+            0 => HashMap::new(),
+            1 | 2 => try_join_all(names.iter().map(|n| async move {
                 nl.index(n).await.map(|i| (n.to_string(), i)).map_err(err(format!("find {n}")))
             }))
             .await?
             .into_iter()
-            .collect()
-        } else {
-            nl.link_indexes().await.map_err(err("read links".into()))?
+            .collect(),
+            _ => nl.link_indexes().await.map_err(err("read links".into()))?,
         };
     if let Some(lo) = loopback.filter(|_| needs_lo) {
         indexes.insert(lo.to_string(), LOOPBACK_INDEX);
