@@ -76,6 +76,23 @@ async fn verify_reports_every_kind_of_difference() {
     lab.down().unwrap();
 }
 
+/// `up` reads the lab back as it settles, and the first read-back after it
+/// is that one; every later one reads the kernel again, so a change made
+/// meanwhile shows (and the read-back `up` kept is the lab as built).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_first_read_back_after_up_is_the_one_up_took() {
+    common::require_root();
+    let lab = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
+    let host = lab.netns_file("host").unwrap();
+    bridgelab::apply::netns::write_sysctl(host, "net.ipv4.ip_forward", "0").unwrap();
+    let first = lab.observe().await.unwrap();
+    assert_eq!(first.node("host").unwrap().sysctls["net.ipv4.ip_forward"], "1", "read as `up` finished");
+    assert!(verify(lab.plan(), &first).is_empty());
+    let again: Vec<String> = lab.verify().await.unwrap().iter().map(|m| m.to_string()).collect();
+    assert_eq!(again, ["host: sysctl net.ipv4.ip_forward is Some(\"0\"), planned 1"]);
+    lab.down().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ip_forward_is_set_in_the_lab_and_never_in_the_root_namespace() {
     common::require_root();

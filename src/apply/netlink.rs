@@ -178,22 +178,48 @@ impl Netlink {
             .collect())
     }
 
-    /// The main table's IPv4 routes, rendered like `ip -4 route`.
-    pub async fn routes(&self, names: &HashMap<u32, String>) -> NlResult<Vec<String>> {
-        let mut routes: Vec<(u32, u8, String)> =
-            self.main_routes().await?.iter().map(|m| render_route(m, names)).collect();
-        routes.sort();
-        Ok(routes.into_iter().map(|(_, _, s)| s).collect())
-    }
-
-    /// Each main-table route's carrier flag: one route dump, nothing else.
-    pub async fn route_carriers(&self) -> NlResult<Vec<RouteCarrier>> {
-        Ok(self.main_routes().await?.iter().map(RouteCarrier::from_message).collect())
+    /// The namespace's links, IPv4 addresses and main-table routes: three
+    /// dumps, one after another (a socket runs one dump at a time, and
+    /// refuses a second with `EBUSY`).
+    pub async fn dump(&self) -> NlResult<NodeDump> {
+        let links = self.links().await?.iter().map(LinkState::from_message).collect();
+        let addresses = self.addresses().await?;
+        let routes = self.main_routes().await?;
+        Ok(NodeDump { links, addresses, routes })
     }
 
     /// Link indexes by name: one link dump.
     pub async fn link_indexes(&self) -> NlResult<HashMap<String, u32>> {
         Ok(self.links().await?.iter().map(LinkState::from_message).map(|l| (l.name, l.index)).collect())
+    }
+}
+
+/// One namespace as the kernel reported it in one [`Netlink::dump`].
+#[derive(Debug, Clone)]
+pub struct NodeDump {
+    pub links: Vec<LinkState>,
+    /// IPv4 addresses by link index.
+    pub addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>>,
+    routes: Vec<RouteMessage>,
+}
+
+impl NodeDump {
+    /// Link indexes by name.
+    pub fn indexes(&self) -> HashMap<String, u32> {
+        self.links.iter().map(|l| (l.name.clone(), l.index)).collect()
+    }
+
+    /// Each main-table route's destination, output link and carrier flag.
+    pub fn carriers(&self) -> Vec<RouteCarrier> {
+        self.routes.iter().map(RouteCarrier::from_message).collect()
+    }
+
+    /// The main table's IPv4 routes, rendered like `ip -4 route`, sorted.
+    pub fn routes(&self) -> Vec<String> {
+        let names: HashMap<u32, String> = self.links.iter().map(|l| (l.index, l.name.clone())).collect();
+        let mut routes: Vec<(u32, u8, String)> = self.routes.iter().map(|m| render_route(m, &names)).collect();
+        routes.sort();
+        routes.into_iter().map(|(_, _, s)| s).collect()
     }
 }
 

@@ -59,16 +59,11 @@ pub(super) struct Wiring<'p> {
     left: HashMap<&'p str, usize>,
     routed: HashSet<&'p str>,
     masters: HashMap<(&'p str, &'p str), u32>,
-    /// Link indexes looked up while configuring, by node and link name.
-    indexes: Indexes,
 }
 
 /// Every namespace's loopback: the kernel registers it first, with this
 /// index (`LOOPBACK_IFINDEX`), before anything else can be made there.
 const LOOPBACK_INDEX: u32 = 1;
-
-/// Link indexes by node, then by link name.
-pub(super) type Indexes = HashMap<String, HashMap<String, u32>>;
 
 impl<'p> Wiring<'p> {
     pub fn new(plan: &'p Plan, wanted: &'p [(String, String)], fresh: &'p [String], budget: Option<usize>) -> Self {
@@ -100,7 +95,6 @@ impl<'p> Wiring<'p> {
             left,
             routed: HashSet::new(),
             masters: HashMap::new(),
-            indexes: HashMap::new(),
         }
     }
 
@@ -116,13 +110,6 @@ impl<'p> Wiring<'p> {
     /// Whether every wanted link is configured and every fresh node routed.
     pub fn done(&self) -> bool {
         self.configured.len() == self.wanted.len() && self.fresh.iter().all(|n| self.routed.contains(n))
-    }
-
-    /// The link indexes the wiring looked up, by node: settling after it
-    /// needs no dump of its own where they name every routed link. An
-    /// index stays as long as its link, and the wiring deletes none.
-    pub fn into_indexes(self) -> Indexes {
-        self.indexes
     }
 
     /// Makes and configures all that the namespaces present so far allow.
@@ -259,15 +246,12 @@ impl<'p> Wiring<'p> {
             }
             jobs.push((node, links, routes, left));
         }
-        let found = try_join_all(jobs.iter().map(|(node, links, routes, _)| {
+        try_join_all(jobs.iter().map(|(node, links, routes, _)| {
             configure(&self.present[node.name.as_str()].netlink, &node.name, links, routes)
         }))
         .await?;
-        for ((node, links, _, left), found) in jobs.into_iter().zip(found) {
+        for (node, links, _, left) in jobs {
             let name = node.name.as_str();
-            if !found.is_empty() {
-                self.indexes.entry(name.to_string()).or_default().extend(found);
-            }
             for (l, _) in links {
                 self.configured.insert((name, l.name.as_str()));
             }
@@ -284,14 +268,8 @@ impl<'p> Wiring<'p> {
 /// A link `created` up by the wiring is not set up again. The requests are
 /// sent without waiting for each answer, in order; link indexes come from
 /// one dump, or for a link or two from a lookup each, and not at all when
-/// nothing needs one (a bridge port made up and on its bridge). Returns
-/// the indexes it learnt.
-async fn configure(
-    nl: &Netlink,
-    node: &str,
-    links: &[(&LinkPlan, bool)],
-    routes: &[&RoutePlan],
-) -> Result<HashMap<String, u32>> {
+/// nothing needs one (a bridge port made up and on its bridge).
+async fn configure(nl: &Netlink, node: &str, links: &[(&LinkPlan, bool)], routes: &[&RoutePlan]) -> Result<()> {
     let err = |what: String| move |e| Error::apply(format!("{node}: {what}"), e);
     let routes: Vec<&RoutePlan> = routes.iter().copied().filter(|r| r.connected.is_none()).collect();
     let needs = |l: &LinkPlan, created: bool| {
@@ -347,5 +325,5 @@ async fn configure(
     }
     // Polled in order, so sent in order.
     try_join_all(requests).await?;
-    Ok(indexes)
+    Ok(())
 }

@@ -70,15 +70,10 @@ fn read_err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Reads a namespace through a netlink socket opened inside it.
 pub async fn read_ns(ns: &File, what: &str) -> Result<NsState> {
     let (nl, task) = Netlink::open(ns).map_err(|e| read_err(what, e))?;
-    let read = async {
-        let msgs = nl.links().await?;
-        let links: Vec<LinkState> = msgs.iter().map(LinkState::from_message).collect();
-        let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
-        let addresses = nl.addresses().await?;
-        let routes = nl.routes(&names).await?;
-        Ok::<_, rtnetlink::Error>(NsState { links, addresses, routes })
+    let state = match nl.dump().await {
+        Ok(d) => Ok(NsState { routes: d.routes(), links: d.links, addresses: d.addresses }),
+        Err(e) => Err(read_err(what, e)),
     };
-    let state = read.await.map_err(|e| read_err(what, e));
     task.abort();
     state
 }
