@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::prctl::set_pdeathsig;
@@ -66,6 +66,28 @@ pub(crate) fn child_of_lab(cmd: &mut Command, ns: &File) {
     }
 }
 
+/// Children are started under the read side of this lock, and a lab that
+/// gives up a listening port to bind it again passes through the write
+/// side in between (see [`no_child_starting`]). A child holds a copy of
+/// every descriptor of this process from `fork` until its `exec` closes
+/// them (they are close-on-exec): a proxy's socket closed meanwhile stays
+/// bound, and binding its port again fails with `EADDRINUSE`. Seen with
+/// labs built side by side in one process (the tests), one stepping while
+/// another started `iptables-save`.
+static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Starts `cmd`; returns once the child has run `exec` (or failed to).
+pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    let _starting = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
+    cmd.spawn()
+}
+
+/// Returns once no child that this process started before the call still
+/// holds copies of its descriptors: what was closed before is closed.
+pub(crate) fn no_child_starting() {
+    drop(SPAWNING.write().unwrap_or_else(|p| p.into_inner()));
+}
+
 pub(crate) fn missing(tool: &str, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound {
         let package = if tool == "nft" { "nftables" } else { "iptables" };
@@ -108,7 +130,7 @@ pub(crate) fn outcome(what: String, status: ExitStatus, stderr: &[u8], write: Op
 /// happens to the write.
 pub(crate) fn feed(mut cmd: Command, tool: &str, what: String, input: &[u8]) -> Result<()> {
     cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| missing(tool, e))?;
+    let mut child = spawn(&mut cmd).map_err(|e| missing(tool, e))?;
     let mut stdin = child.stdin.take().expect("piped");
     let (written, out) = std::thread::scope(|s| {
         // Dropping `stdin` at the end of the write closes it: end of input.
@@ -188,7 +210,7 @@ fn save_with(save: &str, ns: &File, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new(save);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     child_of_lab(&mut cmd, ns);
-    let out = cmd.output().map_err(|e| missing(save, e))?;
+    let out = spawn(&mut cmd).and_then(Child::wait_with_output).map_err(|e| missing(save, e))?;
     let what = std::iter::once(save).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     outcome(format!("host: {what}"), out.status, &out.stderr, None)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())

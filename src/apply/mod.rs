@@ -585,6 +585,9 @@ impl RunningLab {
                 p.abort();
                 let _ = p.await;
             }
+            // The ports are free only once no child started meanwhile
+            // holds the old sockets.
+            iptables::no_child_starting();
             self.proxies = proxy::start(&host_ns, &next.port_mappings).await?;
         }
         // After the rules and proxies, as the daemon revokes the ports first.

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::process::{Command, Stdio};
 
-use super::iptables::{child_of_lab, feed, missing, outcome};
+use super::iptables::{child_of_lab, feed, missing, outcome, spawn};
 use crate::error::{Error, Result};
 use crate::plan::firewall::nftables::NftRuleset;
 
@@ -28,7 +28,7 @@ pub fn read(ns: &File, name: &str) -> Result<NftRuleset> {
     let mut cmd = Command::new("nft");
     cmd.args(["-j", "list", "ruleset"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     child_of_lab(&mut cmd, ns);
-    let out = cmd.output().map_err(|e| missing("nft", e))?;
+    let out = spawn(&mut cmd).and_then(std::process::Child::wait_with_output).map_err(|e| missing("nft", e))?;
     outcome("host: nft -j list ruleset".into(), out.status, &out.stderr, None)?;
     NftRuleset::from_json(&String::from_utf8_lossy(&out.stdout), name)
         .map_err(|e| Error::apply("host: nft -j list ruleset", std::io::Error::other(e)))
