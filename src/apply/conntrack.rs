@@ -41,19 +41,8 @@ fn request(flags: u16, seq: u32, message: ConntrackMessage) -> Vec<u8> {
 }
 
 /// The netlink messages in one datagram.
-fn messages(mut buf: &[u8]) -> io::Result<Vec<NetlinkMessage<NetfilterMessage>>> {
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let m = NetlinkMessage::<NetfilterMessage>::deserialize(buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("ctnetlink: {e}")))?;
-        let len = (m.header.length as usize).next_multiple_of(4);
-        out.push(m);
-        if len == 0 {
-            break;
-        }
-        buf = &buf[len.min(buf.len())..];
-    }
-    Ok(out)
+fn messages(buf: &[u8]) -> io::Result<Vec<NetlinkMessage<NetfilterMessage>>> {
+    super::netlink::messages(buf).into_iter().collect()
 }
 
 /// The tuple `CTA_TUPLE_ORIG` (`orig`) or `CTA_TUPLE_REPLY` of an entry.

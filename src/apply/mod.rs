@@ -35,7 +35,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use tokio::task::JoinHandle;
 
 use netlink::NodeDump;
@@ -664,20 +663,26 @@ impl RunningLab {
         }
     }
 
-    /// Every namespace's links, addresses and routes of `nodes`, in order,
-    /// each dumped on its own socket, [`DUMPS_IN_FLIGHT`] at once.
+    /// Every namespace's links, addresses and routes of `nodes`, in order:
+    /// blocking dumps on two threads (the machines this runs on have two
+    /// cores or more, and the runtime's are idle meanwhile).
     async fn dump<'a>(&self, nodes: impl Iterator<Item = &'a str>) -> Result<Vec<NodeDump>> {
-        bounded(
-            nodes
-                .map(|node| {
-                    async move {
-                        self.netlinks[node].dump().await.map_err(|e| Error::apply(format!("{node}: read back"), e))
-                    }
-                    .boxed()
-                })
-                .collect(),
-        )
-        .await
+        let mut first: Vec<(String, Netlink)> = nodes.map(|n| (n.to_string(), self.netlinks[n].clone())).collect();
+        let second = first.split_off(first.len().div_ceil(2));
+        let read = |part: Vec<(String, Netlink)>| {
+            tokio::task::spawn_blocking(move || {
+                part.iter()
+                    .map(|(node, nl)| nl.dump().map_err(|e| Error::apply(format!("{node}: read back"), e)))
+                    .collect::<Result<Vec<NodeDump>>>()
+            })
+        };
+        let (a, b) = tokio::join!(read(first), read(second));
+        let joined = |r: std::result::Result<Result<Vec<NodeDump>>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| Err(Error::Environment(format!("a read-back thread failed: {e}"))))
+        };
+        let mut dumps = joined(a)?;
+        dumps.extend(joined(b)?);
+        Ok(dumps)
     }
 
     /// Reads every namespace back through netlink, its sysctls, and the
@@ -976,18 +981,6 @@ impl Drop for RunningLab {
             tracing::error!("{e}");
         }
     }
-}
-
-/// How many namespaces are read at once: enough to keep both cores busy,
-/// few enough that a thousand namespaces' answers are not all held at once.
-const DUMPS_IN_FLIGHT: usize = 64;
-
-/// Runs `futures` (one namespace's dumps each) [`DUMPS_IN_FLIGHT`] at a
-/// time, and returns their results in order.
-/// (Boxed, so that the futures of `up` and `verify` stay `Send`.)
-async fn bounded<T>(futures: Vec<futures::future::BoxFuture<'_, Result<T>>>) -> Result<Vec<T>> {
-    use futures::{StreamExt, TryStreamExt};
-    futures::stream::iter(futures).buffered(DUMPS_IN_FLIGHT).try_collect().await
 }
 
 /// What the namespace thread does inside each namespace it has just made:

@@ -5,9 +5,15 @@ use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
+
+use netlink_packet_core::{
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo,
     LinkMessage, State,
@@ -15,7 +21,8 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket};
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkGetRequest, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
 };
@@ -23,10 +30,13 @@ use rtnetlink::{
 use super::netns;
 use crate::plan::{LinkPlan, RoutePlan};
 
-/// A netlink handle bound to one namespace.
+/// A netlink handle bound to one namespace: its requests go through the
+/// async `handle`; its read-backs through a blocking socket of its own
+/// (see [`Netlink::dump`]).
 #[derive(Clone)]
 pub struct Netlink {
     pub handle: Handle,
+    reader: Arc<Mutex<Socket>>,
 }
 
 pub type NlResult<T> = Result<T, rtnetlink::Error>;
@@ -43,8 +53,9 @@ impl Netlink {
     pub fn open_here(rt: &tokio::runtime::Handle) -> io::Result<(Netlink, tokio::task::JoinHandle<()>)> {
         let _enter = rt.enter();
         let (conn, handle, _) = rtnetlink::new_connection()?;
+        let reader = Arc::new(Mutex::new(Socket::new(NETLINK_ROUTE)?));
         let task = rt.spawn(conn);
-        Ok((Netlink { handle }, task))
+        Ok((Netlink { handle, reader }, task))
     }
 
     pub async fn index(&self, name: &str) -> NlResult<u32> {
@@ -164,27 +175,48 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The main table's IPv4 unicast routes, as the kernel sends them.
-    async fn main_routes(&self) -> NlResult<Vec<RouteMessage>> {
-        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let msgs: Vec<RouteMessage> = self.handle.route().get(req).execute().try_collect().await?;
-        Ok(msgs
-            .into_iter()
-            .filter(|m| {
-                m.header.address_family == AddressFamily::Inet
-                    && m.header.table == 254
-                    && m.header.kind == RouteType::Unicast
-            })
-            .collect())
-    }
-
     /// The namespace's links, IPv4 addresses and main-table routes: three
     /// dumps, one after another (a socket runs one dump at a time, and
-    /// refuses a second with `EBUSY`).
-    pub async fn dump(&self) -> NlResult<NodeDump> {
-        let links = self.links().await?.iter().map(LinkState::from_message).collect();
-        let addresses = self.addresses().await?;
-        let routes = self.main_routes().await?;
+    /// refuses a second with `EBUSY`). Blocking: on the async socket, each
+    /// answer cost a task switch between the runtime and the socket's task,
+    /// a quarter of a read-back's time; here it costs a `recv`.
+    pub fn dump(&self) -> io::Result<NodeDump> {
+        let sock = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = Vec::with_capacity(DUMP_BUFFER);
+        let mut links = Vec::new();
+        let mut addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
+        let mut routes = Vec::new();
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        for m in dump_one(&sock, &mut buf, RouteNetlinkMessage::GetLink(link))? {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                links.push(LinkState::from_message(&l));
+            }
+        }
+        // IPv4 only: the kernel then leaves out the IPv6 addresses too.
+        let mut address = AddressMessage::default();
+        address.header.family = AddressFamily::Inet;
+        for m in dump_one(&sock, &mut buf, RouteNetlinkMessage::GetAddress(address))? {
+            let RouteNetlinkMessage::NewAddress(a) = m else { continue };
+            if a.header.family != AddressFamily::Inet {
+                continue;
+            }
+            for attr in &a.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
+                    addresses.entry(a.header.index).or_default().push((*ip, a.header.prefix_len));
+                }
+            }
+        }
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        for m in dump_one(&sock, &mut buf, RouteNetlinkMessage::GetRoute(route))? {
+            let RouteNetlinkMessage::NewRoute(r) = m else { continue };
+            if r.header.address_family == AddressFamily::Inet
+                && r.header.table == 254
+                && r.header.kind == RouteType::Unicast
+            {
+                routes.push(r);
+            }
+        }
         Ok(NodeDump { links, addresses, routes })
     }
 
@@ -192,6 +224,66 @@ impl Netlink {
     pub async fn link_indexes(&self) -> NlResult<HashMap<String, u32>> {
         Ok(self.links().await?.iter().map(LinkState::from_message).map(|l| (l.name, l.index)).collect())
     }
+}
+
+/// Room for the largest datagram a dump sends: the kernel fills at most
+/// 32 KiB at once, and no less than the reader's buffer.
+const DUMP_BUFFER: usize = 64 * 1024;
+
+/// Sends `request` as a dump and returns every message of the answer. It
+/// reads to the end even past a message it cannot parse, so that the
+/// socket's next dump does not meet this one still running.
+fn dump_one(sock: &Socket, buf: &mut Vec<u8>, request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut m = NetlinkMessage::new(header, NetlinkPayload::from(request));
+    m.finalize();
+    let mut bytes = vec![0; m.buffer_len()];
+    m.serialize(&mut bytes);
+    // Unconnected and unbound: sent to the kernel, bound on first send.
+    sock.send(&bytes, 0)?;
+    let mut out = Vec::new();
+    let mut unreadable = None;
+    loop {
+        buf.clear();
+        sock.recv(buf, 0)?;
+        for m in messages::<RouteNetlinkMessage>(buf) {
+            match m.map(|m| m.payload) {
+                Ok(NetlinkPayload::InnerMessage(m)) => out.push(m),
+                Ok(NetlinkPayload::Done(_)) => return unreadable.map_or(Ok(out), Err),
+                // A dump refused at its start ends with its error.
+                Ok(NetlinkPayload::Error(e)) => {
+                    return Err(e.code.map_or_else(
+                        || io::Error::other("netlink: an ACK in a dump"),
+                        |c| io::Error::from_raw_os_error(-c.get()),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
+
+/// The netlink messages in one datagram, each parsed on its own: one that
+/// does not parse does not hide the next.
+pub(super) fn messages<T: NetlinkDeserializable>(mut buf: &[u8]) -> Vec<io::Result<NetlinkMessage<T>>> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len < 4 || len > buf.len() {
+            out.push(Err(io::Error::new(io::ErrorKind::InvalidData, format!("netlink: a message of {len} bytes"))));
+            break;
+        }
+        out.push(
+            NetlinkMessage::<T>::deserialize(&buf[..len])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}"))),
+        );
+        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
+    }
+    out
 }
 
 /// One namespace as the kernel reported it in one [`Netlink::dump`].
@@ -362,5 +454,52 @@ impl LinkState {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(payload: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    fn link(index: u32, name: &str) -> RouteNetlinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        RouteNetlinkMessage::NewLink(l)
+    }
+
+    #[test]
+    fn every_message_of_a_datagram_is_parsed_on_its_own() {
+        let mut buf = bytes(link(1, "lo"));
+        buf.extend(bytes(link(7, "eth0")));
+        let got: Vec<u32> = messages::<RouteNetlinkMessage>(&buf)
+            .into_iter()
+            .map(|m| match m.unwrap().payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => l.header.index,
+                other => panic!("not a link: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![1, 7]);
+    }
+
+    #[test]
+    fn a_length_past_the_datagram_ends_the_reading_with_an_error() {
+        let mut buf = bytes(link(1, "lo"));
+        let second = buf.len();
+        buf.extend(bytes(link(7, "eth0")));
+        // The second message claims more than the datagram holds.
+        buf[second..second + 4].copy_from_slice(&4096u32.to_ne_bytes());
+        let got = messages::<RouteNetlinkMessage>(&buf);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert_eq!(got[1].as_ref().unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -70,7 +70,7 @@ fn read_err(what: &str, e: impl std::fmt::Display) -> Error {
 /// Reads a namespace through a netlink socket opened inside it.
 pub async fn read_ns(ns: &File, what: &str) -> Result<NsState> {
     let (nl, task) = Netlink::open(ns).map_err(|e| read_err(what, e))?;
-    let state = match nl.dump().await {
+    let state = match nl.dump() {
         Ok(d) => Ok(NsState { routes: d.routes(), links: d.links, addresses: d.addresses }),
         Err(e) => Err(read_err(what, e)),
     };
