@@ -209,6 +209,9 @@ fn main() -> ExitCode {
         println!("ERROR {e}");
     }
 
+    // Measured before anything runs; every run then starts as quiet.
+    let quiet = quiet_share();
+    eprintln!("  each run starts once the CPUs are {:.0}% idle over 100 ms", quiet * 100.0);
     let mut results: BTreeMap<(Tool, usize), Samples> = BTreeMap::new();
     let mut broken: BTreeMap<Tool, String> = BTreeMap::new();
     for (si, &n) in args.sizes.iter().enumerate() {
@@ -225,8 +228,8 @@ fn main() -> ExitCode {
                 // The kernel frees the last run's namespaces after its
                 // teardown returned, on a worker thread (a millisecond or
                 // more each): whoever ran next would pay for them.
-                let waited = quiesce();
-                if waited > Duration::from_millis(200) {
+                let waited = quiesce(quiet);
+                if waited > Duration::from_secs(1) {
                     eprintln!("  (waited {} for the machine to go quiet)", ms(waited));
                 }
                 let t0 = Instant::now();
@@ -477,23 +480,41 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
-/// Waits (at most 20 s) until both the CPUs are mostly idle over 100 ms,
-/// read from `/proc/stat`: the kernel's cleanup of namespaces removed by
-/// the previous run has finished. Returns how long it waited.
-fn quiesce() -> Duration {
+/// The share of CPU time that was idle over 100 ms, from `/proc/stat`.
+fn idle_share() -> Option<f64> {
     fn idle_and_total() -> Option<(u64, u64)> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
         // user nice system idle iowait irq softirq steal
         Some((cpu.get(3)? + cpu.get(4)?, cpu.iter().take(8).sum()))
     }
+    let (i0, t0) = idle_and_total()?;
+    std::thread::sleep(Duration::from_millis(100));
+    let (i1, t1) = idle_and_total()?;
+    (t1 > t0).then(|| (i1 - i0) as f64 / (t1 - t0) as f64)
+}
+
+/// How idle the machine is when nothing of the bench runs: the most idle
+/// of three windows at the start, less a little for the bench's own
+/// noise. Between 50% and 95%.
+fn quiet_share() -> f64 {
+    let best = (0..3).filter_map(|_| idle_share()).fold(0.0, f64::max);
+    (best - 0.03).clamp(0.5, 0.95)
+}
+
+/// Waits (at most 20 s) until the CPUs are as idle over 100 ms as they
+/// were at the start (`quiet`, from [`quiet_share`]): the kernel's cleanup
+/// of namespaces removed by the previous run has finished. That cleanup
+/// goes on for a few hundred milliseconds after a teardown returns, at
+/// times on a fifth of the CPU only: waiting for 80% idle let it run into
+/// the next run's setup (a tenth of bridgelab's time at N = 100).
+/// Returns how long it waited.
+fn quiesce(quiet: f64) -> Duration {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
-        let Some((i0, t0)) = idle_and_total() else { break };
-        std::thread::sleep(Duration::from_millis(100));
-        let Some((i1, t1)) = idle_and_total() else { break };
-        if t1 > t0 && (i1 - i0) as f64 / (t1 - t0) as f64 >= 0.8 {
-            break;
+        match idle_share() {
+            Some(idle) if idle < quiet => {}
+            _ => break,
         }
     }
     start.elapsed()
