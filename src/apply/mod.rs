@@ -33,10 +33,12 @@ mod wiring;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+pub(crate) use netlink::dump_here;
 use netlink::NodeDump;
 pub use netlink::{LinkState, Netlink, RouteCarrier};
 use netns::NetNs;
@@ -671,16 +673,22 @@ impl RunningLab {
     }
 
     /// Every namespace's links, addresses and routes of `nodes`, in order:
-    /// blocking dumps on two threads (the machines this runs on have two
-    /// cores or more, and the runtime's are idle meanwhile).
+    /// blocking dumps on two threads that each join half the namespaces in
+    /// turn (the machines this runs on have two cores or more, and the
+    /// runtime's are idle meanwhile).
     async fn dump<'a>(&self, nodes: impl Iterator<Item = &'a str>) -> Result<Vec<NodeDump>> {
-        let mut first: Vec<(String, Netlink)> = nodes.map(|n| (n.to_string(), self.netlinks[n].clone())).collect();
+        let files: HashMap<&str, &Arc<std::fs::File>> =
+            self.namespaces.iter().map(|n| (n.node.as_str(), &n.file)).collect();
+        let mut first: Vec<(String, Arc<std::fs::File>)> =
+            nodes.map(|n| (n.to_string(), Arc::clone(files[n]))).collect();
+        if first.is_empty() {
+            return Ok(Vec::new());
+        }
         let second = first.split_off(first.len().div_ceil(2));
-        let read = |part: Vec<(String, Netlink)>| {
+        let read = |part: Vec<(String, Arc<std::fs::File>)>| {
             tokio::task::spawn_blocking(move || {
-                part.iter()
-                    .map(|(node, nl)| nl.dump().map_err(|e| Error::apply(format!("{node}: read back"), e)))
-                    .collect::<Result<Vec<NodeDump>>>()
+                netns::each_joined(part.iter().map(|(_, f)| (&**f, ())), |()| netlink::dump_here())
+                    .map_err(|(i, e)| Error::apply(format!("{}: read back", part[i].0), e))
             })
         };
         let (a, b) = tokio::join!(read(first), read(second));

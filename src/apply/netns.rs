@@ -414,17 +414,29 @@ fn in_each<'a, J: Send + 'a, T: Send>(
     jobs: impl Iterator<Item = (&'a File, J)>,
     f: impl Fn(J, &mut SysctlsHere) -> io::Result<T> + Sync,
 ) -> Result<Vec<T>, (usize, io::Error)> {
+    let mut procs = ProcSys::new();
+    each_joined(jobs, |job| {
+        procs.enter();
+        f(job, &mut procs.here())
+    })
+}
+
+/// Runs `f` for each `(namespace, job)` on a thread of its own that joins
+/// each namespace in turn (so this thread's namespace never changes).
+/// Stops at the first failure, naming its index.
+pub fn each_joined<'a, J: Send + 'a, T: Send>(
+    jobs: impl Iterator<Item = (&'a File, J)>,
+    mut f: impl FnMut(J) -> io::Result<T> + Send,
+) -> Result<Vec<T>, (usize, io::Error)> {
     let jobs: Vec<(&File, J)> = jobs.collect();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        s.spawn(move || {
             let mut out = Vec::with_capacity(jobs.len());
-            let mut procs = ProcSys::new();
             for (i, (ns, job)) in jobs.into_iter().enumerate() {
                 let fail = |e: io::Error| (i, e);
                 setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
                     .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
-                procs.enter();
-                out.push(f(job, &mut procs.here()).map_err(fail)?);
+                out.push(f(job).map_err(fail)?);
             }
             Ok(out)
         })

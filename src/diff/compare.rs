@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use rtnetlink::packet_route::link::InfoKind;
 use serde::Deserialize;
 
-use crate::apply::{netns, LinkState, Netlink};
+use crate::apply::{dump_here, netns, LinkState};
 use crate::error::{Error, Result};
 
 /// One namespace as netlink reports it.
@@ -69,13 +69,8 @@ fn read_err(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Reads a namespace through a netlink socket opened inside it.
 pub async fn read_ns(ns: &File, what: &str) -> Result<NsState> {
-    let (nl, task) = Netlink::open(ns).map_err(|e| read_err(what, e))?;
-    let state = match nl.dump() {
-        Ok(d) => Ok(NsState { routes: d.routes(), links: d.links, addresses: d.addresses }),
-        Err(e) => Err(read_err(what, e)),
-    };
-    task.abort();
-    state
+    let d = netns::run_in(ns, dump_here).map_err(|e| read_err(what, e))?;
+    Ok(NsState { routes: d.routes(), links: d.links, addresses: d.addresses })
 }
 
 /// Reads the host namespace once the kernel's carrier reports have caught
