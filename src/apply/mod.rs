@@ -252,6 +252,10 @@ impl RunningLab {
         // wiring starts.
         let mut loaded = false;
         let mut rules = None;
+        // The reader of the sysctls that name no interface, once every
+        // namespace is made: they are final then, and are read while the
+        // lab is wired.
+        let mut early_sysctls = None;
         // Whether links are made while namespaces still are (see
         // `overlap_pays`); decided once the rules are in.
         let mut stream = true;
@@ -296,7 +300,17 @@ impl RunningLab {
                 // What the maker sent meanwhile counts as made.
                 stream = overlap_pays(self.namespaces.len() + makers.made.len(), plan.nodes.len());
             }
-            if !stream && self.namespaces.len() < plan.nodes.len() {
+            let all_made = self.namespaces.len() == plan.nodes.len();
+            if early_sysctls.is_none() && all_made {
+                match self.read_sysctls(|k| !per_interface(k)) {
+                    Ok(r) => early_sysctls = Some(r),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if !stream && !all_made {
                 continue;
             }
             // Final since they were loaded: read back while the lab is
@@ -334,7 +348,10 @@ impl RunningLab {
         debug_assert!(wiring.done(), "every namespace arrived, so everything is wired");
         drop(wiring);
         self.write_interface_sysctls(&plan)?;
-        let sysctls = self.read_sysctls()?;
+        let sysctls = match early_sysctls {
+            Some(early) => vec![early, self.read_sysctls(per_interface)?],
+            None => vec![self.read_sysctls(|_| true)?],
+        };
         phase("sysctls");
         let host_ns = &self.ns("host").file;
         let bound = match ports {
@@ -709,11 +726,11 @@ impl RunningLab {
             return Ok(o);
         }
         let rules = self.read_rules()?;
-        let sysctls = self.read_sysctls()?;
+        let sysctls = self.read_sysctls(|_| true)?;
         let dumps = self.dump(self.namespaces.iter().map(|n| n.node.as_str())).await;
         tracing::debug!("observe: namespaces dumped");
         let dumps: HashMap<String, NodeDump> = self.namespaces.iter().map(|n| n.node.clone()).zip(dumps?).collect();
-        self.assemble(dumps, sysctls, rules)
+        self.assemble(dumps, vec![sysctls], rules)
     }
 
     /// Reads the host's rules on a thread of its own: `iptables-save` and
@@ -737,15 +754,19 @@ impl RunningLab {
             .map_err(|e| env_error("cannot start the rule reader", e))
     }
 
-    /// Reads every namespace's planned sysctls on a thread of its own, which
-    /// joins each namespace in turn. Started as soon as they are written.
-    fn read_sysctls(&self) -> Result<SysctlsReader> {
+    /// Reads every namespace's planned sysctls whose key `which` accepts, on
+    /// a thread of its own that joins each namespace in turn. Started as
+    /// soon as they are final: those that name no interface once every
+    /// namespace is made, the others once written.
+    fn read_sysctls(&self, which: fn(&str) -> bool) -> Result<SysctlsReader> {
         let planned: HashMap<&str, &NodePlan> = self.plan.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         let jobs: Vec<(String, std::sync::Arc<std::fs::File>, Vec<String>)> = self
             .namespaces
             .iter()
             .filter_map(|ns| {
-                let keys: Vec<String> = planned.get(ns.node.as_str())?.sysctls.iter().map(|s| s.key.clone()).collect();
+                let planned = planned.get(ns.node.as_str())?;
+                let keys: Vec<String> =
+                    planned.sysctls.iter().filter(|s| which(&s.key)).map(|s| s.key.clone()).collect();
                 (!keys.is_empty()).then(|| (ns.node.clone(), ns.file.clone(), keys))
             })
             .collect();
@@ -770,11 +791,16 @@ impl RunningLab {
     fn assemble(
         &self,
         mut dumps: HashMap<String, NodeDump>,
-        sysctls: SysctlsReader,
+        readers: Vec<SysctlsReader>,
         rules: RulesReader,
     ) -> Result<Observed> {
         let panicked = |what: &str| Error::Environment(format!("the {what} reader panicked"));
-        let mut sysctls = sysctls.join().map_err(|_| panicked("sysctl"))??;
+        let mut sysctls: HashMap<String, std::collections::BTreeMap<String, String>> = HashMap::new();
+        for r in readers {
+            for (node, values) in r.join().map_err(|_| panicked("sysctl"))?? {
+                sysctls.entry(node).or_default().extend(values);
+            }
+        }
         let (saved, listed) = rules.join().map_err(|_| panicked("rule"))??.unzip();
         tracing::debug!("observe: sysctls and rules read");
         let (mut saved, mut listed) = (saved, listed.flatten());
