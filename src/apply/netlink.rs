@@ -498,18 +498,7 @@ impl LinkState {
         let word = |at: usize| u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
         let u32_of = |v: &[u8]| v.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
         let up = word(8) & LinkFlags::Up.bits() != 0;
-        let mut s = LinkState {
-            index: word(4),
-            name: String::new(),
-            kind: None,
-            mac: None,
-            mtu: None,
-            master: None,
-            peer_index: None,
-            up,
-            oper_up: false,
-            hairpin: false,
-        };
+        let mut s = LinkState::bare(word(4), up);
         for nla in NlasIterator::new(&payload[LINK_HEADER_LEN..]) {
             let nla = nla.map_err(|e| bad(&e.to_string()))?;
             let v = nla.value();
@@ -547,19 +536,24 @@ impl LinkState {
         Ok(s)
     }
 
-    pub fn from_message(m: &LinkMessage) -> LinkState {
-        let mut s = LinkState {
-            index: m.header.index,
+    /// A link known by its index and up flag only, before its attributes.
+    fn bare(index: u32, up: bool) -> LinkState {
+        LinkState {
+            index,
             name: String::new(),
             kind: None,
             mac: None,
             mtu: None,
             master: None,
             peer_index: None,
-            up: m.header.flags.contains(LinkFlags::Up),
+            up,
             oper_up: false,
             hairpin: false,
-        };
+        }
+    }
+
+    pub fn from_message(m: &LinkMessage) -> LinkState {
+        let mut s = LinkState::bare(m.header.index, m.header.flags.contains(LinkFlags::Up));
         for a in &m.attributes {
             match a {
                 LinkAttribute::IfName(n) => s.name = n.clone(),
