@@ -152,6 +152,10 @@ impl Targets {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(peers::RUSAGE_ARG) {
+        return peers::rusage_main(&argv[2..]);
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {

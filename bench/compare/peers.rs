@@ -164,26 +164,30 @@ fn lib(ctx: &Ctx, n: usize) -> Res<Times> {
 
 /// bridgelab's CLI: `bridgelab up FILE` (which reads the lab back and
 /// exits 1 if it differs), its peak RSS from wait4, then `bridgelab down`.
+///
+/// `up` is started by a fresh copy of this bench (`__rusage`, see
+/// [`rusage_main`]), not by the bench itself: a child's `ru_maxrss` starts
+/// at its parent's RSS when it forks, since the kernel records the old
+/// address space's high-water mark at exec. Spawned straight from a bench
+/// that has built labs of 1,000 in-process, `up` would report the bench's
+/// peak (65–81 MiB) instead of its own (36 MiB).
 fn cli(ctx: &Ctx, n: usize) -> Res<Times> {
     let path = scenario_file(ctx, n)?;
-    let start = Instant::now();
-    let child = Command::new(ctx.bridgelab)
+    let exe = std::env::current_exe().map_err(|e| format!("the bench's own path: {e}"))?;
+    let out = Command::new(exe)
+        .arg(RUSAGE_ARG)
+        .arg(ctx.bridgelab)
         .arg("up")
         .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .map_err(|e| format!("{}: {e}", ctx.bridgelab.display()))?;
-    let (status, rusage) = wait4(child.id())?;
-    let setup = start.elapsed();
-    let mut out = String::new();
-    let mut err = String::new();
-    use std::io::Read;
-    let mut child = child;
-    let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
-    let _ = child.stderr.take().map(|mut o| o.read_to_string(&mut err));
+    let out_text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let Some((status, max_rss_kb, setup)) = out_text.lines().rev().find_map(parse_rusage_line) else {
+        return Err(format!("bench __rusage gave no measurement: {out_text}{err}"));
+    };
     // Parse the id first: a lab that differs is kept, and must go.
-    let id = out
+    let id = out_text
         .lines()
         .find_map(|l| l.strip_prefix("lab ").and_then(|r| r.split_once(" is up")).map(|(id, _)| id.to_string()));
     let Some(id) = id else {
@@ -193,13 +197,54 @@ fn cli(ctx: &Ctx, n: usize) -> Res<Times> {
     let down = Command::new(ctx.bridgelab).args(["down", &id]).output().map_err(|e| e.to_string())?;
     let teardown = start.elapsed();
     if status != 0 {
-        return Err(format!("bridgelab up exited {status}: {out}{err}"));
+        return Err(format!("bridgelab up exited {status}: {out_text}{err}"));
     }
     if !down.status.success() {
         return Err(format!("bridgelab down {id}: {}", String::from_utf8_lossy(&down.stderr)));
     }
     gone(&id)?;
-    Ok(Times { setup, teardown, max_rss_kb: Some(rusage.ru_maxrss as u64) })
+    Ok(Times { setup, teardown, max_rss_kb: Some(max_rss_kb) })
+}
+
+/// The first argument that makes this bench a measuring wrapper.
+pub const RUSAGE_ARG: &str = "__rusage";
+/// What the wrapper prints last: exit code, peak RSS in kB, nanoseconds.
+const RUSAGE_MARK: &str = "bench-rusage";
+
+fn parse_rusage_line(line: &str) -> Option<(i32, u64, Duration)> {
+    let mut f = line.strip_prefix(RUSAGE_MARK)?.split_whitespace();
+    let code = f.next()?.parse().ok()?;
+    let kb = f.next()?.parse().ok()?;
+    let nanos = f.next()?.parse().ok()?;
+    Some((code, kb, Duration::from_nanos(nanos)))
+}
+
+/// `compare __rusage PROGRAM ARGS..`: runs PROGRAM with this process's
+/// stdout and stderr, then prints its exit code, peak RSS and wall time
+/// on one last line of stdout, and exits with its code. This process is
+/// freshly exec'd and small, so what it spawns starts from a few MiB.
+pub fn rusage_main(args: &[String]) -> std::process::ExitCode {
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("usage: compare {RUSAGE_ARG} PROGRAM [ARGS..]");
+        return std::process::ExitCode::from(2);
+    };
+    let start = Instant::now();
+    let measured = Command::new(program)
+        .args(rest)
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))
+        .and_then(|child| wait4(child.id()));
+    let elapsed = start.elapsed();
+    match measured {
+        Ok((code, usage)) => {
+            println!("{RUSAGE_MARK} {code} {} {}", usage.ru_maxrss, elapsed.as_nanos());
+            std::process::ExitCode::from(code.clamp(0, 255) as u8)
+        }
+        Err(e) => {
+            eprintln!("compare {RUSAGE_ARG}: {e}");
+            std::process::ExitCode::from(3)
+        }
+    }
 }
 
 /// Waits for a child and returns its exit code and resource usage.
