@@ -32,12 +32,16 @@ pub fn path(name: &str) -> PathBuf {
 /// Creates the namespaces `names` one after another on one worker thread;
 /// `inside` runs in each just after it is made (the floor opens its netlink
 /// socket there). On error, what was made is removed.
-pub fn create_with<T: Send>(names: &[String], inside: impl Fn() -> io::Result<T> + Sync) -> io::Result<Vec<(Ns, T)>> {
+pub fn create_with<T: Send>(
+    dir: &Path,
+    names: &[String],
+    inside: impl Fn() -> io::Result<T> + Sync,
+) -> io::Result<Vec<(Ns, T)>> {
     let made = std::thread::scope(|s| {
         s.spawn(|| {
             let mut made = Vec::new();
             for name in names {
-                match create_one(&path(name)).and_then(|ns| Ok((ns, inside()?))) {
+                match create_one(&dir.join(name)).and_then(|ns| Ok((ns, inside()?))) {
                     Ok(x) => made.push(x),
                     Err(e) => return Err((made, e)),
                 }
@@ -56,7 +60,7 @@ pub fn create_with<T: Send>(names: &[String], inside: impl Fn() -> io::Result<T>
 }
 
 pub fn create(names: &[String]) -> io::Result<Vec<Ns>> {
-    Ok(create_with(names, || Ok(()))?.into_iter().map(|(ns, ())| ns).collect())
+    Ok(create_with(Path::new(NETNS_DIR), names, || Ok(()))?.into_iter().map(|(ns, ())| ns).collect())
 }
 
 fn create_one(path: &Path) -> io::Result<Ns> {
