@@ -91,8 +91,10 @@ pub struct RunningLab {
 /// The host's rules as read back: `iptables-save` (with `ip6tables-save`'s
 /// tables) and the nftables listing, if the lab has a host.
 type RulesReader = std::thread::JoinHandle<Result<Option<(String, Option<String>)>>>;
+/// A node's planned sysctls as read back, by key.
+type Sysctls = std::collections::BTreeMap<String, String>;
 /// Each node's planned sysctls as read back, by node.
-type SysctlsReader = std::thread::JoinHandle<Result<HashMap<String, std::collections::BTreeMap<String, String>>>>;
+type SysctlsReader = std::thread::JoinHandle<Result<HashMap<String, Sysctls>>>;
 
 impl std::fmt::Debug for RunningLab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,10 +254,9 @@ impl RunningLab {
         // wiring starts.
         let mut loaded = false;
         let mut rules = None;
-        // The reader of the sysctls that name no interface, once every
-        // namespace is made: they are final then, and are read while the
-        // lab is wired.
-        let mut early_sysctls = None;
+        // The sysctls that name no interface, as each namespace's maker
+        // read them back (see `Inside`).
+        let mut sysctls: HashMap<String, Sysctls> = HashMap::new();
         // Whether links are made while namespaces still are (see
         // `overlap_pays`); decided once the rules are in.
         let mut stream = true;
@@ -267,7 +268,8 @@ impl RunningLab {
             }
             for m in batch {
                 match m {
-                    Made::Namespace(ns, nl, task) => {
+                    Made::Namespace(ns, nl, task, read) => {
+                        sysctls.insert(ns.node.clone(), read);
                         wiring.arrived(&ns.node, nl.clone(), ns.file.as_raw_fd());
                         if ns.node == "host" {
                             firewall = Some(load_firewall(&ns.file, &plan));
@@ -301,15 +303,6 @@ impl RunningLab {
                 stream = overlap_pays(self.namespaces.len() + makers.made.len(), plan.nodes.len());
             }
             let all_made = self.namespaces.len() == plan.nodes.len();
-            if early_sysctls.is_none() && all_made {
-                match self.read_sysctls(|k| !per_interface(k)) {
-                    Ok(r) => early_sysctls = Some(r),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
             if !stream && !all_made {
                 continue;
             }
@@ -348,10 +341,7 @@ impl RunningLab {
         debug_assert!(wiring.done(), "every namespace arrived, so everything is wired");
         drop(wiring);
         self.write_interface_sysctls(&plan)?;
-        let sysctls = match early_sysctls {
-            Some(early) => vec![early, self.read_sysctls(per_interface)?],
-            None => vec![self.read_sysctls(|_| true)?],
-        };
+        let late = self.read_sysctls(per_interface)?;
         phase("sysctls");
         let host_ns = &self.ns("host").file;
         let bound = match ports {
@@ -366,7 +356,7 @@ impl RunningLab {
             Some(r) => r,
             None => self.read_rules()?,
         };
-        let observed = self.assemble(dumps, sysctls, rules)?;
+        let observed = self.assemble(dumps, sysctls, vec![late], rules)?;
         *self.readback.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(observed);
         self.advertise(&plan, &all)
     }
@@ -384,9 +374,9 @@ impl RunningLab {
         let started = Instant::now();
         let spawned = std::thread::Builder::new().name("bl-netns".into()).spawn(move || {
             let inside = |i: usize, here: &mut netns::SysctlsHere| inside.run(i, here);
-            let sent = netns::create_each(&names, &lab, inside, |ns, (nl, task)| {
-                tx.send(Made::Namespace(ns, nl, task)).map_err(|e| match e.0 {
-                    Made::Namespace(ns, _, task) => {
+            let sent = netns::create_each(&names, &lab, inside, |ns, (nl, task, sysctls)| {
+                tx.send(Made::Namespace(ns, nl, task, sysctls)).map_err(|e| match e.0 {
+                    Made::Namespace(ns, _, task, _) => {
                         task.abort();
                         ns
                     }
@@ -461,7 +451,8 @@ impl RunningLab {
         let inside = Inside::new(&nodes);
         let (made, err) =
             netns::create_all(&names, &registry::lab_netns_dir(&self.run_id), |i, here| inside.run(i, here));
-        for (ns, (nl, task)) in made {
+        // A step's read-back reads every sysctl again (`observe`).
+        for (ns, (nl, task, _)) in made {
             self.tasks.insert(ns.node.clone(), task);
             self.netlinks.insert(ns.node.clone(), nl);
             self.namespaces.push(ns);
@@ -730,20 +721,26 @@ impl RunningLab {
         let dumps = self.dump(self.namespaces.iter().map(|n| n.node.as_str())).await;
         tracing::debug!("observe: namespaces dumped");
         let dumps: HashMap<String, NodeDump> = self.namespaces.iter().map(|n| n.node.clone()).zip(dumps?).collect();
-        self.assemble(dumps, vec![sysctls], rules)
+        self.assemble(dumps, HashMap::new(), vec![sysctls], rules)
     }
 
-    /// Reads the host's rules on a thread of its own: `iptables-save` and
-    /// `ip6tables-save` at once, and the nftables listing where the plan has
-    /// one. Started as soon as the rules are final.
+    /// Reads the host's rules on a thread of its own: `iptables-save` (and
+    /// `ip6tables-save` at once where the plan has IPv6 tables), and the
+    /// nftables listing where the plan has one. Started as soon as the
+    /// rules are final.
     fn read_rules(&self) -> Result<RulesReader> {
         let host = self.namespaces.iter().find(|n| n.node == "host").map(|n| n.file.clone());
         let nft = !self.plan.iptables.nft.is_empty();
+        // The host's namespace is the lab's own, and only the lab loads
+        // rules there: where the plan has no IPv6 table, ip6tables has
+        // none to show, and `ip6tables-save` (a process start, a second
+        // full read) is left out.
+        let v6 = self.plan.iptables.tables.iter().any(|t| t.table.is_v6());
         std::thread::Builder::new()
             .name("bl-rules".into())
             .spawn(move || {
                 let Some(host) = host else { return Ok(None) };
-                let saved = iptables::save(&host)?;
+                let saved = if v6 { iptables::save(&host)? } else { iptables::save4(&host)? };
                 let listed = if nft {
                     Some(nftables::read(&host, crate::plan::firewall::nftabler::TABLE)?.listing())
                 } else {
@@ -786,16 +783,17 @@ impl RunningLab {
             .map_err(|e| env_error("cannot start the sysctl reader", e))
     }
 
-    /// The lab as read back: every namespace's dump, with the sysctls and
-    /// the host's rules once their readers are done.
+    /// The lab as read back: every namespace's dump, with the sysctls
+    /// (those read already, and those of `readers`) and the host's rules
+    /// once their readers are done.
     fn assemble(
         &self,
         mut dumps: HashMap<String, NodeDump>,
+        mut sysctls: HashMap<String, Sysctls>,
         readers: Vec<SysctlsReader>,
         rules: RulesReader,
     ) -> Result<Observed> {
         let panicked = |what: &str| Error::Environment(format!("the {what} reader panicked"));
-        let mut sysctls: HashMap<String, std::collections::BTreeMap<String, String>> = HashMap::new();
         for r in readers {
             for (node, values) in r.join().map_err(|_| panicked("sysctl"))?? {
                 sysctls.entry(node).or_default().extend(values);
@@ -1030,18 +1028,33 @@ impl Drop for RunningLab {
 /// daemon sets its own before it makes its bridge), so that a container's
 /// IPv6 is off before its links come up; then opens the node's netlink
 /// socket there. The same for a lab's build and for a step's new nodes.
+///
+/// It also reads those sysctls back (the planned ones it does not write
+/// too), once all are written: nothing changes them after, and reading
+/// them here costs a read per key where a reader of its own would join
+/// every namespace again. At N = 100 that reader took 3–5 ms of CPU
+/// while the lab was wired.
 struct Inside {
-    nodes: Vec<(String, Vec<(String, String)>)>,
+    /// Per node: its planned sysctls that name no interface.
+    nodes: Vec<(String, Vec<EarlySysctl>)>,
     rt: tokio::runtime::Handle,
 }
+
+/// A sysctl that names no interface: its key, and the value to write, or
+/// none to only read it.
+type EarlySysctl = (String, Option<String>);
+
+/// What [`Inside`] leaves in a namespace: its netlink socket, the task that
+/// drives it, and the sysctls read back.
+type Opened = (Netlink, JoinHandle<()>, Sysctls);
 
 impl Inside {
     fn new(nodes: &[&NodePlan]) -> Self {
         let early = |n: &NodePlan| {
             n.sysctls
                 .iter()
-                .filter(|s| s.write && !per_interface(&s.key))
-                .map(|s| (s.key.clone(), s.value.clone()))
+                .filter(|s| !per_interface(&s.key))
+                .map(|s| (s.key.clone(), s.write.then(|| s.value.clone())))
                 .collect()
         };
         Inside {
@@ -1050,19 +1063,22 @@ impl Inside {
         }
     }
 
-    fn run(&self, i: usize, here: &mut netns::SysctlsHere) -> io::Result<(Netlink, JoinHandle<()>)> {
+    fn run(&self, i: usize, here: &mut netns::SysctlsHere) -> io::Result<Opened> {
         let (node, early) = &self.nodes[i];
-        let pairs: Vec<(&str, &str)> = early.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        netns::write_sysctls_here(here, &pairs)
+        let keys: Vec<(&str, Option<&str>)> = early.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        let values = netns::write_then_read_here(here, &keys)
             .map_err(|e| io::Error::new(e.kind(), format!("{node}: sysctls: {e}")))?;
-        Netlink::open_here(&self.rt)
+        let read = early.iter().map(|(k, _)| k.clone()).zip(values).collect();
+        let (netlink, task) = Netlink::open_here(&self.rt)?;
+        Ok((netlink, task, read))
     }
 }
 
 /// What the namespace maker sends: a namespace with the netlink socket
-/// opened inside it (and the task driving that socket), or why it stopped.
+/// opened inside it (and the task driving that socket) and its sysctls
+/// read back, or why it stopped.
 enum Made {
-    Namespace(NetNs, Netlink, JoinHandle<()>),
+    Namespace(NetNs, Netlink, JoinHandle<()>, Sysctls),
     Failed(Error),
 }
 
@@ -1084,7 +1100,7 @@ impl Makers {
         let joined = self.thread.take().map_or(Ok(()), |t| t.join());
         let mut left = Vec::new();
         while let Ok(m) = self.made.try_recv() {
-            if let Made::Namespace(ns, _, task) = m {
+            if let Made::Namespace(ns, _, task, _) = m {
                 task.abort();
                 left.push(ns);
             }

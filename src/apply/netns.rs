@@ -141,6 +141,44 @@ pub fn write_sysctls_here(here: &mut SysctlsHere, pairs: &[(&str, &str)]) -> io:
     pairs.iter().try_for_each(|(key, value)| here.write(key, value))
 }
 
+/// Writes `(key, Some(value))` sysctls in the namespace of the calling
+/// thread, in order, then reads every key back (those given `None` are
+/// only read): what the kernel holds once all are written, as a later
+/// reader would see it, without joining the namespace again. A written
+/// file is read back through the descriptor it was written through.
+pub fn write_then_read_here(here: &mut SysctlsHere, keys: &[(&str, Option<&str>)]) -> io::Result<Vec<String>> {
+    let mut kept = Vec::with_capacity(keys.len());
+    for (key, value) in keys {
+        kept.push(match value {
+            Some(value) => here.write_kept(key, value)?,
+            None => None,
+        });
+    }
+    keys.iter()
+        .zip(kept)
+        .map(|((key, _), file)| match file {
+            Some(file) => named(key, read_from_start(&file)),
+            None => here.read(key),
+        })
+        .collect()
+}
+
+/// A sysctl file's whole value, from its first byte, trimmed as
+/// [`SysctlsHere::read`] trims it.
+fn read_from_start(file: &File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut value = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = file.read_at(&mut buf, value.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        value.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&value).trim().to_string())
+}
+
 /// Makes `dir` a shared mount point, as iproute2's `ip netns add` does:
 /// `mount --make-shared`, and if `dir` is no mount point yet (`EINVAL`),
 /// bind-mount it onto itself first. Under an exclusive `flock` of `dir`, as
@@ -573,10 +611,14 @@ impl SysctlsHere<'_> {
         SysctlsHere { procs: Procs::Own(ProcSys::through_proc()) }
     }
 
-    fn open(&mut self, key: &str, write: bool) -> io::Result<File> {
-        let flags = if write { rustix::fs::OFlags::WRONLY } else { rustix::fs::OFlags::RDONLY };
+    fn open(&mut self, key: &str, read: bool, write: bool) -> io::Result<File> {
+        let flags = match (read, write) {
+            (true, true) => rustix::fs::OFlags::RDWR,
+            (false, true) => rustix::fs::OFlags::WRONLY,
+            _ => rustix::fs::OFlags::RDONLY,
+        };
         let Some(rest) = key.strip_prefix("net.") else {
-            return File::options().read(!write).write(write).open(sysctl_path(key));
+            return File::options().read(read).write(write).open(sysctl_path(key));
         };
         let procs = match &mut self.procs {
             Procs::Own(p) => p,
@@ -594,13 +636,24 @@ impl SysctlsHere<'_> {
 
     pub fn write(&mut self, key: &str, value: &str) -> io::Result<()> {
         use std::io::Write;
-        named(key, self.open(key, true).and_then(|mut f| f.write_all(value.as_bytes())))
+        named(key, self.open(key, false, true).and_then(|mut f| f.write_all(value.as_bytes())))
+    }
+
+    /// Writes a sysctl through a descriptor that can also read it, and
+    /// keeps that (`None` for a file only its owner may read, written the
+    /// plain way).
+    fn write_kept(&mut self, key: &str, value: &str) -> io::Result<Option<File>> {
+        use std::io::Write;
+        match self.open(key, true, true) {
+            Ok(mut f) => named(key, f.write_all(value.as_bytes())).map(|()| Some(f)),
+            Err(_) => self.write(key, value).map(|()| None),
+        }
     }
 
     pub fn read(&mut self, key: &str) -> io::Result<String> {
         use std::io::Read;
         let mut v = String::new();
-        named(key, self.open(key, false).and_then(|mut f| f.read_to_string(&mut v)))?;
+        named(key, self.open(key, true, false).and_then(|mut f| f.read_to_string(&mut v)))?;
         Ok(v.trim().to_string())
     }
 }
@@ -724,6 +777,38 @@ mod tests {
         }
         let after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
         assert_eq!(before, after);
+    }
+
+    /// Sysctls written and read back by the namespace's maker: every key
+    /// is read once all are written (a key listed before the write that
+    /// changes it shows the change), a written one through its own
+    /// descriptor, as a reader by path would see it.
+    #[test]
+    fn sysctls_are_read_back_once_all_are_written() {
+        use super::{write_then_read_here, ProcSys};
+        use nix::sched::{unshare, CloneFlags};
+        assert!(nix::unistd::geteuid().is_root(), "unshare needs root (CI runs this as root; never skipped)");
+        let keys = [
+            ("net.ipv4.conf.all.forwarding", None),
+            ("net.ipv4.ping_group_range", Some("0 2147483647")),
+            ("net.ipv4.ip_unprivileged_port_start", None),
+            ("net.ipv4.ip_forward", Some("1")),
+        ];
+        let (values, by_path) = std::thread::spawn(move || {
+            unshare(CloneFlags::CLONE_NEWNET).unwrap();
+            let mut procs = ProcSys::new();
+            procs.enter();
+            let values = write_then_read_here(&mut procs.here(), &keys).unwrap();
+            let by_path: Vec<String> = keys
+                .iter()
+                .map(|(k, _)| std::fs::read_to_string(super::sysctl_path(k)).unwrap().trim().to_string())
+                .collect();
+            (values, by_path)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(values, ["1", "0\t2147483647", "1024", "1"]);
+        assert_eq!(values, by_path);
     }
 
     /// A lab's namespaces are mounted in its own tmpfs and named by links
