@@ -752,9 +752,9 @@ impl RunningLab {
     }
 
     /// Reads every namespace's planned sysctls whose key `which` accepts, on
-    /// a thread of its own that joins each namespace in turn. Started as
-    /// soon as they are final: those that name no interface once every
-    /// namespace is made, the others once written.
+    /// a thread of its own that joins each namespace in turn: in a build,
+    /// the per-interface ones once written (the namespace maker reads the
+    /// others, see [`Inside`]); for [`observe`](Self::observe), all.
     fn read_sysctls(&self, which: fn(&str) -> bool) -> Result<SysctlsReader> {
         let planned: HashMap<&str, &NodePlan> = self.plan.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         let jobs: Vec<(String, std::sync::Arc<std::fs::File>, Vec<String>)> = self
