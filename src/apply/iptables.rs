@@ -180,9 +180,14 @@ pub fn restore(ns: &File, rules: &Ruleset, noflush: bool) -> Result<()> {
 /// `iptables-save` of the namespace, normalized like the plan's rendering:
 /// no comments, no counters, and tables without any rule or user chain
 /// left out (the legacy tools show tables merely touched by a lookup);
-/// then, when there is any, the same of `ip6tables-save` (see
-/// [`join_families`]).
-pub fn save(ns: &File) -> Result<String> {
+/// then, with `v6` and when there is any, the same of `ip6tables-save`
+/// (see [`join_families`]). Without `v6` (a lab whose rules have no IPv6
+/// table: [`restore`] ran no `ip6tables-restore`, and the namespace is
+/// the lab's own) the IPv6 tables are not read at all.
+pub fn save(ns: &File, v6: bool) -> Result<String> {
+    if !v6 {
+        return save4(ns);
+    }
     // The two tools at once: each is a process start and a full read.
     let (v4, v6) = std::thread::scope(|s| {
         let v6 = s.spawn(|| save6(ns));

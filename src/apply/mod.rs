@@ -731,16 +731,15 @@ impl RunningLab {
     fn read_rules(&self) -> Result<RulesReader> {
         let host = self.namespaces.iter().find(|n| n.node == "host").map(|n| n.file.clone());
         let nft = !self.plan.iptables.nft.is_empty();
-        // The host's namespace is the lab's own, and only the lab loads
-        // rules there: where the plan has no IPv6 table, ip6tables has
-        // none to show, and `ip6tables-save` (a process start, a second
-        // full read) is left out.
-        let v6 = self.plan.iptables.tables.iter().any(|t| t.table.is_v6());
+        // Only the lab loads rules in its host's namespace: where the plan
+        // has no IPv6 table, `ip6tables-save` (a process start, a second
+        // full read) would have nothing to show.
+        let v6 = self.plan.iptables.has_v6();
         std::thread::Builder::new()
             .name("bl-rules".into())
             .spawn(move || {
                 let Some(host) = host else { return Ok(None) };
-                let saved = if v6 { iptables::save(&host)? } else { iptables::save4(&host)? };
+                let saved = iptables::save(&host, v6)?;
                 let listed = if nft {
                     Some(nftables::read(&host, crate::plan::firewall::nftabler::TABLE)?.listing())
                 } else {

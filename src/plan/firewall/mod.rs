@@ -121,6 +121,11 @@ fn rule_key(t: Table, chain: &str, rule: &str) -> u64 {
 }
 
 impl Ruleset {
+    /// Whether any table is an IPv6 one (`ip6tables`).
+    pub fn has_v6(&self) -> bool {
+        self.tables.iter().any(|t| t.table.is_v6())
+    }
+
     fn table(&mut self, t: Table) -> &mut TableRules {
         if let Some(i) = self.tables.iter().position(|x| x.table == t) {
             return &mut self.tables[i];
