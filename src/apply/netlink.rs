@@ -159,14 +159,7 @@ impl Netlink {
         req.message_mut().header.family = AddressFamily::Inet;
         let mut s = req.execute();
         while let Some(a) = s.try_next().await? {
-            if a.header.family != AddressFamily::Inet {
-                continue;
-            }
-            for attr in &a.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
-                    out.entry(a.header.index).or_default().push((*ip, a.header.prefix_len));
-                }
-            }
+            add_ipv4(&mut out, &a);
         }
         Ok(out)
     }
@@ -199,6 +192,19 @@ pub fn dump_here() -> io::Result<NodeDump> {
     }
 }
 
+/// Adds an address message's IPv4 address (`Local`, as `address/prefix`)
+/// under its link's index; one of another family adds nothing.
+fn add_ipv4(out: &mut HashMap<u32, Vec<(Ipv4Addr, u8)>>, a: &AddressMessage) {
+    if a.header.family != AddressFamily::Inet {
+        return;
+    }
+    for attr in &a.attributes {
+        if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
+            out.entry(a.header.index).or_default().push((*ip, a.header.prefix_len));
+        }
+    }
+}
+
 fn dump_with(sock: &Socket, buf: &mut Vec<u8>) -> io::Result<NodeDump> {
     let mut links = Vec::new();
     let mut link = LinkMessage::default();
@@ -214,14 +220,8 @@ fn dump_with(sock: &Socket, buf: &mut Vec<u8>) -> io::Result<NodeDump> {
     let mut address = AddressMessage::default();
     address.header.family = AddressFamily::Inet;
     for m in dump_parsed(sock, buf, RouteNetlinkMessage::GetAddress(address))? {
-        let RouteNetlinkMessage::NewAddress(a) = m else { continue };
-        if a.header.family != AddressFamily::Inet {
-            continue;
-        }
-        for attr in &a.attributes {
-            if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
-                addresses.entry(a.header.index).or_default().push((*ip, a.header.prefix_len));
-            }
+        if let RouteNetlinkMessage::NewAddress(a) = m {
+            add_ipv4(&mut addresses, &a);
         }
     }
     let mut routes = Vec::new();
@@ -583,6 +583,38 @@ impl LinkState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only an IPv4 message's `Local` address is kept, by link index; the
+    /// peer address of a point-to-point link and IPv6 messages are not.
+    #[test]
+    fn ipv4_addresses_are_kept_by_link() {
+        let message = |family, index, attrs| {
+            let mut a = AddressMessage::default();
+            a.header.family = family;
+            a.header.index = index;
+            a.header.prefix_len = 16;
+            a.attributes = attrs;
+            a
+        };
+        let v4 = |s: &str| IpAddr::V4(s.parse().unwrap());
+        let mut out = HashMap::new();
+        add_ipv4(
+            &mut out,
+            &message(
+                AddressFamily::Inet,
+                2,
+                vec![AddressAttribute::Address(v4("10.0.0.9")), AddressAttribute::Local(v4("172.17.0.2"))],
+            ),
+        );
+        add_ipv4(&mut out, &message(AddressFamily::Inet, 2, vec![AddressAttribute::Local(v4("172.18.0.2"))]));
+        add_ipv4(
+            &mut out,
+            &message(AddressFamily::Inet6, 3, vec![AddressAttribute::Local("fe80::1".parse().unwrap())]),
+        );
+        let want: HashMap<u32, Vec<(Ipv4Addr, u8)>> =
+            [(2, vec![("172.17.0.2".parse().unwrap(), 16), ("172.18.0.2".parse().unwrap(), 16)])].into();
+        assert_eq!(out, want);
+    }
 
     fn bytes(payload: RouteNetlinkMessage) -> Vec<u8> {
         let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(payload));
