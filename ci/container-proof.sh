@@ -37,7 +37,9 @@ if [ "${BL_IN_CONTAINER:-}" != 1 ]; then
         --propagation private "$0" "$out"
     # None of the container's labs may show here. (By run id: other runs on
     # this machine may own bl-* namespaces of their own meanwhile.)
-    leaked=$(ip netns list | awk '{print $1}' | grep -F -f <(sed 's/.*/bl-&-/' "$out/run-ids") || true)
+    # (Named or not: a lab not kept has no name under /run/netns.)
+    leaked=$({ ip netns list | awk '{print $1}'; ls /run/bridgelab/netns/* 2>/dev/null; } |
+        grep -F -f <(sed 's/.*/bl-&-/' "$out/run-ids") || true)
     if [ -n "$leaked" ]; then
         echo "container-proof: namespaces leaked out of the container: $leaked" >&2
         exit 1

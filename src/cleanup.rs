@@ -94,7 +94,7 @@ fn lab_dirs() -> Vec<String> {
 
 fn remove(registry: &Registry, id: &str, names: &[String], report: &mut CleanupReport, errors: &mut Vec<String>) {
     let paths: Vec<_> = names.iter().map(|n| Path::new(NETNS_DIR).join(n)).collect();
-    match remove_namespaces(registry, id, &paths) {
+    match remove_namespaces(registry, id, &paths, true) {
         Ok(()) => report.removed.push(id.to_string()),
         Err(Error::Teardown(e)) => errors.extend(e),
         Err(e) => errors.push(e.to_string()),

@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 /// clears them too.
 pub const RUNS_DIR: &str = "/run/bridgelab/runs";
 /// Where named network namespaces are found, as `ip netns` expects: for
-/// bridgelab's, a symbolic link each into its lab's directory under
-/// [`LABS_NETNS_DIR`].
+/// the labs bridgelab names (those kept or held for a person), a symbolic
+/// link each into its lab's directory under [`LABS_NETNS_DIR`].
 pub const NETNS_DIR: &str = "/run/netns";
 /// Where each lab mounts a tmpfs of its own (`<run id>/`) and bind-mounts
 /// its namespaces in it (see `apply::netns`).
@@ -30,6 +30,12 @@ pub const LABS_NETNS_DIR: &str = "/run/bridgelab/netns";
 /// The directory holding the namespaces of run `run_id`.
 pub fn lab_netns_dir(run_id: &str) -> PathBuf {
     Path::new(LABS_NETNS_DIR).join(run_id)
+}
+
+/// Where the namespace of `node` in run `run_id` is mounted, named under
+/// `/run/netns` or not.
+pub fn namespace_path(run_id: &str, node: &str) -> PathBuf {
+    lab_netns_dir(run_id).join(namespace_name(run_id, node))
 }
 /// Prefix of every namespace bridgelab creates.
 pub const NS_PREFIX: &str = "bl-";
@@ -354,14 +360,22 @@ impl Registry {
     }
 }
 
-/// Names of bridgelab namespaces under `/run/netns`, sorted.
+/// Names of bridgelab namespaces, sorted: those mounted in a lab's
+/// directory and those named under `/run/netns` (the same, for a named lab
+/// that is whole), each once.
 pub fn lab_namespaces() -> Vec<String> {
-    let Ok(dir) = fs::read_dir(NETNS_DIR) else {
-        return vec![];
+    let names = |dir: &Path| -> Vec<String> {
+        let Ok(dir) = fs::read_dir(dir) else { return vec![] };
+        dir.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(NS_PREFIX)).collect()
     };
-    let mut v: Vec<String> =
-        dir.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(NS_PREFIX)).collect();
+    let mut v = names(Path::new(NETNS_DIR));
+    if let Ok(labs) = fs::read_dir(LABS_NETNS_DIR) {
+        for lab in labs.flatten() {
+            v.extend(names(&lab.path()));
+        }
+    }
     v.sort();
+    v.dedup();
     v
 }
 

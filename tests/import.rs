@@ -100,7 +100,9 @@ async fn real_host(firewall: Firewall, text: &str) -> RealHost {
     let dockers = find_dockers(None).expect("a dockerd (ci/install-docker20.sh, ci/install-docker28.sh)");
     let tools = dockers.for_firewall(firewall).expect("the dockerd of this layout");
     let (pre, plan) = bridgelab::diff::pre_daemon(&scenario).unwrap();
-    let host = bridgelab::apply::up(pre, plan, Default::default()).await.unwrap();
+    let mut host = bridgelab::apply::up(pre, plan, Default::default()).await.unwrap();
+    // For `ip netns exec` (`in_netns`).
+    host.name_namespaces().unwrap();
     let ns = host.netns_file("host").unwrap();
     // As `diff` does: a host that routed before the daemon started.
     if bridgelab::diff::host_before(text).forwarding {

@@ -233,6 +233,7 @@ fn unknown_runs_nodes_and_gone_labs_are_clear_errors() {
 
     // One namespace removed behind bridgelab's back.
     let web = std::path::Path::new(bridgelab::registry::NETNS_DIR).join(format!("bl-{run_id}-web"));
+    assert!(web.is_symlink(), "a kept lab has names for `ip netns exec`");
     bridgelab::apply::netns::remove(&web).unwrap();
     for args in [
         &["snapshot", &run_id][..],

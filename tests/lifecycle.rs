@@ -91,6 +91,10 @@ fn interrupt_run(signal: nix::sys::signal::Signal, want_code: i32) {
     out.read_line(&mut line).unwrap();
     let run_id = line.strip_prefix("ready ").unwrap_or_else(|| panic!("unexpected output {line:?}")).trim().to_string();
     assert_eq!(common::namespaces_of(&run_id).len(), 4);
+    // A held lab is named for `ip netns exec`.
+    for ns in common::namespaces_of(&run_id) {
+        assert!(std::path::Path::new(bridgelab::registry::NETNS_DIR).join(&ns).is_symlink(), "{ns} has no name");
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(want_code), "{signal}: {:?}", out.status);
@@ -271,12 +275,9 @@ fn a_run_leaves_the_root_namespace_and_run_netns_as_they_were() {
     let runs: usize = args[1..].iter().map(|f| bridgelab::Scenario::load(f).unwrap().variants().len()).sum();
     assert_eq!(stdout.lines().filter(|l| l.starts_with("PASS")).count(), runs, "{stdout}");
     assert_eq!(root_namespace_state(), before);
-    // Every run id the output names is gone from /run/netns and the registry.
-    let ns_dir: Vec<String> = std::fs::read_dir(bridgelab::registry::NETNS_DIR)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    // Every run id the output names is gone from the labs' directories,
+    // /run/netns and the registry.
+    let ns_dir = bridgelab::registry::lab_namespaces();
     for rec in Registry::default().list() {
         assert!(rec.is_live(), "a dead run's record remains: {rec:?}");
     }
@@ -436,22 +437,26 @@ fn mountinfo() -> Vec<(String, String, String, String)> {
 /// A lab's namespaces show in a mount namespace made after the labs'
 /// directory became shared, even one made before the lab (propagation), and
 /// leave it with the lab: `/run/bridgelab/netns` is a shared mount, as `ip
-/// netns add` makes `/run/netns`, and each lab's tmpfs in it is too. Their
-/// names under `/run/netns` are links into it.
+/// netns add` makes `/run/netns`, and each lab's tmpfs in it is too. A lab
+/// has no names under `/run/netns` until it is named; then they are links
+/// into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labs_show_in_other_mount_namespaces() {
     common::require_root();
     use bridgelab::registry::{lab_netns_dir, LABS_NETNS_DIR, NETNS_DIR};
-    let first = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
+    let mut first = Lab::load(common::scenario_path("default.toml")).unwrap().up().await.unwrap();
     let labs = mountinfo().into_iter().filter(|m| m.2 == LABS_NETNS_DIR).collect::<Vec<_>>();
     assert_eq!(labs.len(), 1, "{labs:?}");
     assert!(labs[0].3.contains("shared:"), "{LABS_NETNS_DIR} is not shared: {labs:?}");
     let dir = lab_netns_dir(first.run_id());
     let own = mountinfo().into_iter().filter(|m| m.2 == dir.to_string_lossy()).collect::<Vec<_>>();
     assert!(own.len() == 1 && own[0].3.contains("shared:"), "{own:?}");
-    for name in first.namespaces() {
-        let link = std::path::Path::new(NETNS_DIR).join(&name);
-        assert_eq!(std::fs::read_link(&link).unwrap(), dir.join(&name));
+    let names = first.namespaces();
+    let link = |name: &String| std::path::Path::new(NETNS_DIR).join(name);
+    assert!(names.iter().all(|n| std::fs::symlink_metadata(link(n)).is_err()), "a lab nobody asked to name is named");
+    first.name_namespaces().unwrap();
+    for name in &names {
+        assert_eq!(std::fs::read_link(link(name)).unwrap(), dir.join(name));
     }
 
     // A mount namespace that receives propagation but sends none.
@@ -486,6 +491,7 @@ async fn labs_show_in_other_mount_namespaces() {
     second.down().unwrap();
     assert!(seen_by_child(&id).is_empty(), "a removed lab still shows in the other mount namespace");
     first.down().unwrap();
+    assert!(names.iter().all(|n| std::fs::symlink_metadata(link(n)).is_err()), "names outlive their lab");
     drop(to_child);
     child.wait().unwrap();
 }

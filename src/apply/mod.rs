@@ -83,6 +83,9 @@ pub struct RunningLab {
     /// Opened by [`attach`]: another process owns the lab, so this handle
     /// never removes it.
     attached: bool,
+    /// Whether its namespaces have names under `/run/netns`
+    /// ([`RunningLab::name_namespaces`]).
+    named: bool,
     /// What [`up`] read back as it finished, for the first [`observe`]
     /// (`RunningLab::observe`) to take.
     readback: std::sync::Mutex<Option<Observed>>,
@@ -148,7 +151,9 @@ pub async fn up(scenario: Scenario, plan: Plan, opts: UpOptions) -> Result<Runni
         Some(id) => {
             registry::check_run_id(&id)?;
             // A record that does not parse still holds its id.
-            if registry.contains(&id) || registry::lab_namespaces().iter().any(|n| registry::run_id_of(n) == Some(&id))
+            if registry.contains(&id)
+                || registry::lab_netns_dir(&id).exists()
+                || registry::lab_namespaces().iter().any(|n| registry::run_id_of(n) == Some(&id))
             {
                 return Err(Error::Environment(format!("run id {id} is already in use (see `bridgelab ls`)")));
             }
@@ -206,6 +211,7 @@ impl RunningLab {
             torn_down: false,
             detached: attached,
             attached,
+            named: attached,
             readback: std::sync::Mutex::new(None),
         }
     }
@@ -219,13 +225,23 @@ impl RunningLab {
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
     }
-    /// The `/run/netns` name of a node's namespace.
+    /// The name of a node's namespace (under `/run/netns` once the lab is
+    /// named: [`Self::name_namespaces`]).
     pub fn namespace(&self, node: &str) -> String {
         namespace_name(&self.run_id, node)
     }
     /// Namespace names of every node, in plan order.
     pub fn namespaces(&self) -> Vec<String> {
         self.namespaces.iter().map(|n| n.path.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect()
+    }
+    /// Names every namespace of the lab under `/run/netns`, for `ip netns
+    /// exec` and `ip netns list`, now and as steps add namespaces. A lab is
+    /// not named unless asked (see `apply::netns` for why): `detach` names
+    /// it, and `bridgelab run --hold` and `up --serve` do before they say
+    /// it is ready. [`Self::netns_file`] and `bridgelab shell` need no name.
+    pub fn name_namespaces(&mut self) -> Result<()> {
+        self.named = true;
+        netns::name_all(&self.namespaces).map_err(|e| env_error("cannot name the lab's namespaces", e))
     }
     /// A netlink handle inside a node's namespace.
     pub fn netlink(&self, node: &str) -> Option<&Netlink> {
@@ -452,6 +468,7 @@ impl RunningLab {
         let (made, err) =
             netns::create_all(&names, &registry::lab_netns_dir(&self.run_id), |i, here| inside.run(i, here));
         // A step's read-back reads every sysctl again (`observe`).
+        let first = self.namespaces.len();
         for (ns, (nl, task, _)) in made {
             self.tasks.insert(ns.node.clone(), task);
             self.netlinks.insert(ns.node.clone(), nl);
@@ -459,6 +476,9 @@ impl RunningLab {
         }
         if let Some(e) = err {
             return Err(env_error("cannot create a network namespace or its netlink socket", e));
+        }
+        if self.named {
+            netns::name_all(&self.namespaces[first..]).map_err(|e| env_error("cannot name the lab's namespaces", e))?;
         }
         Ok(())
     }
@@ -525,7 +545,7 @@ impl RunningLab {
             }
             if let Some(i) = self.namespaces.iter().position(|n| n.node == *node) {
                 // Only forgotten once it is gone: teardown retries it otherwise.
-                if let Err(e) = netns::remove(&self.namespaces[i].path) {
+                if let Err(e) = self.namespaces[i].remove() {
                     errors.push(e.to_string());
                 } else {
                     self.namespaces.remove(i);
@@ -850,6 +870,7 @@ impl RunningLab {
         if self.attached {
             return Ok(self.run_id.clone());
         }
+        self.name_namespaces()?;
         let kept = match self.registry.get(&self.run_id) {
             Some(mut rec) => {
                 rec.kept = true;
@@ -897,8 +918,8 @@ impl RunningLab {
         // several times slower. Freed after this, they cost the caller
         // nothing.
         let namespaces: Vec<NetNs> = self.namespaces.drain(..).collect();
-        let paths: Vec<_> = namespaces.iter().map(|ns| ns.path.clone()).collect();
-        let done = remove_namespaces(&self.registry, &self.run_id, &paths);
+        let names: Vec<_> = namespaces.iter().map(NetNs::name).collect();
+        let done = remove_namespaces(&self.registry, &self.run_id, &names, self.named);
         tracing::debug!("teardown: namespaces removed at {:?}", started.elapsed());
         self.close_sockets();
         drop(namespaces);
@@ -935,7 +956,7 @@ pub async fn attach(registry: &Registry, run_id: &str) -> Result<RunningLab> {
     }
     let mut namespaces = Vec::new();
     for node in &nodes {
-        let path = std::path::Path::new(registry::NETNS_DIR).join(namespace_name(run_id, node));
+        let path = registry::namespace_path(run_id, node);
         let file = std::fs::File::open(&path).map_err(|e| {
             Error::Environment(format!(
                 "lab {run_id} is gone or half gone: {} ({e}); `bridgelab down {run_id}` or `bridgelab cleanup` removes what is left",
@@ -993,11 +1014,14 @@ pub fn replan(rec: &RunRecord) -> Result<(Scenario, Plan)> {
 }
 
 /// Removes namespaces (all of them, whatever fails) and then, if that
-/// worked, the run record. Shared by teardown, `down` and `cleanup`.
-pub fn remove_namespaces(registry: &Registry, run_id: &str, paths: &[std::path::PathBuf]) -> Result<()> {
-    let paths: Vec<std::path::PathBuf> = paths.iter().rev().cloned().collect();
+/// worked, the run record. `names` are their names under `/run/netns`;
+/// `linked` says whether the lab may have been named there (`down` and
+/// `cleanup` cannot know: they say yes). Shared by teardown, `down` and
+/// `cleanup`.
+pub fn remove_namespaces(registry: &Registry, run_id: &str, names: &[std::path::PathBuf], linked: bool) -> Result<()> {
+    let names: Vec<std::path::PathBuf> = names.iter().rev().cloned().collect();
     let mut errors: Vec<String> =
-        netns::remove_all(&registry::lab_netns_dir(run_id), &paths).iter().map(|e| e.to_string()).collect();
+        netns::remove_all(&registry::lab_netns_dir(run_id), &names, linked).iter().map(|e| e.to_string()).collect();
     if errors.is_empty() {
         if let Err(e) = registry.remove(run_id) {
             errors.push(format!("remove run record {run_id}: {e}"));
@@ -1111,7 +1135,7 @@ impl Makers {
 impl Drop for Makers {
     fn drop(&mut self) {
         for ns in self.stop().0 {
-            if let Err(e) = netns::remove(&ns.path) {
+            if let Err(e) = ns.remove() {
                 tracing::error!("{}: {e}", ns.node);
             }
         }

@@ -1,19 +1,28 @@
-//! Named network namespaces without `ip netns`: `unshare` in a worker thread,
-//! bind-mount `/proc/thread-self/ns/net` in the lab's own directory, name it
-//! under `/run/netns` with a symbolic link, keep an fd.
+//! Network namespaces without `ip netns`: `unshare` in a worker thread,
+//! bind-mount `/proc/thread-self/ns/net` in the lab's own directory, keep
+//! an fd; a name under `/run/netns` only for a lab someone may look into.
 //!
 //! Only threads ever change namespace, never the calling one, so the rest of
 //! the process (and the tokio runtime) stays in the namespace it started in.
 //!
 //! Each lab mounts a tmpfs of its own at `/run/bridgelab/netns/<run id>`
-//! ([`mount_lab_dir`]) and its namespaces there; `/run/netns/bl-…` is a
-//! link to each, which `ip netns exec`, `ip netns list` and `setns` by path
-//! follow (the way Docker's namespaces are usually given names). Why not
-//! the bind mounts in `/run/netns` themselves, as `ip netns add` makes
-//! them: every unmount waits for an RCU grace period of its own (in
+//! ([`mount_lab_dir`]) and its namespaces there, as `bl-<run id>-<node>`.
+//! Why not the bind mounts in `/run/netns` themselves, as `ip netns add`
+//! makes them: every unmount waits for an RCU grace period of its own (in
 //! `namespace_unlock`), so removing a thousand namespaces one by one took
 //! 20 to 70 ms, the more the busier the kernel still was with the lab;
 //! unmounting the lab's one tmpfs takes them all in one grace period.
+//!
+//! A lab that outlives its build for a person to look into (`bridgelab
+//! up`, `run --hold`, `up --serve`) is also named: `/run/netns/bl-…` is a
+//! link to each namespace ([`name_all`]), which `ip netns exec`, `ip netns
+//! list` and `setns` by path follow. The others are not: a name is a file
+//! of `/run`'s file system, and where that is ext4 without a journal (as
+//! on the machine this was measured on) every new inode skips each one
+//! freed in the last half minute (`recently_deleted`), which labs built
+//! back to back free by the hundred: naming a lab of 100 cost up to a third
+//! of its build, and more than that at 1,000. `bridgelab shell` and
+//! everything else reach a lab through its directory, named or not.
 //!
 //! `/run/bridgelab/netns` is made a shared mount point first, as `ip netns
 //! add` makes `/run/netns`, so that the namespaces show in other mount
@@ -33,7 +42,8 @@ use nix::sched::{setns, unshare, CloneFlags};
 
 use crate::registry::{LABS_NETNS_DIR, NETNS_DIR};
 
-/// A namespace this lab created, bind-mounted at `path`.
+/// A namespace this lab created, bind-mounted at `path` in its lab's
+/// directory.
 #[derive(Debug)]
 pub struct NetNs {
     pub node: String,
@@ -83,56 +93,56 @@ pub fn create_each<T>(
     inside: impl Fn(usize, &mut SysctlsHere) -> io::Result<T>,
     mut made: impl FnMut(NetNs, T) -> Result<(), NetNs>,
 ) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(NETNS_DIR)?;
     mount_lab_dir(lab)?;
-    // The names under /run/netns are made on a thread of their own: each
-    // is an inode of /run's file system, and on ext4 without a journal
-    // (this machine's) a new inode skips every one freed in the last
-    // minutes, which labs free by the hundred: up to a third of a
-    // millisecond each, as much as the namespace itself.
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel::<(PathBuf, PathBuf)>();
-        let namer = s.spawn(move || {
-            let mut named = Ok(());
-            for (target, path) in rx {
-                if named.is_ok() {
-                    named = std::os::unix::fs::symlink(&target, &path).map_err(|e| {
-                        io::Error::new(e.kind(), format!("link {} to {}: {e}", path.display(), target.display()))
-                    });
-                }
+    let mut procs = ProcSys::new();
+    for (i, (node, name)) in names.iter().enumerate() {
+        let ns = create_one(node, name, lab, &mut procs)?;
+        let t = match inside(i, &mut procs.here()) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = ns.remove();
+                return Err(e);
             }
-            named
-        });
-        let mut procs = ProcSys::new();
-        // On a stop: why (none when `made` gave the namespace back), and the
-        // namespace to remove.
-        let mut made_each = || -> Result<(), (Option<io::Error>, Option<NetNs>)> {
-            for (i, (node, name)) in names.iter().enumerate() {
-                let ns = create_one(node, name, lab, &mut procs).map_err(|e| (Some(e), None))?;
-                // Sent before anything can fail: a namespace that goes, goes with its name.
-                let _ = tx.send((lab.join(name), ns.path.clone()));
-                let t = match inside(i, &mut procs.here()) {
-                    Ok(t) => t,
-                    Err(e) => return Err((Some(e), Some(ns))),
-                };
-                made(ns, t).map_err(|ns| (None, Some(ns)))?;
-            }
-            Ok(())
         };
-        let outcome = made_each();
-        drop(tx);
-        let named = namer.join().unwrap_or_else(|_| Err(io::Error::other("the namespace namer panicked")));
-        match outcome {
-            Ok(()) => named,
-            Err((error, ns)) => {
-                if let Some(ns) = ns {
-                    let _ = remove(&ns.path);
-                    let _ = remove(&lab.join(ns.path.file_name().unwrap_or_default()));
-                }
-                error.map_or(Ok(()), Err)
-            }
+        if let Err(ns) = made(ns, t) {
+            let _ = ns.remove();
+            return Ok(());
         }
-    })
+    }
+    Ok(())
+}
+
+/// Names each of `namespaces` `/run/netns/<its name>` with a symbolic link
+/// to where it is mounted, for `ip netns exec` and `ip netns list`. Only
+/// labs that someone may look into are named (see the module doc); a name
+/// that is already this link is no error.
+pub fn name_all(namespaces: &[NetNs]) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(NETNS_DIR)?;
+    for ns in namespaces {
+        let name = ns.name();
+        match std::os::unix::fs::symlink(&ns.path, &name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && fs::read_link(&name).is_ok_and(|t| t == ns.path) => {}
+            Err(e) => {
+                return Err(io::Error::new(e.kind(), format!("link {} to {}: {e}", name.display(), ns.path.display())))
+            }
+            Ok(()) => {}
+        }
+    }
+    Ok(())
+}
+
+impl NetNs {
+    /// Its name under `/run/netns`, whether made ([`name_all`]) or not.
+    pub fn name(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(self.path.file_name().unwrap_or_default())
+    }
+
+    /// Removes this one namespace: its mount in the lab's directory, then
+    /// its name if it has one.
+    pub fn remove(&self) -> io::Result<()> {
+        unmount_and_unlink(&self.path)?;
+        remove(&self.name())
+    }
 }
 
 /// Writes sysctls in the namespace of the calling thread (one the lab has
@@ -271,10 +281,9 @@ fn create_one(node: &str, name: &str, lab: &Path, procs: &mut ProcSys) -> io::Re
         return Err(io::Error::other(format!("bind-mount {}: {e}", target.display())));
     }
     match File::open(&target) {
-        // Named by the caller (see `create_each`).
-        Ok(file) => Ok(NetNs { node: node.to_string(), path: Path::new(NETNS_DIR).join(name), file: file.into() }),
+        Ok(file) => Ok(NetNs { node: node.to_string(), path: target, file: file.into() }),
         Err(e) => {
-            let _ = remove(&target);
+            let _ = unmount_and_unlink(&target);
             Err(e)
         }
     }
@@ -336,10 +345,12 @@ pub fn remove(path: &Path) -> io::Result<()> {
     unmount_and_unlink(path)
 }
 
-/// Removes a lab's namespaces, `lab` its directory and `paths` their names
-/// under `/run/netns`: the directory in one unmount, then each name. Goes on
-/// after a failure (then one namespace at a time), and returns every one.
-pub fn remove_all(lab: &Path, paths: &[PathBuf]) -> Vec<io::Error> {
+/// Removes a lab's namespaces, `lab` its directory and `names` their names
+/// (as [`NetNs::name`] gives them): the directory in one unmount, then,
+/// with `linked` (the lab may have been named: [`name_all`]), each link
+/// under `/run/netns`. Goes on after a failure (then one namespace at a
+/// time), and returns every one.
+pub fn remove_all(lab: &Path, names: &[PathBuf], linked: bool) -> Vec<io::Error> {
     let mut errors = Vec::new();
     let lab_gone = match unmount_lab_dir(lab) {
         Ok(()) => true,
@@ -348,10 +359,13 @@ pub fn remove_all(lab: &Path, paths: &[PathBuf]) -> Vec<io::Error> {
             false
         }
     };
-    for path in paths {
-        let into_lab = fs::read_link(path).is_ok_and(|t| t.starts_with(lab));
-        let removed = if lab_gone && into_lab { unmount_and_unlink(path) } else { remove(path) };
-        errors.extend(removed.err());
+    for name in names {
+        if !lab_gone {
+            errors.extend(unmount_and_unlink(&lab.join(name.file_name().unwrap_or_default())).err());
+        }
+        if linked {
+            errors.extend(remove(name).err());
+        }
     }
     errors
 }
@@ -811,13 +825,14 @@ mod tests {
         assert_eq!(values, by_path);
     }
 
-    /// A lab's namespaces are mounted in its own tmpfs and named by links
-    /// under `/run/netns`; one can go alone, the rest go with the lab's
-    /// directory in one unmount, and nothing is left. A `bl-` link that
-    /// leads out of the labs' directory is unlinked, never followed.
+    /// A lab's namespaces are mounted in its own tmpfs, named by links under
+    /// `/run/netns` only once asked; one can go alone (with its name), the
+    /// rest go with the lab's directory in one unmount, and nothing is
+    /// left. A `bl-` link that leads out of the labs' directory is
+    /// unlinked, never followed.
     #[test]
     fn a_labs_namespaces_live_in_its_directory_and_go_with_it() {
-        use super::{create_all, remove, remove_all};
+        use super::{create_all, name_all, remove, remove_all};
         use crate::registry::{lab_netns_dir, namespace_name, NETNS_DIR};
         use std::path::{Path, PathBuf};
         assert!(nix::unistd::geteuid().is_root(), "namespaces need root (CI runs this as root; never skipped)");
@@ -827,27 +842,36 @@ mod tests {
             ["a", "b", "c"].iter().map(|n| (n.to_string(), namespace_name(&run, n))).collect();
         let (made, err) = create_all(&names, &lab, |_, _| Ok(()));
         assert!(err.is_none(), "{err:?}");
-        let paths: Vec<PathBuf> = made.iter().map(|(ns, _)| ns.path.clone()).collect();
+        let links: Vec<PathBuf> = names.iter().map(|(_, name)| Path::new(NETNS_DIR).join(name)).collect();
         let mounted =
             |p: &Path| std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {} ", p.display()));
         assert!(mounted(&lab), "{} is no mount point", lab.display());
-        for ((ns, ()), (_, name)) in made.iter().zip(&names) {
-            assert_eq!(ns.path, Path::new(NETNS_DIR).join(name));
-            assert_eq!(std::fs::read_link(&ns.path).unwrap(), lab.join(name));
-            assert!(mounted(&lab.join(name)));
+        for ((ns, ()), ((_, name), link)) in made.iter().zip(names.iter().zip(&links)) {
+            assert_eq!(ns.path, lab.join(name));
+            assert_eq!(&ns.name(), link);
+            assert!(mounted(&ns.path));
+            assert!(std::fs::symlink_metadata(link).is_err(), "{} is named unasked", link.display());
+        }
+        let namespaces: Vec<_> = made.into_iter().map(|(ns, ())| ns).collect();
+        // Named twice: the second time finds its own links.
+        for _ in 0..2 {
+            name_all(&namespaces).unwrap();
+            for ns in &namespaces {
+                assert_eq!(std::fs::read_link(ns.name()).unwrap(), ns.path);
+            }
         }
         // One alone: its mount and its name, not the others'.
-        remove(&paths[0]).unwrap();
-        assert!(std::fs::symlink_metadata(&paths[0]).is_err());
-        assert!(!mounted(&lab.join(&names[0].1)));
-        assert!(mounted(&lab.join(&names[1].1)));
+        namespaces[0].remove().unwrap();
+        assert!(std::fs::symlink_metadata(&links[0]).is_err());
+        assert!(!mounted(&namespaces[0].path));
+        assert!(mounted(&namespaces[1].path));
         // The rest with the directory, whatever was removed already.
-        assert!(remove_all(&lab, &paths).is_empty());
+        assert!(remove_all(&lab, &links, true).is_empty());
         assert!(!mounted(&lab) && !lab.exists(), "{} is left", lab.display());
-        for p in &paths {
+        for p in &links {
             assert!(std::fs::symlink_metadata(p).is_err(), "{} is left", p.display());
         }
-        drop(made);
+        drop(namespaces);
         // Someone else's file behind a bl- name survives its removal.
         let outside = tempfile::NamedTempFile::new().unwrap();
         let link = Path::new(NETNS_DIR).join(namespace_name(&run, "elsewhere"));

@@ -42,7 +42,7 @@ pub fn run(run_id: &str) -> u8 {
 
 fn remove(reg: &Registry, rec: &RunRecord) -> u8 {
     let paths: Vec<_> = rec.nodes.iter().map(|n| std::path::Path::new(NETNS_DIR).join(rec.namespace(n))).collect();
-    match bridgelab::apply::remove_namespaces(reg, &rec.run_id, &paths) {
+    match bridgelab::apply::remove_namespaces(reg, &rec.run_id, &paths, true) {
         Ok(()) => {
             println!("lab {} removed", rec.run_id);
             0

@@ -175,6 +175,12 @@ async fn run_one(f: &Path, lab: bridgelab::Lab, args: &RunArgs, progress: &Progr
     match bridgelab::probe::start_responders(&running) {
         Ok(mut responders) => {
             if args.hold {
+                // Named for `ip netns exec` (see `RunningLab::name_namespaces`);
+                // `bridgelab shell` needs no name, so the lab is held either way.
+                let naming = Instant::now();
+                if let Err(e) = running.name_namespaces() {
+                    fail(progress, &mut report, &mut code, report::STAGE_BUILD, &e, naming);
+                }
                 wait_for_enter(&running).await;
             }
             let checked = bridgelab::probe::check_scenario(&mut running, &mut responders).await;

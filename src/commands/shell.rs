@@ -3,14 +3,14 @@
 
 use std::ffi::CString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{signal, SigHandler, Signal};
 
 use super::fail;
-use bridgelab::registry::{namespace_name, Registry, NETNS_DIR};
+use bridgelab::registry::{namespace_name, namespace_path, Registry};
 
 pub fn run(run_id: &str, node: &str, command: &[String]) -> u8 {
     if let Err(e) = bridgelab::apply::check_environment() {
@@ -22,7 +22,8 @@ pub fn run(run_id: &str, node: &str, command: &[String]) -> u8 {
         Err(e) => return fail(&e),
     };
     let name = namespace_name(run_id, &ns_node);
-    let path = Path::new(NETNS_DIR).join(&name);
+    // Where it is mounted: a lab is named under /run/netns only when kept or held.
+    let path = namespace_path(run_id, &ns_node);
     let ns = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {

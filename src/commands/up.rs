@@ -66,8 +66,11 @@ impl Drop for SocketGuard {
 /// waits for a signal: `down` from another shell sends SIGTERM, Ctrl-C
 /// SIGINT. `interruptible` then drops this future, and with it, in this
 /// order, the socket, the responders and the lab, which removes itself.
-async fn serve_lab(file: &Path, running: bridgelab::RunningLab, mismatches: &[bridgelab::apply::Mismatch]) -> u8 {
+async fn serve_lab(file: &Path, mut running: bridgelab::RunningLab, mismatches: &[bridgelab::apply::Mismatch]) -> u8 {
     let run_id = running.run_id().to_string();
+    if let Err(e) = running.name_namespaces() {
+        return fail(&e);
+    }
     let reg = Registry::default();
     // The record says who serves: `down` stops this process instead of
     // refusing a live owner's lab.

@@ -398,9 +398,7 @@ impl Daemon {
             record: DaemonRecord {
                 cgroup: Some(cgroup_name(run_id)),
                 state_dir: Some(dir.clone()),
-                host_netns: Some(
-                    Path::new(crate::registry::NETNS_DIR).join(crate::registry::namespace_name(run_id, "host")),
-                ),
+                host_netns: Some(crate::registry::namespace_path(run_id, "host")),
                 ..Default::default()
             },
             registry: Registry::default(),

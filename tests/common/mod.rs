@@ -14,7 +14,8 @@ pub fn require_root() {
     );
 }
 
-/// Namespaces under /run/netns that belong to one run.
+/// The namespaces of one run (mounted in its lab's directory, or named
+/// under /run/netns).
 pub fn namespaces_of(run_id: &str) -> Vec<String> {
     bridgelab::registry::lab_namespaces()
         .into_iter()
