@@ -44,6 +44,32 @@ async fn an_error_half_way_removes_everything_built_so_far() {
     }
 }
 
+/// A namespace whose sysctls cannot be written (here a key this kernel
+/// lacks, slipped into the plan) stops the build, whichever node it is:
+/// the error names the node and the key, and nothing is left, neither the
+/// namespaces made before it nor those the maker made meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sysctl_that_cannot_be_written_stops_the_build_and_leaves_nothing() {
+    common::require_root();
+    let scenario = bridgelab::Scenario::load(common::scenario_path("default.toml")).unwrap();
+    let planned = bridgelab::plan::plan(&scenario).unwrap();
+    let nodes: Vec<String> = planned.nodes.iter().map(|n| n.name.clone()).collect();
+    for node in [nodes.first().unwrap(), nodes.last().unwrap()] {
+        let mut plan = planned.clone();
+        let n = plan.nodes.iter_mut().find(|n| &n.name == node).unwrap();
+        n.sysctls.push(bridgelab::plan::Sysctl { key: "net.ipv4.no_such_key".into(), value: "1".into(), write: true });
+        let run_id = format!("nosysctl{}{}", nodes.iter().position(|m| m == node).unwrap(), std::process::id());
+        let opts = UpOptions { run_id: Some(run_id.clone()), ..Default::default() };
+        let err = bridgelab::apply::up(scenario.clone(), plan, opts).await.expect_err("the sysctl cannot be written");
+        let said = err.to_string();
+        assert!(said.contains(&format!("{node}: sysctls:")) && said.contains("no_such_key"), "{said}");
+        assert_eq!(err.exit_code(), 3);
+        assert!(common::namespaces_of(&run_id).is_empty(), "namespaces left after {node}'s sysctl failed");
+        assert!(Registry::default().get(&run_id).is_none(), "record left after {node}'s sysctl failed");
+        assert!(!bridgelab::registry::lab_netns_dir(&run_id).exists(), "{run_id}'s directory is left");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_id_in_use_is_refused() {
     common::require_root();

@@ -273,7 +273,6 @@ fn create_one(node: &str, name: &str, lab: &Path, procs: &mut ProcSys) -> io::Re
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare(CLONE_NEWNET): {e}")))?;
     // This thread is inside the new namespace, so /proc/sys/net is its own.
     procs.enter();
-    lift_icmp_limits(&mut procs.here())?;
     let target = lab.join(name);
     fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(&target)?;
     if let Err(e) = mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
@@ -322,8 +321,9 @@ pub fn unmount_lab_dir(lab: &Path) -> io::Result<()> {
 pub const LAB_SYSCTLS: &[(&str, &str)] = &[("net.ipv4.icmp_ratemask", "0")];
 
 /// Writes [`LAB_SYSCTLS`] in the namespace of the calling thread, which must
-/// be one the lab has just created (never the one bridgelab started in).
-fn lift_icmp_limits(here: &mut SysctlsHere) -> io::Result<()> {
+/// be one the lab has just created (never the one bridgelab started in),
+/// before anything else happens there.
+pub fn write_lab_sysctls(here: &mut SysctlsHere) -> io::Result<()> {
     LAB_SYSCTLS.iter().try_for_each(|(key, value)| here.write(key, value))
 }
 
@@ -473,6 +473,12 @@ fn in_each<'a, J: Send + 'a, T: Send>(
     })
 }
 
+/// Moves the calling thread, which must be one of bridgelab's own workers,
+/// into the namespace `ns`.
+pub fn join(ns: &File) -> io::Result<()> {
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| io::Error::other(format!("setns: {e}")))
+}
+
 /// Runs `f` for each `(namespace, job)` on a thread of its own that joins
 /// each namespace in turn (so this thread's namespace never changes).
 /// Stops at the first failure, naming its index.
@@ -486,8 +492,7 @@ pub fn each_joined<'a, J: Send + 'a, T: Send>(
             let mut out = Vec::with_capacity(jobs.len());
             for (i, (ns, job)) in jobs.into_iter().enumerate() {
                 let fail = |e: io::Error| (i, e);
-                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| fail(io::Error::other(format!("setns: {e}"))))?;
+                join(ns).map_err(fail)?;
                 out.push(f(job).map_err(fail)?);
             }
             Ok(out)
