@@ -124,9 +124,11 @@ pub enum Command {
         /// elapsed_ms).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// After building each lab, print `ready RUN_ID` and wait: Enter (or
-        /// end of input) goes on to probe and tear the lab down; Ctrl-C tears
-        /// it down at once (exit 130).
+        /// After building each lab, name its namespaces under /run/netns,
+        /// print `ready RUN_ID` and an `ip netns exec` line for each, and
+        /// wait: Enter (or end of input) goes on to probe and tear the lab
+        /// down; Ctrl-C tears it down at once (exit 130). (Without --hold a
+        /// lab is not named: `bridgelab shell RUN_ID NODE` reaches it.)
         #[arg(long)]
         hold: bool,
         /// Also write a JUnit XML report: a testsuite per file, a testcase
