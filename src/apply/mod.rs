@@ -1073,9 +1073,9 @@ impl Drop for RunningLab {
 /// that joins it, writes its sysctls and only then passes it on to be
 /// wired ([`Inside::write_each`]). Namespaces are made one after another
 /// under the kernel's RTNL lock, which the sysctls need little of, so they
-/// cost the build nothing there: at N = 100, 1.22x the floor against 1.25x
-/// (six alternating runs each). A step's few new nodes get both on the
-/// maker ([`Inside::run`]).
+/// cost the build little there (at N = 100, 1.19–1.22x the floor against
+/// 1.23–1.30x: `bench/README.md`, eighth step). A step's few new nodes get
+/// both on the maker ([`Inside::run`]).
 ///
 /// The sysctls are read back (the planned ones not written too) right
 /// after all are written: nothing changes them after, and reading them
@@ -1134,31 +1134,35 @@ impl Inside {
     /// more, it sets `stop` (the maker makes no more) and removes whatever
     /// is still queued.
     fn write_each(&self, queued: std::sync::mpsc::Receiver<Queued>, made: &MadeTx, stop: &AtomicBool) {
-        let mut procs = netns::ProcSys::new();
-        for (i, ns, nl, task) in queued {
-            if !stop.load(Ordering::Relaxed) {
-                let read = netns::join(&ns.file).and_then(|()| {
-                    procs.enter();
-                    self.sysctls(i, &mut procs.here())
-                });
-                let refused = match read {
-                    Ok(read) => match made.send(Made::Namespace(ns, nl, task, read)) {
-                        Ok(()) => continue,
-                        Err(e) => e.0,
-                    },
-                    Err(e) => {
-                        let _ = made.send(Made::Failed(env_error("cannot write a new namespace's sysctls", e)));
-                        Made::Namespace(ns, nl, task, Sysctls::new())
-                    }
-                };
-                stop.store(true, Ordering::Relaxed);
-                let Made::Namespace(ns, _, task, _) = refused else { unreachable!("a namespace was sent") };
-                task.abort();
-                let _ = ns.remove();
-                continue;
-            }
+        let discard = |ns: NetNs, task: JoinHandle<()>| {
             task.abort();
             let _ = ns.remove();
+        };
+        let mut procs = netns::ProcSys::new();
+        for (i, ns, nl, task) in queued {
+            let written = (!stop.load(Ordering::Relaxed)).then(|| {
+                netns::join(&ns.file).and_then(|()| {
+                    procs.enter();
+                    self.sysctls(i, &mut procs.here())
+                })
+            });
+            match written {
+                Some(Ok(read)) => match made.send(Made::Namespace(ns, nl, task, read)) {
+                    Ok(()) => continue,
+                    // The build takes no more.
+                    Err(e) => {
+                        if let Made::Namespace(ns, _, task, _) = e.0 {
+                            discard(ns, task);
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    let _ = made.send(Made::Failed(env_error("cannot write a new namespace's sysctls", e)));
+                    discard(ns, task);
+                }
+                None => discard(ns, task),
+            }
+            stop.store(true, Ordering::Relaxed);
         }
     }
 }

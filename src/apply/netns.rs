@@ -20,9 +20,10 @@
 //! of `/run`'s file system, and where that is ext4 without a journal (as
 //! on the machine this was measured on) every new inode skips each one
 //! freed in the last half minute (`recently_deleted`), which labs built
-//! back to back free by the hundred: naming a lab of 100 cost up to a third
-//! of its build, and more than that at 1,000. `bridgelab shell` and
-//! everything else reach a lab through its directory, named or not.
+//! back to back free by the hundred: in a build of 100 after others, a
+//! fifth of the CPU time went to naming, and more at 1,000
+//! (`bench/README.md`, eighth step). `bridgelab shell` and everything else
+//! reach a lab through its directory, named or not.
 //!
 //! `/run/bridgelab/netns` is made a shared mount point first, as `ip netns
 //! add` makes `/run/netns`, so that the namespaces show in other mount
@@ -54,9 +55,8 @@ pub struct NetNs {
 
 /// Creates one namespace per `(node, name)` in a single worker thread, and
 /// calls `inside(i, sysctls)` there while the thread is in the `i`th new
-/// namespace (to set its sysctls and open the sockets the lab keeps in it:
-/// a thread and a `setns` per namespace later cost more than the
-/// `unshare`). Stops at the first failure and
+/// namespace (to set its sysctls and open the sockets the lab keeps in it).
+/// Stops at the first failure and
 /// returns what was created so far with the error, so the caller can
 /// remove it.
 pub fn create_all<T: Send>(
@@ -173,8 +173,9 @@ pub fn write_then_read_here(here: &mut SysctlsHere, keys: &[(&str, Option<&str>)
         .collect()
 }
 
-/// A sysctl file's whole value, from its first byte, trimmed as
-/// [`SysctlsHere::read`] trims it.
+/// A sysctl file's whole value, from its first byte, trimmed: what
+/// [`SysctlsHere::read`] returns, and what a file written through is read
+/// back as.
 fn read_from_start(file: &File) -> io::Result<String> {
     use std::os::unix::fs::FileExt;
     let mut value = Vec::new();
@@ -670,10 +671,7 @@ impl SysctlsHere<'_> {
     }
 
     pub fn read(&mut self, key: &str) -> io::Result<String> {
-        use std::io::Read;
-        let mut v = String::new();
-        named(key, self.open(key, true, false).and_then(|mut f| f.read_to_string(&mut v)))?;
-        Ok(v.trim().to_string())
+        named(key, self.open(key, true, false).and_then(|f| read_from_start(&f)))
     }
 }
 
